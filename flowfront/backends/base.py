@@ -1,0 +1,71 @@
+"""The backend contract: one async ``complete`` from a call request to a completion."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal
+
+from flowfront.store import call_key, prompt_key
+
+LatencySource = Literal["recorded", "modeled", "measured"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One ``llm`` call. ``budget`` caps output tokens; None is unlimited."""
+
+    model: str
+    messages: tuple[dict, ...]
+    budget: int | None = None
+    sampling: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return call_key(self.model, self.budget, self.messages, self.sampling)
+
+    @property
+    def prompt_key(self) -> str:
+        return prompt_key(self.model, self.messages, self.sampling)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a backend returns for a call.
+
+    ``latency_s`` is the provider-side latency of the call: recorded in the data, modeled from the
+    model card, or measured on a live call (``latency_source`` says which). ``recorded_score`` is
+    the grade stored with a replayed response; when ``truncated`` is set, ``reference_text`` is the
+    uncut recorded response, so the executor can tell whether the cut changed the answer.
+    """
+
+    text: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cost_usd: float
+    latency_source: LatencySource
+    truncated: bool = False
+    recorded_score: float | None = None
+    reference_text: str | None = None
+    cached: bool = False
+
+
+class Backend(abc.ABC):
+    """Answers call requests. Implementations raise :class:`flowfront.errors.BackendError`."""
+
+    name: str = "backend"
+
+    @abc.abstractmethod
+    async def complete(self, request: CallRequest) -> Completion:
+        """Answer one call."""
+
+    def concurrency(self, model: str) -> int | None:
+        """The per-model in-flight limit this backend prefers (None: the executor's default)."""
+        return None
+
+    async def check(self) -> None:
+        """Raise BackendError if the backend cannot serve calls now (used by readiness probes)."""
+
+    async def aclose(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,173 @@
+"""Built-in benchmarks: a workflow, a dataset and its splits, and how answers are graded.
+
+``configs/benchmarks/<name>.yaml`` names the workflow (``configs/workflows/<workflow>.yaml``), the
+data source, the tasks kept and the match rule. A split keeps only the queries that every model
+in the workflow's space has an outcome for, so every configuration is replayable on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowfront.errors import DataError, SpecError
+from flowfront.executor import Query, RunResult
+from flowfront.parsers import extract_choice, extract_number, normalize_text
+from flowfront.space import Configuration
+from flowfront.spec import Workflow, load_workflow, parse_model, read_yaml
+from flowfront.store import TraceStore
+
+Match = Literal["choice", "number", "exact", "recorded"]
+
+
+class DataSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str  # routerbench | llmrouter | outcomes | questions
+    tasks: list[str] | None = None
+    files: list[str] | None = None  # for `questions`: which jsonl files
+
+
+class BenchmarkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    description: str = ""
+    workflow: str
+    data: DataSpec
+    match: Match = "recorded"
+    backend: Literal["replay", "litellm"] = "replay"
+    default_config: dict[str, Any] = Field(default_factory=dict)
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    spec: BenchmarkSpec
+    workflow: Workflow
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def default_config(self) -> Configuration:
+        return Configuration.parse(self.spec.default_config, f"{self.path}: default_config")
+
+
+def list_benchmarks(configs_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (configs_dir / "benchmarks").glob("*.yaml"))
+
+
+def load_benchmark(name_or_path: str, configs_dir: Path) -> Benchmark:
+    """A benchmark by built-in name or by path to its YAML."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = configs_dir / "benchmarks" / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise SpecError(
+                f"unknown benchmark {name_or_path!r}",
+                hint=f"built-in benchmarks: {', '.join(list_benchmarks(configs_dir))}",
+            )
+    spec = parse_model(BenchmarkSpec, read_yaml(path), str(path))
+    wf_path = configs_dir / "workflows" / f"{spec.workflow}.yaml"
+    return Benchmark(spec=spec, workflow=load_workflow(wf_path), path=path)
+
+
+def load_workflow_arg(name_or_path: str, configs_dir: Path) -> Workflow:
+    """A workflow by path, by workflow name, or through a benchmark's name."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"}:
+        return load_workflow(path)
+    candidate = configs_dir / "workflows" / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return load_workflow(candidate)
+    return load_benchmark(name_or_path, configs_dir).workflow
+
+
+def split_of(query_id: str, recorded: str | None, seed: int) -> str:
+    """The recorded split, or a seeded, stable 70/30 train/test split when the data has none."""
+    if recorded:
+        return recorded
+    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
+    return "train" if int.from_bytes(digest[:4], "big") % 100 < 70 else "test"
+
+
+def load_queries(
+    bench: Benchmark, store: TraceStore, source: str, split: str | None, *, require_outcomes: bool = True
+) -> list[Query]:
+    """Queries of a split; on replay, only those every model of the workflow has an outcome for."""
+    rows = store.queries(source)
+    if not rows:
+        raise DataError(f"no queries imported for source {source!r}", hint="run `flowfront data import` first")
+    models = set(bench.workflow.all_models())
+    have = store.models_per_query(source) if require_outcomes else {}
+    tasks = set(bench.spec.data.tasks) if bench.spec.data.tasks else None
+    out = []
+    for qid, text, task, rec_split, ref in rows:
+        if tasks is not None and task not in tasks:
+            continue
+        this_split = split_of(qid, rec_split, bench.spec.split_seed)
+        if split is not None and this_split != split:
+            continue
+        if require_outcomes and not models <= have.get(qid, set()):
+            continue
+        out.append(Query(qid, text, task, this_split, ref))
+    if not out:
+        raise DataError(
+            f"benchmark {bench.name!r} has no queries in split {split!r} with outcomes for all of {sorted(models)}",
+            hint="check the split name (train/test) and that the data holds these models",
+        )
+    return out
+
+
+def grade(result: RunResult, query: Query, match: Match) -> float:
+    """A run's score in [0, 1].
+
+    The recorded grade of the call the final answer came from wins when there is one (replayed
+    data); otherwise the answer is compared with the reference by the benchmark's match rule.
+    """
+    if result.error is not None or result.value is None:
+        return 0.0
+    if result.value.score is not None:
+        return float(result.value.score)
+    if match == "recorded" or query.reference is None or result.answer is None:
+        return 0.0
+    answer, ref = str(result.answer), str(query.reference)
+    if match == "choice":
+        return float(answer == (extract_choice(ref) or ref))
+    if match == "number":
+        return float(answer == (extract_number(ref) or ref))
+    return float(normalize_text(answer) == normalize_text(ref))
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    accuracy: float
+    latency_sequential_s: float
+    latency_parallel_s: float
+    latency_wall_s: float
+    cost_usd: float
+    errors: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+def summarize(results: list[RunResult], scores: list[float]) -> Summary:
+    n = len(results)
+    if n == 0:
+        raise DataError("no results to summarise")
+    return Summary(
+        n=n,
+        accuracy=sum(scores) / n,
+        latency_sequential_s=sum(r.latency_sequential_s for r in results) / n,
+        latency_parallel_s=sum(r.latency_parallel_s for r in results) / n,
+        latency_wall_s=sum(r.latency_wall_s for r in results) / n,
+        cost_usd=sum(r.cost_usd for r in results) / n,
+        errors=sum(r.error is not None for r in results),
+    )

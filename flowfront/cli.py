@@ -1,0 +1,202 @@
+"""The ``flowfront`` command line.
+
+Every command builds its Settings once, here, and passes them down. A FlowfrontError becomes one
+line on stderr and a non-zero exit, never a traceback; anything else is a bug and shows as one.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from flowfront.errors import FlowfrontError, SpecError
+from flowfront.settings import Settings, prepare_environment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compile, route and serve structured LLM workflows.")
+data_app = typer.Typer(no_args_is_help=True, help="Import recorded outcomes into the trace store.")
+app.add_typer(data_app, name="data")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="recorded data (default ../shared/data)")]
+Workdir = Annotated[Path | None, typer.Option("--workdir", help="trace store and artifacts (default ./runs)")]
+
+
+def make_settings(data_dir: Path | None = None, workdir: Path | None = None, **extra: object) -> Settings:
+    overrides = {k: v for k, v in {"data_dir": data_dir, "workdir": workdir, **extra}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def _echo_json(obj: object) -> None:
+    typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+
+
+@app.command()
+def space(workflow: Annotated[str, typer.Argument(help="workflow or benchmark name, or a YAML path")]) -> None:
+    """Print the design space: its size and every node's choices."""
+    from flowfront.benchmarks import load_workflow_arg
+    from flowfront.space import call_slots, knob_assignments, node_choices, space_size
+
+    settings = make_settings()
+    wf = load_workflow_arg(workflow, settings.configs_dir)
+    typer.echo(f"workflow {wf.name} (hash {wf.content_hash}): {space_size(wf):,} configurations")
+    for name, node in wf.llm_nodes().items():
+        budgets = ", ".join("unlimited" if b is None else str(b) for b in node.budgets)
+        typer.echo(f"  node {name}: {len(node_choices(node))} choices = {len(node.models)} models x budgets [{budgets}]")
+    for name, knob in wf.knobs.items():
+        typer.echo(f"  knob {name}: {knob.values}")
+    for knobs in knob_assignments(wf):
+        if knobs:
+            slots = {n: c for n, c in call_slots(wf, knobs).items() if c}
+            typer.echo(f"  with {knobs}: calls per node {slots}")
+
+
+def _parse_config(text: str | None, default):
+    from flowfront.space import Configuration
+
+    if text is None:
+        return default
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise SpecError(f"configuration file {path} not found")
+        text = path.read_text()
+    return Configuration.parse(text, "--config")
+
+
+@app.command(name="exec")
+def exec_(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    config: Annotated[str | None, typer.Option("--config", help="configuration JSON, or @file.json")] = None,
+    split: Annotated[str, typer.Option(help="train | test | all")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    backend: Annotated[str | None, typer.Option(help="replay | replay-litellm | litellm")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")] = None,
+    outcomes: Annotated[Path | None, typer.Option(help="an outcome table to use instead of the built-in data")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="run only the first N queries")] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Execute one configuration over a benchmark split and print accuracy, latency and cost."""
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
+
+    settings = make_settings(data_dir, workdir)
+    bench = load_benchmark(benchmark, settings.configs_dir)
+    cfg = _parse_config(config, bench.default_config)
+    from flowfront.space import resolve
+
+    resolve(bench.workflow, cfg)  # reject a bad configuration before any data work
+    with open_store(settings) as store:
+        data = prepare_data(bench, store, settings, outcomes)
+        queries = benchmark_queries(bench, store, data, None if split == "all" else split)[:limit]
+        name = backend or ("litellm" if bench.spec.backend == "litellm" else settings.backend)
+        be = make_backend(name, store, load_cards(settings), settings, models=bench.workflow.all_models(), api_base=api_base)
+        out = execute(bench, cfg, queries, be, settings, progress=not as_json and sys.stderr.isatty())
+    s = out.summary
+    payload = {"benchmark": bench.name, "split": split, **s.as_dict()}
+    if as_json:
+        _echo_json(payload)
+        return
+    typer.echo(
+        f"{bench.name} [{split}] n={s.n}  accuracy={s.accuracy:.4f}  latency seq={s.latency_sequential_s:.3f}s "
+        f"par={s.latency_parallel_s:.3f}s  cost=${s.cost_usd:.6f}/query  errors={s.errors}"
+    )
+
+
+@data_app.command(name="import")
+def data_import(
+    sources: Annotated[list[str], typer.Argument(help="routerbench, llmrouter, or outcome table paths")] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Import outcome data into the trace store (skipped when already current)."""
+    from flowfront.data import BUILTIN_SOURCES, ensure_imported, source_for_outcomes
+    from flowfront.runtime import open_store
+
+    settings = make_settings(data_dir, workdir)
+    with open_store(settings) as store:
+        for src in sources or list(BUILTIN_SOURCES):
+            if src in BUILTIN_SOURCES:
+                summary = ensure_imported(store, src, data_dir=settings.require_data_dir())
+            else:
+                path = Path(src)
+                src = source_for_outcomes(path)
+                summary = ensure_imported(store, src, path=path)
+            dropped = summary.get("dropped", {})
+            typer.echo(
+                f"{src}: kept {summary.get('rows_kept')} of {summary.get('rows_read')} rows "
+                f"({len(summary.get('models', []))} models, {summary.get('n_queries')} queries); dropped {dropped or 0}"
+            )
+
+
+@app.command()
+def benchmarks() -> None:
+    """List the built-in benchmarks."""
+    from flowfront.benchmarks import list_benchmarks, load_benchmark
+    from flowfront.space import space_size
+
+    settings = make_settings()
+    for name in list_benchmarks(settings.configs_dir):
+        bench = load_benchmark(name, settings.configs_dir)
+        typer.echo(f"{name:14s} {space_size(bench.workflow):>12,} configs  {bench.spec.description}")
+
+
+@app.command(name="replay-serve")
+def replay_serve(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8100,
+    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
+    fail_model: Annotated[list[str], typer.Option(help="answer 503 for this model (fault drills)")] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Serve replay answers over an OpenAI-compatible /v1/chat/completions."""
+    import uvicorn
+
+    from flowfront.backends.replay import ReplayBackend
+    from flowfront.replay_server import create_replay_app
+    from flowfront.runtime import load_cards
+    from flowfront.store import TraceStore
+
+    settings = make_settings(data_dir, workdir)
+    store = TraceStore(settings.store_path)
+    app_ = create_replay_app(ReplayBackend(store, load_cards(settings)), fail_models=frozenset(fail_model or []))
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def run(
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """The main job on the default benchmarks (qa-cascade, model-route)."""
+    from flowfront.pipeline import run_main
+
+    run_main(make_settings(data_dir, workdir))
+
+
+def main() -> None:
+    """Console entry point."""
+    import click
+
+    prepare_environment()
+    try:
+        app(standalone_mode=False)
+    except FlowfrontError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The async executor: runs one configuration of a workflow on a query or a batch.
+
+Independent branches and samples run concurrently; each model has an in-flight limit and each call
+a timeout. Latency is reported three ways: measured wall time, modeled ``sequential`` (the sum of
+call latencies) and modeled ``parallel`` (the critical path through the flow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.codefns import CODE_FUNCTIONS
+from flowfront.errors import BackendError, CallTimeoutError
+from flowfront.parsers import PARSERS
+from flowfront.space import Resolved, knob_value
+from flowfront.spec import Cond, If, LLMNode, Loop, Parallel, Sample, Workflow
+from flowfront.values import Value
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    query_id: str
+    text: str
+    task: str | None = None
+    split: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    node: str
+    index: int
+    model: str
+    budget: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    latency_source: str
+    cost_usd: float
+    truncated: bool
+    cached: bool
+
+
+@dataclass(slots=True)
+class RunResult:
+    query_id: str
+    answer: Any = None
+    value: Value | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    latency_wall_s: float = 0.0
+    latency_sequential_s: float = 0.0
+    latency_parallel_s: float = 0.0
+    cost_usd: float = 0.0
+    error: str | None = None
+    failed_model: str | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    resolved: Resolved
+    query: Query
+    env: dict[str, Any] = field(default_factory=dict)
+    calls: list[CallRecord] = field(default_factory=list)
+    next_slot: dict[str, int] = field(default_factory=dict)
+
+    def take_slots(self, node: str, n: int) -> int:
+        start = self.next_slot.get(node, 0)
+        self.next_slot[node] = start + n
+        return start
+
+
+class Executor:
+    """Runs workflow configurations against a backend.
+
+    >>> # executor = Executor(workflow, ReplayBackend(store, cards))
+    >>> # result = await executor.run(resolve(workflow, config), Query("q1", "2+2?"))
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        backend: Backend,
+        *,
+        concurrency: int = 16,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.workflow = workflow
+        self.backend = backend
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self._limits: dict[str, asyncio.Semaphore] = {}
+
+    def _limit(self, model: str) -> asyncio.Semaphore:
+        sem = self._limits.get(model)
+        if sem is None:
+            sem = self._limits[model] = asyncio.Semaphore(self.backend.concurrency(model) or self.concurrency)
+        return sem
+
+    async def run(self, resolved: Resolved, query: Query) -> RunResult:
+        """Run one query; a failed call ends the run with ``error`` set (nothing is raised)."""
+        run = _Run(resolved, query)
+        started = time.perf_counter()
+        result = RunResult(query.query_id)
+        try:
+            seq, par = await self._flow(self.workflow.flow, run)
+            value = run.env.get(self.workflow.output)
+            result.value = value
+            result.answer = value.answer if isinstance(value, Value) else None
+            result.latency_sequential_s, result.latency_parallel_s = seq, par
+        except BackendError as exc:
+            result.error, result.failed_model = str(exc), exc.model
+        result.calls = run.calls
+        result.cost_usd = sum(c.cost_usd for c in run.calls)
+        result.latency_wall_s = time.perf_counter() - started
+        return result
+
+    async def run_batch(
+        self,
+        resolved: Resolved,
+        queries: Sequence[Query],
+        *,
+        max_in_flight: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[RunResult]:
+        """Run many queries concurrently (bounded), results in input order."""
+        gate = asyncio.Semaphore(max_in_flight)
+
+        async def one(q: Query) -> RunResult:
+            async with gate:
+                res = await self.run(resolved, q)
+            if progress is not None:
+                progress(1)
+            return res
+
+        return list(await asyncio.gather(*(one(q) for q in queries)))
+
+    # -- flow -----------------------------------------------------------------------------------
+    async def _flow(self, flow: list, run: _Run) -> tuple[float, float]:
+        seq = par = 0.0
+        for step in flow:
+            s, p = await self._step(step, run)
+            seq += s
+            par += p
+        return seq, par
+
+    async def _step(self, step: Any, run: _Run) -> tuple[float, float]:
+        if isinstance(step, str):
+            node = self.workflow.nodes[step]
+            if isinstance(node, LLMNode):
+                value, lat = await self._call(step, node, run.take_slots(step, 1), run)
+                run.env[step] = value
+                return lat, lat
+            fn = CODE_FUNCTIONS[node.fn]
+            run.env[step] = fn(*(run.env.get(name) for name in node.inputs), **node.params)
+            return 0.0, 0.0
+        if isinstance(step, Sample):
+            k = knob_value(step.k, run.resolved.knobs)
+            node = self.workflow.nodes[step.sample]
+            start = run.take_slots(step.sample, k)
+            outs = await asyncio.gather(*(self._call(step.sample, node, start + i, run) for i in range(k)))
+            run.env[step.sample] = [v for v, _ in outs]
+            lats = [lat for _, lat in outs]
+            return sum(lats), max(lats, default=0.0)
+        if isinstance(step, Parallel):
+            outs = await asyncio.gather(*(self._flow(branch, run) for branch in step.parallel))
+            return sum(s for s, _ in outs), max(p for _, p in outs)
+        if isinstance(step, If):
+            return await self._flow(step.then if self._holds(step.cond, run) else step.orelse, run)
+        if isinstance(step, Loop):
+            seq = par = 0.0
+            for _ in range(knob_value(step.max_iters, run.resolved.knobs)):
+                s, p = await self._flow(step.loop, run)
+                seq, par = seq + s, par + p
+                if step.until is not None and self._holds(step.until, run):
+                    break
+            return seq, par
+        raise TypeError(f"unknown flow step {step!r}")
+
+    @staticmethod
+    def _holds(cond: Cond, run: _Run) -> bool:
+        if cond.knob is not None:
+            actual = run.resolved.knobs[cond.knob]
+        else:
+            value = run.env.get(cond.node)
+            actual = value.answer if isinstance(value, Value) else None
+        return (actual == cond.equals) != cond.negate
+
+    # -- calls ----------------------------------------------------------------------------------
+    async def _call(self, name: str, node: LLMNode, index: int, run: _Run) -> tuple[Value, float]:
+        setting = run.resolved.setting(name, index)
+        request = CallRequest(
+            model=setting.model,
+            messages=tuple({"role": m.role, "content": _render(m.content, run)} for m in node.messages),
+            budget=setting.budget,
+            sampling=node.sampling,
+        )
+        async with self._limit(setting.model):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    done = await self.backend.complete(request)
+            except TimeoutError:
+                raise CallTimeoutError(setting.model, self.timeout_s) from None
+        call_id = len(run.calls)
+        run.calls.append(
+            CallRecord(
+                node=name, index=index, model=setting.model, budget=setting.budget,
+                prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                latency_s=done.latency_s, latency_source=done.latency_source, cost_usd=done.cost_usd,
+                truncated=done.truncated, cached=done.cached,
+            )
+        )
+        return _value(PARSERS[node.parser], done, call_id), done.latency_s
+
+
+def _value(parse: Callable[[str], Any], done: Completion, call_id: int) -> Value:
+    """Parse a completion; a recorded grade survives a budget cut only if the answer is unchanged."""
+    answer = parse(done.text) if done.text is not None else None
+    score = done.recorded_score
+    if score is not None and done.truncated:
+        full = parse(done.reference_text) if done.reference_text is not None else None
+        if done.text is None or answer is None or answer != full:
+            score = 0.0
+    return Value(answer=answer, text=done.text, score=score, calls=(call_id,))
+
+
+def _render(template: str, run: _Run) -> str:
+    """Fill ``{query}`` and ``{node}`` placeholders; inserted text is never re-scanned."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name == "query":
+            return run.query.text
+        value = run.env.get(name)
+        if isinstance(value, list):
+            return "\n".join(str(v) for v in value if v is not None)
+        return "" if value is None else str(value)
+
+    return _PLACEHOLDER.sub(fill, template)

@@ -1,0 +1,127 @@
+"""Wiring shared by the CLI, the compiler, the router jobs and the service.
+
+Given settings, open the trace store, load model cards, build the backend a benchmark asks for and
+run configurations over its splits. Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowfront.backends.base import Backend
+from flowfront.benchmarks import Benchmark, Summary, grade, load_queries, summarize
+from flowfront.data import ensure_imported, source_for_outcomes
+from flowfront.errors import SpecError
+from flowfront.executor import Executor, Query, RunResult
+from flowfront.modelcards import ModelCard, load_model_cards
+from flowfront.settings import Settings
+from flowfront.space import Configuration, resolve
+from flowfront.store import TraceStore
+
+
+def load_cards(settings: Settings) -> dict[str, ModelCard]:
+    return load_model_cards(settings.configs_dir / "models")
+
+
+def make_backend(
+    name: str,
+    store: TraceStore,
+    cards: dict[str, ModelCard],
+    settings: Settings,
+    *,
+    models: Sequence[str] | None = None,
+    api_base: str | None = None,
+) -> Backend:
+    """``replay`` answers in-process; ``replay-litellm`` routes the same replay through litellm's
+    custom-provider path; ``litellm`` calls real providers (through the store as a cache)."""
+    from flowfront.backends.replay import ReplayBackend
+
+    if name == "replay":
+        return ReplayBackend(store, cards, models=models)
+    from flowfront.backends.litellm_client import CachedBackend, LiteLLMBackend
+
+    if name == "replay-litellm":
+        replay = ReplayBackend(store, cards, models=models)
+        return LiteLLMBackend(cards, settings, replay=replay)
+    if name == "litellm":
+        return CachedBackend(LiteLLMBackend(cards, settings, api_base=api_base), store)
+    raise SpecError(f"unknown backend {name!r}", hint="use replay, replay-litellm or litellm")
+
+
+@dataclass
+class DataRef:
+    """Which imported source a benchmark reads (a built-in one, or an outcome table)."""
+
+    source: str
+    summary: dict
+
+
+def prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outcomes: Path | None = None) -> DataRef:
+    if outcomes is not None:
+        source = source_for_outcomes(outcomes)
+        return DataRef(source, ensure_imported(store, source, path=outcomes))
+    source = bench.spec.data.source
+    if source == "questions":
+        from flowfront.questions import ensure_questions
+
+        return DataRef(source, ensure_questions(store, bench, settings.require_data_dir()))
+    return DataRef(source, ensure_imported(store, source, data_dir=settings.require_data_dir()))
+
+
+@contextmanager
+def open_store(settings: Settings):
+    store = TraceStore(settings.store_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@dataclass
+class ExecOutcome:
+    summary: Summary
+    results: list[RunResult]
+    queries: list[Query]
+    scores: list[float]
+
+
+def execute(
+    bench: Benchmark,
+    config: Configuration,
+    queries: Sequence[Query],
+    backend: Backend,
+    settings: Settings,
+    *,
+    progress: bool = False,
+    raise_errors: bool = True,
+) -> ExecOutcome:
+    """Run one configuration over queries and grade it. A failed call is an error unless told."""
+    resolved = resolve(bench.workflow, config)
+    executor = Executor(bench.workflow, backend, concurrency=settings.default_concurrency, timeout_s=settings.call_timeout_s)
+    results = asyncio.run(_run_all(executor, resolved, queries, progress))
+    if raise_errors:
+        for res in results:
+            if res.error is not None:
+                from flowfront.errors import BackendError
+
+                raise BackendError(f"query {res.query_id}: {res.error}", model=res.failed_model)
+    scores = [grade(r, q, bench.spec.match) for r, q in zip(results, queries, strict=True)]
+    return ExecOutcome(summarize(results, scores), results, list(queries), scores)
+
+
+async def _run_all(executor: Executor, resolved, queries: Sequence[Query], progress: bool) -> list[RunResult]:
+    if not progress:
+        return await executor.run_batch(resolved, queries)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("executing", total=len(queries))
+        return await executor.run_batch(resolved, queries, progress=lambda n: bar.advance(task, n))
+
+
+def benchmark_queries(bench: Benchmark, store: TraceStore, data: DataRef, split: str | None) -> list[Query]:
+    return load_queries(bench, store, data.source, split, require_outcomes=bench.spec.backend == "replay")

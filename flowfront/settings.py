@@ -1,0 +1,68 @@
+"""Typed settings, validated once at the entry point and passed down explicitly.
+
+Environment variables use the ``FLOWFRONT_`` prefix (``FLOWFRONT_DATA_DIR``, ``FLOWFRONT_WORKDIR``, ...).
+There is no module-level settings object: the CLI and the service each build one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flowfront.errors import DataError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+BackendName = Literal["replay", "replay-litellm", "litellm"]
+
+
+def _default_data_dir() -> Path:
+    return (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+
+
+class Settings(BaseSettings):
+    """Where things live and how calls are made."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWFRONT_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="recorded outcome data, read in place")
+    workdir: Path = Field(default=PROJECT_ROOT / "runs", description="trace store, artifacts, reports")
+    configs_dir: Path = Field(default=PROJECT_ROOT / "configs", description="workflows, benchmarks, model cards")
+    backend: BackendName = "replay"
+    call_timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    default_concurrency: int = Field(default=16, ge=1, description="per-model in-flight call limit")
+
+    @field_validator("data_dir", "workdir", "configs_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def store_path(self) -> Path:
+        return self.workdir / "traces.sqlite"
+
+    def require_data_dir(self) -> Path:
+        """The data directory, or a DataError that says how to point at it."""
+        if not self.data_dir.is_dir():
+            raise DataError(
+                f"data directory {self.data_dir} does not exist",
+                hint="set FLOWFRONT_DATA_DIR or pass --data-dir to the folder holding routerbench/ and llmrouter/",
+            )
+        return self.data_dir
+
+
+def prepare_environment() -> None:
+    """Process-wide switches every entry point needs before third-party imports.
+
+    litellm fetches its price map from the internet at import unless told otherwise, and the
+    embedding model must never be fetched from a hub.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,169 @@
+"""Configurations and the design space of a workflow.
+
+A configuration assigns every choice: ``{"nodes": {"<node>": {"model": ..., "budget": ...}},
+"knobs": {...}}``. A node that runs several times (``k`` samples, loop iterations) may take one
+setting per call as a list; a single setting applies to every call. Settings are per call, not
+per node name, so two samples of one node may use different models.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flowfront.errors import SpecError
+from flowfront.spec import If, KnobRef, KnobValue, LLMNode, Loop, Parallel, Sample, Workflow, format_loc
+
+
+class NodeSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str
+    budget: int | None = None  # None: unlimited
+
+
+class Configuration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    nodes: dict[str, NodeSetting | list[NodeSetting]] = Field(default_factory=dict)
+    knobs: dict[str, KnobValue] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: Any, source: str = "configuration") -> Configuration:
+        if isinstance(data, (str, bytes)):
+            try:
+                data = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise SpecError(f"{source}: not valid JSON: {exc}", hint="pass a JSON object") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise SpecError(f"{source}: at `{format_loc(err['loc'])}`: {err['msg']}") from None
+
+    def key(self) -> str:
+        """Canonical JSON: equal configurations have equal keys."""
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A configuration checked against a workflow: knob values and one setting per call slot."""
+
+    knobs: dict[str, KnobValue]
+    slots: dict[str, tuple[NodeSetting, ...]]
+
+    def setting(self, node: str, index: int) -> NodeSetting:
+        return self.slots[node][index]
+
+
+def knob_value(ref: int | KnobRef, knobs: dict[str, KnobValue]) -> int:
+    return int(knobs[ref.knob]) if isinstance(ref, KnobRef) else ref
+
+
+def call_slots(workflow: Workflow, knobs: dict[str, KnobValue]) -> dict[str, int]:
+    """How many calls each ``llm`` node can make under these knob values.
+
+    Branches conditioned on a knob count only the branch taken; branches conditioned on a node's
+    output count both, since either may run.
+    """
+    slots: dict[str, int] = {}
+
+    def visit(flow, repeat: int) -> None:
+        for step in flow:
+            if isinstance(step, str):
+                if isinstance(workflow.nodes[step], LLMNode):
+                    slots[step] = slots.get(step, 0) + repeat
+            elif isinstance(step, Sample):
+                slots[step.sample] = slots.get(step.sample, 0) + repeat * knob_value(step.k, knobs)
+            elif isinstance(step, Parallel):
+                for branch in step.parallel:
+                    visit(branch, repeat)
+            elif isinstance(step, If):
+                if step.cond.knob is not None:
+                    taken = (knobs[step.cond.knob] == step.cond.equals) != step.cond.negate
+                    visit(step.then if taken else step.orelse, repeat)
+                else:
+                    visit(step.then, repeat)
+                    visit(step.orelse, repeat)
+            elif isinstance(step, Loop):
+                visit(step.loop, repeat * knob_value(step.max_iters, knobs))
+
+    visit(workflow.flow, 1)
+    return slots
+
+
+def resolve(workflow: Workflow, config: Configuration) -> Resolved:
+    """Check a configuration against the workflow's space; errors say what to fix."""
+    knobs = _resolve_knobs(workflow, config.knobs)
+    slots = call_slots(workflow, knobs)
+    unknown = set(config.nodes) - set(workflow.nodes)
+    if unknown:
+        raise SpecError(
+            f"configuration names unknown node {sorted(unknown)[0]!r}",
+            hint=f"nodes of {workflow.name!r} with choices: {sorted(workflow.llm_nodes())}",
+        )
+    resolved: dict[str, tuple[NodeSetting, ...]] = {}
+    for name, count in slots.items():
+        if count == 0:
+            continue
+        node = workflow.nodes[name]
+        given = config.nodes.get(name)
+        if given is None:
+            raise SpecError(f"configuration has no setting for node {name!r}", hint=f"add \"{name}\": {{\"model\": ...}}")
+        settings = [given] * count if isinstance(given, NodeSetting) else list(given)
+        if len(settings) != count:
+            raise SpecError(
+                f"node {name!r} makes {count} call(s) under these knobs but the configuration gives {len(settings)} settings",
+                hint="give one setting, or a list with one setting per call",
+            )
+        for setting in settings:
+            _check_setting(name, node, setting)
+        resolved[name] = tuple(settings)
+    return Resolved(knobs=knobs, slots=resolved)
+
+
+def _resolve_knobs(workflow: Workflow, given: dict[str, KnobValue]) -> dict[str, KnobValue]:
+    unknown = set(given) - set(workflow.knobs)
+    if unknown:
+        raise SpecError(f"configuration names unknown knob {sorted(unknown)[0]!r}", hint=f"knobs: {sorted(workflow.knobs)}")
+    knobs: dict[str, KnobValue] = {}
+    for name, knob in workflow.knobs.items():
+        value = given.get(name, knob.default)
+        if value is None:
+            raise SpecError(f"configuration has no value for knob {name!r}", hint=f"choose one of {knob.values}")
+        if value not in knob.values or type(value) is not type(knob.values[knob.values.index(value)]):
+            raise SpecError(f"knob {name!r} = {value!r} is outside the space", hint=f"choose one of {knob.values}")
+        knobs[name] = value
+    return knobs
+
+
+def _check_setting(name: str, node: LLMNode, setting: NodeSetting) -> None:
+    if setting.model not in node.models:
+        raise SpecError(f"node {name!r}: model {setting.model!r} is not in its choices", hint=f"choose from {node.models}")
+    if setting.budget not in node.budgets:
+        shown = ["unlimited" if b is None else b for b in node.budgets]
+        raise SpecError(f"node {name!r}: budget {setting.budget} is outside the space", hint=f"choose from {shown}")
+
+
+def node_choices(node: LLMNode) -> list[NodeSetting]:
+    """Every (model, budget) a call of this node may take, in a fixed order."""
+    return [NodeSetting(model=m, budget=b) for m in node.models for b in node.budgets]
+
+
+def knob_assignments(workflow: Workflow) -> list[dict[str, KnobValue]]:
+    names = list(workflow.knobs)
+    return [dict(zip(names, values, strict=True)) for values in product(*(workflow.knobs[n].values for n in names))]
+
+
+def space_size(workflow: Workflow) -> int:
+    """Number of configurations: per knob assignment, the product of per-call choices."""
+    total = 0
+    llm = workflow.llm_nodes()
+    for knobs in knob_assignments(workflow):
+        slots = call_slots(workflow, knobs)
+        total += math.prod(len(node_choices(llm[n])) ** c for n, c in slots.items() if c)
+    return total

@@ -1,0 +1,232 @@
+"""The trace store: SQLite in WAL mode.
+
+One row per recorded call, keyed by a hash of (model, budget, messages, sampling parameters). It is
+the profiling cache (a killed run resumes without repeating a call: every finished call is
+committed before the next is looked up) and the replay source (imported outcome tables become
+traces with ``budget`` NULL, i.e. the unlimited-budget response). Datasets imported with them live
+in ``queries``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from flowfront.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS traces (
+    key TEXT PRIMARY KEY,
+    prompt_key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    budget INTEGER,
+    request BLOB NOT NULL,
+    response TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_s REAL,
+    cost_usd REAL,
+    score REAL,
+    error TEXT,
+    source TEXT NOT NULL,
+    query_id TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_prompt ON traces (prompt_key);
+CREATE INDEX IF NOT EXISTS traces_source ON traces (source, model);
+CREATE TABLE IF NOT EXISTS queries (
+    source TEXT NOT NULL,
+    query_id TEXT NOT NULL,
+    query TEXT NOT NULL,
+    task TEXT,
+    split TEXT,
+    reference TEXT,
+    PRIMARY KEY (source, query_id)
+);
+CREATE TABLE IF NOT EXISTS imports (source TEXT PRIMARY KEY, data_hash TEXT NOT NULL, summary TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+def _canonical(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def prompt_key(model: str, messages: Sequence[dict], sampling: dict) -> str:
+    """Hash of a call without its budget: every budget of one prompt shares the recorded response."""
+    return hashlib.blake2b(_canonical([model, list(messages), sampling]), digest_size=16).hexdigest()
+
+
+def call_key(model: str, budget: int | None, messages: Sequence[dict], sampling: dict) -> str:
+    return hashlib.blake2b(_canonical([model, budget, list(messages), sampling]), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    key: str
+    prompt_key: str
+    model: str
+    budget: int | None
+    request: dict
+    response: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float | None
+    cost_usd: float | None
+    score: float | None = None
+    error: str | None = None
+    source: str = "live"
+    query_id: str | None = None
+    created_at: float = 0.0
+
+    def row(self) -> tuple:
+        return (
+            self.key, self.prompt_key, self.model, self.budget, _canonical(self.request), self.response,
+            self.prompt_tokens, self.completion_tokens, self.latency_s, self.cost_usd, self.score,
+            self.error, self.source, self.query_id, self.created_at or time.time(),
+        )
+
+
+_COLUMNS = (
+    "key, prompt_key, model, budget, request, response, prompt_tokens, completion_tokens, "
+    "latency_s, cost_usd, score, error, source, query_id, created_at"
+)
+
+
+def _trace(row: tuple) -> Trace:
+    values = list(row)
+    values[4] = orjson.loads(values[4])
+    return Trace(*values)
+
+
+class TraceStore:
+    """A thread-safe handle on one SQLite trace store."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if found is None:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.commit()
+            elif int(found[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"trace store {self.path} has schema version {found[0]}, this flowfront reads {SCHEMA_VERSION}",
+                    hint="use a matching flowfront version or point FLOWFRONT_WORKDIR at a new folder",
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"trace store {self.path} is not a usable SQLite database ({exc})",
+                hint="move the file aside (it may be corrupt) and run again to start a fresh store",
+            ) from None
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- traces ---------------------------------------------------------------------------------
+    def put(self, trace: Trace) -> None:
+        """Record one call and commit at once, so a kill right after loses nothing."""
+        self.put_many([trace])
+
+    def put_many(self, traces: Iterable[Trace]) -> int:
+        rows = [t.row() for t in traces]
+        with self._lock:
+            self._conn.executemany(f"INSERT OR REPLACE INTO traces ({_COLUMNS}) VALUES ({','.join('?' * 15)})", rows)
+            self._conn.commit()
+        return len(rows)
+
+    def get(self, key: str) -> Trace | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM traces WHERE key=?", (key,)).fetchone()
+        return _trace(row) if row else None
+
+    def count(self, source: str | None = None) -> int:
+        sql, args = ("SELECT COUNT(*) FROM traces", ()) if source is None else (
+            "SELECT COUNT(*) FROM traces WHERE source=?", (source,))
+        with self._lock:
+            return int(self._conn.execute(sql, args).fetchone()[0])
+
+    def iter_traces(self, *, models: Iterable[str] | None = None, unlimited_only: bool = False) -> Iterator[Trace]:
+        where, args = [], []
+        if models is not None:
+            models = list(models)
+            where.append(f"model IN ({','.join('?' * len(models))})")
+            args.extend(models)
+        if unlimited_only:
+            where.append("budget IS NULL")
+        sql = f"SELECT {_COLUMNS} FROM traces" + (f" WHERE {' AND '.join(where)}" if where else "")
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return (_trace(r) for r in rows)
+
+    # -- datasets -------------------------------------------------------------------------------
+    def put_queries(self, source: str, rows: Iterable[tuple[str, str, str | None, str | None, str | None]]) -> None:
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO queries (source, query_id, query, task, split, reference) VALUES (?,?,?,?,?,?)",
+                [(source, *r) for r in rows],
+            )
+            self._conn.commit()
+
+    def queries(self, source: str) -> list[tuple[str, str, str | None, str | None, str | None]]:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT query_id, query, task, split, reference FROM queries WHERE source=? ORDER BY rowid", (source,)
+            ).fetchall()
+
+    def models_per_query(self, source: str) -> dict[str, set[str]]:
+        """Which models have a recorded outcome for each query of a source."""
+        out: dict[str, set[str]] = {}
+        with self._lock:
+            for qid, model in self._conn.execute(
+                "SELECT query_id, model FROM traces WHERE source=? AND budget IS NULL AND error IS NULL", (source,)
+            ):
+                out.setdefault(qid, set()).add(model)
+        return out
+
+    # -- imports --------------------------------------------------------------------------------
+    def import_record(self, source: str) -> tuple[str, dict] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT data_hash, summary FROM imports WHERE source=?", (source,)).fetchone()
+        return (row[0], orjson.loads(row[1])) if row else None
+
+    def record_import(self, source: str, data_hash: str, summary: dict) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO imports VALUES (?,?,?,?)", (source, data_hash, _canonical(summary).decode(), time.time())
+            )
+            self._conn.commit()
+
+    def delete_source(self, source: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM traces WHERE source=?", (source,))
+            self._conn.execute("DELETE FROM queries WHERE source=?", (source,))
+            self._conn.execute("DELETE FROM imports WHERE source=?", (source,))
+            self._conn.commit()

@@ -81,7 +81,14 @@ def exec_(
 ) -> None:
     """Execute one configuration over a benchmark split and print accuracy, latency and cost."""
     from flowfront.benchmarks import load_benchmark
-    from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
+    from flowfront.runtime import (
+        benchmark_queries,
+        execute,
+        load_cards,
+        make_backend,
+        open_store,
+        prepare_data,
+    )
 
     settings = make_settings(data_dir, workdir)
     bench = load_benchmark(benchmark, settings.configs_dir)
@@ -125,10 +132,10 @@ def data_import(
                 path = Path(src)
                 src = source_for_outcomes(path)
                 summary = ensure_imported(store, src, path=path)
-            dropped = summary.get("dropped", {})
+            dropped = ", ".join(f"{n} {why}" for why, n in sorted(summary.get("dropped", {}).items())) or "none"
             typer.echo(
-                f"{src}: kept {summary.get('rows_kept')} of {summary.get('rows_read')} rows "
-                f"({len(summary.get('models', []))} models, {summary.get('n_queries')} queries); dropped {dropped or 0}"
+                f"{src}: kept {summary['rows_kept']} of {summary['rows_read']} rows "
+                f"({len(summary['models'])} models, {summary['queries']} queries); dropped: {dropped}"
             )
 
 

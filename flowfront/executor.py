@@ -22,7 +22,7 @@ from flowfront.space import Resolved, knob_value
 from flowfront.spec import Cond, If, LLMNode, Loop, Parallel, Sample, Workflow
 from flowfront.values import Value
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.(text|answer))?\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class _Run:
     resolved: Resolved
     query: Query
     env: dict[str, Any] = field(default_factory=dict)
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: list[CallRecord | None] = field(default_factory=list)
     next_slot: dict[str, int] = field(default_factory=dict)
 
     def take_slots(self, node: str, n: int) -> int:
@@ -117,8 +117,8 @@ class Executor:
             result.latency_sequential_s, result.latency_parallel_s = seq, par
         except BackendError as exc:
             result.error, result.failed_model = str(exc), exc.model
-        result.calls = run.calls
-        result.cost_usd = sum(c.cost_usd for c in run.calls)
+        result.calls = [c for c in run.calls if c is not None]  # a failed call leaves no record
+        result.cost_usd = sum(c.cost_usd for c in result.calls)
         result.latency_wall_s = time.perf_counter() - started
         return result
 
@@ -202,14 +202,16 @@ class Executor:
             budget=setting.budget,
             sampling=node.sampling,
         )
+        # Records keep the order calls were issued in, not the order they finished in.
+        call_id = len(run.calls)
+        run.calls.append(None)
         async with self._limit(setting.model):
             try:
                 async with asyncio.timeout(self.timeout_s):
                     done = await self.backend.complete(request)
             except TimeoutError:
                 raise CallTimeoutError(setting.model, self.timeout_s) from None
-        call_id = len(run.calls)
-        run.calls.append(
+        run.calls[call_id] = (
             CallRecord(
                 node=name, index=index, model=setting.model, budget=setting.budget,
                 prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
@@ -232,15 +234,20 @@ def _value(parse: Callable[[str], Any], done: Completion, call_id: int) -> Value
 
 
 def _render(template: str, run: _Run) -> str:
-    """Fill ``{query}`` and ``{node}`` placeholders; inserted text is never re-scanned."""
+    """Fill ``{query}``, ``{node}`` and ``{node.text}``; inserted text is never re-scanned."""
+
+    def show(value: Value | None, part: str | None) -> str:
+        if value is None:
+            return ""
+        return (value.text or "") if part == "text" else str(value)
 
     def fill(match: re.Match) -> str:
-        name = match.group(1)
+        name, part = match.group(1), match.group(2)
         if name == "query":
             return run.query.text
         value = run.env.get(name)
         if isinstance(value, list):
-            return "\n".join(str(v) for v in value if v is not None)
-        return "" if value is None else str(value)
+            return "\n\n".join(show(v, part) for v in value)
+        return show(value, part)
 
     return _PLACEHOLDER.sub(fill, template)

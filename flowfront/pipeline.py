@@ -19,7 +19,14 @@ DEFAULT_BENCHMARKS = ("qa-cascade", "model-route")
 
 def run_main(settings: Settings, benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS) -> list[dict]:
     from flowfront.benchmarks import load_benchmark
-    from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
+    from flowfront.runtime import (
+        benchmark_queries,
+        execute,
+        load_cards,
+        make_backend,
+        open_store,
+        prepare_data,
+    )
 
     console = Console(stderr=True)
     rows = []

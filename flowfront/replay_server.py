@@ -12,6 +12,9 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
 from flowfront.backends.base import CallRequest
 from flowfront.backends.replay import ReplayBackend
 from flowfront.errors import BackendError, ReplayMissError
@@ -21,9 +24,6 @@ SAMPLING_KEYS = ("temperature", "top_p", "seed")
 
 def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = frozenset()) -> Any:
     """Build the app. ``fail_models`` answer 503 (fault injection for tests and drills)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     app = FastAPI(title="flowfront replay", version="1")
     served: Counter[str] = Counter()
 

@@ -66,9 +66,9 @@ def prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outcom
         return DataRef(source, ensure_imported(store, source, path=outcomes))
     source = bench.spec.data.source
     if source == "questions":
-        from flowfront.questions import ensure_questions
+        from flowfront.questions import ensure_questions, questions_source
 
-        return DataRef(source, ensure_questions(store, bench, settings.require_data_dir()))
+        return DataRef(questions_source(bench), ensure_questions(store, bench, settings.require_data_dir()))
     return DataRef(source, ensure_imported(store, source, data_dir=settings.require_data_dir()))
 
 

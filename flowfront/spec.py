@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import orjson
 import yaml
@@ -34,8 +34,9 @@ from pydantic import (
 
 from flowfront.errors import SpecError
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-KnobValue = Union[str, int, bool]
+# `{query}`, `{node}` (its parsed answer) or `{node.text}` (its full response text).
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.(text|answer))?\}")
+KnobValue = str | int | bool
 
 
 class _Strict(BaseModel):
@@ -47,7 +48,7 @@ class Message(_Strict):
     content: str
 
     def placeholders(self) -> set[str]:
-        return set(_PLACEHOLDER.findall(self.content))
+        return {name for name, _ in _PLACEHOLDER.findall(self.content)}
 
 
 class LLMNode(_Strict):
@@ -94,7 +95,7 @@ class CodeNode(_Strict):
         return set(self.inputs)
 
 
-Node = Annotated[Union[LLMNode, CodeNode], Field(discriminator="kind")]
+Node = Annotated[LLMNode | CodeNode, Field(discriminator="kind")]
 
 
 class Knob(_Strict):
@@ -162,13 +163,7 @@ def _step_kind(step: Any) -> str | None:
 
 
 Step = Annotated[
-    Union[
-        Annotated[str, Tag("node")],
-        Annotated[Sample, Tag("sample")],
-        Annotated[Parallel, Tag("parallel")],
-        Annotated[If, Tag("if")],
-        Annotated[Loop, Tag("loop")],
-    ],
+    Annotated[str, Tag("node")] | Annotated[Sample, Tag("sample")] | Annotated[Parallel, Tag("parallel")] | Annotated[If, Tag("if")] | Annotated[Loop, Tag("loop")],
     Discriminator(
         _step_kind,
         custom_error_type="flow_step",

@@ -60,6 +60,14 @@ class Backend(abc.ABC):
     async def complete(self, request: CallRequest) -> Completion:
         """Answer one call."""
 
+    def identity(self, model: str) -> str:
+        """Who actually answers calls to ``model`` (provider route, endpoint); keys cached traces.
+
+        Two endpoints serving the same model name are different providers, and neither is the
+        recorded data a replay answers from, so their traces must not share keys.
+        """
+        return model
+
     def concurrency(self, model: str) -> int | None:
         """The per-model in-flight limit this backend prefers (None: the executor's default)."""
         return None

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from flowfront.backends.base import Backend, CallRequest, Completion
-from flowfront.errors import BackendError, CallTimeoutError, SpecError
+from flowfront.errors import BackendError, SpecError
 from flowfront.modelcards import ModelCard
 from flowfront.settings import Settings
-from flowfront.store import Trace, TraceStore
+from flowfront.store import Trace, TraceStore, call_key, prompt_key
 
 _REPLAY_PROVIDER = "flowfront-replay"
 _RETRYABLE = {
@@ -51,8 +51,11 @@ def litellm_module() -> Any:
 
 def translate_error(exc: BaseException, model: str) -> BackendError:
     """Map a litellm/provider exception onto BackendError(retryable=...)."""
-    if isinstance(exc, BackendError):
-        return exc
+    seen: BaseException | None = exc
+    while seen is not None:  # litellm wraps a custom provider's own error; find it
+        if isinstance(seen, BackendError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
     kind = type(exc).__name__
     status = getattr(exc, "status_code", None)
     retryable = kind in _RETRYABLE or (isinstance(status, int) and (status == 429 or status >= 500))
@@ -95,6 +98,10 @@ class LiteLLMBackend(Backend):
     def concurrency(self, model: str) -> int | None:
         card = self.cards.get(model)
         return getattr(card, "max_concurrency", None) if card else None
+
+    def identity(self, model: str) -> str:
+        route = self._route(model)
+        return f"{route}@{self.api_base}" if self.api_base else route
 
     def _route(self, model: str) -> str:
         if self.replay is not None:
@@ -193,7 +200,9 @@ def _replay_handler_class() -> type:
             params = kwargs.get("optional_params") or {}
             budget = params.get("max_tokens") or params.get("max_completion_tokens")
             sampling = {k: v for k, v in params.items() if k in {"temperature", "top_p", "seed", "n"}}
-            request = CallRequest(model=model.split("/", 1)[-1], messages=tuple(messages), budget=budget, sampling=sampling)
+            # litellm hands over the model name with the provider prefix already removed
+            request = CallRequest(model=model.removeprefix(f"{_REPLAY_PROVIDER}/"), messages=tuple(messages),
+                                  budget=budget, sampling=sampling)
             done = await self.replay.complete(request)
             response = lib.ModelResponse(
                 model=request.model,
@@ -225,7 +234,8 @@ class CachedBackend(Backend):
         return self.inner.concurrency(model)
 
     async def complete(self, request: CallRequest) -> Completion:
-        key = request.key
+        who = self.inner.identity(request.model)
+        key = call_key(who, request.budget, request.messages, request.sampling)
         hit = await asyncio.to_thread(self.store.get, key)
         if hit is not None and hit.error is None:
             return Completion(
@@ -235,8 +245,9 @@ class CachedBackend(Backend):
             )
         done = await self.inner.complete(request)
         trace = Trace(
-            key=key, prompt_key=request.prompt_key, model=request.model, budget=request.budget,
-            request={"model": request.model, "messages": list(request.messages), "budget": request.budget,
+            key=key, prompt_key=prompt_key(who, request.messages, request.sampling), model=request.model,
+            budget=request.budget,
+            request={"model": request.model, "provider": who, "messages": list(request.messages), "budget": request.budget,
                      "sampling": request.sampling, "truncated": done.truncated},
             response=done.text, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
             latency_s=done.latency_s, cost_usd=done.cost_usd, score=done.recorded_score, source="live",

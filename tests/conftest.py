@@ -1,0 +1,44 @@
+"""Shared fixtures: the repo's configs, the shared data folder, and isolated settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flowfront.settings import PROJECT_ROOT, Settings, prepare_environment
+
+prepare_environment()
+
+CONFIGS = PROJECT_ROOT / "configs"
+DATA_DIR = Path(os.environ.get("FLOWFRONT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a private workdir, so tests never share a trace store by accident."""
+    return Settings(data_dir=DATA_DIR, workdir=tmp_path / "work", configs_dir=CONFIGS)
+
+
+@pytest.fixture(scope="session")
+def shared_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One trace store with the built-in data imported, shared by read-only tests."""
+    return tmp_path_factory.mktemp("shared-work")
+
+
+@pytest.fixture(scope="session")
+def shared_settings(shared_workdir: Path) -> Settings:
+    return Settings(data_dir=DATA_DIR, workdir=shared_workdir, configs_dir=CONFIGS)
+
+
+@pytest.fixture(scope="session")
+def imported_settings(shared_settings: Settings) -> Settings:
+    """Shared settings whose trace store holds RouterBench and LLMRouter (imported once)."""
+    from flowfront.data import ensure_imported
+    from flowfront.store import TraceStore
+
+    with TraceStore(shared_settings.store_path) as store:
+        for source in ("routerbench", "llmrouter"):
+            ensure_imported(store, source, data_dir=shared_settings.data_dir)
+    return shared_settings

@@ -18,7 +18,7 @@ from flowfront.errors import DataError, SpecError
 from flowfront.executor import Query, RunResult
 from flowfront.parsers import extract_choice, extract_number, normalize_text
 from flowfront.space import Configuration
-from flowfront.spec import Workflow, load_workflow, parse_model, read_yaml
+from flowfront.spec import LLMNode, Workflow, load_workflow, parse_model, read_yaml
 from flowfront.store import TraceStore
 
 Match = Literal["choice", "number", "exact", "recorded"]
@@ -56,6 +56,23 @@ class Benchmark:
     @property
     def default_config(self) -> Configuration:
         return Configuration.parse(self.spec.default_config, f"{self.path}: default_config")
+
+    def with_models(self, models: list[str]) -> Benchmark:
+        """The same benchmark over another model pool (an imported outcome table's models).
+
+        Every ``llm`` node's model choices become ``models``; the default configuration uses the
+        first. A new workflow (and content hash) results; this benchmark is left unchanged.
+        """
+        if not models:
+            raise DataError("the outcome table has no models")
+        nodes = {
+            name: node.model_copy(update={"models": list(models)}) if isinstance(node, LLMNode) else node
+            for name, node in self.workflow.nodes.items()
+        }
+        workflow = Workflow.model_validate({**self.workflow.model_dump(by_alias=True), "nodes": nodes})
+        default = {"nodes": {n: {"model": models[0]} for n in workflow.llm_nodes()}, "knobs": {}}
+        spec = self.spec.model_copy(update={"default_config": default})
+        return Benchmark(spec=spec, workflow=workflow, path=self.path)
 
 
 def list_benchmarks(configs_dir: Path) -> list[str]:

@@ -89,15 +89,18 @@ def exec_(
         open_store,
         prepare_data,
     )
+    from flowfront.space import resolve
 
     settings = make_settings(data_dir, workdir)
     bench = load_benchmark(benchmark, settings.configs_dir)
-    cfg = _parse_config(config, bench.default_config)
-    from flowfront.space import resolve
-
-    resolve(bench.workflow, cfg)  # reject a bad configuration before any data work
+    if outcomes is None:
+        resolve(bench.workflow, _parse_config(config, bench.default_config))  # fail fast, before data work
     with open_store(settings) as store:
         data = prepare_data(bench, store, settings, outcomes)
+        if outcomes is not None:
+            bench = bench.with_models(data.summary["models"])
+        cfg = _parse_config(config, bench.default_config)
+        resolve(bench.workflow, cfg)
         queries = benchmark_queries(bench, store, data, None if split == "all" else split)[:limit]
         name = backend or ("litellm" if bench.spec.backend == "litellm" else settings.backend)
         be = make_backend(name, store, load_cards(settings), settings, models=bench.workflow.all_models(), api_base=api_base)

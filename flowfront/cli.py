@@ -177,6 +177,80 @@ def replay_serve(
 
 
 @app.command()
+def profile(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    max_queries: Annotated[int | None, typer.Option(min=1, help="profile on a seeded sample of the train split")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    reference: Annotated[str | None, typer.Option(help="reference configuration JSON (default: the benchmark's)")] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Profile every (model, budget) of every node on its induced dataset → profiles.json."""
+    from compile.jobs import profile_job
+
+    settings = make_settings(data_dir, workdir)
+    ref = _parse_config(reference, None)
+    path = profile_job(settings, benchmark, max_queries=max_queries, seed=seed, reference=ref,
+                       progress=sys.stderr.isatty())
+    typer.echo(f"wrote {path}")
+
+
+@app.command(name="compile")
+def compile_(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    objective: Annotated[str, typer.Option(help="latency | cost | both (3-D)")] = "latency",
+    execution: Annotated[str, typer.Option(help="sequential | parallel latency model")] = "parallel",
+    proxy: Annotated[str, typer.Option(help="independent | correlated")] = "independent",
+    models: Annotated[str | None, typer.Option(help="comma-separated models to keep")] = None,
+    max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
+    knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Search the design space on the proxy → frontier.json + frontier.png."""
+    from compile.jobs import compile_job
+
+    for name, value, allowed in (("objective", objective, ("latency", "cost", "both")),
+                                 ("execution", execution, ("sequential", "parallel")),
+                                 ("proxy", proxy, ("independent", "correlated"))):
+        if value not in allowed:
+            raise SpecError(f"--{name} {value!r} is not one of {list(allowed)}")
+    knob_filter = orjson.loads(knobs) if knobs else None
+    if knob_filter is not None and not isinstance(knob_filter, dict):
+        raise SpecError("--knobs must be a JSON object of knob -> allowed values")
+    settings = make_settings(data_dir, workdir)
+    path, frontier = compile_job(
+        settings, benchmark, objective=objective, execution=execution, mode=proxy,
+        models=[m.strip() for m in models.split(",")] if models else None, max_budget=max_budget, knobs=knob_filter,
+    )
+    typer.echo(
+        f"wrote {path}: {len(frontier.candidates)} candidates from {frontier.space_size:,} configurations "
+        f"({frontier.method}, {frontier.search_seconds:.2f}s)"
+    )
+
+
+@app.command()
+def validate(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    n_front: Annotated[int, typer.Option(min=2, help="frontier configurations to execute (even spread)")] = 12,
+    n_sample: Annotated[int, typer.Option(min=1, help="other configurations, uniform over the space")] = 24,
+    seed: Annotated[int, typer.Option()] = 0,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Execute frontier and sampled configurations; report how well the proxy predicted them."""
+    from compile.validate import validate_job
+
+    path, r = validate_job(make_settings(data_dir, workdir), benchmark, n_front=n_front, n_sample=n_sample, seed=seed)
+    hv = r["hypervolume"]["ratio"]
+    typer.echo(
+        f"{r['benchmark']}: Spearman accuracy {r['accuracy']['spearman']:.3f}, latency {r['latency']['spearman']:.3f}; "
+        f"Kendall accuracy {r['accuracy']['kendall']:.3f}, latency {r['latency']['kendall']:.3f}; "
+        f"frontier recall {r['frontier_recall']:.2f}; hypervolume ratio {hv if hv is None else round(hv, 3)}\nwrote {path}"
+    )
+
+
+@app.command()
 def run(
     data_dir: DataDir = None,
     workdir: Workdir = None,

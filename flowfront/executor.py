@@ -47,6 +47,8 @@ class CallRecord:
     cost_usd: float
     truncated: bool
     cached: bool
+    request: CallRequest | None = None  # kept only when the executor is asked to (profiling)
+    answer: Any = None  # the parsed answer, kept with the request
 
 
 @dataclass(slots=True)
@@ -91,11 +93,13 @@ class Executor:
         *,
         concurrency: int = 16,
         timeout_s: float = 60.0,
+        keep_requests: bool = False,
     ) -> None:
         self.workflow = workflow
         self.backend = backend
         self.concurrency = concurrency
         self.timeout_s = timeout_s
+        self.keep_requests = keep_requests
         self._limits: dict[str, asyncio.Semaphore] = {}
 
     def _limit(self, model: str) -> asyncio.Semaphore:
@@ -211,18 +215,21 @@ class Executor:
                     done = await self.backend.complete(request)
             except TimeoutError:
                 raise CallTimeoutError(setting.model, self.timeout_s) from None
+        value = completion_value(PARSERS[node.parser], done, call_id)
+        keep = self.keep_requests
         run.calls[call_id] = (
             CallRecord(
                 node=name, index=index, model=setting.model, budget=setting.budget,
                 prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
                 latency_s=done.latency_s, latency_source=done.latency_source, cost_usd=done.cost_usd,
                 truncated=done.truncated, cached=done.cached,
+                request=request if keep else None, answer=value.answer if keep else None,
             )
         )
-        return _value(PARSERS[node.parser], done, call_id), done.latency_s
+        return value, done.latency_s
 
 
-def _value(parse: Callable[[str], Any], done: Completion, call_id: int) -> Value:
+def completion_value(parse: Callable[[str], Any], done: Completion, call_id: int = 0) -> Value:
     """Parse a completion; a recorded grade survives a budget cut only if the answer is unchanged."""
     answer = parse(done.text) if done.text is not None else None
     score = done.recorded_score

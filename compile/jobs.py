@@ -1,0 +1,83 @@
+"""The ``profile``, ``compile`` and ``validate`` jobs: artifacts in, artifacts out.
+
+Each job reads what the previous stage wrote under ``<workdir>/<benchmark>/`` and writes a new
+artifact next to it; ``compile`` never modifies the profiles it reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compile.artifact import Candidate, Estimates, Frontier, Profiles, load, package_versions, save
+from flowfront.benchmarks import Benchmark, load_benchmark
+from flowfront.errors import CompileError
+from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
+from flowfront.settings import Settings
+from flowfront.space import Configuration
+
+
+def artifact_dir(settings: Settings, bench: Benchmark) -> Path:
+    return settings.workdir / bench.name
+
+
+def profile_job(
+    settings: Settings, benchmark: str, *, max_queries: int | None = None, seed: int = 0,
+    reference: Configuration | None = None, backend: str | None = None, progress: bool = True,
+) -> Path:
+    from compile.profile import run_profile
+
+    bench = load_benchmark(benchmark, settings.configs_dir)
+    with open_store(settings) as store:
+        data = prepare_data(bench, store, settings)
+        queries = benchmark_queries(bench, store, data, "train")
+        be = make_backend(backend or settings.backend, store, load_cards(settings), settings,
+                          models=bench.workflow.all_models())
+        profiles = run_profile(
+            bench, be, queries, reference=reference or bench.default_config, data_source=data.source,
+            data_hash=str(data.summary.get("data_hash", data.source)), max_queries=max_queries, seed=seed,
+            concurrency=settings.default_concurrency, show_progress=progress,
+        )
+    return save(profiles, artifact_dir(settings, bench) / "profiles.json")
+
+
+def compile_job(
+    settings: Settings, benchmark: str, *, objective: str = "latency", execution: str = "parallel",
+    mode: str = "independent", models: list[str] | None = None, max_budget: int | None = None,
+    knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
+) -> tuple[Path, Frontier]:
+    from compile.plots import plot_frontier
+    from compile.proxy import Proxy
+    from compile.search import search
+
+    bench = load_benchmark(benchmark, settings.configs_dir)
+    folder = artifact_dir(settings, bench)
+    profiles = load(Profiles, folder / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
+    _check_models(bench, models)
+    proxy = Proxy(bench.workflow, profiles, mode=mode, models=models, max_budget=max_budget, knobs=knobs)
+    result = search(proxy, objective=objective, execution=execution, seed=seed)
+    candidates = [
+        Candidate(id=f"c{i}", config=proxy.config(pt.structure, pt.digits), estimates=Estimates(**pt.estimates))
+        for i, pt in enumerate(result.points)
+    ]
+    frontier = Frontier(
+        workflow=bench.workflow.name, workflow_hash=bench.workflow.content_hash, profiles_hash=profiles.content_hash(),
+        benchmark=bench.name, objective=objective, execution=execution, proxy_mode=mode, method=result.method,
+        filters={"models": models, "max_budget": max_budget, "knobs": knobs}, space_size=result.space_size,
+        n_evaluated=result.n_evaluated, search_seconds=result.seconds, candidates=candidates,
+        packages=package_versions(),
+    )
+    path = save(frontier, folder / f"{out_name}.json")
+    x_key = "cost_usd" if objective == "cost" else f"latency_{execution}_s"
+    plot_frontier(result.sample, [c.estimates.model_dump() for c in candidates], x_key, folder / f"{out_name}.png",
+                  f"{bench.name}: {len(candidates)} of {result.space_size:,} configurations ({mode} proxy)")
+    return path, frontier
+
+
+def _check_models(bench: Benchmark, models: list[str] | None) -> None:
+    if models is None:
+        return
+    known = set(bench.workflow.all_models())
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise CompileError(f"--models names unknown model {unknown[0]!r}", hint=f"models of {bench.name}: {sorted(known)}")

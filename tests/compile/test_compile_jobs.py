@@ -1,0 +1,88 @@
+"""profile → compile on replayed data, filters, and the errors a user can hit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+
+from compile.artifact import Frontier, Profiles, load
+from compile.jobs import compile_job, profile_job
+from flowfront.errors import CompileError
+from flowfront.settings import Settings
+from tests.helpers import flowfront
+
+CASCADE_MODELS = [
+    "gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1", "meta/llama-2-70b-chat",
+    "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat", "WizardLM/WizardLM-13B-V1.2",
+    "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat",
+]
+
+
+@pytest.fixture(scope="module")
+def profiled(imported_settings, tmp_path_factory) -> Settings:
+    """A private workdir sharing the imported store, with qa-cascade profiled on 400 train queries."""
+    work = tmp_path_factory.mktemp("compile")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(imported_settings.store_path) + suffix)
+        if src.exists():
+            shutil.copy(src, work / src.name)
+    settings = imported_settings.model_copy(update={"workdir": work})
+    profile_job(settings, "qa-cascade", max_queries=400, seed=1, progress=False)
+    return settings
+
+
+def test_profiles_artifact(profiled) -> None:
+    profiles = load(Profiles, profiled.workdir / "qa-cascade" / "profiles.json")
+    assert profiles.n_queries == 400 and 0 < profiles.n_reference_correct <= 400
+    answer = profiles.nodes["answer"]
+    assert len(answer.choices) == 11 and answer.group == profiles.nodes["check"].group
+    by_model = {c.model: c for c in answer.choices}
+    assert by_model["gpt-4-1106-preview"].accuracy > by_model["mistralai/mistral-7b-chat"].accuracy
+    assert all(c.latency_p90_s >= c.latency_mean_s * 0.5 for c in answer.choices)
+    assert profiles.groups[answer.group].joint is not None
+
+
+@pytest.mark.parametrize("model", CASCADE_MODELS)
+def test_restricting_to_any_single_model_leaves_a_frontier(profiled, model) -> None:
+    _, frontier = compile_job(profiled, "qa-cascade", models=[model], out_name=f"only-{model.replace('/', '_')}")
+    assert frontier.candidates
+    for cand in frontier.candidates:
+        settings = cand.config["nodes"].values()
+        assert all(s["model"] == model for s in settings)
+
+
+def test_frontier_artifact_and_plot(profiled) -> None:
+    path, frontier = compile_job(profiled, "qa-cascade", objective="both", mode="correlated")
+    loaded = load(Frontier, path)
+    assert loaded.candidates == frontier.candidates and loaded.objective == "both"
+    assert path.with_suffix(".png").stat().st_size > 10_000
+    assert loaded.profiles_hash == load(Profiles, profiled.workdir / "qa-cascade" / "profiles.json").content_hash()
+    est = [(c.estimates.accuracy, c.estimates.latency_parallel_s, c.estimates.cost_usd) for c in loaded.candidates]
+    for i, a in enumerate(est):  # nothing on the frontier is dominated by another frontier point
+        assert not any(b != a and b[0] >= a[0] and b[1] <= a[1] and b[2] <= a[2] for b in est[:i] + est[i + 1:])
+
+
+def test_filters_that_leave_nothing_and_unknown_models(profiled) -> None:
+    with pytest.raises(CompileError, match="unknown model 'gpt-5'"):
+        compile_job(profiled, "qa-cascade", models=["gpt-5"])
+    with pytest.raises(CompileError, match="leaves no structure"):
+        compile_job(profiled, "qa-cascade", knobs={"checker": ["sometimes"]})
+    with pytest.raises(CompileError, match="leave no choice"):
+        compile_job(profiled, "qa-cascade", max_budget=10)  # every budget here is unlimited
+
+
+def test_corrupt_or_empty_profiles_are_clear_errors(profiled, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "qa-cascade").mkdir(parents=True)
+    target = work / "qa-cascade" / "profiles.json"
+    target.write_text("{not json")
+    proc = flowfront("compile", "qa-cascade", "--workdir", str(work))
+    assert proc.returncode != 0 and "corrupt profiles file" in proc.stderr and "Traceback" not in proc.stderr
+    data = orjson.loads((profiled.workdir / "qa-cascade" / "profiles.json").read_bytes())
+    data["nodes"] = {}
+    target.write_bytes(orjson.dumps(data))
+    proc = flowfront("compile", "qa-cascade", "--workdir", str(work))
+    assert proc.returncode != 0 and "invalid profiles at `nodes`" in proc.stderr

@@ -1,0 +1,139 @@
+"""Proxy properties: identity on one node, monotonicity, parallel bounds, vote semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
+from compile.proxy import Proxy, vote_table
+from compile.search import search
+from flowfront.spec import load_workflow
+from tests.conftest import CONFIGS
+
+CASCADE = load_workflow(CONFIGS / "workflows" / "qa-cascade.yaml")
+VOTE = load_workflow(CONFIGS / "workflows" / "qa-vote.yaml")
+ROUTE = load_workflow(CONFIGS / "workflows" / "model-route.yaml")
+
+
+def make_profiles(wf, acc, lat, cost, joint=None) -> Profiles:
+    """Synthetic profiles: every llm node gets the same per-model (acc, lat, cost)."""
+    nodes, members = {}, list(wf.llm_nodes())
+    models = wf.llm_nodes()[members[0]].models
+    choices = [
+        ChoiceProfile(model=m, budget=None, n=100, accuracy=float(a), latency_mean_s=float(lt), latency_p90_s=float(lt),
+                      cost_mean_usd=float(c), prompt_tokens_mean=10, completion_tokens_mean=5)
+        for m, a, lt, c in zip(models, acc, lat, cost, strict=True)
+    ]
+    group = "+".join(members)
+    for name in members:
+        nodes[name] = NodeProfile(group=group, induced_n=100, choices=choices)
+    return Profiles(
+        workflow=wf.name, workflow_hash=wf.content_hash, benchmark=wf.name, data_source="test", data_hash="x",
+        split="train", seed=0, n_queries=100, n_reference_correct=90, reference={}, nodes=nodes,
+        groups={group: GroupProfile(nodes=members, n_inputs=100, joint=joint)},
+    )
+
+
+def cascade_digits(a: int, b: int, c: int) -> tuple:
+    return np.array([[a, b, c]])
+
+
+def on_structure(proxy: Proxy, **knobs):
+    return next(s for s in proxy.structures() if s.knobs == knobs)
+
+
+probs = st.lists(st.floats(0.05, 0.95), min_size=11, max_size=11)
+lats = st.lists(st.floats(0.1, 5.0), min_size=11, max_size=11)
+
+
+def test_identity_on_one_node() -> None:
+    acc, lat, cost = np.linspace(0.3, 0.9, 9), np.linspace(1, 3, 9), np.linspace(1e-4, 1e-3, 9)
+    proxy = Proxy(ROUTE, make_profiles(ROUTE, acc, lat, cost))
+    structure = proxy.structures()[0]
+    est = proxy.evaluate(structure, np.arange(9)[:, None])
+    np.testing.assert_allclose(est["accuracy"], acc)
+    np.testing.assert_allclose(est["latency_sequential_s"], lat)
+    np.testing.assert_allclose(est["latency_parallel_s"], lat)
+    np.testing.assert_allclose(est["cost_usd"], cost)
+
+
+@settings(max_examples=40, deadline=None)
+@given(acc=probs, lat=lats, node=st.integers(0, 2), bump=st.floats(0.01, 0.5))
+def test_cascade_is_monotone_in_every_calls_accuracy_and_latency(acc, lat, node, bump) -> None:
+    acc, lat = np.array(acc), np.array(lat)
+    base = Proxy(CASCADE, make_profiles(CASCADE, acc, lat, np.full(11, 1e-4)))
+    s = on_structure(base, checker="on")
+    digits = np.array([[0, 1, 2]])
+    before = base.evaluate(s, digits)
+    better_acc, slower = acc.copy(), lat.copy()
+    better_acc[node] = min(1.0, acc[node] + bump)
+    slower[node] = lat[node] + bump
+    after_acc = Proxy(CASCADE, make_profiles(CASCADE, better_acc, lat, np.full(11, 1e-4))).evaluate(s, digits)
+    after_lat = Proxy(CASCADE, make_profiles(CASCADE, acc, slower, np.full(11, 1e-4))).evaluate(s, digits)
+    assert after_acc["accuracy"][0] >= before["accuracy"][0] - 1e-12
+    for key in ("latency_sequential_s", "latency_parallel_s"):
+        assert after_lat[key][0] >= before[key][0] - 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(acc=probs, lat=lats, picks=st.lists(st.integers(0, 10), min_size=5, max_size=5), which=st.integers(0, 4))
+def test_vote_bounds_and_monotonicity(acc, lat, picks, which) -> None:
+    acc, lat = np.array(acc), np.array(lat)
+    proxy = Proxy(VOTE, make_profiles(VOTE, acc, lat, np.full(11, 1e-4)))
+    s = on_structure(proxy, k=5)
+    est = proxy.evaluate(s, np.array([picks]))
+    chosen = lat[picks]
+    # parallel composition: the critical path is the slowest sample, the sum is the sequential model
+    assert est["latency_parallel_s"][0] == pytest.approx(chosen.max())
+    assert est["latency_sequential_s"][0] == pytest.approx(chosen.sum())
+    assert 0.0 <= est["accuracy"][0] <= 1.0
+    better = acc.copy()
+    better[picks[which]] = min(1.0, better[picks[which]] + 0.2)
+    again = Proxy(VOTE, make_profiles(VOTE, better, lat, np.full(11, 1e-4))).evaluate(s, np.array([picks]))
+    assert again["accuracy"][0] >= est["accuracy"][0] - 1e-12
+
+
+def test_vote_tables() -> None:
+    # one wrong option: wrong samples always agree, so a plain majority decides
+    assert vote_table(3, 1)[2, 0] == 1.0 and vote_table(3, 1)[1, 1] == 0.0
+    # many wrong options: one right answer against two different wrong ones is a three-way tie
+    assert vote_table(3, 6)[1, 1] == pytest.approx(5 / 6)
+    assert vote_table(3, 6)[1, 0] == 0.0
+    assert vote_table(5, 2)[3, 0] == 1.0
+
+
+def test_correlated_vote_of_one_model_repeated_is_that_model() -> None:
+    """Deterministic replay: the same model five times always agrees with itself."""
+    acc = np.linspace(0.4, 0.9, 11)
+    both = np.minimum.outer(acc, acc)  # comonotone: as correlated as the marginals allow
+    joint = {"both_correct": both.tolist(), "same_wrong": (1 - np.maximum.outer(acc, acc)).tolist(),
+             "disagree_ratio": np.ones((11, 11)).tolist()}
+    profiles = make_profiles(VOTE, acc, np.ones(11), np.full(11, 1e-4), joint=joint)
+    s = on_structure(Proxy(VOTE, profiles), k=5)
+    indep = Proxy(VOTE, profiles, mode="independent").evaluate(s, np.full((1, 5), 3))["accuracy"][0]
+    corr = Proxy(VOTE, profiles, mode="correlated").evaluate(s, np.full((1, 5), 3))["accuracy"][0]
+    assert corr == pytest.approx(acc[3], abs=1e-9)
+    assert indep > acc[3]  # independence invents a Condorcet gain the data cannot have
+
+
+def test_pruned_search_equals_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    profiles = make_profiles(CASCADE, rng.uniform(0.4, 0.95, 11), rng.uniform(0.2, 2, 11), rng.uniform(1e-4, 1e-2, 11))
+    proxy = Proxy(CASCADE, profiles)
+    found = {(str(p.structure.knobs), tuple(proxy.config(p.structure, p.digits)["nodes"].items().__repr__()))
+             for p in search(proxy, objective="latency").points}
+    from compile.enumerate import decode
+    from compile.pareto import pareto_mask
+
+    rows, labels = [], []
+    for s in proxy.structures():
+        digits = decode(np.arange(s.size), s.radices)
+        est = proxy.evaluate(s, digits)
+        rows.append(np.stack([est["accuracy"], est["latency_parallel_s"]], axis=1))
+        labels += [(str(s.knobs), tuple(proxy.config(s, d)["nodes"].items().__repr__())) for d in digits]
+    F = np.concatenate(rows)
+    brute = {labels[i] for i in np.flatnonzero(pareto_mask(F, (True, False)))}
+    assert found == brute

@@ -21,8 +21,9 @@ def plot_frontier(sample: dict[str, np.ndarray], front: list[dict], x_key: str, 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.scatter(sample[x_key], sample["accuracy"], s=4, c="0.75", label=f"evaluated ({len(sample[x_key]):,} shown)")
-    fx = [p[x_key] for p in front]
-    fy = [p["accuracy"] for p in front]
+    ordered = sorted(front, key=lambda p: (p[x_key], p["accuracy"]))
+    fx = [p[x_key] for p in ordered]
+    fy = [p["accuracy"] for p in ordered]
     ax.plot(fx, fy, "-o", c="tab:red", ms=4, lw=1.2, label=f"frontier ({len(front)})")
     ax.set_xlabel(x_key.replace("_", " "))
     ax.set_ylabel("estimated accuracy")

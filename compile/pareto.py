@@ -168,7 +168,7 @@ def _prefilter(G: np.ndarray) -> np.ndarray:
 def _prefix_undominated(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     """Positions p with no q < p such that r1[q] <= r1[p] and r2[q] <= r2[p].
 
-    Bottom-up divide and conquer over positions: at the level with half-width ``s`` every
+    Bottom-up divide and conquer over positions: at the level with half-width 2**level every
     surviving right-half point is checked against the survivors of its left sibling, all
     segments at once, by one sort on (segment, r1) and a running minimum of r2 that is offset
     per segment so it never leaks across segments. Using only survivors is exact: whoever
@@ -178,10 +178,10 @@ def _prefix_undominated(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     alive = np.arange(m, dtype=np.int64)
     width = 2 * (int(r1.max(initial=0)) + 1)
     top = int(r2.max(initial=0)) + 1  # stands for "no left point seen yet"
-    s = 1
-    while s < m and len(alive) > 1:
-        seg = alive // (2 * s)
-        right = (alive // s) & 1
+    level = 0  # half-width s = 2**level; shifts stand in for slow int64 divisions
+    while (1 << level) < m and len(alive) > 1:
+        seg = alive >> (level + 1)
+        right = (alive >> level) & 1
         order = np.argsort(seg * width + 2 * r1[alive] + right)
         seg_o, right_o = seg[order], right[order].astype(bool)
         r2_o = r2[alive[order]]
@@ -190,7 +190,7 @@ def _prefix_undominated(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
         beaten = np.zeros(len(alive), dtype=bool)
         beaten[order] = right_o & (best_left <= r2_o)
         alive = alive[~beaten]
-        s *= 2
+        level += 1
     return alive
 
 

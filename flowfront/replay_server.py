@@ -26,6 +26,7 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
     """Build the app. ``fail_models`` answer 503 (fault injection for tests and drills)."""
     app = FastAPI(title="flowfront replay", version="1")
     served: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -34,7 +35,7 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
     @app.get("/v1/stats")
     async def stats() -> dict:
         """How many times each call key was answered (lets tests prove nothing was repeated)."""
-        return {"requests": sum(served.values()), "by_key": dict(served)}
+        return {"requests": sum(served.values()), "by_key": dict(served), "refused_by_model": dict(refused)}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
@@ -44,6 +45,7 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
             return JSONResponse(status_code=400, content=_error(problem, "invalid_request_error"))
         model = body["model"]
         if model in fail_models:
+            refused[model] += 1
             return JSONResponse(status_code=503, content=_error(f"model {model!r} is unavailable (injected)", "server_error"))
         call = CallRequest(
             model=model,

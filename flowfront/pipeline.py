@@ -30,7 +30,14 @@ def run_benchmark(settings: Settings, name: str, console: Console) -> dict:
     from compile.jobs import compile_job, profile_job
     from compile.validate import validate_job
     from flowfront.benchmarks import load_benchmark
-    from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
+    from flowfront.runtime import (
+        benchmark_queries,
+        execute,
+        load_cards,
+        make_backend,
+        open_store,
+        prepare_data,
+    )
 
     timings: dict[str, float] = {}
     console.print(f"[bold]{name}[/]")

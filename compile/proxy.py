@@ -74,6 +74,12 @@ class _Est:
     joint_correct: np.ndarray | None = None  # P(input correct and agree)
     inputs: tuple[_Est, ...] = ()
     cond: tuple[_Est, bool] | None = None  # ran only when `cond[0]` had value `cond[1]`
+    # the calls this value's correctness needs, each once: a diamond (two branches reading one
+    # upstream call, joined downstream) must not count the shared call's success twice
+    closure: dict[int, np.ndarray] | None = None
+
+    def factors(self) -> dict[int, np.ndarray]:
+        return self.closure if self.closure is not None else {id(self): self.p}
 
 
 @dataclass
@@ -260,14 +266,20 @@ class Proxy:
     def _call(self, name: str, node: LLMNode, ctx: _Ctx, gate, cond) -> tuple[_Est, np.ndarray]:
         c = ctx.take(name)
         arr = self._arrays[name]
-        p = arr["acc"][c]
-        for upstream in node.upstream():  # product of success along data dependencies
+        own = arr["acc"][c]
+        closure: dict[int, np.ndarray] = {}
+        for upstream in node.upstream():  # product of success over the calls this one reads
             value = ctx.env.get(upstream)
-            if isinstance(value, _Est):
-                p = p * value.p
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, _Est):
+                    closure.update(v.factors())
         ctx.cost += gate * arr["cost"][c]
-        group = self.profiles.nodes[name].group
-        return _Est(p=p, ran=gate, group=group, choice=c, cond=cond), arr["lat"][c]
+        est = _Est(p=own, ran=gate, group=self.profiles.nodes[name].group, choice=c, cond=cond)
+        if closure:
+            closure[id(est)] = own
+            est.closure = closure
+            est.p = np.prod(np.stack(list(closure.values())), axis=0)
+        return est, arr["lat"][c]
 
     def _p_condition(self, subject: _Est | None, equals, negate: bool, n: int) -> np.ndarray:
         if subject is None:

@@ -19,9 +19,18 @@ from typing import Literal
 
 import numpy as np
 
-from compile.enumerate import decode, enumerate_front, nsga2_front, prune_dominated_choices
+from compile.enumerate import (
+    FrontTable,
+    compose_front,
+    decode,
+    encode,
+    enumerate_front,
+    nsga2_front,
+    prune_dominated_choices,
+)
 from compile.pareto import pareto_mask
 from compile.proxy import Proxy, Slot, Structure
+from flowfront.spec import If, LLMNode, Parallel
 
 Objective = Literal["latency", "cost", "both"]
 Execution = Literal["sequential", "parallel"]
@@ -94,10 +103,15 @@ def search(
         if proxy.mode == "independent":
             structure = _prune(proxy, structure, columns)
         evaluate = _evaluator(proxy, structure, columns)
+        tree = _product_tree(proxy, structure) if structure.size > max_enumerate else None
         if structure.size <= max_enumerate:
             F, codes = enumerate_front(evaluate, structure.radices, maximize=maximize)
             methods.add("enumerate")
             n_evaluated += structure.size
+        elif tree is not None:
+            F, codes = _compose(proxy, structure, tree, columns, execution, maximize)
+            methods.add("compose")
+            n_evaluated += int(sum(len(s.choices) for s in structure.slots))
         else:
             F, codes = nsga2_front(evaluate, structure.radices, n_trials=nsga_trials, seed=seed, maximize=maximize)
             methods.add("nsga2")
@@ -130,3 +144,80 @@ def _merge(proxy: Proxy, fronts, maximize) -> list[FrontPoint]:
         points.append(FrontPoint(structure, digits, {k: float(v[0]) for k, v in est.items()}))
     points.sort(key=lambda pt: (pt.estimates["latency_sequential_s"], -pt.estimates["accuracy"]))
     return points
+
+
+def _product_tree(proxy: Proxy, structure: Structure):
+    """The flow as a tree of ("seq"|"par", children) over slot positions, when the proxy's
+    estimate is a product of success over every call (each call feeds the output), latency a
+    sum/max and cost a sum: then sub-frontiers compose exactly. None otherwise."""
+    wf = proxy.workflow
+    position = {(s.node, s.index): j for j, s in enumerate(structure.slots)}
+    seen: dict[str, int] = {}
+
+    def build(flow):
+        children = []
+        for step in flow:
+            if isinstance(step, str) and isinstance(wf.nodes[step], LLMNode):
+                i = seen.get(step, 0)
+                seen[step] = i + 1
+                children.append(position[(step, i)])
+            elif isinstance(step, Parallel):
+                branches = [build(b) for b in step.parallel]
+                if any(b is None for b in branches):
+                    return None
+                children.append(("par", branches))
+            elif isinstance(step, If) and step.cond.knob is not None:
+                taken = (structure.knobs[step.cond.knob] == step.cond.equals) != step.cond.negate
+                sub = build(step.then if taken else step.orelse)
+                if sub is None:
+                    return None
+                children.append(sub)
+            else:
+                return None  # code nodes, samples, node conditions and loops are not product-form
+        return ("seq", children)
+
+    tree = build(wf.flow)
+    if tree is None or not _feeds_output(wf, {s.node for s in structure.slots}):
+        return None
+    return tree
+
+
+def _feeds_output(wf, nodes: set[str]) -> bool:
+    needed, stack = set(), [wf.output]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        stack.extend(wf.nodes[name].upstream())
+    return nodes <= needed
+
+
+def _compose(proxy: Proxy, structure: Structure, tree, columns, execution, maximize):
+    lat_op = "max" if execution == "parallel" else "sum"
+    kinds = ["accuracy"] + ["latency" if c.startswith("latency") else "cost" for c in columns[1:]]
+
+    def leaf(j: int) -> FrontTable:
+        slot = structure.slots[j]
+        arrays = proxy._arrays[slot.node]
+        F = np.stack([arrays["acc"][slot.choices]] + [
+            arrays["lat"][slot.choices] if k == "latency" else arrays["cost"][slot.choices] for k in kinds[1:]
+        ], axis=1)
+        table = FrontTable.leaf(F, maximize)
+        return table, [j]
+
+    def fold(node):
+        if isinstance(node, int):
+            return leaf(node)
+        op, children = node
+        parts = [fold(c) for c in children if not (isinstance(c, tuple) and not c[1])]
+        tables = [t for t, _ in parts]
+        order = [j for _, js in parts for j in js]
+        acc_op = "prod"  # every call feeds the output, in parallel branches too
+        return compose_front(tables, "par" if op == "par" else "seq", acc_op=acc_op,
+                             lat_op=lat_op if op == "par" else "sum", columns=kinds, maximize=maximize), order
+
+    table, order = fold(tree)
+    digits = np.empty((len(table), len(structure.slots)), dtype=np.int64)
+    digits[:, order] = table.choices
+    return table.F, encode(digits, structure.radices)

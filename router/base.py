@@ -1,0 +1,128 @@
+"""The router contract, and the outcome matrix every strategy learns from.
+
+A router estimates, per query, how each candidate configuration will do; selection turns those
+estimates into a choice with the same rules static selection uses (``compile.select``). Concrete
+strategies implement ``fit`` and ``predict`` only (RouteLLM's abstract score / concrete route split).
+scikit-learn conventions: ``__init__`` stores parameters, ``fit`` returns ``self``, learned
+attributes end in ``_``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from compile.select import Preference, Scale, SelectionResult, select
+from flowfront.errors import RoutingError
+
+OUTCOMES_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class OutcomeMatrix:
+    """Y[query, candidate]: correctness, latency under both execution models, and cost.
+
+    ``candidates`` are configuration dicts (frontier candidates, or a sample of the whole space for
+    the full-space router); ``candidate_ids`` name them. ``source_hash`` is the hash of the
+    frontier (or sample) the columns come from, so a matrix is never paired with other candidates.
+    """
+
+    query_ids: list[str]
+    texts: list[str]
+    candidate_ids: list[str]
+    candidates: list[dict]
+    correct: np.ndarray  # (Q, K) in [0, 1]
+    latency_sequential_s: np.ndarray  # (Q, K)
+    latency_parallel_s: np.ndarray  # (Q, K)
+    cost_usd: np.ndarray  # (Q, K)
+    source_hash: str
+
+    def __post_init__(self) -> None:
+        q, k = len(self.query_ids), len(self.candidate_ids)
+        if q == 0 or k == 0:
+            raise RoutingError("an outcome matrix needs at least one query and one candidate",
+                               hint="check the split is not empty and the frontier has candidates")
+        for name in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd"):
+            if getattr(self, name).shape != (q, k):
+                raise RoutingError(f"outcome matrix field {name} has shape {getattr(self, name).shape}, expected {(q, k)}")
+
+    def latency(self, execution: str) -> np.ndarray:
+        return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
+
+    def rows(self, index: np.ndarray) -> OutcomeMatrix:
+        """The matrix restricted to some queries (folds, bootstrap samples)."""
+        idx = np.asarray(index)
+        return OutcomeMatrix(
+            [self.query_ids[i] for i in idx], [self.texts[i] for i in idx], self.candidate_ids, self.candidates,
+            self.correct[idx], self.latency_sequential_s[idx], self.latency_parallel_s[idx], self.cost_usd[idx],
+            self.source_hash,
+        )
+
+    def save(self, path: Path) -> Path:
+        """``.npz`` arrays plus the JSON metadata inside it; no pickle."""
+        meta = {"schema_version": OUTCOMES_SCHEMA, "query_ids": self.query_ids, "texts": self.texts,
+                "candidate_ids": self.candidate_ids, "candidates": self.candidates, "source_hash": self.source_hash}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(
+            tmp, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), correct=self.correct,
+            latency_sequential_s=self.latency_sequential_s, latency_parallel_s=self.latency_parallel_s,
+            cost_usd=self.cost_usd,
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path, *, expect_source_hash: str | None = None) -> OutcomeMatrix:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = orjson.loads(data["meta"].tobytes())
+                arrays = {k: data[k] for k in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")}
+        except (OSError, KeyError, ValueError, orjson.JSONDecodeError) as exc:
+            raise RoutingError(f"{path}: not a readable outcome matrix ({exc})", hint="re-run `flowfront train`") from None
+        if meta.get("schema_version") != OUTCOMES_SCHEMA:
+            raise RoutingError(f"{path}: unsupported outcome matrix version", hint="re-run `flowfront train`")
+        if expect_source_hash is not None and meta["source_hash"] != expect_source_hash:
+            raise RoutingError(f"{path}: built for another frontier", hint="re-run `flowfront train`")
+        return cls(meta["query_ids"], meta["texts"], meta["candidate_ids"], meta["candidates"], **arrays,
+                   source_hash=meta["source_hash"])
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-query estimates over candidates, each (Q, K)."""
+
+    accuracy: np.ndarray
+    latency_s: np.ndarray
+    cost_usd: np.ndarray
+
+
+class Router(abc.ABC):
+    """A per-query selector over a fixed candidate set.
+
+    ``X`` is a (Q, F) feature matrix (``router.features.featurize``). ``execution`` says which
+    latency the router predicts and selects on.
+    """
+
+    execution: str = "parallel"
+
+    @abc.abstractmethod
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Router:
+        """Learn from the outcome matrix of the train split; return self."""
+
+    @abc.abstractmethod
+    def predict(self, X: np.ndarray) -> Predictions:
+        """Per-query estimates for every candidate."""
+
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+        """The candidate each query should use under a preference (same rules as static selection)."""
+        pred = self.predict(X)
+        return select(pred.accuracy, pred.latency_s, pred.cost_usd, preference, scale)
+
+    def _check_fitted(self) -> None:
+        if not any(name.endswith("_") and not name.startswith("_") for name in vars(self)):
+            raise RoutingError(f"{type(self).__name__} is not fitted", hint="call fit(X, Y) first")

@@ -24,19 +24,22 @@ def artifact_dir(settings: Settings, bench: Benchmark) -> Path:
 def profile_job(
     settings: Settings, benchmark: str, *, max_queries: int | None = None, seed: int = 0,
     reference: Configuration | None = None, backend: str | None = None, progress: bool = True,
+    api_base: str | None = None, judge: bool = False,
 ) -> Path:
-    from compile.profile import run_profile
+    from compile.profile import Judge, run_profile
 
     bench = load_benchmark(benchmark, settings.configs_dir)
     with open_store(settings) as store:
         data = prepare_data(bench, store, settings)
         queries = benchmark_queries(bench, store, data, "train")
-        be = make_backend(backend or settings.backend, store, load_cards(settings), settings,
-                          models=bench.workflow.all_models())
+        name = backend or ("litellm" if bench.spec.backend == "litellm" else settings.backend)
+        be = make_backend(name, store, load_cards(settings), settings, models=bench.workflow.all_models(),
+                          api_base=api_base)
         profiles = run_profile(
             bench, be, queries, reference=reference or bench.default_config, data_source=data.source,
             data_hash=str(data.summary.get("data_hash", data.source)), max_queries=max_queries, seed=seed,
             concurrency=settings.default_concurrency, show_progress=progress,
+            judge=Judge.load(settings.configs_dir / "judge.yaml") if judge else None,
         )
     return save(profiles, artifact_dir(settings, bench) / "profiles.json")
 

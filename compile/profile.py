@@ -20,8 +20,10 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles, package_versions
 from flowfront.backends.base import Backend, CallRequest
@@ -30,7 +32,7 @@ from flowfront.errors import BackendError, CompileError
 from flowfront.executor import Executor, Query, completion_value
 from flowfront.parsers import PARSERS, normalize_text
 from flowfront.space import Configuration, node_choices, resolve
-from flowfront.spec import LLMNode
+from flowfront.spec import LLMNode, parse_model, read_yaml
 
 _MAX_JOINT_CHOICES = 80  # pairwise/triple statistics cost O(choices^3 * inputs); beyond this, skip them
 
@@ -39,6 +41,35 @@ _MAX_JOINT_CHOICES = 80  # pairwise/triple statistics cost O(choices^3 * inputs)
 class _Input:
     messages: tuple[dict, ...]
     reference_answer: object
+
+
+class Judge(BaseModel):
+    """An LLM judge (``configs/judge.yaml``) for calls that carry no recorded grade."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str
+    budget: int | None = 8
+    messages: list[dict[str, str]]
+
+    @classmethod
+    def load(cls, path: Path) -> Judge:
+        return parse_model(cls, read_yaml(path), str(path))
+
+    async def grade(self, backend: Backend, item: _Input, candidate: str | None) -> float:
+        fill = {
+            "input": "\n".join(m["content"] for m in item.messages),
+            "reference": "" if item.reference_answer is None else str(item.reference_answer),
+            "candidate": candidate or "",
+        }
+        messages = tuple({"role": m["role"], "content": _fill(m["content"], fill)} for m in self.messages)
+        done = await backend.complete(CallRequest(self.model, messages, self.budget))
+        return float((done.text or "").strip().upper().startswith("YES"))
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
 
 
 def _group_key(node: LLMNode) -> tuple:
@@ -68,7 +99,8 @@ def _answer_key(answer: object) -> str | None:
 
 
 async def _measure_group(
-    nodes: list[str], bench: Benchmark, backend: Backend, inputs: list[_Input], progress, concurrency: int
+    nodes: list[str], bench: Benchmark, backend: Backend, inputs: list[_Input], progress, concurrency: int,
+    judge: Judge | None = None,
 ):
     """Every choice of the group on every input: (score, answer id, latency, cost, tokens) arrays."""
     node = bench.workflow.llm_nodes()[nodes[0]]
@@ -88,7 +120,9 @@ async def _measure_group(
             done = await backend.complete(request)
         value = completion_value(parse, done)
         graded = value.score
-        if graded is None:  # live path without a judge: agree with the reference run's answer
+        if graded is None and judge is not None:  # live path: the LLM judge decides
+            graded = await judge.grade(backend, inputs[i], done.text)
+        elif graded is None:  # live path, no judge: agree with the reference run's answer
             graded = float(_answer_key(value.answer) == _answer_key(inputs[i].reference_answer))
         score[i, j] = graded
         answer[i][j] = _answer_key(value.answer)
@@ -152,6 +186,7 @@ async def profile_async(
     reference: Configuration,
     concurrency: int = 16,
     progress=None,
+    judge: Judge | None = None,
 ) -> tuple[dict[str, NodeProfile], dict[str, GroupProfile], int]:
     induced, n_correct = await _reference_inputs(bench, backend, reference, queries, concurrency)
     if n_correct == 0:
@@ -173,7 +208,7 @@ async def profile_async(
             raise CompileError(f"node {members[0]!r} has no induced inputs", hint="choose a --reference that runs it")
         inputs = list(merged.values())
         choices, score, answer, lat, cost, ptok, ctok = await _measure_group(
-            members, bench, backend, inputs, tick, concurrency
+            members, bench, backend, inputs, tick, concurrency, judge
         )
         profiles = _choice_profiles(choices, score, lat, cost, ptok, ctok)
         gname = "+".join(members)
@@ -196,6 +231,7 @@ def run_profile(
     seed: int = 0,
     concurrency: int = 16,
     show_progress: bool = False,
+    judge: Judge | None = None,
 ) -> Profiles:
     """Profile a benchmark's workflow; returns a new Profiles artifact."""
     chosen = list(queries)
@@ -206,7 +242,9 @@ def run_profile(
     resolve(bench.workflow, reference)
 
     async def go(progress):
-        return await profile_async(bench, backend, chosen, reference=reference, concurrency=concurrency, progress=progress)
+        return await profile_async(
+            bench, backend, chosen, reference=reference, concurrency=concurrency, progress=progress, judge=judge
+        )
 
     if show_progress:
         from rich.progress import Progress

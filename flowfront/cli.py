@@ -182,6 +182,8 @@ def profile(
     max_queries: Annotated[int | None, typer.Option(min=1, help="profile on a seeded sample of the train split")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     reference: Annotated[str | None, typer.Option(help="reference configuration JSON (default: the benchmark's)")] = None,
+    judge: Annotated[bool, typer.Option(help="grade live calls with the LLM judge of configs/judge.yaml")] = False,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
@@ -191,7 +193,7 @@ def profile(
     settings = make_settings(data_dir, workdir)
     ref = _parse_config(reference, None)
     path = profile_job(settings, benchmark, max_queries=max_queries, seed=seed, reference=ref,
-                       progress=sys.stderr.isatty())
+                       progress=sys.stderr.isatty(), api_base=api_base, judge=judge)
     typer.echo(f"wrote {path}")
 
 

@@ -30,6 +30,7 @@ from compile.enumerate import (
 )
 from compile.pareto import pareto_mask
 from compile.proxy import Proxy, Slot, Structure
+from flowfront.space import Configuration
 from flowfront.spec import If, LLMNode, Parallel
 
 Objective = Literal["latency", "cost", "both"]
@@ -221,3 +222,24 @@ def _compose(proxy: Proxy, structure: Structure, tree, columns, execution, maxim
     digits = np.empty((len(table), len(structure.slots)), dtype=np.int64)
     digits[:, order] = table.choices
     return table.F, encode(digits, structure.radices)
+
+
+def sample_configurations(proxy: Proxy, n: int, seed: int, exclude: set[str] | None = None) -> list[tuple[dict, dict]]:
+    """Distinct configurations drawn uniformly from the whole (filtered) space, with their proxy
+    estimates: a structure with probability proportional to its size, then uniform digits."""
+    rng = np.random.default_rng(seed)
+    structures = proxy.structures()
+    sizes = np.array([s.size for s in structures], dtype=float)
+    out, seen, attempts = [], set(exclude or ()), 0
+    while len(out) < n and attempts < n * 50:
+        attempts += 1
+        s = structures[rng.choice(len(structures), p=sizes / sizes.sum())]
+        digits = decode(np.array([rng.integers(0, s.size)]), s.radices)
+        config = proxy.config(s, digits[0])
+        key = Configuration.parse(config).key()
+        if key in seen:
+            continue
+        seen.add(key)
+        est = {k: float(v[0]) for k, v in proxy.evaluate(s, digits).items()}
+        out.append((config, est))
+    return out

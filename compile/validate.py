@@ -15,9 +15,9 @@ import numpy as np
 import orjson
 
 from compile.artifact import Frontier, Profiles, load
-from compile.enumerate import decode
 from compile.pareto import hypervolume, pareto_mask
 from compile.proxy import Proxy
+from compile.search import sample_configurations
 from flowfront.benchmarks import load_benchmark
 from flowfront.errors import CompileError
 from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
@@ -31,26 +31,6 @@ def _spread(frontier: Frontier, n: int, key: str) -> list[int]:
         return order
     picks = np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))
     return [order[i] for i in picks]
-
-
-def _sample_configs(proxy: Proxy, n: int, seed: int, exclude: set[str]) -> list[tuple[dict, dict]]:
-    """Uniform over the whole (filtered) space: pick a structure by its size, then uniform digits."""
-    rng = np.random.default_rng(seed)
-    structures = proxy.structures()
-    sizes = np.array([s.size for s in structures], dtype=float)
-    out, seen, attempts = [], set(exclude), 0
-    while len(out) < n and attempts < n * 50:
-        attempts += 1
-        s = structures[rng.choice(len(structures), p=sizes / sizes.sum())]
-        digits = decode(np.array([rng.integers(0, s.size)]), s.radices)
-        config = proxy.config(s, digits[0])
-        key = Configuration.parse(config).key()
-        if key in seen:
-            continue
-        seen.add(key)
-        est = {k: float(v[0]) for k, v in proxy.evaluate(s, digits).items()}
-        out.append((config, est))
-    return out
 
 
 def _correlations(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -74,7 +54,7 @@ def validate_job(
     front = [(frontier.candidates[i].config, frontier.candidates[i].estimates.model_dump())
              for i in _spread(frontier, n_front, lat_key)]
     exclude = {Configuration.parse(c.config).key() for c in frontier.candidates}
-    points = front + _sample_configs(proxy, n_sample, seed, exclude)
+    points = front + sample_configurations(proxy, n_sample, seed, exclude)
     is_front = np.array([True] * len(front) + [False] * (len(points) - len(front)))
     measured = _measure(bench, settings, [c for c, _ in points], split)
     proxy_vals = {"accuracy": np.array([e["accuracy"] for _, e in points]),

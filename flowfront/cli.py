@@ -253,6 +253,26 @@ def validate(
 
 
 @app.command()
+def train(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    strategy: Annotated[str, typer.Option(help="frontier | full-space | full-space-factorised | knn | static | "
+                                          "masrouter-style | maas-style | best-single | random")] = "frontier",
+    seed: Annotated[int, typer.Option()] = 0,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Fit a routing strategy on the train split (after `compile`); LightGBM routers are saved."""
+    from router.train import train_job
+
+    path, m = train_job(make_settings(data_dir, workdir), benchmark, strategy, seed=seed)
+    typer.echo(
+        f"{benchmark} [{strategy}]: {m['train_queries']} train queries x {m['candidates']} candidates, "
+        f"fit in {m['fit_seconds']:.1f}s; held-out-fold expected utility {m['heldout_fold_expected_utility']:.4f}"
+        + (f"\nwrote {path}" if path else "")
+    )
+
+
+@app.command()
 def run(
     data_dir: DataDir = None,
     workdir: Workdir = None,

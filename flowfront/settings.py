@@ -66,3 +66,5 @@ def prepare_environment() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # LightGBM's OpenMP workers spin while waiting; on 2 shared cores that starves everyone else.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -100,6 +100,9 @@ class FeatureConfig(BaseModel):
     model: str = Field(default=EMBEDDING_PACKAGE, description="installed package that ships the model")
     variant: Variant = Field(default="onnx-int8", description="how the embedding is computed")
     max_seq_length: int = Field(default=256, ge=8, le=512, description="tokens kept per query")
+    # Prompts with few-shot examples put the question last; keeping the head embedded the shared
+    # examples only (1,918 RouterBench train prompts gave 4 distinct vectors), so keep the tail.
+    truncation: Literal["head", "tail"] = Field(default="tail", description="which end of a long query is kept")
     text_stats: bool = Field(default=True, description="append TEXT_STAT_NAMES after the embedding")
     normalize: bool = Field(default=True, description="L2-normalise the embedding")
 
@@ -272,7 +275,7 @@ class Embedder:
 
         c = self.config
         recipe = "" if c.variant == "torch" else f"/rev{EXPORT_REVISION}"
-        return f"{c.model}=={_package_version(c.model)}/{c.variant}{recipe}/len{c.max_seq_length}"
+        return f"{c.model}=={_package_version(c.model)}/{c.variant}{recipe}/len{c.max_seq_length}/{c.truncation}"
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False
@@ -366,6 +369,7 @@ class Embedder:
             resolve_embedding_model(c.model),
             variant=c.variant,
             max_seq_length=c.max_seq_length,
+            truncation=c.truncation,
             package_version=_package_version(c.model),
             export_dir=export_dir,
             num_threads=self.num_threads,

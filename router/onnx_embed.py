@@ -199,14 +199,16 @@ def default_threads() -> int:
 class OnnxEncoder:
     """Tokenise with the model's fast tokenizer and run the exported graph on onnxruntime."""
 
-    def __init__(self, onnx_path: Path, model_dir: Path, *, max_seq_length: int, num_threads: int) -> None:
+    def __init__(
+        self, onnx_path: Path, model_dir: Path, *, max_seq_length: int, num_threads: int, truncation: str = "tail"
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # tokenizer.json ships with fixed padding to 128 and truncation at 128; we want the
         # configured limit and padding only to the longest text of each batch.
-        self.tokenizer.enable_truncation(max_length=max_seq_length)
+        self.tokenizer.enable_truncation(max_length=max_seq_length, direction="left" if truncation == "tail" else "right")
         pad_id = self.tokenizer.token_to_id("[PAD]")
         self.tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
         options = ort.SessionOptions()
@@ -230,13 +232,14 @@ class OnnxEncoder:
 class TorchEncoder:
     """sentence-transformers on CPU, without its Normalize module (the cache keeps raw vectors)."""
 
-    def __init__(self, model_dir: Path, *, max_seq_length: int) -> None:
+    def __init__(self, model_dir: Path, *, max_seq_length: int, truncation: str = "tail") -> None:
         from sentence_transformers import SentenceTransformer
 
         full = SentenceTransformer(str(model_dir), device="cpu")
         modules = [m for m in full if type(m).__name__ != "Normalize"]
         self.model = SentenceTransformer(modules=modules, device="cpu")
         self.model.max_seq_length = max_seq_length
+        self.model.tokenizer.truncation_side = "left" if truncation == "tail" else "right"
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Un-normalised mean-pooled vectors, float32 ``(len(texts), dim)``."""
@@ -261,13 +264,14 @@ def load_encoder(
     package_version: str,
     export_dir: Path,
     num_threads: int | None = None,
+    truncation: str = "tail",
 ) -> Callable[[Sequence[str]], np.ndarray]:
     """A callable texts -> un-normalised vectors for ``variant``, exporting ONNX files on first use."""
     if variant == "torch":
-        return TorchEncoder(model_dir, max_seq_length=max_seq_length)
+        return TorchEncoder(model_dir, max_seq_length=max_seq_length, truncation=truncation)
     _require_onnx_packages(variant)
     path = ensure_export(
         model_dir, export_dir, package_version=package_version, variant=variant, max_seq_length=max_seq_length
     )
     threads = num_threads or default_threads()
-    return OnnxEncoder(path, model_dir, max_seq_length=max_seq_length, num_threads=threads)
+    return OnnxEncoder(path, model_dir, max_seq_length=max_seq_length, num_threads=threads, truncation=truncation)

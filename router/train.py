@@ -1,0 +1,162 @@
+"""``flowfront train``: fit one routing strategy on a benchmark's train split.
+
+The outcome matrix (every candidate executed on every train query, on replay) is cached next to
+the frontier under a name that carries the candidates' hash; the query features go through the
+shared embedding cache. Strategies over the frontier use its candidates; the full-space ones and
+the MasRouter/MaAS-style baselines use a uniform sample of the whole design space at least ten
+times the frontier's size (all of it when the space is smaller). LightGBM routers are written as
+an artifact (LightGBM text models + JSON); the other strategies are cheap to refit and are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from compile.artifact import Frontier, Profiles, load
+from compile.select import Scale, lambda_sweep
+from flowfront.benchmarks import Benchmark, load_benchmark
+from flowfront.errors import RoutingError
+from flowfront.settings import Settings
+from router.base import OutcomeMatrix, Router
+
+# name -> (module, class, candidate set)
+STRATEGIES: dict[str, tuple[str, str, str]] = {
+    "frontier": ("router.model", "LightGBMRouter", "frontier"),
+    "static": ("router.baselines", "StaticRouter", "frontier"),
+    "knn": ("router.baselines", "KNNRouter", "frontier"),
+    "random": ("router.baselines", "RandomRouter", "frontier"),
+    "best-single": ("router.baselines", "BestSingleRouter", "frontier"),
+    "full-space": ("router.model", "LightGBMRouter", "sample"),
+    "full-space-factorised": ("router.baselines", "FactorisedRouter", "sample"),
+    "masrouter-style": ("router.baselines_rl", "MasRouterStyle", "sample"),
+    "maas-style": ("router.baselines_rl", "MaasStyle", "sample"),
+}
+
+
+@dataclass
+class TrainingData:
+    bench: Benchmark
+    frontier: Frontier
+    scale: Scale
+    lambdas: np.ndarray
+    train: OutcomeMatrix
+    test: OutcomeMatrix
+    X_train: np.ndarray
+    X_test: np.ndarray
+
+
+def make_router(strategy: str, *, seed: int = 0, execution: str = "parallel") -> Router:
+    if strategy not in STRATEGIES:
+        raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
+    module, cls, _ = STRATEGIES[strategy]
+    kwargs: dict[str, Any] = {"execution": execution}
+    if cls in {"LightGBMRouter", "RandomRouter", "MasRouterStyle", "MaasStyle"}:
+        kwargs["seed"] = seed
+    return getattr(import_module(module), cls)(**kwargs)
+
+
+def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: str, seed: int) -> tuple[list, list]:
+    if kind == "frontier":
+        return [c.config for c in frontier.candidates], [c.id for c in frontier.candidates]
+    from compile.proxy import Proxy
+    from compile.search import sample_configurations
+
+    profiles = load(Profiles, settings.workdir / bench.name / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
+    proxy = Proxy(bench.workflow, profiles, mode=frontier.proxy_mode)
+    n = max(10 * len(frontier.candidates), 100)
+    sample = sample_configurations(proxy, n, seed)
+    return [c for c, _ in sample], [f"s{i}" for i in range(len(sample))]
+
+
+def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, split: str) -> OutcomeMatrix:
+    from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
+    from router.outcomes import build_outcomes
+
+    digest = hashlib.sha256(orjson.dumps(candidates, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    path = settings.workdir / bench.name / "outcomes" / f"{digest}-{split}.npz"
+    if path.is_file():
+        return OutcomeMatrix.load(path, expect_source_hash=digest)
+    with open_store(settings) as store:
+        data = prepare_data(bench, store, settings)
+        queries = benchmark_queries(bench, store, data, split)
+        if not queries:
+            raise RoutingError(f"the {split} split of {bench.name} is empty", hint="check the data and the split")
+        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        matrix = build_outcomes(bench, candidates, ids, queries, backend, settings, source_hash=digest, progress=True)
+    matrix.save(path)
+    return matrix
+
+
+def features(settings: Settings, texts: list[str]) -> np.ndarray:
+    from router.features import Embedder, FeatureConfig, featurize
+
+    config = FeatureConfig()
+    embedder = Embedder(config, cache_dir=settings.workdir / "embeddings")
+    return featurize(texts, config, embedder)
+
+
+def load_data(settings: Settings, benchmark: str, kind: str, seed: int = 0) -> TrainingData:
+    """Outcome matrices (train and test) and features for one candidate set of a benchmark."""
+    bench = load_benchmark(benchmark, settings.configs_dir)
+    frontier = load(Frontier, settings.workdir / bench.name / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
+    candidates, ids = _candidates(settings, bench, frontier, kind, seed)
+    train = _matrix(settings, bench, candidates, ids, "train")
+    test = _matrix(settings, bench, candidates, ids, "test")
+    est = [c.estimates for c in frontier.candidates]
+    lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
+    cost = np.array([e.cost_usd for e in est])
+    scale = Scale.from_estimates(lat, cost)
+    lambdas = lambda_sweep(scale, np.array([e.accuracy for e in est]), lat, cost, n=9)
+    return TrainingData(bench, frontier, scale, lambdas, train, test,
+                        features(settings, train.texts), features(settings, test.texts))
+
+
+def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
+                     execution: str = "parallel") -> np.ndarray:
+    """Per-query utility averaged over the λ sweep: mean_λ (correct − λ·normalised latency)."""
+    from compile.select import Preference
+
+    rows = np.arange(len(Y.query_ids))
+    lat = Y.latency(execution)
+    per_query = np.zeros(len(rows))
+    for lam in lambdas:
+        index = np.asarray(router.select(X, Preference(lambda_=float(lam)), scale).index)
+        per_query += Y.correct[rows, index] - lam * scale.normalise_latency(lat[rows, index])
+    return per_query / len(lambdas)
+
+
+def train_job(settings: Settings, benchmark: str, strategy: str, *, seed: int = 0) -> tuple[Path | None, dict]:
+    """Fit a strategy on the train split; report training time and a held-out-fold utility."""
+    if strategy not in STRATEGIES:
+        raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
+    data = load_data(settings, benchmark, STRATEGIES[strategy][2], seed)
+    execution = data.frontier.execution
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data.train.query_ids))
+    cut = int(0.8 * len(order))
+    fit_rows, held = np.sort(order[:cut]), np.sort(order[cut:])
+    probe = make_router(strategy, seed=seed, execution=execution).fit(data.X_train[fit_rows], data.train.rows(fit_rows))
+    utility = float(expected_utility(probe, data.X_train[held], data.train.rows(held), data.scale, data.lambdas,
+                                     execution).mean())
+    started = time.perf_counter()
+    router = make_router(strategy, seed=seed, execution=execution).fit(data.X_train, data.train)
+    seconds = time.perf_counter() - started
+    metrics = {"strategy": strategy, "train_queries": len(data.train.query_ids), "candidates": len(data.train.candidate_ids),
+               "fit_seconds": seconds, "heldout_fold_expected_utility": utility, "lambdas": data.lambdas.tolist()}
+    path = None
+    if STRATEGIES[strategy][1] == "LightGBMRouter":
+        from router.artifact import save_router
+        from router.features import FeatureConfig
+
+        path = save_router(router, settings.workdir / data.bench.name / f"router-{strategy}",
+                           frontier_hash=data.frontier.content_hash(), feature_config=FeatureConfig(),
+                           metrics=metrics, strategy=strategy)
+    return path, metrics

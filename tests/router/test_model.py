@@ -1,0 +1,229 @@
+"""The LightGBM router on a real qa-cascade outcome matrix, with real MiniLM features.
+
+One module-scoped fixture profiles and compiles qa-cascade from the recorded RouterBench data,
+builds the train/test outcome matrices on a seeded subset of queries (to stay well under a
+minute on two busy cores) and embeds them with the real Embedder (torch variant, 32 tokens, a
+tmp cache), then fits one router that most tests share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compile.select import Preference, Scale
+from flowfront.errors import RoutingError
+from router.artifact import load_router, save_router
+from router.base import OutcomeMatrix
+from router.features import Embedder, FeatureConfig, featurize
+from router.model import LightGBMRouter, candidate_features
+
+ROOT = Path(__file__).parents[2]
+FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1)
+FEATURES = FeatureConfig(variant="torch", max_seq_length=32)
+
+
+@pytest.fixture(scope="module")
+def data(shared_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from compile.jobs import compile_job, profile_job
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
+    from router.outcomes import build_outcomes
+
+    settings = shared_settings
+    profile_job(settings, "qa-cascade", progress=False)
+    _, frontier = compile_job(settings, "qa-cascade", mode="correlated")
+    bench = load_benchmark("qa-cascade", settings.configs_dir)
+    out = {}
+    with open_store(settings) as store:
+        prepared = prepare_data(bench, store, settings)
+        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        for split, n in (("train", 300), ("test", 100)):
+            queries = benchmark_queries(bench, store, prepared, split)
+            queries = [queries[i] for i in np.sort(np.random.default_rng(7).choice(len(queries), n, replace=False))]
+            out[split] = build_outcomes(bench, [c.config for c in frontier.candidates],
+                                        [c.id for c in frontier.candidates], queries, backend, settings,
+                                        source_hash=frontier.content_hash())
+    embedder = Embedder(FEATURES, tmp_path_factory.mktemp("embeddings"))
+    X = {split: featurize(Y.texts, FEATURES, embedder) for split, Y in out.items()}
+    return {"train": out["train"], "test": out["test"], "Xtr": X["train"], "Xte": X["test"], "frontier": frontier}
+
+
+@pytest.fixture(scope="module")
+def router(data: dict) -> LightGBMRouter:
+    return LightGBMRouter(**FAST).fit(data["Xtr"], data["train"])
+
+
+@pytest.fixture(scope="module")
+def scale(router: LightGBMRouter) -> Scale:
+    return Scale.from_estimates(router.static_latency_s_, router.static_cost_usd_)
+
+
+@pytest.fixture(scope="module")
+def saved(router: LightGBMRouter, data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("artifact") / "router"
+    return save_router(router, folder, frontier_hash=data["frontier"].content_hash(), feature_config=FEATURES,
+                       metrics={"note": "test"})
+
+
+def test_predictions_are_probabilities_of_shape_q_by_k(router: LightGBMRouter, data: dict) -> None:
+    pred = router.predict(data["Xte"])
+    shape = data["test"].correct.shape
+    assert pred.accuracy.shape == pred.latency_s.shape == pred.cost_usd.shape == shape
+    assert ((pred.accuracy >= 0) & (pred.accuracy <= 1)).all()
+    assert (pred.latency_s >= 0).all() and (pred.cost_usd >= 0).all()
+    # per-query estimates: the router does not predict the same row for every query
+    assert np.ptp(pred.accuracy, axis=0).max() > 0.01
+
+
+def test_single_row_prediction_matches_batch(router: LightGBMRouter, data: dict) -> None:
+    batch = router.predict(data["Xte"][:3]).accuracy
+    one = router.predict(data["Xte"][1]).accuracy
+    np.testing.assert_allclose(one[0], batch[1], rtol=1e-12)
+
+
+def test_design_choice_is_recorded_from_validation_log_loss(router: LightGBMRouter) -> None:
+    losses = router.validation_metrics_["valid_log_loss"]
+    assert set(losses) == {"per-candidate", "conditioned"}
+    assert router.design_ == min(losses, key=losses.get)
+
+
+def test_calibration_keeps_or_improves_validation_brier(router: LightGBMRouter) -> None:
+    briers = router.validation_metrics_["calib_brier"]
+    chosen = router.validation_metrics_["calibration"]
+    assert router.calibration_["method"] == chosen
+    assert briers[chosen] <= briers["identity"]
+    json.dumps(router.calibration_)  # plain numbers only
+    grid = np.linspace(0, 1, 101)
+    from router.model import apply_calibration
+
+    mapped = apply_calibration(grid, router.calibration_)
+    assert (np.diff(mapped) >= -1e-12).all(), "a calibration map must be monotone"
+
+
+def _with(Y: OutcomeMatrix, **fields: np.ndarray) -> OutcomeMatrix:
+    return dataclasses.replace(Y, **fields)
+
+
+def test_constant_candidates_and_regressor_use(data: dict) -> None:
+    Y = data["train"]
+    correct, latency = Y.correct.copy(), Y.latency_parallel_s.copy()
+    correct[:, 0], correct[:, 1] = 1.0, 0.0
+    latency[:, 2] = 3.0  # constant latency: no regressor
+    varying = 3
+    # a latency the features determine (the first text statistic: query length), so a regressor must win
+    length = data["Xtr"][:, 384]
+    latency[:, varying] = 1.0 + 10.0 * (length - length.min()) / np.ptp(length)
+    router = LightGBMRouter(design="per-candidate", **FAST).fit(data["Xtr"], _with(Y, correct=correct,
+                                                                                  latency_parallel_s=latency))
+    pred = router.predict(data["Xte"])
+    assert (pred.accuracy[:, 0] == 1.0).all() and (pred.accuracy[:, 1] == 0.0).all()
+    assert router.latency_models_[2] is None and (pred.latency_s[:, 2] == 3.0).all()
+    assert router.latency_models_[varying] is not None
+    assert np.ptp(pred.latency_s[:, varying]) > 0
+
+
+def test_conditioned_design_with_soft_labels(data: dict) -> None:
+    Y = data["train"]
+    soft = np.clip(Y.correct * 0.8 + 0.1 * np.random.default_rng(0).random(Y.correct.shape), 0, 1)
+    extra = np.arange(len(Y.candidate_ids), dtype=float)[:, None]  # e.g. proxy estimates
+    router = LightGBMRouter(design="conditioned", **FAST).fit(data["Xtr"], _with(Y, correct=soft),
+                                                              candidate_features=extra)
+    assert router.design_ == "conditioned" and len(router.success_models_) == 1
+    assert router.candidate_features_.shape[0] == len(Y.candidate_ids)
+    acc = router.predict(data["Xte"]).accuracy
+    assert acc.shape == data["test"].correct.shape and ((acc >= 0) & (acc <= 1)).all()
+
+
+def test_candidate_features_one_hot_settings() -> None:
+    configs = [{"nodes": {"a": {"model": "m1", "budget": None}}, "knobs": {"checker": "off"}},
+               {"nodes": {"a": [{"model": "m1", "budget": 64}, {"model": "m2", "budget": 64}]},
+                "knobs": {"checker": "on"}}]
+    matrix, names = candidate_features(configs)
+    assert matrix.shape == (2, len(names))
+    row = dict(zip(names, matrix[1], strict=True))
+    assert row["a[1].model=m2"] == 1 and row["knob.checker=on"] == 1 and row["a.model=m1"] == 0
+
+
+def test_ood_noise_rows_get_the_static_choice(router: LightGBMRouter, data: dict, scale: Scale) -> None:
+    X = data["Xte"][:40].copy()
+    noise = np.random.default_rng(1).standard_normal((20, router.embedding_dim)).astype(np.float32)
+    X[:20, : router.embedding_dim] = noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    mask = router.ood_mask(X)
+    assert mask[:20].all()
+    assert mask[20:].mean() <= 0.1
+    pref = Preference.model_validate({"lambda": 0.3})
+    result = router.select(X, pref, scale)
+    static = router.static_choice(pref, scale)
+    assert router.last_ood_count == int(mask.sum())
+    assert (result.index[mask] == static.index).all()
+    off = LightGBMRouter(**{**router.get_params(), "ood_fallback": False})
+    vars(off).update({k: v for k, v in vars(router).items() if k.endswith("_")})
+    np.testing.assert_array_equal(off.select(X, pref, scale).index[~mask], result.index[~mask])
+
+
+def test_round_trip_gives_identical_predictions(router: LightGBMRouter, saved: Path, data: dict,
+                                                scale: Scale) -> None:
+    loaded = load_router(saved, expect_frontier_hash=data["frontier"].content_hash())
+    a, b = router.predict(data["Xte"]), loaded.predict(data["Xte"])
+    for field in ("accuracy", "latency_s", "cost_usd"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(router.ood_mask(data["Xte"]), loaded.ood_mask(data["Xte"]))
+    pref = Preference.model_validate({"lambda": 0.2})
+    np.testing.assert_array_equal(router.select(data["Xte"], pref, scale).index,
+                                  loaded.select(data["Xte"], pref, scale).index)
+    meta = json.loads((saved / "router.json").read_text())
+    assert meta["design"] == router.design_ and meta["kind"] == "router"
+    assert np.load(saved / "reference.npy", allow_pickle=False).dtype == np.float16
+
+
+def test_other_frontier_hash_is_refused(saved: Path, data: dict) -> None:
+    with pytest.raises(RoutingError, match="0000000000000000") as err:
+        load_router(saved, expect_frontier_hash="0000000000000000")
+    assert data["frontier"].content_hash() in str(err.value) and "flowfront train" in str(err.value)
+
+
+def _copy(saved: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(saved, tmp_path / "copy"))
+
+
+def test_corrupt_or_missing_model_file_is_refused(saved: Path, tmp_path: Path) -> None:
+    folder = _copy(saved, tmp_path)
+    model = sorted((folder / "models").glob("*.txt"))[0]
+    model.write_text(model.read_text()[:200])
+    with pytest.raises(RoutingError, match="corrupt"):
+        load_router(folder, expect_frontier_hash=None)
+    model.unlink()
+    with pytest.raises(RoutingError, match="missing"):
+        load_router(folder, expect_frontier_hash=None)
+
+
+def test_schema_mismatch_is_refused(saved: Path, tmp_path: Path) -> None:
+    folder = _copy(saved, tmp_path)
+    meta = json.loads((folder / "router.json").read_text())
+    (folder / "router.json").write_text(json.dumps({**meta, "schema_version": 99}))
+    with pytest.raises(RoutingError, match="schema version 99"):
+        load_router(folder, expect_frontier_hash=None)
+    (folder / "router.json").write_text(json.dumps({**meta, "ood_threshold": "far"}))
+    with pytest.raises(RoutingError, match="ood_threshold"):
+        load_router(folder, expect_frontier_hash=None)
+
+
+def test_wrong_feature_width_is_a_routing_error(router: LightGBMRouter, data: dict) -> None:
+    with pytest.raises(RoutingError, match="FeatureConfig"):
+        router.predict(data["Xte"][:, :100])
+
+
+def test_loading_does_not_import_torch(saved: Path) -> None:
+    code = (f"import sys; from router.artifact import load_router; load_router({str(saved)!r}, "
+            "expect_frontier_hash=None); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -138,16 +138,10 @@ class StaticRouter(Router):
         return _broadcast(self.means_, X.shape[0])
 
 
-class RandomRouter(Router):
-    """A uniformly random candidate per query, among those meeting the preference's hard limits by
-    the train-mean estimates (which are also what ``predict`` returns). Deterministic per ``seed``:
-    the same seed and the same number of queries give the same choices."""
+class _TrainMeansRouter(Router):
+    """Shared by the strategies whose predictions are the candidates' train means for every query."""
 
-    def __init__(self, seed: int = 0, execution: str = "parallel") -> None:
-        self.seed = seed
-        self.execution = execution
-
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> RandomRouter:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> _TrainMeansRouter:
         _check_rows(X, Y)
         self.means_ = _train_means(Y, self.execution)
         return self
@@ -155,6 +149,16 @@ class RandomRouter(Router):
     def predict(self, X: np.ndarray) -> Predictions:
         self._check_fitted()
         return _broadcast(self.means_, X.shape[0])
+
+
+class RandomRouter(_TrainMeansRouter):
+    """A uniformly random candidate per query, among those meeting the preference's hard limits by
+    the train-mean estimates (which are also what ``predict`` returns). Deterministic per ``seed``:
+    the same seed and the same number of queries give the same choices."""
+
+    def __init__(self, seed: int = 0, execution: str = "parallel") -> None:
+        self.seed = seed
+        self.execution = execution
 
     def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
         self._check_fitted()
@@ -167,7 +171,7 @@ class RandomRouter(Router):
         return SelectionResult(index, np.ones(len(index), dtype=bool), np.zeros(len(index)))
 
 
-class BestSingleRouter(Router):
+class BestSingleRouter(_TrainMeansRouter):
     """The candidate with the best train-mean accuracy (ties: cheaper, then faster) for every query,
     whatever the preference: the "best single configuration" baseline ignores lambda and limits."""
 
@@ -175,15 +179,10 @@ class BestSingleRouter(Router):
         self.execution = execution
 
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> BestSingleRouter:
-        _check_rows(X, Y)
-        self.means_ = _train_means(Y, self.execution)
+        super().fit(X, Y)
         acc, lat, cost = self.means_
         self.best_ = int(_lex_argmin([-acc[None], cost[None], lat[None]])[0])
         return self
-
-    def predict(self, X: np.ndarray) -> Predictions:
-        self._check_fitted()
-        return _broadcast(self.means_, X.shape[0])
 
     def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
         self._check_fitted()

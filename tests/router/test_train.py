@@ -1,0 +1,51 @@
+"""`flowfront train` end to end on code-budget (small: ~300 train queries), and its errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compile.jobs import compile_job, profile_job
+from flowfront.errors import CompileError, RoutingError
+from router.artifact import load_router
+from router.train import load_data, train_job
+from tests.helpers import flowfront
+
+
+@pytest.fixture(scope="module")
+def compiled(imported_settings, tmp_path_factory):
+    work = tmp_path_factory.mktemp("train")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(imported_settings.store_path) + suffix)
+        if src.exists():
+            shutil.copy(src, work / src.name)
+    settings = imported_settings.model_copy(update={"workdir": work})
+    profile_job(settings, "code-budget", progress=False)
+    compile_job(settings, "code-budget", mode="correlated")
+    return settings
+
+
+def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
+    path, metrics = train_job(compiled, "code-budget", "frontier")
+    assert metrics["train_queries"] > 200 and metrics["candidates"] >= 2
+    frontier_hash = load_data(compiled, "code-budget", "frontier").frontier.content_hash()
+    router = load_router(path, expect_frontier_hash=frontier_hash)
+    data = load_data(compiled, "code-budget", "frontier")
+    pred = router.predict(data.X_test)
+    assert pred.accuracy.shape == data.test.correct.shape
+    assert np.all((pred.accuracy >= 0) & (pred.accuracy <= 1))
+    with pytest.raises(RoutingError, match="another frontier|frontier"):
+        load_router(path, expect_frontier_hash="0" * 16)
+
+
+def test_train_errors(compiled, tmp_path: Path) -> None:
+    with pytest.raises(RoutingError, match="unknown strategy"):
+        train_job(compiled, "code-budget", "psychic")
+    empty = compiled.model_copy(update={"workdir": tmp_path})
+    with pytest.raises(CompileError, match="frontier.json: not found"):
+        train_job(empty, "code-budget", "static")
+    proc = flowfront("train", "code-budget", "--strategy", "psychic", "--workdir", str(compiled.workdir))
+    assert proc.returncode != 0 and "unknown strategy 'psychic'" in proc.stderr and "Traceback" not in proc.stderr

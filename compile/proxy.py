@@ -303,6 +303,10 @@ class Proxy:
             return self._vote([s for s in samples if s is not None], ctx.n)
         if node.fn == "coalesce":
             return self._coalesce([v for v in values if v is not None], ctx.n)
+        if node.fn == "first_passing":  # at-least-one: right unless every sample is wrong
+            samples = [s for v in values for s in (v if isinstance(v, list) else [v]) if s is not None]
+            p_all_wrong = np.prod(np.stack([1 - s.p for s in samples]), axis=0)
+            return _Est(p=1 - p_all_wrong, ran=samples[0].ran)
         return values[0] if values and isinstance(values[0], _Est) else _Est(np.zeros(ctx.n), np.zeros(ctx.n))
 
     def _pair(self, a: _Est, b: _Est, stat: str) -> np.ndarray | None:

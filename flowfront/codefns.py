@@ -59,6 +59,18 @@ def coalesce(*inputs: Any) -> Value:
     return Value(answer=None)
 
 
+def first_passing(*inputs: Any) -> Value:
+    """At-least-one fan-in (generate → test → select): the first sample that passes its test.
+
+    "Passing" is the sample's grade — on replay the recorded test outcome (e.g. MBPP's unit tests);
+    a live sample has no grade until a test step sets one, and then the first sample stands.
+    """
+    samples = [v for v in _flatten(list(inputs)) if v is not None]
+    if not samples:
+        return Value(answer=None)
+    return next((v for v in samples if v.score is not None and v.score >= 0.5), samples[0])
+
+
 def _reparse(parse: Callable[[str], Any]) -> CodeFn:
     def fn(value: Value | None, **params: Any) -> Value:
         if value is None:
@@ -78,6 +90,7 @@ CODE_FUNCTIONS: dict[str, CodeFn] = {
     "majority_vote": majority_vote,
     "agree": agree,
     "coalesce": coalesce,
+    "first_passing": first_passing,
     "extract_choice": _reparse(extract_choice),
     "extract_number": _reparse(extract_number),
     "extract_code": _reparse(extract_code),

@@ -27,3 +27,10 @@ def test_agree_and_coalesce() -> None:
     assert agree(v(None), v(None)).answer is False
     assert coalesce(None, v("B")).answer == "B"
     assert coalesce(v("C"), v("B")).answer == "C"
+
+
+def test_first_passing_takes_the_first_graded_pass() -> None:
+    from flowfront.codefns import first_passing
+
+    assert first_passing([v("x", 0.0, 0), v("y", 1.0, 1), v("z", 1.0, 2)]).calls == (1,)
+    assert first_passing([v("x", None, 0), v("y", None, 1)]).calls == (0,)  # live: nothing graded yet

@@ -137,3 +137,41 @@ def test_pruned_search_equals_brute_force() -> None:
     F = np.concatenate(rows)
     brute = {labels[i] for i in np.flatnonzero(pareto_mask(F, (True, False)))}
     assert found == brute
+
+
+BEST_OF = {
+    "name": "best-of", "knobs": {"k": {"values": [1, 2, 3], "default": 2}},
+    "nodes": {"gen": {"kind": "llm", "messages": [{"role": "user", "content": "{query}"}], "parser": "code",
+                      "models": [f"m{i}" for i in range(11)]},
+              "pick": {"kind": "code", "fn": "first_passing", "inputs": ["gen"]}},
+    "flow": [{"sample": "gen", "k": {"knob": "k"}}, "pick"], "output": "pick",
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(acc=probs, picks=st.lists(st.integers(0, 10), min_size=3, max_size=3))
+def test_at_least_one_selector_bounds(acc, picks) -> None:
+    from flowfront.spec import Workflow, parse_model
+
+    wf = parse_model(Workflow, BEST_OF, "test")
+    acc = np.array(acc)
+    proxy = Proxy(wf, make_profiles(wf, acc, np.ones(11), np.full(11, 1e-4)))
+    s = on_structure(proxy, k=3)
+    got = proxy.evaluate(s, np.array([picks]))["accuracy"][0]
+    chosen = acc[picks]
+    assert chosen.max() - 1e-12 <= got <= min(1.0, chosen.sum()) + 1e-12
+
+
+def test_loop_is_unrolled_by_the_probability_it_keeps_running() -> None:
+    wf = load_workflow(CONFIGS / "workflows" / "gsm8k-verify.yaml")
+    acc = np.array([0.6, 0.9])  # per model (the synthetic profiles ignore budgets)
+    proxy = Proxy(wf, make_profiles(wf, acc, np.array([1.0, 2.0]), np.full(2, 1e-4)))
+    lat = {}
+    for rounds in (0, 1, 2):
+        s = on_structure(proxy, rounds=rounds)
+        est = proxy.evaluate(s, np.zeros((1, len(s.slots)), dtype=int))
+        lat[rounds] = est["latency_sequential_s"][0]
+        assert 0 <= est["accuracy"][0] <= 1
+    # each extra round adds the verify call, weighted by the chance the loop is still running
+    assert lat[0] < lat[1] < lat[2]
+    assert lat[2] - lat[1] < lat[1] - lat[0]

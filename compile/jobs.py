@@ -46,7 +46,7 @@ def profile_job(
 
 def compile_job(
     settings: Settings, benchmark: str, *, objective: str = "latency", execution: str = "parallel",
-    mode: str = "independent", models: list[str] | None = None, max_budget: int | None = None,
+    mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
     knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
 ) -> tuple[Path, Frontier]:
     from compile.plots import plot_frontier

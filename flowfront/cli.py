@@ -202,7 +202,7 @@ def compile_(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
     objective: Annotated[str, typer.Option(help="latency | cost | both (3-D)")] = "latency",
     execution: Annotated[str, typer.Option(help="sequential | parallel latency model")] = "parallel",
-    proxy: Annotated[str, typer.Option(help="independent | correlated")] = "independent",
+    proxy: Annotated[str, typer.Option(help="correlated (default) | independent (FlowCompile's assumption)")] = "correlated",
     models: Annotated[str | None, typer.Option(help="comma-separated models to keep")] = None,
     max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
     knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,

@@ -22,7 +22,7 @@ def artifact_dir(settings: Settings, bench: Benchmark) -> Path:
 
 
 def profile_job(
-    settings: Settings, benchmark: str, *, max_queries: int | None = None, seed: int = 0,
+    settings: Settings, benchmark: str | Benchmark, *, max_queries: int | None = None, seed: int = 0,
     reference: Configuration | None = None, backend: str | None = None, progress: bool = True,
     api_base: str | None = None, judge: bool = False,
 ) -> Path:
@@ -45,7 +45,7 @@ def profile_job(
 
 
 def compile_job(
-    settings: Settings, benchmark: str, *, objective: str = "latency", execution: str = "parallel",
+    settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: str = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
     knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
 ) -> tuple[Path, Frontier]:

@@ -18,7 +18,7 @@ from compile.artifact import Frontier, Profiles, load
 from compile.pareto import hypervolume, pareto_mask
 from compile.proxy import Proxy
 from compile.search import sample_configurations
-from flowfront.benchmarks import load_benchmark
+from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.errors import CompileError
 from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
 from flowfront.settings import Settings
@@ -40,7 +40,7 @@ def _correlations(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def validate_job(
-    settings: Settings, benchmark: str, *, n_front: int = 12, n_sample: int = 24, seed: int = 0, split: str = "test"
+    settings: Settings, benchmark: str | Benchmark, *, n_front: int = 12, n_sample: int = 24, seed: int = 0, split: str = "test"
 ) -> tuple[Path, dict]:
     from compile.plots import plot_validation
 

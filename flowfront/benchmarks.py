@@ -75,12 +75,30 @@ class Benchmark:
         return Benchmark(spec=spec, workflow=workflow, path=self.path)
 
 
+def outcomes_benchmark(base: Benchmark, table: Path, models: list[str], data_hash: str) -> Benchmark:
+    """``base`` (a one-call workflow such as model-route) over an imported outcome table's models.
+
+    The benchmark is named after the table's content, so its artifacts get their own folder and
+    a changed table never reuses a stale frontier.
+    """
+    bench = base.with_models(models)
+    spec = bench.spec.model_copy(update={
+        "name": f"outcomes-{data_hash[:12]}",
+        "description": f"{table.name} through the {base.workflow.name} workflow",
+        "data": DataSpec(source="outcomes", files=[str(table.resolve())]),
+        "match": "recorded", "backend": "replay",
+    })
+    return Benchmark(spec=spec, workflow=bench.workflow, path=bench.path)
+
+
 def list_benchmarks(configs_dir: Path) -> list[str]:
     return sorted(p.stem for p in (configs_dir / "benchmarks").glob("*.yaml"))
 
 
-def load_benchmark(name_or_path: str, configs_dir: Path) -> Benchmark:
-    """A benchmark by built-in name or by path to its YAML."""
+def load_benchmark(name_or_path: str | Benchmark, configs_dir: Path) -> Benchmark:
+    """A benchmark by built-in name or by path to its YAML (a loaded one is returned as is)."""
+    if isinstance(name_or_path, Benchmark):
+        return name_or_path
     path = Path(name_or_path)
     if not path.suffix:
         path = configs_dir / "benchmarks" / f"{name_or_path}.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 from flowfront.backends.base import Backend
 from flowfront.benchmarks import Benchmark, Summary, grade, load_queries, summarize
 from flowfront.data import ensure_imported, source_for_outcomes
-from flowfront.errors import SpecError
+from flowfront.errors import DataError, SpecError
 from flowfront.executor import Executor, Query, RunResult
 from flowfront.modelcards import ModelCard, load_model_cards
 from flowfront.settings import Settings
@@ -65,11 +65,26 @@ def prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outcom
         source = source_for_outcomes(outcomes)
         return DataRef(source, ensure_imported(store, source, path=outcomes))
     source = bench.spec.data.source
+    if source == "outcomes":
+        if not bench.spec.data.files:
+            raise DataError(f"benchmark {bench.name!r} reads an outcome table but names no file",
+                            hint="set data.files to the table's path")
+        return prepare_data(bench, store, settings, Path(bench.spec.data.files[0]))
     if source == "questions":
         from flowfront.questions import ensure_questions, questions_source
 
         return DataRef(questions_source(bench), ensure_questions(store, bench, settings.require_data_dir()))
     return DataRef(source, ensure_imported(store, source, data_dir=settings.require_data_dir()))
+
+
+def load_outcomes_benchmark(settings: Settings, table: Path, base: str = "model-route") -> Benchmark:
+    """Import an outcome table (validated row by row) and return the benchmark that runs it."""
+    from flowfront.benchmarks import load_benchmark, outcomes_benchmark
+
+    with open_store(settings) as store:
+        data = prepare_data(load_benchmark(base, settings.configs_dir), store, settings, table)
+    return outcomes_benchmark(load_benchmark(base, settings.configs_dir), table, list(data.summary["models"]),
+                              data.source.removeprefix("outcomes-"))
 
 
 @contextmanager

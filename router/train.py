@@ -48,9 +48,9 @@ class TrainingData:
     scale: Scale
     lambdas: np.ndarray
     train: OutcomeMatrix
-    test: OutcomeMatrix
+    test: OutcomeMatrix | None  # None when only training was asked for
     X_train: np.ndarray
-    X_test: np.ndarray
+    X_test: np.ndarray | None
 
 
 def make_router(strategy: str, *, seed: int = 0, execution: str = "parallel") -> Router:
@@ -103,20 +103,21 @@ def features(settings: Settings, texts: list[str]) -> np.ndarray:
     return featurize(texts, config, embedder)
 
 
-def load_data(settings: Settings, benchmark: str, kind: str, seed: int = 0) -> TrainingData:
-    """Outcome matrices (train and test) and features for one candidate set of a benchmark."""
+def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: int = 0, *,
+              include_test: bool = True) -> TrainingData:
+    """Outcome matrices (train, and test unless told) and features for one candidate set of a benchmark."""
     bench = load_benchmark(benchmark, settings.configs_dir)
     frontier = load(Frontier, settings.workdir / bench.name / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
     candidates, ids = _candidates(settings, bench, frontier, kind, seed)
     train = _matrix(settings, bench, candidates, ids, "train")
-    test = _matrix(settings, bench, candidates, ids, "test")
+    test = _matrix(settings, bench, candidates, ids, "test") if include_test else None
     est = [c.estimates for c in frontier.candidates]
     lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
     cost = np.array([e.cost_usd for e in est])
     scale = Scale.from_estimates(lat, cost)
     lambdas = lambda_sweep(scale, np.array([e.accuracy for e in est]), lat, cost, n=9)
-    return TrainingData(bench, frontier, scale, lambdas, train, test,
-                        features(settings, train.texts), features(settings, test.texts))
+    return TrainingData(bench, frontier, scale, lambdas, train, test, features(settings, train.texts),
+                        features(settings, test.texts) if test is not None else None)
 
 
 def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
@@ -133,11 +134,12 @@ def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Sca
     return per_query / len(lambdas)
 
 
-def train_job(settings: Settings, benchmark: str, strategy: str, *, seed: int = 0) -> tuple[Path | None, dict]:
+def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, seed: int = 0) -> tuple[Path | None, dict]:
     """Fit a strategy on the train split; report training time and a held-out-fold utility."""
     if strategy not in STRATEGIES:
         raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
-    data = load_data(settings, benchmark, STRATEGIES[strategy][2], seed)
+    started_all = time.perf_counter()
+    data = load_data(settings, benchmark, STRATEGIES[strategy][2], seed, include_test=False)
     execution = data.frontier.execution
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.train.query_ids))
@@ -149,8 +151,10 @@ def train_job(settings: Settings, benchmark: str, strategy: str, *, seed: int = 
     started = time.perf_counter()
     router = make_router(strategy, seed=seed, execution=execution).fit(data.X_train, data.train)
     seconds = time.perf_counter() - started
-    metrics = {"strategy": strategy, "train_queries": len(data.train.query_ids), "candidates": len(data.train.candidate_ids),
-               "fit_seconds": seconds, "heldout_fold_expected_utility": utility, "lambdas": data.lambdas.tolist()}
+    metrics = {"strategy": strategy, "train_queries": len(data.train.query_ids),
+               "candidates": len(data.train.candidate_ids), "fit_seconds": seconds,
+               "total_seconds": time.perf_counter() - started_all,  # outcomes + embeddings + both fits
+               "heldout_fold_expected_utility": utility, "lambdas": data.lambdas.tolist()}
     path = None
     if STRATEGIES[strategy][1] == "LightGBMRouter":
         from router.artifact import save_router

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from flowfront.settings import PROJECT_ROOT
+from flowfront.settings import PROJECT_ROOT, Settings
 
 
 def free_port() -> int:
@@ -64,3 +65,17 @@ def replay_server(workdir: Path, *extra: str):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def private_settings(settings: Settings, work: Path) -> Settings:
+    """``settings`` with its own workdir holding a copy of the shared trace store (WAL files included).
+
+    Tests that write artifacts use it so the store imported once per session is shared but never
+    written to by two tests at once.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(settings.store_path) + suffix)
+        if src.exists():
+            shutil.copy(src, work / src.name)
+    return settings.model_copy(update={"workdir": work})

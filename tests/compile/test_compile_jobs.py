@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import orjson
@@ -12,7 +11,7 @@ from compile.artifact import Frontier, Profiles, load
 from compile.jobs import compile_job, profile_job
 from flowfront.errors import CompileError
 from flowfront.settings import Settings
-from tests.helpers import flowfront
+from tests.helpers import flowfront, private_settings
 
 CASCADE_MODELS = [
     "gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1", "meta/llama-2-70b-chat",
@@ -24,12 +23,7 @@ CASCADE_MODELS = [
 @pytest.fixture(scope="module")
 def profiled(imported_settings, tmp_path_factory) -> Settings:
     """A private workdir sharing the imported store, with qa-cascade profiled on 400 train queries."""
-    work = tmp_path_factory.mktemp("compile")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(str(imported_settings.store_path) + suffix)
-        if src.exists():
-            shutil.copy(src, work / src.name)
-    settings = imported_settings.model_copy(update={"workdir": work})
+    settings = private_settings(imported_settings, tmp_path_factory.mktemp("compile"))
     profile_job(settings, "qa-cascade", max_queries=400, seed=1, progress=False)
     return settings
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,12 @@ from compile.jobs import compile_job, profile_job
 from flowfront.errors import CompileError, RoutingError
 from router.artifact import load_router
 from router.train import load_data, train_job
-from tests.helpers import flowfront
+from tests.helpers import flowfront, private_settings
 
 
 @pytest.fixture(scope="module")
 def compiled(imported_settings, tmp_path_factory):
-    work = tmp_path_factory.mktemp("train")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(str(imported_settings.store_path) + suffix)
-        if src.exists():
-            shutil.copy(src, work / src.name)
-    settings = imported_settings.model_copy(update={"workdir": work})
+    settings = private_settings(imported_settings, tmp_path_factory.mktemp("train"))
     profile_job(settings, "code-budget", progress=False)
     compile_job(settings, "code-budget", mode="correlated")
     return settings

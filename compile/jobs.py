@@ -48,17 +48,32 @@ def compile_job(
     settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: str = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
     knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
+    near_front: float = 0.0, max_candidates: int = 24,
 ) -> tuple[Path, Frontier]:
+    """Search the proxy frontier and write it. ``near_front`` > 0 adds configurations within that
+    much accuracy of the front at their most favourable trade-off (``compile.search.near_front``),
+    fewest regret first, while the frontier has fewer than ``max_candidates``; train CV chose
+    ``compile.search.NEAR_FRONT`` for routing (docs/router.md). 0 keeps the strict Pareto front."""
     from compile.plots import plot_frontier
     from compile.proxy import Proxy
+    from compile.search import near_front as widen
     from compile.search import search
 
+    if near_front < 0 or max_candidates < 1:
+        raise CompileError(f"near_front={near_front} and max_candidates={max_candidates} are out of range",
+                           hint="use near_front >= 0 (accuracy points, e.g. 0.05) and max_candidates >= 1")
     bench = load_benchmark(benchmark, settings.configs_dir)
     folder = artifact_dir(settings, bench)
     profiles = load(Profiles, folder / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
     _check_models(bench, models)
     proxy = Proxy(bench.workflow, profiles, mode=mode, models=models, max_budget=max_budget, knobs=knobs)
     result = search(proxy, objective=objective, execution=execution, seed=seed)
+    if near_front > 0:
+        extra = widen(proxy, result.points, epsilon=near_front, max_size=max_candidates, objective=objective,
+                      execution=execution, seed=seed)
+        result.points = sorted(result.points + extra,
+                               key=lambda pt: (pt.estimates["latency_sequential_s"], -pt.estimates["accuracy"]))
+        result.method += f"+near-front({len(extra)})" if extra else ""
     candidates = [
         Candidate(id=f"c{i}", config=proxy.config(pt.structure, pt.digits), estimates=Estimates(**pt.estimates))
         for i, pt in enumerate(result.points)
@@ -66,7 +81,8 @@ def compile_job(
     frontier = Frontier(
         workflow=bench.workflow.name, workflow_hash=bench.workflow.content_hash, profiles_hash=profiles.content_hash(),
         benchmark=bench.name, objective=objective, execution=execution, proxy_mode=mode, method=result.method,
-        filters={"models": models, "max_budget": max_budget, "knobs": knobs}, space_size=result.space_size,
+        filters={"models": models, "max_budget": max_budget, "knobs": knobs, "near_front": near_front,
+                 "max_candidates": max_candidates}, space_size=result.space_size,
         n_evaluated=result.n_evaluated, search_seconds=result.seconds, candidates=candidates,
         packages=package_versions(),
     )

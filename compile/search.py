@@ -9,6 +9,10 @@ first structure, then the lowest code wins) and weakly dominated points are drop
 
 Filtering before pruning matters: pruning first (as the FlowCompile reference does) can remove
 every choice a filter would keep, leaving nothing.
+
+:func:`near_front` widens a frontier for routing: a front of two points (one fast model, one
+accurate one) leaves a per-query router nothing to choose, while a configuration that is a
+little worse on average may be the best one for a whole class of queries.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from flowfront.space import Configuration
 from flowfront.spec import If, LLMNode, Parallel
 
 Objective = Literal["latency", "cost", "both"]
+# Chosen by the router's cross-validated expected utility on the train splits (docs/router.md):
+# on model-route 0.2 adds the three models a router gains most from; qa-cascade fills the cap.
+NEAR_FRONT = 0.2
+MAX_CANDIDATES = 24
 Execution = Literal["sequential", "parallel"]
 
 
@@ -242,4 +250,77 @@ def sample_configurations(proxy: Proxy, n: int, seed: int, exclude: set[str] | N
         seen.add(key)
         est = {k: float(v[0]) for k, v in proxy.evaluate(s, digits).items()}
         out.append((config, est))
+    return out
+
+
+def regret(F: np.ndarray, front: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """Per row of ``F``, the accuracy it loses against ``front`` at its most favourable trade-off.
+
+    ``F`` (n, d) and ``front`` (m, d) hold accuracy then d - 1 normalised costs (latency, cost);
+    ``lambdas`` (g, d - 1) are the trade-offs tried, utility being ``acc - costs @ lambda``. The
+    result is ``min_g (max_front U_g - U_g(row))``: 0 for a point some trade-off prefers to the
+    whole front, and a point tied in latency with a front point still loses its accuracy gap
+    (an additive epsilon-dominance test would keep every such tie).
+    """
+    def utility(A: np.ndarray) -> np.ndarray:
+        return A[:, :1] - A[:, 1:] @ lambdas.T  # (rows, g)
+
+    best = utility(front).max(axis=0)
+    out = np.empty(len(F))
+    step = max(1, 4_000_000 // len(lambdas))  # chunks keep the (chunk, g) utility block near 32 MB
+    for start in range(0, len(F), step):
+        out[start : start + step] = (best - utility(F[start : start + step])).min(axis=1)
+    return np.maximum(out, 0.0)
+
+
+def _lambda_grid(d: int) -> np.ndarray:
+    """Trade-offs on normalised axes: 0 and 48 log-spaced values per cost axis (d - 1 axes)."""
+    values = np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 48)])
+    return np.stack(np.meshgrid(*[values] * (d - 1), indexing="ij"), axis=-1).reshape(-1, d - 1)
+
+
+def near_front(
+    proxy: Proxy,
+    points: list[FrontPoint],
+    *,
+    epsilon: float,
+    max_size: int,
+    objective: Objective = "latency",
+    execution: Execution = "parallel",
+    pool_size: int = 200_000,
+    seed: int = 0,
+) -> list[FrontPoint]:
+    """Configurations to add to a frontier: those within ``epsilon`` of it (see :func:`regret`,
+    cost axes normalised by the front's range), fewest regret first, until the frontier has
+    ``max_size`` points. Structures larger than ``pool_size`` are sampled uniformly (seeded)."""
+    columns = objective_columns(objective, execution)
+    front = np.array([[pt.estimates[c] for c in columns] for pt in points])
+    lo, span = front[:, 1:].min(axis=0), np.ptp(front[:, 1:], axis=0)
+    span = np.where(span > 0, span, np.where(lo != 0, np.abs(lo), 1.0))
+
+    def normalised(F: np.ndarray) -> np.ndarray:
+        return np.hstack([F[:, :1], (F[:, 1:] - lo) / span])
+
+    lambdas = _lambda_grid(len(columns))
+    taken = {Configuration.parse(proxy.config(pt.structure, pt.digits)).key() for pt in points}
+    rng = np.random.default_rng(seed)
+    found: list[tuple[float, int, Structure, np.ndarray]] = []
+    for structure in proxy.structures():
+        codes = (np.arange(structure.size, dtype=np.int64) if structure.size <= pool_size
+                 else np.unique(rng.integers(0, structure.size, size=pool_size, dtype=np.int64)))
+        digits = decode(codes, structure.radices)
+        est = proxy.evaluate(structure, digits)
+        r = regret(normalised(np.stack([est[c] for c in columns], axis=1)), normalised(front), lambdas)
+        near = np.flatnonzero(r <= epsilon)
+        for i in near[np.argsort(r[near], kind="stable")][: max_size + len(points)]:  # front points included
+            found.append((float(r[i]), len(found), structure, digits[i]))
+    out: list[FrontPoint] = []
+    for _, _, structure, dig in sorted(found, key=lambda f: f[:2]):
+        if len(points) + len(out) >= max_size:
+            break
+        key = Configuration.parse(proxy.config(structure, dig)).key()
+        if key not in taken:
+            taken.add(key)
+            est = proxy.evaluate(structure, dig[None, :])
+            out.append(FrontPoint(structure, dig, {k: float(v[0]) for k, v in est.items()}))
     return out

@@ -2,7 +2,8 @@
 
 Layout of a router folder::
 
-    router.json               schema version, provenance, design, calibration, OOD threshold, metrics
+    router.json               schema version, provenance, design, query map, priors, calibration,
+                              OOD threshold, metrics
     reference.npy             float16 (n, embedding_dim) train embeddings for the OOD check (no pickle)
     models/<name>.txt         one LightGBM text model per booster, sha256 recorded in router.json
 
@@ -30,7 +31,7 @@ from router.model import LightGBMRouter
 
 __all__ = ["ROUTER_SCHEMA", "RouterArtifact", "load_router", "save_router"]
 
-ROUTER_SCHEMA = 1
+ROUTER_SCHEMA = 2  # 2: query map + group priors, one conditioned latency / cost regressor
 _RETRAIN = "re-run `flowfront train` for this frontier"
 
 
@@ -62,16 +63,16 @@ class RouterArtifact(_Strict):
     n_features: int = Field(ge=1)
     candidate_features: list[list[float]]
     static: dict[str, list[float]]
+    query_map: dict[str, Any]
+    priors: dict[str, list[list[float]]]
     calibration: dict[str, Any]
     ood_threshold: float
     reference_file: str
     reference_sha256: str
     success_models: list[ModelFile] = Field(min_length=1)
-    latency_models: list[ModelFile]
-    cost_models: list[ModelFile]
-    latency_mean: list[float]
-    cost_mean: list[float]
-    regressors: dict[str, list[dict[str, Any]]]
+    latency_model: ModelFile | None
+    cost_model: ModelFile | None
+    regressors: dict[str, dict[str, Any]]
     fit_seconds: float
     validation_metrics: dict[str, Any]
     metrics: dict[str, Any]
@@ -92,6 +93,10 @@ def _write_models(models: list[Any], prefix: str, folder: Path) -> list[ModelFil
         (folder / rel).write_bytes(text)
         out.append(ModelFile(path=rel, sha256=_sha256(text)))
     return out
+
+
+def _write_regressor(model: Any, name: str, folder: Path) -> ModelFile | None:
+    return None if model is None else _write_models([model], name, folder)[0]
 
 
 def save_router(
@@ -118,12 +123,14 @@ def save_router(
         candidate_features=router.candidate_features_.tolist(),
         static={"accuracy": router.static_accuracy_.tolist(), "latency_s": router.static_latency_s_.tolist(),
                 "cost_usd": router.static_cost_usd_.tolist()},
+        query_map=router.query_map_.state(),
+        priors={"accuracy": router.prior_accuracy_.tolist(), "latency_s": router.prior_latency_s_.tolist(),
+                "cost_usd": router.prior_cost_usd_.tolist()},
         calibration=router.calibration_, ood_threshold=router.ood_threshold_, reference_file="reference.npy",
         reference_sha256=_sha256((tmp / "reference.npy").read_bytes()),
         success_models=_write_models(router.success_models_, "success", tmp),
-        latency_models=_write_models(router.latency_models_, "latency", tmp),
-        cost_models=_write_models(router.cost_models_, "cost", tmp),
-        latency_mean=router.latency_mean_.tolist(), cost_mean=router.cost_mean_.tolist(),
+        latency_model=_write_regressor(router.latency_model_, "latency", tmp),
+        cost_model=_write_regressor(router.cost_model_, "cost", tmp),
         regressors=router.regressor_meta_, fit_seconds=router.fit_seconds_,
         validation_metrics=router.validation_metrics_, metrics=metrics,
     )
@@ -183,6 +190,10 @@ def _load_models(folder: Path, files: list[ModelFile], *, constant_none: bool) -
     return out
 
 
+def _load_regressor(folder: Path, model: ModelFile | None) -> Any:
+    return None if model is None else _load_models(folder, [model], constant_none=True)[0]
+
+
 def load_router(folder: Path, *, expect_frontier_hash: str | None) -> LightGBMRouter:
     """Validate the folder completely, then build the router (no torch import)."""
     folder = Path(folder)
@@ -197,25 +208,43 @@ def load_router(folder: Path, *, expect_frontier_hash: str | None) -> LightGBMRo
     return LightGBMRouter.from_state(state)
 
 
+def _query_map(folder: Path, art: RouterArtifact) -> Any:
+    """The query map, checked against the feature width and the priors' group count."""
+    from router.model import QueryMap
+
+    try:
+        qmap = QueryMap.from_state(art.query_map)
+        probe = np.zeros((1, art.n_features), dtype=np.float32)
+        _, groups = qmap.transform(probe)
+        priors = {name: np.asarray(v, dtype=np.float64) for name, v in art.priors.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RoutingError(f"{folder}/router.json: invalid query map or priors ({exc})", hint=_RETRAIN) from None
+    expected = (groups.shape[1], len(art.candidate_ids))
+    bad = {n: p.shape for n, p in priors.items() if p.shape != expected}
+    if bad or set(priors) != {"accuracy", "latency_s", "cost_usd"}:
+        raise RoutingError(f"{folder}/router.json: priors {bad or sorted(priors)} do not match {expected}",
+                           hint=_RETRAIN)
+    return qmap
+
+
 def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -> dict[str, Any]:
     k = len(art.candidate_ids)
-    sizes = {"success_models": len(art.success_models), "latency_models": len(art.latency_models),
-             "cost_models": len(art.cost_models), "latency_mean": len(art.latency_mean),
-             "cost_mean": len(art.cost_mean), "candidate_features": len(art.candidate_features)}
     expected_success = 1 if art.design == "conditioned" else k
-    bad = {n: v for n, v in sizes.items() if v != (expected_success if n == "success_models" else k)}
+    sizes = {"success_models": (len(art.success_models), expected_success),
+             "candidate_features": (len(art.candidate_features), k), "static": (len(art.static.get("accuracy", [])), k)}
+    bad = {n: v for n, (v, want) in sizes.items() if v != want}
     if bad or reference.ndim != 2 or reference.shape[1] != art.params.get("embedding_dim"):
         raise RoutingError(f"{folder}/router.json: inconsistent sizes for {k} candidates "
                            f"({bad or f'reference {reference.shape}'})", hint=_RETRAIN)
+    _query_map(folder, art)
     return {
         "params": art.params, "design": art.design, "candidate_ids": art.candidate_ids,
         "n_features": art.n_features, "outcomes_hash": art.outcomes_hash,
         "candidate_features": np.asarray(art.candidate_features, dtype=np.float32).reshape(k, -1),
-        "static": art.static, "calibration": art.calibration, "ood_threshold": art.ood_threshold,
-        "reference": reference,
+        "static": art.static, "query_map": art.query_map, "priors": art.priors, "calibration": art.calibration,
+        "ood_threshold": art.ood_threshold, "reference": reference,
         "success_models": _load_models(folder, art.success_models, constant_none=False),
-        "latency_models": _load_models(folder, art.latency_models, constant_none=True),
-        "cost_models": _load_models(folder, art.cost_models, constant_none=True),
-        "latency_mean": np.asarray(art.latency_mean), "cost_mean": np.asarray(art.cost_mean),
+        "latency_model": _load_regressor(folder, art.latency_model),
+        "cost_model": _load_regressor(folder, art.cost_model),
         "regressors": art.regressors, "fit_seconds": art.fit_seconds, "validation_metrics": art.validation_metrics,
     }

@@ -1,21 +1,28 @@
 """The LightGBM router: per-query success, latency and cost for every frontier candidate.
 
-Training splits the train queries (seeded) into three folds: *fit* (boosters learn here),
-*valid* (early stopping, the choice between the two success designs, the regressors' keep-or-mean
-test) and *calib* (the probability calibration map). The out-of-distribution threshold is learned
-from valid + calib queries against the fit queries' embeddings.
+Training splits the train queries (seeded) into *fit* (everything is learned here), *valid*
+(early stopping, the design choice, the regressors' keep-or-drop test) and *calib* (the
+probability calibration map). Three stages:
 
-Success designs (``design="auto"`` picks by validation log-loss; the winner is ``design_``):
+1. :class:`QueryMap` projects the embedding on its top principal components, standardises them
+   with the text statistics, and gives each query a distribution over *groups*: the task labels
+   passed to ``fit`` (known at train time only; at serve time the map predicts them from the
+   text), or k-means clusters of the embedding when there are none.
+2. The *prior*: per group and candidate, the fit fold's mean correctness, latency and cost,
+   shrunk towards the candidate's overall mean by ``prior_strength`` pseudo-queries; a query's
+   prior is the mixture over its group distribution (empirical Bayes). With ~2k train queries
+   per benchmark most of the routing signal is here (docs/router.md).
+3. LightGBM boosts from the prior (its logit is the init score) with early stopping, so where
+   the features hold nothing beyond the groups it stops after a few trees instead of fitting
+   noise. ``design="auto"`` picks by validation log-loss between ``per-candidate`` (one booster
+   per candidate) and ``conditioned`` (one booster over query x candidate rows with candidate
+   features: a one-hot of the configuration's settings, its fit-fold means, optional
+   ``candidate_features`` such as proxy estimates, and the query's prior for it). Above
+   ``max_per_candidate`` candidates it is always ``conditioned``, whose fit time barely grows
+   with the candidate count. Latency and cost get one conditioned regressor each on
+   log(value / prior), kept only when it beats the prior on the valid fold.
 
-* ``per-candidate``: one binary classifier per candidate on X (fast per-query prediction);
-* ``conditioned``: one classifier over rows ``X ⊕ candidate features``; candidate features are a
-  one-hot of every ``node.model`` / ``node.budget`` / ``knob`` value in the configuration, the
-  fit fold's mean correctness, log latency and log cost per candidate, and optionally the
-  frontier's proxy estimates passed to ``fit`` as ``candidate_features`` (K, C).
-
-Fractional scores (F1 in (0, 1)) are soft labels: a row with score s appears once as a positive
-with weight s and once as a negative with weight 1 - s. A candidate whose fit-fold scores are
-constant gets that constant as its prediction instead of a booster.
+Fractional scores (F1 in (0, 1)) are soft labels (LightGBM's cross-entropy objective).
 """
 
 from __future__ import annotations
@@ -29,10 +36,54 @@ from compile.select import Preference, Scale, SelectionResult, select
 from flowfront.errors import RoutingError
 from router.base import OutcomeMatrix, Predictions, Router
 
-__all__ = ["LightGBMRouter", "apply_calibration", "candidate_features", "nn_cosine_distance"]
+__all__ = ["LightGBMRouter", "QueryMap", "apply_calibration", "candidate_features", "nn_cosine_distance"]
 
 Design = Literal["auto", "per-candidate", "conditioned"]
 _EPS = 1e-6
+_CLIP = 1e-3  # priors stay inside (0.001, 0.999) so their logits are finite init scores
+
+
+# --- small numeric helpers -------------------------------------------------------------------
+
+
+def _logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
+    p = np.clip(p, eps, 1.0 - eps)
+    return np.log(p / (1.0 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def soft_log_loss(p: np.ndarray, s: np.ndarray) -> float:
+    """Mean cross-entropy of probabilities p against soft labels s."""
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return float(-np.mean(s * np.log(p) + (1.0 - s) * np.log(1.0 - p)))
+
+
+def brier(p: np.ndarray, s: np.ndarray) -> float:
+    """Mean squared error of probabilities against (soft) outcomes."""
+    return float(np.mean((p - s) ** 2))
+
+
+def nn_cosine_distance(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per query row, 1 - the largest cosine similarity to any reference row (both (n, d))."""
+    q = _unit_rows(queries.astype(np.float32, copy=False))
+    r = _unit_rows(reference.astype(np.float32, copy=False))
+    return 1.0 - (q @ r.T).max(axis=1)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# --- candidate features ----------------------------------------------------------------------
 
 
 def candidate_features(candidates: list[dict]) -> tuple[np.ndarray, list[str]]:
@@ -61,15 +112,7 @@ def _config_tokens(config: dict) -> set[str]:
     return toks
 
 
-def nn_cosine_distance(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per query row, 1 - the largest cosine similarity to any reference row (both (n, d))."""
-    q = _unit_rows(queries.astype(np.float32, copy=False))
-    r = _unit_rows(reference.astype(np.float32, copy=False))
-    return 1.0 - (q @ r.T).max(axis=1)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+# --- calibration -----------------------------------------------------------------------------
 
 
 def apply_calibration(p: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
@@ -78,38 +121,126 @@ def apply_calibration(p: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
     if method == "isotonic":
         return np.interp(p, calibration["x"], calibration["y"])
     if method == "platt":
-        z = calibration["a"] * _logit(p) + calibration["b"]
-        return 1.0 / (1.0 + np.exp(-z))
+        return _sigmoid(calibration["a"] * _logit(p) + calibration["b"])
     return p
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1.0 - _EPS)
-    return np.log(p / (1.0 - p))
+def _fit_map(method: str, p: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+    """A calibration map as plain numbers, so it serialises to JSON."""
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, s)
+        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    if method == "platt":
+        from sklearn.linear_model import LogisticRegression
+
+        pos, neg = s > 0.0, s < 1.0  # soft labels: a positive row weighted s, a negative row 1 - s
+        z = np.concatenate([_logit(p[pos]), _logit(p[neg])])[:, None]
+        labels = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
+        if len(np.unique(labels)) < 2:  # one class only: nothing to rescale
+            return {"method": "identity"}
+        lr = LogisticRegression(C=1e6).fit(z, labels, sample_weight=np.concatenate([s[pos], 1.0 - s[neg]]))
+        return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+    return {"method": "identity"}
 
 
-def _soft_rows(X: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, labels and weights for soft labels s in [0, 1] (module docstring)."""
-    pos, neg = s > 0.0, s < 1.0
-    rows = np.concatenate([X[pos], X[neg]])
-    labels = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
-    weights = np.concatenate([s[pos], 1.0 - s[neg]])
-    return rows, labels, weights
+# --- the query map ---------------------------------------------------------------------------
 
 
-def soft_log_loss(p: np.ndarray, s: np.ndarray) -> float:
-    """Mean cross-entropy of probabilities p against soft labels s."""
-    p = np.clip(p, _EPS, 1.0 - _EPS)
-    return float(-np.mean(s * np.log(p) + (1.0 - s) * np.log(1.0 - p)))
+class QueryMap:
+    """Learned query features: standardised principal components of the embedding plus the text
+    statistics (``Z``), and a distribution over groups (``G``) from a multinomial logistic model.
+
+    Everything it learns is plain arrays, so :meth:`state` is JSON-ready and :meth:`from_state`
+    rebuilds it exactly; transforming a query is two small matrix products.
+    """
+
+    def __init__(self, *, n_components: int = 32, embedding_dim: int = 384, n_clusters: int = 16,
+                 seed: int = 0) -> None:
+        self.n_components = n_components
+        self.embedding_dim = embedding_dim
+        self.n_clusters = n_clusters
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, groups: np.ndarray | None) -> QueryMap:
+        """Learn the projection and the group model; ``groups`` None means k-means clusters."""
+        d = self.embedding_dim
+        E = X[:, :d].astype(np.float64)
+        self.center_ = E.mean(axis=0)
+        k = min(self.n_components, *E.shape)
+        # Right singular vectors are the principal axes; one SVD of a (Q, 384) matrix is cheap.
+        self.components_ = np.linalg.svd(E - self.center_, full_matrices=False)[2][:k]
+        raw = np.hstack([(E - self.center_) @ self.components_.T, X[:, d:]])
+        self.mu_, self.sd_ = raw.mean(axis=0), raw.std(axis=0) + 1e-6
+        Z = (raw - self.mu_) / self.sd_
+        labels = self._cluster(raw[:, :k]) if groups is None else np.asarray(groups).astype(str)
+        self.labels_ = labels  # fit rows only; not part of the state
+        self.groups_ = sorted(set(labels.tolist()))
+        self.coef_, self.intercept_ = self._fit_classifier(Z, labels)
+        return self
+
+    def _cluster(self, P: np.ndarray) -> np.ndarray:
+        from sklearn.cluster import KMeans
+
+        n = min(self.n_clusters, len(P))
+        km = KMeans(n_clusters=n, n_init=3, random_state=self.seed).fit(P)
+        return np.array([f"cluster{c:02d}" for c in km.labels_])
+
+    def _fit_classifier(self, Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.groups_) == 1:  # one group: every query belongs to it
+            return np.zeros((1, Z.shape[1])), np.zeros(1)
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=1.0, max_iter=500).fit(Z, labels)
+        coef, intercept = clf.coef_, clf.intercept_
+        if len(self.groups_) == 2:  # sklearn keeps one logit for two classes; make it a softmax pair
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        return coef, intercept
+
+    def transform(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Z, G): standardised features (Q, n_components + stats) and group probabilities (Q, groups)."""
+        d = self.embedding_dim
+        raw = np.hstack([(X[:, :d] - self.center_) @ self.components_.T, X[:, d:]])
+        Z = (raw - self.mu_) / self.sd_
+        return Z, _softmax(Z @ self.coef_.T + self.intercept_)
+
+    def state(self) -> dict[str, Any]:
+        """Parameters and learned arrays as JSON-ready lists."""
+        params = {"n_components": self.n_components, "embedding_dim": self.embedding_dim,
+                  "n_clusters": self.n_clusters, "seed": self.seed}
+        arrays = {name: getattr(self, name).tolist() for name in ("center_", "components_", "mu_", "sd_", "coef_",
+                                                                  "intercept_")}
+        return {"params": params, "groups": list(self.groups_), **arrays}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> QueryMap:
+        qmap = cls(**state["params"])
+        qmap.groups_ = list(state["groups"])
+        for name in ("center_", "components_", "mu_", "sd_", "coef_", "intercept_"):
+            setattr(qmap, name, np.asarray(state[name], dtype=np.float64))
+        k, d, g = len(qmap.components_), qmap.embedding_dim, len(qmap.groups_)
+        width = len(qmap.mu_)
+        shapes = {"center_": (d,), "components_": (k, d), "sd_": (width,), "coef_": (g, width), "intercept_": (g,)}
+        bad = [n for n, shape in shapes.items() if getattr(qmap, n).shape != shape]
+        if bad or width < k:
+            raise ValueError(f"query map arrays {bad or ['mu_']} do not fit {k} components, {d} dims, {g} groups")
+        return qmap
 
 
-def brier(p: np.ndarray, s: np.ndarray) -> float:
-    """Mean squared error of probabilities against (soft) outcomes."""
-    return float(np.mean((p - s) ** 2))
+def group_means(V: np.ndarray, G: np.ndarray, strength: float) -> np.ndarray:
+    """(groups, K) means of V (Q, K) under soft memberships G (Q, groups), each shrunk towards the
+    overall mean by ``strength`` pseudo-queries (empirical Bayes: small groups borrow strength)."""
+    overall = V.mean(axis=0)
+    mass = G.sum(axis=0)[:, None]
+    return (G.T @ V + strength * overall) / (mass + strength)
+
+
+# --- the router ------------------------------------------------------------------------------
 
 
 class LightGBMRouter(Router):
-    """Per-candidate success (calibrated), latency and cost from LightGBM; OOD queries fall back.
+    """Per-candidate success (calibrated), latency and cost; OOD queries fall back to static.
 
     ``select`` applies the frontier rules to the predictions, except for rows whose embedding is
     farther from every training query than ``ood_threshold_`` (cosine distance): those get the
@@ -117,7 +248,7 @@ class LightGBMRouter(Router):
     and cost. ``last_ood_count`` says how many rows of the last ``select`` call fell back.
 
     >>> router = LightGBMRouter(n_estimators=50)  # doctest: +SKIP
-    >>> router.fit(X_train, Y_train).predict(X_test).accuracy.shape  # doctest: +SKIP
+    >>> router.fit(X_train, Y_train, groups=tasks).predict(X_test).accuracy.shape  # doctest: +SKIP
     (Q, K)
     """
 
@@ -125,32 +256,42 @@ class LightGBMRouter(Router):
         self,
         *,
         execution: str = "parallel",
-        design: Design = "auto",
-        n_estimators: int = 200,
-        early_stopping_rounds: int = 20,
-        num_leaves: int = 15,
-        min_data_in_leaf: int = 20,
+        design: Design = "conditioned",
+        max_per_candidate: int = 32,
+        n_components: int = 32,
+        n_clusters: int = 16,
+        prior_strength: float = 5.0,
+        n_estimators: int = 400,
+        early_stopping_rounds: int = 30,
+        num_leaves: int = 7,
+        min_data_in_leaf: int = 100,
         learning_rate: float = 0.05,
-        feature_fraction: float = 0.8,
+        feature_fraction: float = 0.7,
+        lambda_l2: float = 10.0,
         num_threads: int = 2,
         seed: int = 0,
-        valid_fraction: float = 0.15,
-        calib_fraction: float = 0.15,
+        valid_fraction: float = 0.2,
+        calib_fraction: float = 0.0,
         variation_threshold: float = 0.05,
         ood_fallback: bool = True,
         ood_quantile: float = 0.99,
         embedding_dim: int = 384,
         reference_size: int = 2000,
-        max_conditioned_rows: int = 200_000,
+        max_conditioned_rows: int = 1_000_000,
     ) -> None:
         self.execution = execution
         self.design = design
+        self.max_per_candidate = max_per_candidate
+        self.n_components = n_components
+        self.n_clusters = n_clusters
+        self.prior_strength = prior_strength
         self.n_estimators = n_estimators
         self.early_stopping_rounds = early_stopping_rounds
         self.num_leaves = num_leaves
         self.min_data_in_leaf = min_data_in_leaf
         self.learning_rate = learning_rate
         self.feature_fraction = feature_fraction
+        self.lambda_l2 = lambda_l2
         self.num_threads = num_threads
         self.seed = seed
         self.valid_fraction = valid_fraction
@@ -174,48 +315,54 @@ class LightGBMRouter(Router):
     def from_state(cls, state: dict[str, Any]) -> LightGBMRouter:
         """Rebuild a fitted router from validated artifact state (``router.artifact.load_router``)."""
         router = cls(**state["params"])
-        router.design_ = state["design"]
-        router.candidate_ids_ = list(state["candidate_ids"])
-        router.n_features_ = int(state["n_features"])
-        router.source_hash_ = state["outcomes_hash"]
+        router.design_, router.candidate_ids_ = state["design"], list(state["candidate_ids"])
+        router.n_features_, router.source_hash_ = int(state["n_features"]), state["outcomes_hash"]
         router.candidate_features_ = state["candidate_features"]
-        router.static_accuracy_ = np.asarray(state["static"]["accuracy"])
-        router.static_latency_s_ = np.asarray(state["static"]["latency_s"])
-        router.static_cost_usd_ = np.asarray(state["static"]["cost_usd"])
-        router.calibration_ = state["calibration"]
-        router.ood_threshold_ = float(state["ood_threshold"])
+        router.static_accuracy_, router.static_latency_s_, router.static_cost_usd_ = (
+            np.asarray(state["static"][k]) for k in ("accuracy", "latency_s", "cost_usd"))
+        router.query_map_ = QueryMap.from_state(state["query_map"])
+        router.prior_accuracy_, router.prior_latency_s_, router.prior_cost_usd_ = (
+            np.asarray(state["priors"][k]) for k in ("accuracy", "latency_s", "cost_usd"))
+        router.calibration_, router.ood_threshold_ = state["calibration"], float(state["ood_threshold"])
         router.reference_embeddings_ = state["reference"]
         router.success_models_ = state["success_models"]
-        router.latency_models_, router.latency_mean_ = state["latency_models"], state["latency_mean"]
-        router.cost_models_, router.cost_mean_ = state["cost_models"], state["cost_mean"]
-        router.regressor_meta_ = state["regressors"]
-        router.fit_seconds_ = float(state["fit_seconds"])
+        router.latency_model_, router.cost_model_ = state["latency_model"], state["cost_model"]
+        router.regressor_meta_, router.fit_seconds_ = state["regressors"], float(state["fit_seconds"])
         router.validation_metrics_ = state["validation_metrics"]
         return router
 
     # --- fit ------------------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None = None) -> LightGBMRouter:
-        """Learn from the train split. ``candidate_features`` (K, C): extra per-candidate columns
-        for the conditioned design, e.g. the frontier's proxy estimates; stored for ``predict``."""
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None = None,
+            groups: np.ndarray | list[str] | None = None) -> LightGBMRouter:
+        """Learn from the train split.
+
+        ``candidate_features`` (K, C): extra per-candidate columns for the conditioned design, e.g.
+        the frontier's proxy estimates. ``groups`` (Q,): a label per train query, e.g. its task;
+        defaults to ``Y.tasks`` when the matrix carries them, else k-means clusters are used.
+        """
         started = time.perf_counter()
         X = self._check_fit_inputs(X, Y, candidate_features)
+        groups = self._groups(Y, groups, len(X))
         fit, valid, calib = self._folds(len(X))
         s = np.asarray(Y.correct, dtype=np.float64)
-        self.n_features_ = X.shape[1]
-        self.candidate_ids_ = list(Y.candidate_ids)
-        self.source_hash_ = Y.source_hash
-        self.static_accuracy_ = s.mean(axis=0)
-        self.static_latency_s_ = Y.latency(self.execution).mean(axis=0)
-        self.static_cost_usd_ = Y.cost_usd.mean(axis=0)
-        self.candidate_features_ = self._candidate_matrix(Y, fit, candidate_features)
-        metrics = self._fit_success(X, s, fit, valid)
-        metrics |= self._fit_calibration(X[calib], s[calib])
-        self.latency_models_, self.latency_mean_, lat_meta = self._fit_regressors(X, Y.latency(self.execution), fit, valid)
-        self.cost_models_, self.cost_mean_, cost_meta = self._fit_regressors(X, Y.cost_usd, fit, valid)
+        lat, cost = np.asarray(Y.latency(self.execution), dtype=np.float64), np.asarray(Y.cost_usd, dtype=np.float64)
+        self.n_features_, self.candidate_ids_, self.source_hash_ = X.shape[1], list(Y.candidate_ids), Y.source_hash
+        self.static_accuracy_, self.static_latency_s_, self.static_cost_usd_ = s.mean(0), lat.mean(0), cost.mean(0)
+        self.query_map_ = QueryMap(n_components=self.n_components, embedding_dim=self.embedding_dim,
+                                   n_clusters=self.n_clusters, seed=self.seed).fit(X[fit], _take(groups, fit))
+        self._fit_priors(s[fit], lat[fit], cost[fit])
+        self.candidate_features_ = self._candidate_matrix(Y, s[fit], lat[fit], cost[fit], candidate_features)
+        Q = self._query_parts(X)
+        metrics = self._fit_success(Q, s, fit, valid)
+        cal = calib if len(calib) else valid  # without its own fold, calibration shares the valid fold
+        metrics |= self._fit_calibration(_rows(Q, cal), s[cal])
+        self.latency_model_, lat_meta = self._fit_regressor(Q, lat, fit, valid, "latency")
+        self.cost_model_, cost_meta = self._fit_regressor(Q, cost, fit, valid, "cost")
         self.regressor_meta_ = {"latency": lat_meta, "cost": cost_meta}
-        self._fit_ood(X, fit, np.concatenate([valid, calib]))
-        self.validation_metrics_ = metrics
+        self._fit_ood(X, fit, np.concatenate([valid, calib]).astype(np.int64))
+        self.validation_metrics_ = metrics | {"groups": len(self.query_map_.groups_),
+                                              "group_source": "labels" if groups is not None else "k-means"}
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
@@ -227,6 +374,8 @@ class LightGBMRouter(Router):
         if X.shape[1] < self.embedding_dim:
             raise RoutingError(f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
                                hint="pass router.features.featurize output or set embedding_dim")
+        if not np.isfinite(X).all():
+            raise RoutingError("features contain NaN or infinite values", hint="featurize the texts again")
         if extra is not None and np.asarray(extra).shape[0] != len(Y.candidate_ids):
             raise RoutingError(f"candidate_features has {np.asarray(extra).shape[0]} rows for {len(Y.candidate_ids)} "
                                "candidates", hint="pass one row per outcome-matrix column, in order")
@@ -235,78 +384,143 @@ class LightGBMRouter(Router):
                                hint="use a train split with at least 20 queries")
         return X
 
+    @staticmethod
+    def _groups(Y: OutcomeMatrix, groups: Any, n: int) -> np.ndarray | None:
+        groups = getattr(Y, "tasks", None) if groups is None else groups
+        if groups is None:
+            return None
+        labels = np.asarray([str(g) for g in groups])
+        if labels.shape != (n,):
+            raise RoutingError(f"groups has {labels.size} labels for {n} train queries",
+                               hint="pass one label (e.g. the task) per outcome-matrix row, in order")
+        return None if len(set(labels.tolist())) < 2 else labels  # one label says nothing
+
     def _folds(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         order = np.random.default_rng(self.seed).permutation(n)
         n_valid = max(int(round(self.valid_fraction * n)), 5)
-        n_calib = max(int(round(self.calib_fraction * n)), 5)
-        return order[n_valid + n_calib :], order[:n_valid], order[n_valid : n_valid + n_calib]
+        n_calib = max(int(round(self.calib_fraction * n)), 5) if self.calib_fraction > 0 else 0
+        return np.sort(order[n_valid + n_calib :]), np.sort(order[:n_valid]), np.sort(order[n_valid : n_valid + n_calib])
 
-    def _candidate_matrix(self, Y: OutcomeMatrix, fit: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    def _fit_priors(self, s: np.ndarray, lat: np.ndarray, cost: np.ndarray) -> None:
+        """Per group and candidate: shrunk means of correctness, latency and cost (fit rows)."""
+        qm = self.query_map_
+        hard = (qm.labels_[:, None] == np.asarray(qm.groups_)[None, :]).astype(np.float64)
+        self.prior_accuracy_ = group_means(s, hard, self.prior_strength)
+        self.prior_latency_s_ = group_means(lat, hard, self.prior_strength)
+        self.prior_cost_usd_ = group_means(cost, hard, self.prior_strength)
+
+    def _candidate_matrix(self, Y: OutcomeMatrix, s: np.ndarray, lat: np.ndarray, cost: np.ndarray,
+                          extra: np.ndarray | None) -> np.ndarray:
         onehot, _ = candidate_features(Y.candidates)
-        means = np.stack([Y.correct[fit].mean(axis=0), np.log1p(Y.latency(self.execution)[fit].mean(axis=0)),
-                          np.log1p(1e3 * Y.cost_usd[fit].mean(axis=0))], axis=1)
+        means = np.stack([s.mean(axis=0), np.log1p(lat.mean(axis=0)), np.log1p(1e3 * cost.mean(axis=0))], axis=1)
         parts = [onehot, means] + ([np.asarray(extra, dtype=np.float64)] if extra is not None else [])
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+    # --- the boosters ---------------------------------------------------------------------------
+
+    def _query_parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Per query: map features Z, group probabilities G and the priors (Q, K) they imply."""
+        Z, G = self.query_map_.transform(X)
+        return {"Z": Z, "G": G, "acc": np.clip(G @ self.prior_accuracy_, _CLIP, 1.0 - _CLIP),
+                "latency": G @ self.prior_latency_s_, "cost": G @ self.prior_cost_usd_}
+
+    def _pair_rows(self, Q: dict[str, np.ndarray], prior: str) -> np.ndarray:
+        """(n*K, F): row q*K + k is query q's map features, candidate k's features and their prior."""
+        cf = self.candidate_features_
+        n, k = len(Q["Z"]), len(cf)
+        head = np.hstack([Q["Z"], Q["G"]]).astype(np.float32)
+        p = Q[prior]
+        own = _logit(p) if prior == "acc" else np.log(np.maximum(p, 1e-12))
+        return np.hstack([np.repeat(head, k, axis=0), np.tile(cf, (n, 1)), own.reshape(-1, 1).astype(np.float32)])
 
     def _params(self, objective: str) -> dict[str, Any]:
         return {"objective": objective, "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
                 "learning_rate": self.learning_rate, "feature_fraction": self.feature_fraction,
-                "num_threads": self.num_threads, "verbose": -1, "deterministic": True, "force_row_wise": True,
-                "seed": self.seed}
+                "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "verbose": -1, "deterministic": True,
+                "force_row_wise": True, "seed": self.seed}
 
     def _train(self, objective: str, train: tuple, valid: tuple) -> Any:
-        """One booster with early stopping on ``valid``, trimmed to its best iteration."""
+        """One booster (rows, target, init score) with early stopping on ``valid``, trimmed to its best iteration."""
         import lightgbm as lgb
 
-        dtrain = lgb.Dataset(train[0], train[1], weight=train[2], free_raw_data=True)
-        dvalid = lgb.Dataset(valid[0], valid[1], weight=valid[2], reference=dtrain)
+        dtrain = lgb.Dataset(train[0], train[1], init_score=train[2], free_raw_data=True)
+        dvalid = lgb.Dataset(valid[0], valid[1], init_score=valid[2], reference=dtrain)
         booster = lgb.train(self._params(objective), dtrain, num_boost_round=self.n_estimators, valid_sets=[dvalid],
                             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
         # Re-parsing the trimmed text makes the in-memory model exactly what the artifact stores.
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
-    def _fit_success(self, X: np.ndarray, s: np.ndarray, fit: np.ndarray, valid: np.ndarray) -> dict[str, Any]:
+    def _fit_success(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray, valid: np.ndarray) -> dict[str, Any]:
         designs = ["per-candidate", "conditioned"] if self.design == "auto" else [self.design]
-        if "conditioned" in designs and len(fit) * s.shape[1] > self.max_conditioned_rows and self.design == "auto":
-            designs = ["per-candidate"]  # too many (query, candidate) rows to hold in memory
-        fitted, losses = {}, {}
+        if self.design == "auto" and s.shape[1] > self.max_per_candidate:
+            designs = ["conditioned"]  # one booster per candidate costs minutes at this size
+        fitted, losses, seconds = {}, {}, {}
         for design in designs:  # at most two
-            fitted[design] = self._fit_per_candidate(X, s, fit, valid) if design == "per-candidate" \
-                else self._fit_conditioned(X, s, fit, valid)
-            losses[design] = soft_log_loss(self._raw_success(X[valid], design, fitted[design]), s[valid])
+            started = time.perf_counter()
+            fitted[design] = self._fit_per_candidate(Q, s, fit, valid) if design == "per-candidate" \
+                else self._fit_conditioned(Q, s, fit, valid)
+            seconds[design] = time.perf_counter() - started
+            losses[design] = soft_log_loss(self._raw_success(_rows(Q, valid), design, fitted[design]), s[valid])
         self.design_ = min(losses, key=losses.get)
         self.success_models_ = fitted[self.design_]
-        return {"valid_log_loss": losses, "valid_rows": int(len(valid)), "fit_rows": int(len(fit))}
+        prior_loss = soft_log_loss(Q["acc"][valid], s[valid])
+        return {"valid_log_loss": losses, "valid_log_loss_prior": prior_loss, "design_seconds": seconds,
+                "valid_rows": int(len(valid)), "fit_rows": int(len(fit))}
 
-    def _fit_per_candidate(self, X: np.ndarray, s: np.ndarray, fit: np.ndarray, valid: np.ndarray) -> list[Any]:
+    def _fit_per_candidate(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
+                           valid: np.ndarray) -> list[Any]:
         models: list[Any] = []
         for k in range(s.shape[1]):  # one booster per candidate
-            y_fit = s[fit, k]
-            if np.ptp(y_fit) == 0.0:
-                models.append(float(y_fit[0]))
+            if np.ptp(s[fit, k]) == 0.0:
+                models.append(float(s[fit[0], k]))
                 continue
-            models.append(self._train("binary", _soft_rows(X[fit], y_fit), _soft_rows(X[valid], s[valid, k])))
+            rows = [(self._single_rows(_rows(Q, part), k), s[part, k], _logit(Q["acc"][part, k])) for part in (fit, valid)]
+            models.append(self._train("cross_entropy", *rows))
         return models
 
-    def _fit_conditioned(self, X: np.ndarray, s: np.ndarray, fit: np.ndarray, valid: np.ndarray) -> list[Any]:
+    @staticmethod
+    def _single_rows(Q: dict[str, np.ndarray], k: int) -> np.ndarray:
+        return np.hstack([Q["Z"], Q["G"], _logit(Q["acc"][:, k : k + 1])]).astype(np.float32)
+
+    def _fit_conditioned(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
+                         valid: np.ndarray) -> list[Any]:
         if np.ptp(s[fit]) == 0.0:
-            return [float(s[fit][0, 0])]
-        return [self._train("binary", _soft_rows(self._pair_rows(X[fit]), s[fit].ravel()),
-                            _soft_rows(self._pair_rows(X[valid]), s[valid].ravel()))]
+            return [float(s[fit[0], 0])]
+        fit = self._cap_rows(fit, s.shape[1])
+        rows = [(self._pair_rows(_rows(Q, part), "acc"), s[part].ravel(), _logit(Q["acc"][part]).ravel())
+                for part in (fit, valid)]
+        return [self._train("cross_entropy", *rows)]
 
-    def _pair_rows(self, X: np.ndarray) -> np.ndarray:
-        """(Q*K, F+C): row q*K + k is query q's features followed by candidate k's."""
-        cf = self.candidate_features_
-        k = len(cf)
-        return np.concatenate([np.repeat(X, k, axis=0), np.tile(cf, (len(X), 1))], axis=1)
+    def _cap_rows(self, fit: np.ndarray, k: int) -> np.ndarray:
+        """At most ``max_conditioned_rows`` query x candidate rows: a seeded subset of the queries."""
+        keep = max(self.max_conditioned_rows // k, 1)
+        if len(fit) <= keep:
+            return fit
+        return np.sort(np.random.default_rng(self.seed + 3).choice(fit, keep, replace=False))
 
-    def _fit_calibration(self, X_cal: np.ndarray, s_cal: np.ndarray) -> dict[str, Any]:
+    def _fit_regressor(self, Q: dict[str, np.ndarray], V: np.ndarray, fit: np.ndarray, valid: np.ndarray,
+                       name: str) -> tuple[Any, dict[str, Any]]:
+        """One conditioned booster for log(value / prior), kept only when it beats the prior."""
+        resid = np.log(np.maximum(V, 1e-12)) - np.log(np.maximum(Q[name], 1e-12))
+        spread = float(resid[fit].std())
+        meta: dict[str, Any] = {"log_residual_std": spread, "used": False}
+        if spread <= self.variation_threshold:
+            return None, meta
+        part = self._cap_rows(fit, V.shape[1])
+        booster = self._train("regression", *[(self._pair_rows(_rows(Q, p), name), resid[p].ravel(), None)
+                                              for p in (part, valid)])
+        pred = booster.predict(self._pair_rows(_rows(Q, valid), name)).reshape(len(valid), -1)
+        mse, mse_prior = float(np.mean((pred - resid[valid]) ** 2)), float(np.mean(resid[valid] ** 2))
+        meta |= {"valid_mse_log": mse, "valid_mse_log_prior": mse_prior, "used": mse < mse_prior}
+        return (booster if mse < mse_prior else None), meta
+
+    def _fit_calibration(self, Q_cal: dict[str, np.ndarray], s_cal: np.ndarray) -> dict[str, Any]:
         """Choose identity / Platt / isotonic by 2-fold cross-fitted Brier on the calib fold."""
         learned = ~self._constant_columns()
-        if not learned.any():
+        if not learned.any() or len(s_cal) < 2:
             self.calibration_ = {"method": "identity"}
-            return {"calibration": "identity", "calib_rows": int(len(X_cal))}
-        p = self._raw_success(X_cal, self.design_, self.success_models_)[:, learned]
+            return {"calibration": "identity", "calib_rows": int(len(s_cal))}
+        p = self._raw_success(Q_cal, self.design_, self.success_models_)[:, learned]
         s_cal = s_cal[:, learned]
         half = np.random.default_rng(self.seed + 1).permutation(len(p)) < len(p) // 2
         scores = {}
@@ -318,23 +532,6 @@ class LightGBMRouter(Router):
         method = min(scores, key=scores.get)
         self.calibration_ = _fit_map(method, p.ravel(), s_cal.ravel())
         return {"calib_brier": scores, "calibration": method, "calib_rows": int(len(p))}
-
-    def _fit_regressors(self, X: np.ndarray, V: np.ndarray, fit: np.ndarray,
-                        valid: np.ndarray) -> tuple[list[Any], np.ndarray, list[dict]]:
-        """Boosters only where a candidate's value varies by query and the booster beats the mean."""
-        V = np.asarray(V, dtype=np.float64)
-        mean = V.mean(axis=0)
-        cv = V.std(axis=0) / np.maximum(np.abs(mean), 1e-12)
-        models: list[Any] = [None] * V.shape[1]
-        meta = []
-        for k in np.flatnonzero(cv > self.variation_threshold):  # only the query-varying candidates
-            booster = self._train("regression", (X[fit], V[fit, k], None), (X[valid], V[valid, k], None))
-            mse_model = float(np.mean((booster.predict(X[valid]) - V[valid, k]) ** 2))
-            mse_mean = float(np.mean((V[fit, k].mean() - V[valid, k]) ** 2))
-            models[k] = booster if mse_model < mse_mean else None
-            meta.append({"candidate": int(k), "cv": float(cv[k]), "valid_mse": mse_model,
-                         "valid_mse_mean": mse_mean, "used": models[k] is not None})
-        return models, mean, meta
 
     def _fit_ood(self, X: np.ndarray, fit: np.ndarray, held_out: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed + 2)
@@ -348,17 +545,20 @@ class LightGBMRouter(Router):
 
     def predict(self, X: np.ndarray) -> Predictions:
         """Calibrated success, latency (``self.execution``) and cost, each (Q, K)."""
-        X = self._check_X(X)
-        raw = self._raw_success(X, self.design_, self.success_models_)
+        Q = self._query_parts(self._check_X(X))
+        raw = self._raw_success(Q, self.design_, self.success_models_)
         # A candidate that was always right (or wrong) keeps its constant: calibration is for boosters.
         acc = np.where(self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0))
-        return Predictions(acc, self._regress(X, self.latency_models_, self.latency_mean_),
-                           self._regress(X, self.cost_models_, self.cost_mean_))
+        return Predictions(acc, self._regress(Q, self.latency_model_, "latency"), self._regress(Q, self.cost_model_, "cost"))
 
     def ood_mask(self, X: np.ndarray) -> np.ndarray:
         """Rows farther (cosine, on the embedding columns) from every train query than the threshold."""
         X = self._check_X(X)
-        return nn_cosine_distance(X[:, : self.embedding_dim], self.reference_embeddings_) > self.ood_threshold_
+        ref = getattr(self, "_reference_unit", None)
+        if ref is None or len(ref) != len(self.reference_embeddings_):  # unit rows once, not per call
+            ref = self._reference_unit = _unit_rows(self.reference_embeddings_.astype(np.float32))
+        q = _unit_rows(X[:, : self.embedding_dim])
+        return 1.0 - (q @ ref.T).max(axis=1) > self.ood_threshold_
 
     def static_choice(self, preference: Preference, scale: Scale) -> SelectionResult:
         """What static selection on the candidates' train means picks (the OOD fallback)."""
@@ -393,46 +593,39 @@ class LightGBMRouter(Router):
         if X.ndim != 2 or X.shape[1] != self.n_features_:
             raise RoutingError(f"features have shape {X.shape}, the router was trained on {self.n_features_} columns",
                                hint="featurize with the FeatureConfig stored in the router artifact")
+        if not np.isfinite(X).all():
+            raise RoutingError("features contain NaN or infinite values", hint="featurize the texts again")
         return X
 
-    def _raw_success(self, X: np.ndarray, design: str, models: list[Any]) -> np.ndarray:
+    def _raw_success(self, Q: dict[str, np.ndarray], design: str, models: list[Any]) -> np.ndarray:
+        n, k = Q["acc"].shape
         if design == "conditioned":
             m = models[0]
-            flat = np.full(len(X) * len(self.candidate_features_), m) if isinstance(m, float) \
-                else m.predict(self._pair_rows(X), **_predict_kwargs(len(X)))
-            return flat.reshape(len(X), -1)
-        out = np.empty((len(X), len(models)))
-        for k, m in enumerate(models):  # K boosters, each vectorised over the queries
-            out[:, k] = m if isinstance(m, float) else m.predict(X, **_predict_kwargs(len(X)))
+            if isinstance(m, float):
+                return np.full((n, k), m)
+            return _sigmoid(m.predict(self._pair_rows(Q, "acc"), raw_score=True, **_predict_kwargs(n * k))
+                            .reshape(n, k) + _logit(Q["acc"]))
+        out = np.empty((n, k))
+        for j, m in enumerate(models):  # K boosters, each vectorised over the queries
+            out[:, j] = m if isinstance(m, float) else _sigmoid(
+                m.predict(self._single_rows(Q, j), raw_score=True, **_predict_kwargs(n)) + _logit(Q["acc"][:, j]))
         return out
 
-    @staticmethod
-    def _regress(X: np.ndarray, models: list[Any], mean: np.ndarray) -> np.ndarray:
-        out = np.repeat(mean[None, :], len(X), axis=0)
-        for k, m in enumerate(models):
-            if m is not None:
-                out[:, k] = np.maximum(m.predict(X, **_predict_kwargs(len(X))), 0.0)  # latency and cost are never negative
-        return out
+    def _regress(self, Q: dict[str, np.ndarray], model: Any, name: str) -> np.ndarray:
+        if model is None:
+            return Q[name]
+        n, k = Q[name].shape
+        return Q[name] * np.exp(model.predict(self._pair_rows(Q, name), **_predict_kwargs(n * k)).reshape(n, k))
+
+
+def _rows(Q: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: value[index] for name, value in Q.items()}
+
+
+def _take(groups: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
+    return None if groups is None else groups[index]
 
 
 def _predict_kwargs(n_rows: int) -> dict[str, int]:
     # A few rows gain nothing from threads, and OpenMP spin-waiting on busy cores costs ~100 ms a call.
-    return {"num_threads": 1} if n_rows <= 64 else {}
-
-
-def _fit_map(method: str, p: np.ndarray, s: np.ndarray) -> dict[str, Any]:
-    """A calibration map as plain numbers, so it serialises to JSON."""
-    if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, s)
-        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
-    if method == "platt":
-        from sklearn.linear_model import LogisticRegression
-
-        z, labels, weights = _soft_rows(_logit(p)[:, None], s)
-        if len(np.unique(labels)) < 2:  # one class only: nothing to rescale
-            return {"method": "identity"}
-        lr = LogisticRegression(C=1e6).fit(z, labels, sample_weight=weights)
-        return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
-    return {"method": "identity"}
+    return {"num_threads": 1} if n_rows <= 256 else {}

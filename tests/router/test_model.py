@@ -3,7 +3,7 @@
 One module-scoped fixture profiles and compiles qa-cascade from the recorded RouterBench data,
 builds the train/test outcome matrices on a seeded subset of queries (to stay well under a
 minute on two busy cores) and embeds them with the real Embedder (torch variant, 32 tokens, a
-tmp cache), then fits one router that most tests share.
+tmp cache), then fits one router (both designs, task labels as groups) that most tests share.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from flowfront.errors import RoutingError
 from router.artifact import load_router, save_router
 from router.base import OutcomeMatrix
 from router.features import Embedder, FeatureConfig, featurize
-from router.model import LightGBMRouter, candidate_features
+from router.model import LightGBMRouter, QueryMap, candidate_features
 
 ROOT = Path(__file__).parents[2]
-FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1)
+FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)
 FEATURES = FeatureConfig(variant="torch", max_seq_length=32)
 
 
@@ -40,24 +40,26 @@ def data(shared_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
     profile_job(settings, "qa-cascade", progress=False)
     _, frontier = compile_job(settings, "qa-cascade", mode="correlated")
     bench = load_benchmark("qa-cascade", settings.configs_dir)
-    out = {}
+    out, tasks = {}, {}
     with open_store(settings) as store:
         prepared = prepare_data(bench, store, settings)
         backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
         for split, n in (("train", 300), ("test", 100)):
             queries = benchmark_queries(bench, store, prepared, split)
             queries = [queries[i] for i in np.sort(np.random.default_rng(7).choice(len(queries), n, replace=False))]
+            tasks[split] = np.array([q.task for q in queries])
             out[split] = build_outcomes(bench, [c.config for c in frontier.candidates],
                                         [c.id for c in frontier.candidates], queries, backend, settings,
                                         source_hash=frontier.content_hash())
     embedder = Embedder(FEATURES, tmp_path_factory.mktemp("embeddings"))
     X = {split: featurize(Y.texts, FEATURES, embedder) for split, Y in out.items()}
-    return {"train": out["train"], "test": out["test"], "Xtr": X["train"], "Xte": X["test"], "frontier": frontier}
+    return {"train": out["train"], "test": out["test"], "Xtr": X["train"], "Xte": X["test"], "frontier": frontier,
+            "tasks": tasks}
 
 
 @pytest.fixture(scope="module")
 def router(data: dict) -> LightGBMRouter:
-    return LightGBMRouter(**FAST).fit(data["Xtr"], data["train"])
+    return LightGBMRouter(design="auto", **FAST).fit(data["Xtr"], data["train"], groups=data["tasks"]["train"])
 
 
 @pytest.fixture(scope="module")
@@ -115,18 +117,29 @@ def test_constant_candidates_and_regressor_use(data: dict) -> None:
     Y = data["train"]
     correct, latency = Y.correct.copy(), Y.latency_parallel_s.copy()
     correct[:, 0], correct[:, 1] = 1.0, 0.0
-    latency[:, 2] = 3.0  # constant latency: no regressor
+    latency[:, 2] = 3.0  # constant latency: the prior already says it
     varying = 3
-    # a latency the features determine (the first text statistic: query length), so a regressor must win
+    # a latency the features determine (the first text statistic: query length), so the regressor must win
     length = data["Xtr"][:, 384]
     latency[:, varying] = 1.0 + 10.0 * (length - length.min()) / np.ptp(length)
     router = LightGBMRouter(design="per-candidate", **FAST).fit(data["Xtr"], _with(Y, correct=correct,
                                                                                   latency_parallel_s=latency))
     pred = router.predict(data["Xte"])
     assert (pred.accuracy[:, 0] == 1.0).all() and (pred.accuracy[:, 1] == 0.0).all()
-    assert router.latency_models_[2] is None and (pred.latency_s[:, 2] == 3.0).all()
-    assert router.latency_models_[varying] is not None
-    assert np.ptp(pred.latency_s[:, varying]) > 0
+    assert isinstance(router.success_models_[0], float) and not isinstance(router.success_models_[4], float)
+    assert router.latency_model_ is not None and router.regressor_meta_["latency"]["used"]
+    # one regressor serves every candidate, so the constant one only comes out nearly constant
+    assert np.abs(pred.latency_s[:, 2] / 3.0 - 1.0).mean() < 0.03
+    test_length = data["Xte"][:, 384]
+    assert np.corrcoef(pred.latency_s[:, varying], test_length)[0, 1] > 0.8
+
+
+def test_query_independent_outcomes_need_no_regressor(data: dict) -> None:
+    Y = data["train"]
+    flat = np.tile(np.linspace(1.0, 2.0, len(Y.candidate_ids)), (len(Y.query_ids), 1))
+    router = LightGBMRouter(**FAST).fit(data["Xtr"], _with(Y, latency_parallel_s=flat, cost_usd=flat * 1e-3))
+    assert router.latency_model_ is None and router.cost_model_ is None
+    np.testing.assert_allclose(router.predict(data["Xte"]).latency_s, np.tile(flat[0], (len(data["Xte"]), 1)))
 
 
 def test_conditioned_design_with_soft_labels(data: dict) -> None:
@@ -220,6 +233,78 @@ def test_schema_mismatch_is_refused(saved: Path, tmp_path: Path) -> None:
 def test_wrong_feature_width_is_a_routing_error(router: LightGBMRouter, data: dict) -> None:
     with pytest.raises(RoutingError, match="FeatureConfig"):
         router.predict(data["Xte"][:, :100])
+    bad = data["Xte"][:2].copy()
+    bad[1, 5] = np.nan
+    with pytest.raises(RoutingError, match="NaN"):
+        router.predict(bad)
+
+
+def test_corrupt_query_map_is_refused(saved: Path, tmp_path: Path) -> None:
+    folder = _copy(saved, tmp_path)
+    meta = json.loads((folder / "router.json").read_text())
+    meta["query_map"]["coef_"] = meta["query_map"]["coef_"][:1]  # one group fewer than the priors have
+    (folder / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(RoutingError, match="query map"):
+        load_router(folder, expect_frontier_hash=None)
+    meta["query_map"] = json.loads((saved / "router.json").read_text())["query_map"]
+    meta["priors"]["accuracy"] = meta["priors"]["accuracy"][:1]
+    (folder / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(RoutingError, match="priors"):
+        load_router(folder, expect_frontier_hash=None)
+
+
+# --- groups and the prior ----------------------------------------------------------------------
+
+
+def test_task_groups_are_learned_and_predicted_from_the_text(router: LightGBMRouter, data: dict) -> None:
+    assert router.validation_metrics_["group_source"] == "labels"
+    assert sorted(router.query_map_.groups_) == sorted(set(data["tasks"]["train"]))
+    _, G = router.query_map_.transform(data["Xte"])
+    predicted = np.asarray(router.query_map_.groups_)[G.argmax(axis=1)]
+    assert (predicted == data["tasks"]["test"]).mean() > 0.9  # ARC and Winogrande prompts differ in form
+    with pytest.raises(RoutingError, match="one label"):
+        LightGBMRouter(**FAST).fit(data["Xtr"], data["train"], groups=data["tasks"]["train"][:10])
+
+
+def test_without_labels_the_groups_are_clusters(data: dict) -> None:
+    router = LightGBMRouter(n_clusters=4, **FAST).fit(data["Xtr"], data["train"])
+    assert router.validation_metrics_["group_source"] == "k-means"
+    assert len(router.query_map_.groups_) == 4 and router.prior_accuracy_.shape == (4, len(data["train"].candidate_ids))
+
+
+def test_query_map_state_round_trips_exactly(router: LightGBMRouter, data: dict) -> None:
+    state = json.loads(json.dumps(router.query_map_.state()))
+    again = QueryMap.from_state(state)
+    for a, b in zip(router.query_map_.transform(data["Xte"]), again.transform(data["Xte"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _group_signal(n: int, k: int, seed: int) -> tuple[np.ndarray, OutcomeMatrix, np.ndarray]:
+    """Queries in two groups told apart by a direction of the embedding; candidate j is right
+    with probability 0.9 in group j % 2, else 0.1; no other signal."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 2, size=n)
+    emb = rng.normal(size=(n, 384)) + 3.0 * np.outer(2 * group - 1, np.eye(384)[0])
+    X = np.hstack([emb / np.linalg.norm(emb, axis=1, keepdims=True), rng.random((n, 12))]).astype(np.float32)
+    p = np.where(group[:, None] == (np.arange(k) % 2)[None, :], 0.9, 0.1)
+    correct = (rng.random((n, k)) < p).astype(float)
+    latency = np.tile(1.0 + np.arange(k) / k, (n, 1))
+    cands = [{"knobs": {}, "nodes": {"a": {"model": f"m{j}", "budget": None}}} for j in range(k)]
+    Y = OutcomeMatrix([f"q{i}" for i in range(n)], [f"t{i}" for i in range(n)], [f"c{j}" for j in range(k)], cands,
+                      correct, latency, latency, latency * 1e-3, "synthetic")
+    return X, Y, np.array(["even", "odd"])[group]
+
+
+def test_group_prior_carries_the_signal_and_many_candidates_force_conditioned() -> None:
+    X, Y, groups = _group_signal(600, 40, seed=0)
+    X_test, Y_test, groups_test = _group_signal(200, 40, seed=1)
+    router = LightGBMRouter(design="auto", max_per_candidate=32, **FAST).fit(X, Y, groups=groups)
+    assert router.design_ == "conditioned" and set(router.validation_metrics_["valid_log_loss"]) == {"conditioned"}
+    acc = router.predict(X_test).accuracy
+    truth = np.where((groups_test == "odd")[:, None] == (np.arange(40) % 2 == 1)[None, :], 0.9, 0.1)
+    assert np.abs(acc - truth).mean() < 0.1
+    pick = router.select(X_test, Preference(lambda_=0.0), Scale(1.0, 2.0, 1e-3, 2e-3)).index
+    assert (Y_test.correct[np.arange(200), pick]).mean() > 0.8  # static could only reach ~0.5
 
 
 def test_loading_does_not_import_torch(saved: Path) -> None:

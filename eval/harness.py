@@ -1,0 +1,294 @@
+"""``flowfront eval``: every routing strategy side by side on one benchmark's held-out test split.
+
+Each strategy is fitted on the train split only (a guard checks the query ids are disjoint) and
+then asked, for every test query, which candidate to run: once per λ of the sweep and once per
+latency budget (a hard ``max_latency_s``). The realised outcome of that candidate on that query
+comes from the test outcome matrix (replay), so nothing is estimated at evaluation time.
+:mod:`eval.summary` turns the realised outcomes into metrics with bootstrap intervals.
+
+Candidate sets: frontier strategies choose among the frontier's candidates; full-space ones among
+a uniform sample of the design space, drawn ONCE (seed 0) and shared by every seed, because a new
+sample per seed would rebuild a large outcome matrix each time; only the strategies' own seeds
+vary. The oracle sees the union of both sets, so it bounds every strategy; ``oracle-frontier``
+(only when a sample is in play) is the ceiling of the frontier pool alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compile.select import Preference, Scale, lambda_sweep
+from flowfront.errors import RoutingError, SpecError
+from flowfront.settings import Settings
+from router.base import OutcomeMatrix, Router
+
+__all__ = ["REFERENCE_STRATEGIES", "Strategy", "evaluate", "strategy_from_name"]
+
+# Always evaluated, whatever the caller asks for: the comparisons are made against them.
+REFERENCE_STRATEGIES = ("static", "best-single")
+DECISION_SAMPLE = 50  # test queries timed one row at a time for the decision latency
+N_LAMBDAS = 9
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy to evaluate: how to build it and which candidates it chooses among.
+
+    ``make(seed, execution)`` returns an unfitted router. ``candidates`` is ``"frontier"``,
+    ``"sample"`` or ``"all"`` (their union; the oracle only). ``fit_on_test`` marks the oracle,
+    the one strategy that by definition is fitted on the true test outcomes.
+    """
+
+    name: str
+    make: Callable[[int, str], Router]
+    candidates: str = "frontier"
+    seeded: bool = False
+    fit_on_test: bool = False
+
+
+@dataclass
+class Run:
+    """Realised outcomes of one fitted strategy: (L, Q) per λ and (NB, Q) per latency budget."""
+
+    seed: int | None
+    fit_seconds: float
+    lam: dict[str, np.ndarray]
+    budget: dict[str, np.ndarray]
+    decision_ms: np.ndarray | None = None
+    ood_share: float | None = None
+    wall_seconds: float = 0.0  # fit + every selection + the decision-latency probe
+
+
+@dataclass
+class CandidateSet:
+    """Outcome matrices and features of one candidate set (train is None for the union)."""
+
+    test: OutcomeMatrix
+    X_test: np.ndarray
+    train: OutcomeMatrix | None = None
+    X_train: np.ndarray | None = None
+
+
+@dataclass
+class Context:
+    """What every strategy is evaluated under."""
+
+    execution: str
+    scale: Scale
+    lambdas: np.ndarray
+    budgets: np.ndarray
+    sets: dict[str, CandidateSet] = field(default_factory=dict)
+
+
+def strategy_from_name(name: str) -> Strategy:
+    """A :class:`Strategy` for a name of ``router.train.STRATEGIES`` (or ``oracle``)."""
+    from router.train import STRATEGIES, make_router
+
+    if name == "oracle":
+        return _oracle("oracle", "all")
+    if name not in STRATEGIES:
+        raise RoutingError(f"unknown strategy {name!r}", hint=f"choose from {', '.join(STRATEGIES)} or oracle")
+    # A strategy is seeded when make_router hands the seed on; the others would repeat one result.
+    seeded = getattr(make_router(name, seed=1), "seed", 0) == 1
+    return Strategy(name, lambda seed, execution: make_router(name, seed=seed, execution=execution),
+                    STRATEGIES[name][2], seeded)
+
+
+def _oracle(name: str, candidates: str) -> Strategy:
+    from router.baselines import OracleRouter
+
+    return Strategy(name, lambda seed, execution: OracleRouter(execution=execution), candidates, False, True)
+
+
+def _plan(strategies: Sequence[str | Strategy] | None) -> list[Strategy]:
+    from router.train import STRATEGIES
+
+    asked = list(STRATEGIES) if strategies is None else list(strategies)
+    plan = [s if isinstance(s, Strategy) else strategy_from_name(s) for s in asked]
+    names = [s.name for s in plan]
+    if len(set(names)) != len(names):
+        raise SpecError(f"strategy names repeat: {names}", hint="name each strategy once")
+    plan += [strategy_from_name(n) for n in REFERENCE_STRATEGIES if n not in names]
+    if "oracle" not in names:
+        plan.append(strategy_from_name("oracle"))
+    if any(s.candidates == "sample" for s in plan):
+        plan.append(_oracle("oracle-frontier", "frontier"))
+    return plan
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def check_disjoint(train: OutcomeMatrix, test: OutcomeMatrix) -> None:
+    """Refuse to evaluate when a test query also appears in the train split."""
+    shared = set(train.query_ids) & set(test.query_ids)
+    if shared:
+        raise RoutingError(f"{len(shared)} test queries are also in the train split (e.g. {sorted(shared)[0]!r})",
+                           hint="fix the benchmark's split: training must never see the test split")
+
+
+def _load_sets(settings: Settings, benchmark: object, need_sample: bool) -> tuple[object, dict[str, CandidateSet]]:
+    from router.train import load_data
+
+    data = {"frontier": load_data(settings, benchmark, "frontier")}
+    if need_sample:  # one fixed sample (seed 0): see the module docstring
+        data["sample"] = load_data(settings, benchmark, "sample", 0)
+    sets = {}
+    for kind, d in data.items():
+        check_disjoint(d.train, d.test)
+        sets[kind] = CandidateSet(d.test, d.X_test, d.train, d.X_train)
+    if need_sample and sets["sample"].test.query_ids != sets["frontier"].test.query_ids:
+        raise RoutingError("the frontier and sample outcome matrices cover different test queries",
+                           hint="delete <workdir>/<benchmark>/outcomes and re-run")
+    sets["all"] = CandidateSet(_union([s.test for s in sets.values()]), sets["frontier"].X_test)
+    return data["frontier"], sets
+
+
+def _union(mats: list[OutcomeMatrix]) -> OutcomeMatrix:
+    """Columns of several outcome matrices over the same queries, side by side."""
+    if len(mats) == 1:
+        return mats[0]
+    first = mats[0]
+    arrays = [np.concatenate([getattr(m, name) for m in mats], axis=1)
+              for name in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")]
+    return OutcomeMatrix(first.query_ids, first.texts, sum((m.candidate_ids for m in mats), []),
+                         sum((m.candidates for m in mats), []), *arrays, "+".join(m.source_hash for m in mats))
+
+
+def _context(frontier, execution: str | None, budgets: Sequence[float] | None) -> Context:
+    execution = execution or frontier.execution
+    if execution not in ("parallel", "sequential"):
+        raise SpecError(f"unknown execution model {execution!r}", hint="use parallel or sequential")
+    est = [c.estimates for c in frontier.candidates]
+    lat = np.array([getattr(e, f"latency_{execution}_s") for e in est])
+    cost = np.array([e.cost_usd for e in est])
+    scale = Scale.from_estimates(lat, cost)
+    lambdas = lambda_sweep(scale, np.array([e.accuracy for e in est]), lat, cost, n=N_LAMBDAS)
+    if budgets is None:  # spread geometrically: frontier latencies often span an order of magnitude
+        b = np.unique(np.geomspace(max(scale.latency_min, 1e-3), max(scale.latency_max, 2e-3), 5))
+    else:
+        b = np.asarray(sorted(budgets), dtype=np.float64)
+        if b.size == 0 or not np.all(np.isfinite(b) & (b > 0)):
+            raise SpecError(f"latency budgets must be positive seconds, got {list(budgets)}",
+                            hint="pass budgets such as 1.5 3 6")
+    return Context(execution, scale, lambdas, b)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: str) -> tuple[np.ndarray, ...]:
+    rows = np.arange(len(Y.query_ids))
+    idx = np.asarray(index)
+    return Y.correct[rows, idx], Y.latency(execution)[rows, idx], Y.cost_usd[rows, idx]
+
+
+def _outcomes(router: Router, cs: CandidateSet, ctx: Context) -> tuple[dict, dict, float | None]:
+    lam = {k: [] for k in ("correct", "latency_s", "cost_usd")}
+    ood = []
+    for value in ctx.lambdas:  # a loop over the 9 lambdas; each select is vectorised over queries
+        chosen = router.select(cs.X_test, Preference(lambda_=float(value)), ctx.scale)
+        for key, arr in zip(lam, _realised(cs.test, chosen.index, ctx.execution), strict=True):
+            lam[key].append(arr)
+        if hasattr(router, "last_ood_count"):
+            ood.append(router.last_ood_count / len(cs.test.query_ids))
+    bud = {k: [] for k in ("correct", "latency_s", "cost_usd", "infeasible", "over_budget")}
+    for limit in ctx.budgets:
+        chosen = router.select(cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale)
+        correct, latency, cost = _realised(cs.test, chosen.index, ctx.execution)
+        for key, arr in zip(bud, (correct, latency, cost, ~np.asarray(chosen.feasible), latency > limit), strict=True):
+            bud[key].append(arr)
+    return _stacked(lam), _stacked(bud), (float(np.mean(ood)) if ood else None)
+
+
+def _stacked(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack(v).astype(np.float64) for k, v in rows.items()}
+
+
+def decision_latency(router: Router, X: np.ndarray, preference: Preference, scale: Scale,
+                     n: int = DECISION_SAMPLE) -> np.ndarray:
+    """Milliseconds of ``select`` (predict + select) on single rows, for up to ``n`` spread queries.
+
+    Features are given, so the embedding is NOT included (the router benchmark times it).
+    """
+    rows = np.unique(np.linspace(0, len(X) - 1, min(n, len(X))).astype(np.int64))
+    router.select(X[rows[:1]], preference, scale)  # warm-up: first-call allocations are not per query
+    out = np.empty(len(rows))
+    for i, r in enumerate(rows):  # one request at a time, as the service sees them
+        started = time.perf_counter()
+        router.select(X[r : r + 1], preference, scale)
+        out[i] = (time.perf_counter() - started) * 1e3
+    return out
+
+
+def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_decisions: bool) -> Run:
+    """Fit one strategy (train split only, except the oracle) and record its realised outcomes."""
+    cs = ctx.sets[strategy.candidates]
+    router = strategy.make(0 if seed is None else seed, ctx.execution)
+    started = wall = time.perf_counter()
+    if strategy.fit_on_test:
+        router.fit(cs.X_test, cs.test)
+    else:
+        check_disjoint(cs.train, cs.test)
+        router.fit(cs.X_train, cs.train)
+    fit_seconds = time.perf_counter() - started
+    lam, bud, ood = _outcomes(router, cs, ctx)
+    decision = None
+    if time_decisions and not strategy.fit_on_test:  # the oracle only answers for the whole split
+        mid = Preference(lambda_=float(np.median(ctx.lambdas)))
+        decision = decision_latency(router, cs.X_test, mid, ctx.scale)
+    return Run(seed, fit_seconds, lam, bud, decision, ood, time.perf_counter() - wall)
+
+
+def _run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:
+    jobs = [(s, seed) for s in plan for seed in (seeds if s.seeded else [None])]
+    runs: dict[str, list[Run]] = {s.name: [] for s in plan}
+    if not progress:
+        for s, seed in jobs:
+            runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
+        return runs
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("eval {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("", total=len(jobs))
+        for s, seed in jobs:
+            bar.update(task, description=f"{s.name} seed {'-' if seed is None else seed}")
+            runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
+            bar.advance(task)
+    return runs
+
+
+def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str | Strategy] | None = None,
+             seeds: Sequence[int] = (0, 1, 2), execution: str | None = None,
+             latency_budgets: Sequence[float] | None = None, n_boot: int = 1000, progress: bool = True) -> dict:
+    """Evaluate strategies on the benchmark's test split; the result is the ``results.json`` payload.
+
+    ``benchmark`` is a built-in name, a path or a loaded ``Benchmark`` (passed to
+    ``router.train.load_data`` as is). ``strategies`` defaults to every strategy of
+    ``router.train.STRATEGIES``; ``static``, ``best-single`` and ``oracle`` are always added.
+    Seeded strategies run once per seed, the others once. ``execution`` defaults to the
+    frontier's. See docs/eval.md for every field of the result.
+    """
+    from eval.summary import summarise
+
+    if not seeds:
+        raise SpecError("no seeds given", hint="pass at least one seed, e.g. seeds=(0, 1, 2)")
+    started = time.perf_counter()
+    plan = _plan(strategies)
+    data, sets = _load_sets(settings, benchmark, any(s.candidates == "sample" for s in plan))
+    ctx = _context(data.frontier, execution, latency_budgets)
+    ctx.sets = sets
+    load_seconds = time.perf_counter() - started
+    runs = _run_all(plan, ctx, list(seeds), progress)
+    result = summarise(data, ctx, plan, runs, seeds=list(seeds), n_boot=n_boot)
+    result["settings"] = {"backend": settings.backend, "data_dir": str(settings.data_dir),
+                          "workdir": str(settings.workdir), "configs_dir": str(settings.configs_dir)}
+    result["artifacts_dir"] = str(settings.workdir / data.bench.name)
+    result["seconds"] = {"load": load_seconds, "total": time.perf_counter() - started}
+    return result

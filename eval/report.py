@@ -1,0 +1,263 @@
+"""Eval outputs: ``results.json`` with provenance, the curves PNG and ``report.md``.
+
+The report leads with one headline table over every benchmark, then a section per benchmark with
+every strategy, and says in words where the frontier router loses (a paired 95% interval of the
+utility difference entirely below zero), where it ties, and where it wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eval.plots import plot_curves
+from flowfront.settings import PROJECT_ROOT
+
+__all__ = ["headline", "plot_curves", "provenance", "write_report", "write_results"]
+
+ROUTER = "frontier"
+KEY_STRATEGIES = ("frontier", "full-space", "static", "knn", "best-single", "oracle")
+_PACKAGES = ("flowfront", "numpy", "scipy", "lightgbm", "scikit-learn", "sentence-transformers", "matplotlib")
+
+
+def _git_commit() -> tuple[str | None, bool | None]:
+    """HEAD's commit and whether the tree has local changes; (None, None) outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("FLOWFRONT_GIT_COMMIT"), None  # e.g. an installed wheel: let CI say
+    return head, dirty
+
+
+def provenance() -> dict[str, Any]:
+    """Package versions, git commit, date and platform of this run."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    commit, dirty = _git_commit()
+    return {"packages": versions, "python": platform.python_version(), "platform": platform.platform(),
+            "git_commit": commit, "git_dirty": dirty, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def write_results(result: dict, folder: Path) -> Path:
+    """``folder/results.json``: the result plus provenance, written atomically. ``result`` is not modified."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {**result, "provenance": provenance()}
+    path = folder / "results.json"
+    tmp = path.with_suffix(f".json.tmp{os.getpid()}")
+    tmp.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    tmp.replace(path)
+    return path
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def _f(x: float | None, nd: int = 3) -> str:
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def _iv(iv: dict | None, nd: int = 3, sign: bool = False) -> str:
+    if iv is None or iv.get("mean") is None:
+        return "—"
+    fmt = f"{{:+.{nd}f}}" if sign else f"{{:.{nd}f}}"
+    return f"{fmt.format(iv['mean'])} [{fmt.format(iv['low'])}, {fmt.format(iv['high'])}]"
+
+
+def _ratio(m: dict | None, key: str = "at_baseline_best") -> str:
+    if m is None or m.get("targets", 0) == 0:
+        return "—"
+    value = m.get(key)
+    return "never reaches" if value is None else f"{value:.2f}×"
+
+
+def _verdict(iv: dict) -> str:
+    if iv["high"] < 0:
+        return "loses"
+    return "wins" if iv["low"] > 0 else "ties"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def headline(res: dict) -> dict[str, str]:
+    """The few numbers ``flowfront run`` prints per benchmark, formatted like the report's."""
+    st = res["strategies"]
+
+    def eu(name: str) -> str:
+        return _iv(st[name]["expected_utility"]) if name in st else "—"
+
+    minus = st.get("frontier", {}).get("compare", {}).get("expected_utility_minus", {}).get("static")
+    return {"router_eu": eu("frontier"), "static_eu": eu("static"), "full_space_eu": eu("full-space"),
+            "router_minus_static": _iv(minus, sign=True)}
+
+
+def _headline(results: list[dict]) -> list[str]:
+    rows = []
+    for res in results:
+        for name in (n for n in KEY_STRATEGIES if n in res["strategies"]):
+            st = res["strategies"][name]
+            cmp = st["compare"]
+            minus_static = cmp["expected_utility_minus"].get("static")
+            rows.append([res["benchmark"], name, _iv(st["expected_utility"]),
+                         "—" if name == "static" else _iv(minus_static, sign=True),
+                         _ratio(cmp["speedup_vs_best-single"]), _ratio(cmp["speedup_vs_static"], "max")])
+    header = ["benchmark", "strategy", "expected utility over λ (95% CI)", "minus static (95% CI)",
+              "speed-up at best-single's accuracy", "best speed-up vs static at matched accuracy"]
+    return ["## Headline", "", *_table(header, rows), ""]
+
+
+def _strategy_rows(res: dict) -> list[list[str]]:
+    rows = []
+    for name, st in res["strategies"].items():
+        cmp, dec = st["compare"], st["decision_latency"]
+        gap = cmp["gap_to_oracle"].get("oracle", {}).get("expected_utility")
+        rows.append([
+            name, st["candidates"], str(st["runs"]), _iv(st["expected_utility"]),
+            _iv(cmp["expected_utility_minus"].get("static"), sign=True), _iv(gap),
+            _f(st["lambda_sweep"][0]["accuracy"]["mean"]), _f(st["hypervolume"]["latency"]["mean"]),
+            _f(st["hypervolume"]["cost"]["mean"]), _ratio(cmp["speedup_vs_best-single"]),
+            _ratio(cmp["speedup_vs_static"], "max"), _ratio(cmp["cost_down_vs_static"], "max"),
+            _f(st["fit_seconds"]["mean"], 2), "—" if dec is None else _f(dec["p50_ms"], 2),
+        ])
+    return rows
+
+
+def _budget_rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["strategy"] + [f"≤ {b:.2f} s" for b in res["latency_budgets_s"]]
+    rows = []
+    for name, st in res["strategies"].items():
+        cells = [f"{_f(b['accuracy']['mean'])} ({b['over_budget_share'] * 100:.0f}% over)" for b in st["budgets"]]
+        rows.append([name, *cells])
+    return header, rows
+
+
+def _losses(res: dict) -> list[str]:
+    """Plain sentences on where the frontier router loses, ties and wins."""
+    if ROUTER not in res["strategies"]:
+        return ["The frontier router was not evaluated on this benchmark."]
+    st = res["strategies"][ROUTER]
+    groups: dict[str, list[str]] = {"loses": [], "ties": [], "wins": []}
+    for other, iv in st["compare"]["expected_utility_minus"].items():
+        if not res["strategies"][other]["fitted_on"].startswith("test"):
+            groups[_verdict(iv)].append(f"{other} ({_iv(iv, sign=True)})")
+    out = []
+    if groups["loses"]:
+        out.append(f"**The frontier router loses** on expected utility to: {', '.join(groups['loses'])}.")
+    if groups["ties"]:
+        out.append(f"No significant difference (interval includes 0) from: {', '.join(groups['ties'])}.")
+    if groups["wins"]:
+        out.append(f"It beats: {', '.join(groups['wins'])}.")
+    out += _budget_losses(res)
+    if st["compare"]["speedup_vs_best-single"]["at_baseline_best"] is None:
+        out.append("It never reaches the best single configuration's accuracy on the λ sweep, so it has no "
+                   "speed-up at that accuracy.")
+    return out
+
+
+def _budget_losses(res: dict) -> list[str]:
+    if "static" not in res["strategies"]:
+        return []
+    mine, static = res["strategies"][ROUTER]["budgets"], res["strategies"]["static"]["budgets"]
+    worse = [f"{a['max_latency_s']:.2f} s ({_f(a['accuracy']['mean'])} vs {_f(b['accuracy']['mean'])})"
+             for a, b in zip(mine, static, strict=True) if a["accuracy"]["mean"] < b["accuracy"]["mean"]]
+    if not worse:
+        return ["Under every latency budget its accuracy is at least static selection's (by constraint)."]
+    return [f"Under latency budgets it is less accurate than static selection by constraint at: {', '.join(worse)}."]
+
+
+def _latency_sentence(res: dict) -> str:
+    if res["latency_source"] == "modeled":
+        return ("Latency: every latency here is **modeled** from configs/models/*.yaml (time to first token + "
+                "prompt tokens / prefill rate + output tokens / decode rate); none is recorded, because "
+                f"{res['data_source']} records no latencies. Execution model: {res['execution']}.")
+    return (f"Latency: {res['latency_source']} (per call, from the data source {res['data_source']}). "
+            f"Execution model: {res['execution']}.")
+
+
+def _link(target: Path, report_dir: Path, text: str, missing: str) -> str:
+    if not target.is_file():
+        return missing
+    return f"[{text}]({os.path.relpath(target, report_dir)})"
+
+
+def _section(res: dict, report_dir: Path) -> list[str]:
+    folder = Path(res.get("artifacts_dir", "."))
+    sets = res["candidate_sets"]
+    sample = f", full-space sample of {sets['sample']} configurations (seed {sets['sample_seed']})" if sets["sample"] else ""
+    lines = [f"## {res['benchmark']}", "",
+             f"{res['split']['test_queries']} test queries, {res['split']['train_queries']} train queries; "
+             f"{sets['frontier']} frontier candidates{sample}; seeds {res['seeds']}; "
+             f"{len(res['lambdas'])} λ values from {res['lambdas'][0]:.3g} to {res['lambdas'][-1]:.3g}.", "",
+             _latency_sentence(res), "", *_losses(res), ""]
+    header = ["strategy", "candidates", "runs", "EU over λ (95% CI)", "minus static", "gap to oracle",
+              "accuracy at λ=0", "HV latency", "HV cost", "speed-up at best-single's acc.", "max speed-up vs static",
+              "max cost-down vs static", "fit s", "decision p50 ms"]
+    lines += [*_table(header, _strategy_rows(res)), ""]
+    bh, br = _budget_rows(res)
+    lines += ["Accuracy under each latency budget (hard `max_latency_s`; share of queries whose realised latency "
+              "exceeded it):", "", *_table(bh, br), ""]
+    ref = res["hypervolume_reference"]
+    lines += [f"Hypervolume: normalised axes (the frontier's latency / cost range maps to [0, 1]), reference point "
+              f"accuracy {ref['accuracy']}, normalised x {ref['normalised_x']} (= {ref['latency_s']:.3g} s, "
+              f"${ref['cost_usd']:.3g}). Decision latency is predict + select on one feature row; the embedding "
+              "is timed by the router benchmark.", "",
+              "Plots: " + _link(folder / "eval" / "curves.png", report_dir, "accuracy–latency and accuracy–cost curves",
+                                "curves not written") + "; " +
+              _link(folder / "validation.png", report_dir, "proxy vs measured (validate)",
+                    "proxy-vs-measured scatter not found (run `flowfront validate`)") + ".", ""]
+    return lines
+
+
+def _flowcompile(results: list[dict]) -> list[str]:
+    parts = []
+    for res in results:
+        st = res["strategies"].get(ROUTER)
+        if st is None:
+            continue
+        best = {ref: st["compare"][f"speedup_vs_{ref}"]["max"] for ref in ("static", "best-single")}
+        parts.append(f"{res['benchmark']}: up to {_ratio({'targets': 1, 'max': best['static']}, 'max')} vs static, "
+                     f"{_ratio({'targets': 1, 'max': best['best-single']}, 'max')} vs best-single "
+                     f"({res['latency_source']} latency, {res['execution']} execution)")
+    if not parts:
+        return []
+    return ["FlowCompile reports speed-ups of up to 6.4× at matched accuracy against routing baselines. "
+            "The frontier router's largest speed-ups at matched accuracy here: " + "; ".join(parts) + ".", ""]
+
+
+def write_report(results: list[dict], path: Path, *, extra_sections: Mapping[str, str] | None = None) -> Path:
+    """``report.md``: headline table, then one section per benchmark, then ``extra_sections`` (title → markdown)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# flowfront evaluation", "",
+             "Every strategy is fitted on the train split only and evaluated on the same held-out test queries; "
+             "intervals are 95% paired bootstrap intervals over test queries. The MasRouter-style and MaAS-style "
+             "baselines are trained offline from the outcome tables (rewards looked up in the train outcome "
+             "matrix, no live LLM calls), unlike their papers. The oracle is an upper bound fitted on the test "
+             "outcomes, not a deployable router.", "", *_headline(results), *_flowcompile(results)]
+    for res in results:
+        lines += _section(res, path.parent)
+    for title, body in (extra_sections or {}).items():
+        lines += [f"## {title}", "", body.rstrip(), ""]
+    path.write_text("\n".join(lines))
+    return path

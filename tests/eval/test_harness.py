@@ -1,0 +1,131 @@
+"""The eval harness end to end on code-budget (small), train/test separation, and the written outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from compile.jobs import compile_job, profile_job
+from eval.harness import Strategy, check_disjoint, evaluate
+from eval.jobs import eval_job
+from eval.report import write_report
+from flowfront.errors import RoutingError, SpecError
+from router.baselines import RandomRouter, StaticRouter
+from router.train import load_data
+from tests.helpers import private_settings
+
+
+@pytest.fixture(scope="module")
+def compiled(imported_settings, tmp_path_factory):
+    settings = private_settings(imported_settings, tmp_path_factory.mktemp("eval"))
+    profile_job(settings, "code-budget", progress=False)
+    compile_job(settings, "code-budget", mode="correlated")
+    return settings
+
+
+@pytest.fixture(scope="module")
+def result(compiled) -> dict:
+    return evaluate(compiled, "code-budget", strategies=["random", "knn"], seeds=(0, 1), n_boot=300, progress=False)
+
+
+def test_structure_and_reference_strategies(result) -> None:
+    assert set(result["strategies"]) == {"random", "knn", "static", "best-single", "oracle"}
+    assert result["schema_version"] == 1 and result["benchmark"] == "code-budget"
+    assert result["latency_source"] == "modeled" and result["execution"] == "parallel"
+    lambdas = np.array(result["lambdas"])
+    assert len(lambdas) == 9 and lambdas[0] == 0.0 and np.all(np.diff(lambdas) > 0)
+    assert len(result["latency_budgets_s"]) == 5
+    st = result["strategies"]
+    assert st["random"]["runs"] == 2 and [p["seed"] for p in st["random"]["per_seed"]] == [0, 1]
+    assert st["static"]["runs"] == 1 and st["static"]["per_seed"][0]["seed"] is None
+    assert st["oracle"]["decision_latency"] is None and st["oracle"]["fitted_on"].startswith("test")
+    assert st["knn"]["decision_latency"]["p50_ms"] > 0 and st["knn"]["decision_latency"]["n_queries"] == 50
+    orjson.dumps(result)  # plain JSON: no numpy, no NaN
+
+
+def test_values_are_sane(result) -> None:
+    st = result["strategies"]
+    oracle_acc0 = st["oracle"]["lambda_sweep"][0]["accuracy"]["mean"]
+    for name, s in st.items():
+        eu = s["expected_utility"]
+        assert eu["low"] <= eu["mean"] <= eu["high"], name
+        for point in s["lambda_sweep"]:
+            acc = point["accuracy"]
+            assert 0.0 <= acc["low"] <= acc["mean"] <= acc["high"] <= 1.0, name
+        assert oracle_acc0 >= s["lambda_sweep"][0]["accuracy"]["mean"] - 1e-12, name
+        assert st["oracle"]["expected_utility"]["mean"] >= eu["mean"] - 1e-12, name
+        assert s["compare"]["gap_to_oracle"]["oracle"]["expected_utility"]["mean"] >= -1e-12, name
+        assert 0.0 <= s["hypervolume"]["latency"]["mean"] <= 2.0, name
+        for b in s["budgets"]:
+            assert 0.0 <= b["infeasible_share"] <= 1.0 and 0.0 <= b["over_budget_share"] <= 1.0
+    # Paired differences are consistent with the strategies' own means.
+    diff = st["random"]["compare"]["expected_utility_minus"]["static"]
+    assert diff["mean"] == pytest.approx(st["random"]["expected_utility"]["mean"] - st["static"]["expected_utility"]["mean"])
+    assert diff["low"] <= diff["mean"] <= diff["high"]
+    # Random ignores the preference, so its utility is well below static selection's.
+    assert diff["high"] < 0
+    # best-single against itself: speed-up exactly 1 at its own accuracy.
+    assert st["best-single"]["compare"]["speedup_vs_best-single"]["at_baseline_best"] == pytest.approx(1.0)
+    seeds = [p["expected_utility"] for p in st["random"]["per_seed"]]
+    assert st["random"]["expected_utility"]["mean"] == pytest.approx(np.mean(seeds))
+
+
+class RecordingRouter(StaticRouter):
+    """Static selection that records, in ``log``, the queries and feature rows it was fitted on."""
+
+    def __init__(self, log: list, execution: str = "parallel") -> None:
+        super().__init__(execution=execution)
+        self.log = log
+
+    def fit(self, X, Y):
+        self.log.append((list(Y.query_ids), np.array(X, copy=True)))
+        return super().fit(X, Y)
+
+
+def test_training_never_sees_the_test_split(compiled) -> None:
+    seen: list[tuple[list[str], np.ndarray]] = []
+    spy = Strategy("spy", lambda seed, execution: RecordingRouter(seen, execution), "frontier", seeded=True)
+    evaluate(compiled, "code-budget", strategies=[spy], seeds=(0, 1), n_boot=50, progress=False)
+    data = load_data(compiled, "code-budget", "frontier")
+    assert len(seen) == 2  # one fit per seed
+    for ids, X in seen:
+        assert ids == data.train.query_ids
+        assert not set(ids) & set(data.test.query_ids)
+        np.testing.assert_array_equal(X, data.X_train)
+    with pytest.raises(RoutingError, match="also in the train split"):
+        check_disjoint(data.train, data.train.rows(np.arange(3)))
+
+
+def test_execution_budgets_and_bad_arguments(compiled) -> None:
+    res = evaluate(compiled, "code-budget", strategies=[], seeds=(0,), execution="sequential",
+                   latency_budgets=[2.0, 1.0], n_boot=50, progress=False)
+    assert res["execution"] == "sequential" and res["latency_budgets_s"] == [1.0, 2.0]
+    with pytest.raises(SpecError, match="execution model"):
+        evaluate(compiled, "code-budget", strategies=[], execution="quantum", progress=False)
+    with pytest.raises(SpecError, match="positive seconds"):
+        evaluate(compiled, "code-budget", strategies=[], latency_budgets=[-1.0], progress=False)
+    with pytest.raises(RoutingError, match="unknown strategy 'psychic'"):
+        evaluate(compiled, "code-budget", strategies=["psychic"], progress=False)
+
+
+def test_eval_job_and_report_say_where_the_router_loses(compiled, tmp_path: Path) -> None:
+    # A "frontier router" that ignores the query and the preference: it must be reported as losing.
+    weak = Strategy("frontier", lambda seed, execution: RandomRouter(seed=seed, execution=execution), seeded=True)
+    path, res = eval_job(compiled, "code-budget", strategies=[weak], seeds=(0,), n_boot=200, progress=True)
+    folder = compiled.workdir / "code-budget" / "eval"
+    assert path == folder / "results.json" and (folder / "curves.png").stat().st_size > 10_000
+    stored = orjson.loads(path.read_bytes())
+    assert stored["provenance"]["packages"]["numpy"] and stored["provenance"]["created_at"]
+    assert "provenance" not in res and stored["frontier_hash"] == res["frontier_hash"]
+    report = write_report([res], tmp_path / "report.md", extra_sections={"Timings": "stage table"}).read_text()
+    assert report.index("## Headline") < report.index("## code-budget") < report.index("## Timings")
+    assert "| code-budget | frontier |" in report and "| code-budget | static |" in report
+    assert "**The frontier router loses** on expected utility to: static" in report
+    assert "**modeled**" in report and "MasRouter-style and MaAS-style" in report
+    assert "run `flowfront validate`" in report  # no validation.png yet: said so, not linked
+    (compiled.workdir / "code-budget" / "validation.png").write_bytes(b"\x89PNG")
+    report = write_report([res], tmp_path / "report.md").read_text()
+    assert "](" in report and "validation.png)" in report

@@ -1,0 +1,285 @@
+"""Service load: routed requests per second over loopback, against executing in process.
+
+The server runs in its own process (``flowfront serve``), so client and server do not share an
+event loop; the client is aiohttp with 64 connections. Replay backend, qa-cascade, router
+strategy, a lambda per request drawn from the frontier's sweep. Two passes, each on a fresh
+server with the on-disk embedding cache off (so nothing embedded by train or eval is reused):
+
+* ``repeated``: 10,000 requests drawn with replacement from the test split. Repeats hit the
+  feature cache; the result says how many.
+* ``distinct``: every test query once (cold: each one runs the embedding model).
+
+The baseline executes the same (query, candidate) pairs the server chose with the Executor in
+process, in the same run; the overhead ratio is served time per request over direct time.
+Target on this 2-core machine: >= 200 routed requests/s with 0 errors (``repeated`` pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import write_result
+from flowfront.settings import PROJECT_ROOT, Settings
+
+REQUESTS = int(os.environ.get("FLOWFRONT_BENCH_REQUESTS", "10000"))
+CONNECTIONS = 64
+BENCHMARK = "qa-cascade"
+
+
+def _artifacts(settings: Settings) -> tuple[Settings, Path | None]:
+    """Settings whose workdir holds qa-cascade's frontier and router; built in a temp dir if missing."""
+    from compile.artifact import Frontier, load
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.errors import FlowfrontError
+    from router.artifact import load_router
+
+    bench = load_benchmark(BENCHMARK, settings.configs_dir)
+    try:
+        frontier = load(Frontier, settings.workdir / BENCHMARK / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
+        load_router(settings.workdir / BENCHMARK / "router-frontier", expect_frontier_hash=frontier.content_hash())
+        return settings, None
+    except FlowfrontError as exc:
+        print(f"no usable artifacts in {settings.workdir} ({exc}); building them in a temp dir (minutes)", flush=True)
+    from compile.jobs import compile_job, profile_job
+    from router.train import train_job
+
+    tmp = Path(tempfile.mkdtemp(prefix="flowfront-bench-service-"))
+    if settings.store_path.is_file():
+        shutil.copy(settings.store_path, tmp / settings.store_path.name)
+    built = settings.model_copy(update={"workdir": tmp})
+    profile_job(built, BENCHMARK, progress=False)
+    compile_job(built, BENCHMARK, mode="correlated")
+    train_job(built, BENCHMARK, "frontier")
+    return built, tmp
+
+
+def _test_queries(settings: Settings) -> list:
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.runtime import benchmark_queries, open_store, prepare_data
+
+    bench = load_benchmark(BENCHMARK, settings.configs_dir)
+    with open_store(settings) as store:
+        return benchmark_queries(bench, store, prepare_data(bench, store, settings), "test")
+
+
+def _start_server(settings: Settings, workflows: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "FLOWFRONT_EMBEDDING_DISK_CACHE": "false", "FLOWFRONT_ACCESS_LOG": "false",
+           "FLOWFRONT_LOG_LEVEL": "warning", "FLOWFRONT_TRACE_STORE": str(settings.workdir / "serve" / "bench.sqlite")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows), "--host", "127.0.0.1",
+         "--port", str(port), "--workdir", str(settings.workdir), "--data-dir", str(settings.data_dir)],
+        env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+async def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                async with session.get(f"{base}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass  # not listening yet
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{base} not ready after {timeout}s")
+
+
+async def _load(base: str, jobs: list[tuple[str, float]]) -> dict:
+    """Fire ``jobs`` (query, lambda) over CONNECTIONS connections; latencies, statuses, choices."""
+    import aiohttp
+
+    latencies = np.zeros(len(jobs))
+    statuses = np.zeros(len(jobs), dtype=np.int64)
+    chosen: list[str | None] = [None] * len(jobs)
+    next_job = iter(range(len(jobs)))
+    url = f"{base}/v1/workflows/{BENCHMARK}/run"
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in next_job:  # one shared iterator: each job is taken once
+            query, lam = jobs[i]
+            started = time.perf_counter()
+            async with session.post(url, json={"query": query, "preference": {"lambda": lam}, "strategy": "router"}) as r:
+                body = await r.json()
+                statuses[i] = r.status
+            latencies[i] = time.perf_counter() - started
+            if r.status == 200:
+                chosen[i] = body["candidate"]["id"]
+
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(CONNECTIONS)))
+        seconds = time.perf_counter() - started
+    return {"latencies": latencies, "statuses": statuses, "chosen": chosen, "seconds": seconds}
+
+
+async def _metrics(base: str) -> dict[str, float]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as r:
+        text = await r.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("flowfront_router_lookups_total", "flowfront_batch_size_sum", "flowfront_batch_size_count")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux): robust to other load on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _served(settings: Settings, workflows: Path, passes: dict[str, list[tuple[str, float]]]) -> dict[str, dict]:
+    """Run each pass in order against one fresh server; stats per pass (metrics as differences)."""
+    port = _free_port()
+    proc = _start_server(settings, workflows, port)
+    base = f"http://127.0.0.1:{port}"
+    out = {}
+    try:
+        asyncio.run(_wait_ready(base, proc))
+        before = asyncio.run(_metrics(base))
+        for name, jobs in passes.items():
+            cpu = _cpu_seconds(proc.pid)
+            load = os.getloadavg()[0]
+            run = asyncio.run(_load(base, jobs))
+            cpu = _cpu_seconds(proc.pid) - cpu
+            after = asyncio.run(_metrics(base))
+            out[name] = _pass_stats(run, {k: after[k] - before.get(k, 0.0) for k in after}, cpu, load)
+            before = after
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return out
+
+
+def _pass_stats(run: dict, metrics: dict[str, float], cpu: float, load: float) -> dict:
+    n = len(run["latencies"])
+    lat = run["latencies"] * 1000
+    lookups = {k.split('result="')[1].rstrip('"}'): v for k, v in metrics.items() if "lookups" in k}
+    total = sum(lookups.values()) or 1.0
+    return {
+        "requests": n, "seconds": run["seconds"], "requests_per_s": n / run["seconds"],
+        "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+        "errors": int(np.count_nonzero(run["statuses"] != 200)),
+        "status_counts": {str(s): int(c) for s, c in zip(*np.unique(run["statuses"], return_counts=True), strict=True)},
+        "router_lookups": lookups, "cache_hit_rate": (total - lookups.get("computed", 0.0)) / total,
+        "mean_batch_size": metrics.get("flowfront_batch_size_sum", 0) / max(metrics.get("flowfront_batch_size_count", 0), 1),
+        "server_cpu_ms_per_request": 1000 * cpu / n, "load_average_at_start": load,
+        "_chosen": run["chosen"],
+    }
+
+
+def _direct(settings: Settings, pairs: list[tuple[str, str]]) -> dict:
+    """The same (query, candidate) pairs through the Executor in process: no HTTP, no routing."""
+    from compile.artifact import Frontier, load
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.executor import Executor, Query
+    from flowfront.runtime import load_cards, make_backend, open_store
+    from flowfront.space import Configuration, resolve
+
+    bench = load_benchmark(BENCHMARK, settings.configs_dir)
+    frontier = load(Frontier, settings.workdir / BENCHMARK / "frontier.json")
+    resolved = {c.id: resolve(bench.workflow, Configuration.parse(c.config)) for c in frontier.candidates}
+    with open_store(settings) as store:
+        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        executor = Executor(bench.workflow, backend, concurrency=settings.default_concurrency)
+
+        async def run_all() -> tuple[float, int]:
+            gate = asyncio.Semaphore(CONNECTIONS)
+
+            async def one(i: int, query: str, cid: str):
+                async with gate:
+                    return await executor.run(resolved[cid], Query(f"q{i}", query))
+
+            await one(-1, *pairs[0])  # builds the replay index outside the timing
+            started = time.perf_counter()
+            results = await asyncio.gather(*(one(i, q, c) for i, (q, c) in enumerate(pairs)))
+            return time.perf_counter() - started, sum(r.error is not None for r in results)
+
+        seconds, errors = asyncio.run(run_all())
+    return {"requests": len(pairs), "seconds": seconds, "requests_per_s": len(pairs) / seconds, "errors": errors}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _lambdas(settings: Settings) -> np.ndarray:
+    import orjson
+
+    router = orjson.loads((settings.workdir / BENCHMARK / "router-frontier" / "router.json").read_bytes())
+    return np.asarray(router["metrics"]["lambdas"])
+
+
+def main() -> None:
+    settings, tmp = _artifacts(Settings())
+    try:
+        queries = _test_queries(settings)
+        rng = np.random.default_rng(0)
+        lambdas = _lambdas(settings)
+        workflows = Path(tempfile.mkdtemp(prefix="flowfront-bench-workflows-"))
+        shutil.copy(settings.configs_dir / "workflows" / f"{BENCHMARK}.yaml", workflows)
+
+        def draw() -> list[tuple[str, float]]:
+            return [(queries[i].text, float(rng.choice(lambdas))) for i in rng.integers(0, len(queries), REQUESTS)]
+
+        first, again = draw(), draw()
+        served = _served(settings, workflows, {"repeated": first, "repeated_warm": again})
+        served |= _served(settings, workflows, {"distinct": [(q.text, float(rng.choice(lambdas))) for q in queries]})
+        pairs = [(job[0], c) for job, c in zip(first, served["repeated"]["_chosen"], strict=True) if c is not None]
+        for stats in served.values():
+            stats.pop("_chosen")
+        direct = _direct(settings, pairs)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    rep = served["repeated"]
+    per_direct = direct["seconds"] / direct["requests"]
+    for stats in served.values():  # served wall time per request over direct executor time per request
+        stats["overhead_ratio_vs_direct"] = stats["seconds"] / stats["requests"] / per_direct
+    ratio = rep["overhead_ratio_vs_direct"]
+    write_result("service", {
+        "benchmark": BENCHMARK, "strategy": "router", "backend": "replay", "connections": CONNECTIONS,
+        "test_queries": len(queries), **served, "direct_executor": direct,
+        "overhead_ratio_served_vs_direct": ratio,
+        "overhead_ratio_warm_vs_direct": served["repeated_warm"]["overhead_ratio_vs_direct"],
+        "notes": "repeated: fresh server, draws with replacement from the test split (the first sight of each "
+                 "query runs the embedding model); repeated_warm: as many draws again on the same server; distinct: "
+                 "fresh server, every test query once. The on-disk embedding cache is off in every pass. "
+                 "cache_hit_rate: share of requests whose router estimates did not run the embedding model "
+                 "(memo or feature-row cache); the router's boosters still run for feature-cache hits.",
+        "targets": {"repeated>=200rps": rep["requests_per_s"] >= 200,
+                    "zero_errors": all(p["errors"] == 0 for p in served.values())},
+    })
+    for name, p in served.items():
+        print(f"{name}: {p['requests_per_s']:.0f} req/s, p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, "
+              f"{p['errors']} errors, cache hit rate {p['cache_hit_rate']:.3f}, "
+              f"server CPU {p['server_cpu_ms_per_request']:.2f} ms/request")
+    print(f"direct executor: {direct['requests_per_s']:.0f} req/s; served/direct time per request x{ratio:.1f} "
+          f"(warm x{served['repeated_warm']['overhead_ratio_vs_direct']:.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Assembles the FastAPI app; nothing else happens here.
+
+Artifacts (workflows, frontiers, routers), the embedding model, the replay index and the trace
+writer are set up in the lifespan, so importing this module does no work and a test can build
+several apps in one process (each has its own Prometheus registry). On shutdown (SIGTERM:
+uvicorn stops accepting and drains the requests in flight first) the lifespan exit stops the
+batchers and writes every queued trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from flowfront.errors import SpecError
+from flowfront.settings import Settings
+from service.config import ServiceSettings
+from service.errors import install_handlers
+from service.metrics import Metrics
+from service.middleware import ServiceMiddleware
+from service.redact import Redactor, install_log_filter
+from service.routes import openai as openai_routes
+from service.routes import ops, workflows
+from service.state import Shared, load_state
+
+__all__ = ["create_app", "service_settings"]
+
+log = logging.getLogger("flowfront.service")
+_SCRUBBED_LOGGERS = ("flowfront.service", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def service_settings(settings: Settings | None = None) -> ServiceSettings:
+    """Service settings from the environment, on top of ``settings`` (e.g. the CLI's) when given."""
+    if isinstance(settings, ServiceSettings):
+        return settings
+    try:
+        return ServiceSettings(**(settings.model_dump() if settings is not None else {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise SpecError(f"invalid service setting FLOWFRONT_{name.upper()}: {err['msg'].removeprefix('Value error, ')}",
+                        hint="fix or unset that environment variable") from None
+
+
+def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
+    """The service over the workflow YAMLs in ``workflows_dir`` and their artifacts in ``settings.workdir``."""
+    config = service_settings(settings)
+    workflows_dir = Path(workflows_dir).expanduser().resolve()
+    metrics = Metrics.create()
+    redactor = Redactor.from_environment(extra=config.key_values())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        filters = install_log_filter(redactor, _SCRUBBED_LOGGERS)
+        shared = await asyncio.to_thread(Shared, config, metrics, redactor)
+        try:
+            await shared.writer.start()
+            app.state.service_state = await load_state(shared, workflows_dir, generation=1)
+            app.state.shared = shared
+            log.info("serving %d workflows from %s", len(app.state.service_state.entries), workflows_dir)
+            yield
+        finally:
+            await _shutdown(app, shared)
+            for logger, flt in filters:
+                logger.removeFilter(flt)
+
+    app = FastAPI(title="flowfront", version="1",
+                  description="Per-query routing over a compiled frontier of workflow configurations.",
+                  lifespan=lifespan)
+    app.state.api_keys = [key.encode() for key in config.key_values()]
+    app.state.redactor = redactor
+    app.state.workflows_dir = workflows_dir
+    app.state.reload_lock = asyncio.Lock()
+    app.state.background = set()
+    app.state.shared = None
+    app.state.service_state = None
+    app.state.openapi_names = None
+    install_handlers(app)
+    app.add_middleware(ServiceMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    for module in (workflows, openai_routes, ops):
+        app.include_router(module.api_routes)
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, with the served workflow names as the enum of ``{name}`` and chat ``model``.
+
+    Clients (and schemathesis) then see which workflows exist; requests naming others still get
+    a 404 from the handler. Rebuilt after a reload, since the names may change.
+    """
+    from fastapi.openapi.utils import get_openapi
+
+    state = app.state.service_state
+    names = sorted(state.entries) if state is not None else []
+    key = tuple(names)
+    if app.openapi_schema is not None and app.state.openapi_names == key:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    if names:
+        for path in schema.get("paths", {}).values():
+            for op in path.values():
+                for param in op.get("parameters", []):
+                    if param.get("name") == "name" and param.get("in") == "path":
+                        param["schema"] = {**param.get("schema", {}), "enum": names}
+        model = schema.get("components", {}).get("schemas", {}).get("ChatRequest", {}).get("properties", {}).get("model")
+        if model is not None:
+            model["enum"] = names
+    app.openapi_schema, app.state.openapi_names = schema, key
+    return schema
+
+
+async def _shutdown(app: FastAPI, shared: Shared) -> None:
+    """Stop batchers (current and retiring generations), then flush traces and close files."""
+    state = app.state.service_state
+    app.state.service_state = None
+    if state is not None:
+        await state.retire()
+    if app.state.background:
+        await asyncio.gather(*app.state.background)
+    await shared.aclose()
+    log.info("stopped: %d served calls written to %s", shared.writer.written, shared.writer.path)

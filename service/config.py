@@ -1,0 +1,105 @@
+"""Service settings: the shared :class:`Settings` plus what serving needs, from ``FLOWFRONT_*``.
+
+Validated once at the entry point (:func:`service.server.serve` or a test building the app).
+List settings (``FLOWFRONT_API_KEYS``, ``FLOWFRONT_FAULT_FAIL_MODELS``, ...) are comma separated.
+API keys are ``SecretStr``, so they never show in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from flowfront.errors import SpecError
+from flowfront.settings import Settings
+
+__all__ = ["ServiceSettings", "check_bind", "is_loopback"]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ServiceSettings(Settings):
+    """Everything ``flowfront serve`` reads; the defaults suit one process on a small machine."""
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="bearer tokens accepted by the API (comma separated)")
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="request bodies above this get 413")
+    max_query_chars: int = Field(default=32_000, ge=16, description="longer queries get 422")
+    request_deadline_s: float = Field(default=30.0, gt=0, description="budget for routing, execution and fallbacks")
+    max_fallbacks: int = Field(default=2, ge=0, le=10, description="other candidates tried after a failed call")
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a model's breaker")
+    breaker_reset_s: float = Field(default=30.0, gt=0, description="open time before a breaker lets one probe through")
+    trace_store: Path | None = Field(default=None, description="served-call trace store (default <workdir>/serve/traces.sqlite)")
+    trace_flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="longest a served trace waits")
+    trace_batch_size: int = Field(default=512, ge=1, description="traces written per SQLite transaction")
+    trace_queue_max: int = Field(default=100_000, ge=1, description="queued traces before responses wait")
+    fault_fail_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models whose calls fail (fault drills)")
+    fault_hang_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models whose calls hang until the call timeout (fault drills)")
+    batch_max_size: int = Field(default=64, ge=1, le=1024, description="queries per embedding/prediction batch")
+    batch_wait_ms: float = Field(default=0.0, ge=0, le=100, description="extra wait to fill a batch")
+    # One thread: a second one buys single-query latency on an idle box but costs more CPU per query,
+    # which a loaded server (event loop + boosters on the other core) cannot spare.
+    embed_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime threads per embedding batch")
+    embedding_disk_cache: bool = Field(default=True, description="share the on-disk embedding cache of train/eval")
+    route_memo_size: int = Field(default=16_384, ge=0, description="queries whose router estimates stay memoised")
+    feature_lru_size: int = Field(default=16_384, ge=0, description="queries whose router features stay in memory")
+    shutdown_grace_s: float = Field(default=30.0, gt=0, description="how long SIGTERM waits for requests in flight")
+    access_log: bool = Field(default=True, description="one uvicorn log line per request")
+    log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
+
+    @field_validator("api_keys", "fault_fail_models", "fault_hang_models", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ServiceSettings:
+        both = set(self.fault_fail_models) & set(self.fault_hang_models)
+        if both:
+            raise ValueError(f"model {sorted(both)[0]!r} is in both FLOWFRONT_FAULT_FAIL_MODELS and _HANG_MODELS")
+        if any(len(k.get_secret_value()) < 8 for k in self.api_keys):
+            raise ValueError("every API key must have at least 8 characters")
+        return self
+
+    @property
+    def served_store_path(self) -> Path:
+        """Where served calls are recorded.
+
+        Not the replay source: served traces are logs (one row per call made), while the replay
+        source holds one row per distinct call; keeping them apart means serving can never
+        change what replay answers.
+        """
+        return (self.trace_store or self.workdir / "serve" / "traces.sqlite").expanduser().resolve()
+
+    def key_values(self) -> list[str]:
+        """The accepted bearer tokens (only the auth check should call this)."""
+        return [k.get_secret_value() for k in self.api_keys]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: ServiceSettings, host: str) -> None:
+    """Refuse to listen beyond loopback without API keys."""
+    if not is_loopback(host) and not settings.api_keys:
+        raise SpecError(
+            f"refusing to serve on {host!r} without API keys: anyone who can reach it could spend your provider budget",
+            hint="set FLOWFRONT_API_KEYS (comma separated, 8+ characters each) or bind to 127.0.0.1",
+        )

@@ -1,0 +1,75 @@
+"""Request dependencies: authentication, the app's shared resources and the state in use."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.errors import NotReady, Unauthorized, UnknownWorkflow
+from service.state import ServiceState, Shared, WorkflowEntry
+
+__all__ = ["Authorized", "Served", "ServedDep", "SharedDep", "lookup"]
+
+_bearer = HTTPBearer(auto_error=False, description="one of FLOWFRONT_API_KEYS (required when keys are set)")
+
+
+async def _authorize(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Keys are required whenever any is configured (and ``serve`` refuses public binds without)."""
+    keys: list[bytes] = request.app.state.api_keys
+    if not keys:
+        return
+    if credentials is None:
+        raise Unauthorized("missing API key", hint="send `Authorization: Bearer <key>` with one of the service's keys")
+    given = credentials.credentials.encode()
+    # Compare against every key so the time taken does not say which key nearly matched.
+    if not any([hmac.compare_digest(given, key) for key in keys]):
+        raise Unauthorized("invalid API key", hint="use one of the keys in the service's FLOWFRONT_API_KEYS")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a serving endpoint needs: the app's shared resources and the state it runs on."""
+
+    shared: Shared
+    state: ServiceState
+
+
+async def _served(request: Request) -> AsyncIterator[Served]:
+    """The state in use, held until the response is sent (a reload's old state waits for it)."""
+    shared: Shared | None = request.app.state.shared
+    state: ServiceState | None = request.app.state.service_state
+    if shared is None or state is None:
+        raise NotReady("the service is still starting or stopping", hint="retry when GET /readyz answers 200")
+    state.enter()
+    try:
+        yield Served(shared, state)
+    finally:
+        state.leave()
+
+
+async def _shared(request: Request) -> Shared:
+    shared = request.app.state.shared
+    if shared is None:
+        raise NotReady("the service is still starting or stopping", hint="retry when GET /readyz answers 200")
+    return shared
+
+
+def lookup(state: ServiceState, name: str) -> WorkflowEntry:
+    """The served workflow called ``name``, or a 404 listing the served ones."""
+    entry = state.entries.get(name)
+    if entry is None:
+        served = ", ".join(sorted(state.entries)) or "none"
+        raise UnknownWorkflow(f"unknown workflow {name!r}", hint=f"served workflows: {served} (GET /v1/workflows)")
+    return entry
+
+
+Authorized = Depends(_authorize)
+SharedDep = Annotated[Shared, Depends(_shared)]
+ServedDep = Annotated[Served, Depends(_served)]

@@ -1,0 +1,191 @@
+"""The one place the exception tree becomes HTTP.
+
+Every error body has the OpenAI shape ``{"error": {"type", "message", ...}}`` (so the OpenAI SDK
+shows the message) plus ``hint`` (what to fix), ``field`` for validation errors, ``nearest`` for
+an infeasible preference and ``retryable`` for backend failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flowfront.errors import (
+    BackendError,
+    CallTimeoutError,
+    CompileError,
+    FlowfrontError,
+    InfeasibleError,
+    ReplayMissError,
+    RoutingError,
+    SpecError,
+    StoreError,
+)
+
+__all__ = [
+    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Unauthorized", "UnknownWorkflow",
+    "error_body", "install_handlers", "status_for",
+]
+
+log = logging.getLogger("flowfront.service")
+
+
+class JSONBody(Response):
+    """JSON through orjson (error bodies and hand-built responses)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class InvalidRequest(SpecError):
+    """A request field the schema cannot check alone (limits set in the settings)."""
+
+    def __init__(self, message: str, *, field: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class UnknownWorkflow(SpecError):
+    """The path or ``model`` names no served workflow."""
+
+
+class NotReady(RoutingError):
+    """The workflow lacks an artifact the request needs (a frontier, or a router)."""
+
+
+class Unauthorized(FlowfrontError):
+    """No valid bearer token."""
+
+
+class DeadlineExceeded(BackendError):
+    """The whole request (routing, execution, fallbacks) ran past its deadline."""
+
+    def __init__(self, deadline_s: float) -> None:
+        super().__init__(
+            f"the request did not finish within its {deadline_s:g} s deadline",
+            retryable=True,
+            hint="retry later, relax the preference towards faster candidates, or raise FLOWFRONT_REQUEST_DEADLINE_S",
+        )
+
+
+def status_for(exc: FlowfrontError) -> int:
+    """HTTP status of a flowfront error; the order matters (subclasses first)."""
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, UnknownWorkflow):
+        return 404
+    if isinstance(exc, ReplayMissError):
+        return 422  # the query is not in the recorded data: the caller must send another one
+    if isinstance(exc, (DeadlineExceeded, CallTimeoutError)):
+        return 504
+    if isinstance(exc, BackendError):
+        return 503 if exc.retryable else 502
+    if isinstance(exc, (RoutingError, CompileError)):
+        return 409  # the artifacts on disk cannot serve this request as asked
+    if isinstance(exc, SpecError):
+        return 422
+    if isinstance(exc, StoreError):
+        return 503
+    return 500
+
+
+def _kind(status: int) -> str:
+    return {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 413: "request_too_large",
+            422: "invalid_request_error", 429: "rate_limit_error"}.get(status, "server_error" if status >= 500
+                                                                         else "invalid_request_error")
+
+
+def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The error JSON every endpoint returns."""
+    body = {"type": _kind(status), "message": message, "code": status}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return {"error": body}
+
+
+def _redact(request: Request, text: str) -> str:
+    redactor = getattr(request.app.state, "redactor", None)
+    return redactor.scrub(text) if redactor is not None else text
+
+
+def flowfront_response(request: Request, exc: FlowfrontError) -> JSONBody:
+    """Render a flowfront error (also used by routes that answer errors inside a stream)."""
+    status = status_for(exc)
+    extra: dict[str, Any] = {"hint": _redact(request, exc.hint) if exc.hint else None}
+    if isinstance(exc, InvalidRequest):
+        extra["field"] = exc.field
+    elif isinstance(exc, ReplayMissError):
+        extra["field"] = "query"
+    if isinstance(exc, InfeasibleError):
+        extra["nearest"] = exc.nearest
+    if isinstance(exc, BackendError):
+        extra["retryable"] = exc.retryable
+        extra["model"] = exc.model
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status in (503, 504):
+        headers = {"Retry-After": "1"}
+    if status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+    return JSONBody(error_body(status, _redact(request, exc.message), **extra), status_code=status,
+                          headers=headers)
+
+
+async def _on_flowfront(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, FlowfrontError)
+    return flowfront_response(request, exc)
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _field_path(loc: list) -> str:
+    """``preference.lambda`` or ``messages[0].content`` from a pydantic location."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.lower() not in _UNION_TAGS and "[" not in part and "(" not in part:
+            out += f".{part}" if out else part  # pydantic's union member tags are not fields
+    return out or "body"
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [p for p in first.get("loc", ()) if p != "body"]
+    field = _field_path(loc)
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    message = f"`{field}`: {msg}{more}"
+    return JSONBody(error_body(422, _redact(request, message), field=field,
+                                     hint="fix this field; GET /docs shows the request schema"), status_code=422)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, StarletteHTTPException)
+    hint = "see GET /docs for the endpoints" if exc.status_code in (404, 405) else None
+    return JSONBody(error_body(exc.status_code, str(exc.detail), hint=hint), status_code=exc.status_code,
+                          headers=getattr(exc, "headers", None))
+
+
+async def _on_bug(request: Request, exc: Exception) -> JSONBody:
+    # Not a FlowfrontError: a bug. Logged with its traceback (scrubbed by the log filter).
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONBody(error_body(500, "internal error; the server log has the details",
+                                     hint="report this as a bug"), status_code=500)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(FlowfrontError, _on_flowfront)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_bug)

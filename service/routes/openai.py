@@ -1,0 +1,95 @@
+"""``POST /v1/chat/completions``: the OpenAI wire format over a served workflow.
+
+``model`` is the workflow, the last user message is the query and the preference rides in the
+extra body fields ``preference`` and ``strategy`` (``extra_body=`` in the OpenAI SDK). ``usage``
+sums the tokens of every call the workflow made; ``x-flowfront-candidate`` names the candidate.
+With ``stream: true`` the whole answer arrives as one chunk, then ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from service.deps import Authorized, ServedDep, lookup
+from service.engine import Outcome, run_request
+from service.errors import InvalidRequest, JSONBody
+from service.routes.workflows import headers, run_response
+from service.schemas import ChatRequest
+
+api_routes = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Authorized])
+
+
+@api_routes.post(
+    "/chat/completions",
+    responses={200: {"description": "a chat.completion (or an SSE stream of chat.completion.chunk)"},
+               401: {"description": "missing or invalid API key"}, 404: {"description": "unknown workflow"},
+               409: {"description": "infeasible preference or missing artifact"}, 413: {"description": "body too large"},
+               422: {"description": "invalid request"}, 502: {"description": "model call failed"},
+               503: {"description": "models unavailable"}, 504: {"description": "deadline exceeded"}},
+)
+async def chat_completions(body: ChatRequest, served: ServedDep, request: Request) -> Any:
+    """Run workflow ``model`` on the last user message."""
+    entry = lookup(served.state, body.model)
+    request.state.workflow = entry.name
+    query = _last_user_text(body)
+    scrub = served.shared.redactor.scrub
+    outcome = await run_request(served.shared, entry, query, body.preference.to_preference(), body.strategy)
+    content = _content(outcome, scrub)
+    details = {k: v for k, v in run_response(outcome, scrub).items() if k not in ("text", "answer")}
+    if body.stream:
+        return StreamingResponse(_chunks(outcome, content, details), media_type="text/event-stream",
+                                 headers=headers(outcome))
+    return JSONBody(_completion(outcome, content, details), headers=headers(outcome))
+
+
+def _last_user_text(body: ChatRequest) -> str:
+    for i in range(len(body.messages) - 1, -1, -1):
+        if body.messages[i].role == "user":
+            text = body.messages[i].text()
+            if not text.strip():
+                raise InvalidRequest("the last user message is empty", field=f"messages[{i}].content",
+                                     hint="put the query in the last user message")
+            return text
+    raise InvalidRequest("no user message: the last user message is the workflow's query", field="messages",
+                         hint='add {"role": "user", "content": "<query>"}')
+
+
+def _content(outcome: Outcome, scrub) -> str:
+    answer = outcome.result.answer
+    if answer is None:
+        value = outcome.result.value
+        return scrub(value.text or "") if value is not None else ""
+    return scrub(str(answer))
+
+
+def _usage(outcome: Outcome) -> dict[str, int]:
+    prompt = sum(c.prompt_tokens for c in outcome.result.calls)
+    completion = sum(c.completion_tokens for c in outcome.result.calls)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _completion(outcome: Outcome, content: str, details: dict) -> dict:
+    return {
+        "id": f"chatcmpl-{outcome.trace_id}", "object": "chat.completion", "created": int(time.time()),
+        "model": outcome.entry.name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+                     "logprobs": None}],
+        "usage": _usage(outcome), "system_fingerprint": outcome.entry.frontier_hash, "flowfront": details,
+    }
+
+
+def _chunks(outcome: Outcome, content: str, details: dict) -> Iterator[bytes]:
+    base = {"id": f"chatcmpl-{outcome.trace_id}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": outcome.entry.name, "system_fingerprint": outcome.entry.frontier_hash}
+    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}]}
+    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _usage(outcome),
+            "flowfront": details}
+    for chunk in (first, last):
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,177 @@
+"""Request and response bodies of the HTTP API (they are also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from compile.select import Preference
+
+Strategy = Literal["router", "static"]
+# Bounds keep every product in selection finite; no meaningful trade-off needs more.
+_MAX_LAMBDA = 1e6
+_MAX_LIMIT = 1e9
+
+
+class PreferenceIn(BaseModel):
+    """How the caller trades accuracy for latency or cost (``compile.select.Preference``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    lambda_: float | None = Field(default=None, alias="lambda", ge=0.0, le=_MAX_LAMBDA,
+                                  description="weight of normalised latency (or cost) against accuracy")
+    max_latency_s: float | None = Field(default=None, gt=0.0, le=_MAX_LIMIT, description="hard latency limit")
+    max_cost_usd: float | None = Field(default=None, gt=0.0, le=_MAX_LIMIT, description="hard cost limit per query")
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0, description="hard accuracy floor")
+    objective: Literal["latency", "cost"] = Field(default="latency", description="axis lambda weighs")
+    on_infeasible: Literal["error", "nearest"] = Field(
+        default="error", description="when no candidate meets the limits: 409, or take the nearest")
+
+    def to_preference(self) -> Preference:
+        """The selection rules' own type (lambda defaults to 0 when nothing is set)."""
+        return Preference.model_validate(self.model_dump(by_alias=True, exclude_none=True))
+
+
+class RunRequest(BaseModel):
+    """``POST /v1/workflows/{name}/run``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"query": "Which gas do plants absorb? (A) oxygen (B) carbon dioxide", "preference": {"lambda": 0.5}},
+        {"query": "2 + 2 = ?", "preference": {"max_latency_s": 1.0, "on_infeasible": "nearest"}, "strategy": "static"},
+    ]})
+
+    query: str = Field(min_length=1, description="the input the workflow answers")
+    preference: PreferenceIn = Field(default_factory=PreferenceIn)
+    strategy: Strategy | None = Field(default=None, description="router (per query) or static; default: router when trained")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is blank; send the text the workflow should answer")
+        return value
+
+
+class CandidateOut(BaseModel):
+    id: str
+    index: int
+    config: dict[str, Any]
+
+
+class Estimate(BaseModel):
+    accuracy: float | None = None
+    latency_s: float
+    cost_usd: float
+
+
+class Measured(BaseModel):
+    latency_s: float = Field(description="latency under the frontier's execution model (recorded call latencies)")
+    latency_wall_s: float = Field(description="wall time the execution took in this process")
+    cost_usd: float
+
+
+class CallOut(BaseModel):
+    node: str
+    index: int
+    model: str
+    budget: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    latency_source: str
+    cost_usd: float
+    truncated: bool
+
+
+class Attempt(BaseModel):
+    candidate: str
+    error: str
+    model: str | None
+
+
+class RunResponse(BaseModel):
+    """What one served request did."""
+
+    workflow: str
+    trace_id: str
+    answer: Any
+    text: str | None
+    strategy: Strategy
+    candidate: CandidateOut
+    predicted: Estimate
+    measured: Measured
+    feasible: bool = Field(description="false when on_infeasible='nearest' had to relax the limits")
+    out_of_distribution: bool = Field(description="the router fell back to the static choice for this query")
+    fell_back: bool = Field(description="a failed call made the service run another candidate")
+    attempts: list[Attempt] = Field(description="failed candidates before the one that answered")
+    calls: list[CallOut]
+    decision_ms: float
+    execution_ms: float
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    description: str
+    workflow_hash: str
+    benchmark: str | None
+    candidates: int
+    strategies: list[Strategy]
+    status: str
+
+
+class FrontierCandidate(BaseModel):
+    id: str
+    index: int
+    config: dict[str, Any]
+    accuracy: float
+    latency_s: float
+    latency_sequential_s: float
+    latency_parallel_s: float
+    cost_usd: float
+
+
+class FrontierOut(BaseModel):
+    workflow: str
+    benchmark: str
+    execution: str
+    objective: str
+    frontier_hash: str
+    router: bool
+    candidates: list[FrontierCandidate]
+
+
+# --- OpenAI-compatible chat ------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class ChatRequest(BaseModel):
+    """OpenAI chat completions; ``model`` names the workflow, the preference rides in extra fields."""
+
+    # Sampling parameters the OpenAI SDK may send do not apply to a compiled workflow: ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, description="the workflow to run")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    preference: PreferenceIn = Field(default_factory=PreferenceIn)
+    strategy: Strategy | None = None
+    user: str | None = None

@@ -1,0 +1,309 @@
+"""What the service serves: workflows, their frontiers and routers, loaded from disk.
+
+:class:`Shared` lives as long as the app (settings, metrics, breakers, the trace writer, the
+replay source and backends, the loaded embedding models). :class:`ServiceState` is the
+swappable part: one :class:`WorkflowEntry` per workflow YAML in the served folder, built from
+``<workdir>/<benchmark>/frontier.json`` and ``router-frontier/``. ``/admin/reload`` builds a new
+state beside the old one and swaps the reference; requests hold the state they started with,
+and the old one is closed once its last request finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from compile.artifact import Frontier, load
+from compile.select import Scale
+from flowfront.backends.base import Backend, CallRequest
+from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
+from flowfront.executor import Executor
+from flowfront.space import Configuration, Resolved, resolve
+from flowfront.spec import Workflow, load_workflow
+from flowfront.store import TraceStore
+from service.breaker import BreakerBoard
+from service.calls import GuardedBackend
+from service.config import ServiceSettings
+from service.metrics import Metrics
+from service.redact import Redactor
+from service.routing import FeatureSource, RouterFront
+from service.tracing import TraceWriter
+
+__all__ = ["ServiceState", "Shared", "WorkflowEntry", "load_entries", "load_state"]
+
+log = logging.getLogger("flowfront.service")
+ROUTER_FOLDER = "router-frontier"
+
+
+@dataclass
+class WorkflowEntry:
+    """One served workflow and the artifacts found for it."""
+
+    workflow: Workflow
+    status: str  # "ready", or why a strategy is missing
+    benchmark: str | None = None
+    frontier: Frontier | None = None
+    frontier_hash: str = ""
+    ids: list[str] = field(default_factory=list)
+    resolved: list[Resolved] = field(default_factory=list)
+    models: list[frozenset[str]] = field(default_factory=list)  # models each candidate may call
+    all_models: set[str] = field(default_factory=set)
+    static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # frontier accuracy, latency, cost
+    scale: Scale | None = None
+    router: Any = None  # router.model.LightGBMRouter
+    router_problem: str | None = None
+    feature_config: Any = None
+    executor: Executor | None = None
+    front: RouterFront | None = None  # the router's estimates, cached and batched
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+    @property
+    def strategies(self) -> list[str]:
+        if self.frontier is None:
+            return []
+        return ["router", "static"] if self.router is not None else ["static"]
+
+
+class Shared:
+    """Resources that outlive reloads."""
+
+    def __init__(self, settings: ServiceSettings, metrics: Metrics, redactor: Redactor) -> None:
+        from flowfront.runtime import load_cards
+
+        self.settings = settings
+        self.metrics = metrics
+        self.redactor = redactor
+        self.breakers = BreakerBoard(settings.breaker_failures, settings.breaker_reset_s,
+                                     on_change=metrics.breaker_changed)
+        self.writer = TraceWriter(settings.served_store_path, metrics, redactor, batch_size=settings.trace_batch_size,
+                                  flush_interval_s=settings.trace_flush_interval_s, queue_max=settings.trace_queue_max)
+        self.store = TraceStore(settings.store_path)
+        self.cards = load_cards(settings)
+        self.backends: dict[tuple[str, ...], GuardedBackend] = {}
+        self.features: dict[Any, FeatureSource] = {}
+        # One worker per concurrent batch; onnxruntime and LightGBM release the GIL inside.
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flowfront-batch")
+        self._lock = threading.Lock()
+        # Trace ids: a random per-process prefix and a counter (uuid4 costs a syscall per request).
+        self._trace_prefix = os.urandom(11).hex()
+        self._trace_seq = itertools.count()
+
+    def trace_id(self) -> str:
+        """A new 32-hex-digit id, unique across processes and restarts."""
+        return f"{self._trace_prefix}{next(self._trace_seq):010x}"
+
+    def backend(self, models: list[str]) -> GuardedBackend:
+        """The guarded backend for a model pool, built once (reloads keep the replay index)."""
+        key = tuple(sorted(models))
+        with self._lock:
+            found = self.backends.get(key)
+            if found is None:
+                found = self.backends[key] = GuardedBackend(self._raw_backend(list(key)), self.breakers, self.metrics,
+                                                            self.settings.call_timeout_s)
+        return found
+
+    def _raw_backend(self, models: list[str]) -> Backend:
+        from flowfront.backends.faults import FaultInjectingBackend
+        from flowfront.backends.replay import ReplayBackend
+        from flowfront.runtime import make_backend
+
+        s = self.settings
+        inner = make_backend(s.backend, self.store, self.cards, s, models=models)
+        if isinstance(inner, ReplayBackend):
+            # The first lookup builds the replay index (one SQLite scan): do it now, not on a request.
+            inner.has(CallRequest(model=models[0], messages=()))
+        if s.fault_fail_models or s.fault_hang_models:
+            log.warning("fault injection on: failing %s, hanging %s", s.fault_fail_models, s.fault_hang_models)
+            return FaultInjectingBackend(inner, fail_models=s.fault_fail_models, hang_models=s.fault_hang_models,
+                                         hang_s=max(3600.0, 10 * s.call_timeout_s))
+        return inner
+
+    def feature_source(self, config: Any) -> FeatureSource:
+        """One loaded embedding model (and feature-row cache) per feature configuration."""
+        from router.features import Embedder
+
+        s = self.settings
+        with self._lock:
+            found = self.features.get(config)
+            if found is None:
+                cache = s.workdir / "embeddings"
+                # The row cache in FeatureSource answers repeats; the embedder's own LRU stays small.
+                embedder = Embedder(config, cache_dir=cache if s.embedding_disk_cache else None, lru_size=1024,
+                                    num_threads=s.embed_threads, export_dir=cache / "onnx")
+                embedder.encode(["warm-up: load the model before the first request"])
+                found = self.features[config] = FeatureSource(embedder, config, lru_size=s.feature_lru_size,
+                                                              lookups=self.metrics.embed_lookups)
+        return found
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+        for backend in self.backends.values():
+            await backend.aclose()
+        self.pool.shutdown(wait=True)
+        for source in self.features.values():
+            source.embedder.close()
+        self.store.close()
+
+
+@dataclass
+class ServiceState:
+    """One generation of loaded artifacts."""
+
+    entries: dict[str, WorkflowEntry]
+    generation: int
+    in_flight: int = 0
+    retired: bool = False
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self) -> None:
+        """Start the batchers (inside the running loop)."""
+        for entry in self.entries.values():
+            if entry.front is not None:
+                entry.front.start()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def retire(self) -> None:
+        """Wait for the requests that started on this state, then stop its batchers."""
+        self.retired = True
+        if self.in_flight:
+            await self._idle.wait()
+        for entry in self.entries.values():
+            if entry.front is not None:
+                await entry.front.aclose()
+
+
+def load_entries(shared: Shared, workflows_dir: Path, *, strict: bool = False) -> dict[str, WorkflowEntry]:
+    """Every workflow YAML of ``workflows_dir`` with its artifacts (blocking; run in a thread).
+
+    Missing artifacts are never an error (the workflow's status says what to run). Artifacts
+    that exist but fail validation (corrupt, stale) are an error when ``strict`` (a reload keeps
+    the old state rather than drop a workflow), otherwise a warning and a degraded status.
+    """
+    if not workflows_dir.is_dir():
+        raise SpecError(f"workflows folder {workflows_dir} does not exist",
+                        hint="pass --workflows pointing at a folder of workflow YAML files (e.g. configs/workflows)")
+    entries: dict[str, WorkflowEntry] = {}
+    for path in sorted([*workflows_dir.glob("*.yaml"), *workflows_dir.glob("*.yml")]):
+        workflow = load_workflow(path)
+        if workflow.name in entries:
+            raise SpecError(f"{path}: workflow name {workflow.name!r} is used twice in {workflows_dir}",
+                            hint="give every served workflow a distinct name")
+        entries[workflow.name] = _entry(shared, workflow, strict)
+    if not entries:
+        raise SpecError(f"{workflows_dir} holds no workflow YAML files", hint="point --workflows at configs/workflows")
+    return entries
+
+
+def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
+    folder = _artifact_folder(shared.settings.workdir, workflow)
+    if folder is None:
+        return WorkflowEntry(workflow, status=f"not compiled: no frontier for this workflow under {shared.settings.workdir}"
+                             f"; run `flowfront profile` and `flowfront compile` for its benchmark")
+    try:
+        frontier = load(Frontier, folder / "frontier.json", expect_workflow_hash=workflow.content_hash)
+    except CompileError as exc:
+        if strict:
+            raise
+        log.warning("workflow %s cannot be served: %s", workflow.name, exc)
+        return WorkflowEntry(workflow, status=f"not compiled: {exc}")
+    entry = _frontier_entry(workflow, frontier, folder.name)
+    entry.executor = Executor(workflow, shared.backend(workflow.all_models()),
+                              concurrency=shared.settings.default_concurrency,
+                              # the guarded backend enforces call_timeout_s; this is only a backstop
+                              timeout_s=2 * shared.settings.call_timeout_s)
+    _attach_router(shared, entry, folder / ROUTER_FOLDER, strict)
+    return entry
+
+
+def _artifact_folder(workdir: Path, workflow: Workflow) -> Path | None:
+    """The benchmark folder whose frontier was compiled for this workflow (same name and hash).
+
+    A folder named after the workflow wins; otherwise the most recently compiled match.
+    """
+    named = workdir / workflow.name
+    if (named / "frontier.json").is_file():
+        return named
+    matches = []
+    for path in workdir.glob("*/frontier.json"):
+        try:
+            head = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue  # not ours to judge: load() reports corrupt files of the folder it picks
+        if isinstance(head, dict) and head.get("workflow") == workflow.name \
+                and head.get("workflow_hash") == workflow.content_hash:
+            matches.append(path)
+    return max(matches, key=lambda p: p.stat().st_mtime).parent if matches else None
+
+
+def _frontier_entry(workflow: Workflow, frontier: Frontier, benchmark: str) -> WorkflowEntry:
+    ids, resolved, models = [], [], []
+    for c in frontier.candidates:
+        r = resolve(workflow, Configuration.parse(c.config, f"frontier candidate {c.id}"))
+        ids.append(c.id)
+        resolved.append(r)
+        models.append(frozenset(s.model for slot in r.slots.values() for s in slot))
+    est = [c.estimates for c in frontier.candidates]
+    acc = np.array([e.accuracy for e in est])
+    lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
+    cost = np.array([e.cost_usd for e in est])
+    return WorkflowEntry(workflow, status="ready", benchmark=benchmark, frontier=frontier,
+                         frontier_hash=frontier.content_hash(), ids=ids, resolved=resolved, models=models,
+                         all_models=set().union(*models),
+                         static=(acc, lat, cost), scale=Scale.from_estimates(lat, cost))
+
+
+def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: bool) -> None:
+    from router.artifact import load_router, read_artifact
+
+    train = f"run `flowfront train {entry.benchmark}` to route per query"
+    if not (folder / "router.json").is_file():
+        entry.router_problem = f"no trained router for {entry.name!r}; {train}"
+        entry.status = "static only: no router"
+        return
+    try:
+        router = load_router(folder, expect_frontier_hash=entry.frontier_hash)
+        config = read_artifact(folder).feature_config
+        if list(router.candidate_ids_) != entry.ids:
+            raise RoutingError(f"{folder}: router candidates {router.candidate_ids_} differ from the frontier's",
+                               hint="re-run `flowfront train`")
+    except FlowfrontError as exc:
+        if strict:
+            raise
+        log.warning("workflow %s serves static only: %s", entry.name, exc)
+        entry.router_problem = f"the router artifact cannot be used ({exc}); {train}"
+        entry.status = "static only: router unusable"
+        return
+    entry.router, entry.feature_config = router, config
+    s = shared.settings
+    entry.front = RouterFront(shared.feature_source(config), router, shared.pool, memo_size=s.route_memo_size,
+                              max_size=s.batch_max_size, max_wait_s=s.batch_wait_ms / 1000,
+                              on_batch=shared.metrics.batch_size.observe)
+
+
+async def load_state(shared: Shared, workflows_dir: Path, generation: int, *, strict: bool = False) -> ServiceState:
+    """Load every workflow's artifacts off the event loop and start the new state's batchers."""
+    entries = await asyncio.to_thread(load_entries, shared, workflows_dir, strict=strict)
+    state = ServiceState(entries, generation)
+    state.start()
+    return state

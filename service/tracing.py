@@ -1,0 +1,145 @@
+"""Served calls into the trace store, off the response path.
+
+Requests hand their call log to :class:`TraceWriter` and return; a background task gathers
+logs into batches (up to ``batch_size`` calls, or whatever arrived within ``flush_interval_s``)
+and writes each batch in one SQLite transaction from a worker thread. A full queue makes
+requests wait (back-pressure), never drops a trace. :meth:`TraceWriter.aclose` writes whatever
+is queued, which is how SIGTERM (uvicorn drains requests, then the lifespan exits) loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowfront.store import Trace, TraceStore
+from service.calls import CallEvent
+from service.metrics import Metrics
+from service.redact import Redactor
+
+__all__ = ["TraceWriter", "served_traces"]
+
+SOURCE = "serve"
+log = logging.getLogger("flowfront.service")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    trace_id: str
+    workflow: str
+    events: tuple[CallEvent, ...]
+
+
+def served_traces(pending: _Pending, redactor: Redactor) -> list[Trace]:
+    """Trace rows for one request: keyed by trace id and call number, so every call is a row."""
+    rows = []
+    for seq, e in enumerate(pending.events):
+        done, req = e.completion, e.request
+        error = None if done is not None else ("cancelled (request deadline or shutdown)" if e.cancelled
+                                               else redactor.scrub(str(e.error)))
+        request = {"model": req.model, "budget": req.budget, "messages": list(req.messages), "sampling": req.sampling,
+                   "trace_id": pending.trace_id, "workflow": pending.workflow, "candidate": e.candidate,
+                   "call": seq, "wall_s": e.wall_s, "truncated": bool(done and done.truncated)}
+        rows.append(Trace(
+            key=hashlib.blake2b(f"{pending.trace_id}:{seq}".encode(), digest_size=16).hexdigest(),
+            prompt_key=req.prompt_key, model=req.model, budget=req.budget, request=request,
+            response=done.text if done is not None else None,
+            prompt_tokens=done.prompt_tokens if done else None, completion_tokens=done.completion_tokens if done else None,
+            latency_s=done.latency_s if done else None, cost_usd=done.cost_usd if done else None,
+            score=done.recorded_score if done else None, error=error, source=SOURCE, query_id=pending.trace_id,
+            created_at=e.started_at,
+        ))
+    return rows
+
+
+class TraceWriter:
+    """Background, batched writes of served calls to a :class:`TraceStore`."""
+
+    def __init__(self, path: Path, metrics: Metrics, redactor: Redactor, *, batch_size: int = 512,
+                 flush_interval_s: float = 0.2, queue_max: int = 100_000) -> None:
+        self.path = path
+        self.metrics = metrics
+        self.redactor = redactor
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=queue_max)
+        self._store: TraceStore | None = None
+        self._task: asyncio.Task | None = None
+        self._full = asyncio.Event()
+        self.written = 0
+
+    async def start(self) -> None:
+        self._store = await asyncio.to_thread(TraceStore, self.path)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="trace-writer")
+
+    async def record(self, trace_id: str, workflow: str, events: list[CallEvent]) -> None:
+        """Queue one request's calls; waits only when the queue is full."""
+        if not events:
+            return
+        await self._queue.put(_Pending(trace_id, workflow, tuple(events)))
+        if self._queue.qsize() >= self.batch_size:
+            self._full.set()
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            if self._queue.qsize() + 1 < self.batch_size:
+                self._full.clear()
+                # Wait for a full batch or the flush interval, whichever comes first.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.flush_interval_s)
+            batch, stop = [first], False
+            while len(batch) < self.batch_size and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._write(batch)
+            if stop:
+                return
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        rows = await asyncio.to_thread(self._rows_and_put, batch)
+        self.written += rows
+        self.metrics.traces_written.inc(rows)
+        self.metrics.trace_queue.set(self._queue.qsize())
+
+    def _rows_and_put(self, batch: list[_Pending]) -> int:
+        rows = [row for pending in batch for row in served_traces(pending, self.redactor)]
+        for attempt in range(3):  # a busy SQLite (another writer) is worth a retry before giving up
+            try:
+                return self._store.put_many(rows)
+            except Exception as exc:  # sqlite3 errors and StoreError alike
+                if attempt == 2:
+                    # Said loudly; the writer keeps going so later traces are not lost too.
+                    log.error("lost %d served traces: the trace store %s rejected them: %s", len(rows), self.path, exc)
+                    return 0
+                time.sleep(0.2 * (attempt + 1))
+        return 0
+
+    async def aclose(self) -> None:
+        """Write everything queued, then close the store."""
+        if self._task is not None:
+            await self._queue.put(None)
+            self._full.set()
+            await self._task
+            self._task = None
+        # Anything queued after the stop marker (a request that finished during shutdown).
+        rest = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                rest.append(item)
+        if rest:
+            await self._write(rest)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None

@@ -1,0 +1,172 @@
+"""The service's parts on their own: batcher, breaker, fault injection, redaction, trace writer, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.faults import FaultInjectingBackend
+from flowfront.errors import BackendError, SpecError
+from service.batcher import MicroBatcher
+from service.breaker import BreakerBoard
+from service.calls import CallEvent
+from service.metrics import Metrics
+from service.redact import Redactor, install_log_filter
+from service.tracing import TraceWriter
+
+DONE = Completion(text="B", prompt_tokens=10, completion_tokens=1, latency_s=0.2, cost_usd=1e-4, latency_source="recorded")
+
+
+class Echo(Backend):
+    """A backend that answers every call (the thing fault injection wraps)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def complete(self, request: CallRequest) -> Completion:
+        self.calls += 1
+        return DONE
+
+
+async def test_batcher_groups_concurrent_items_and_keeps_order() -> None:
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def square(batch):
+        gate.wait(5)  # hold the first batch so the others queue up behind it
+        seen.append(len(batch))
+        return [x * x for x in batch]
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(square, pool, max_size=8)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit(i)) for i in range(2, 12)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert await first == 1
+        assert [await t for t in rest] == [i * i for i in range(2, 12)]
+        await batcher.aclose()
+    assert seen == [1, 8, 2]  # the queued ten went as full batches, in arrival order
+
+
+async def test_batcher_hands_errors_to_every_caller_and_keeps_running() -> None:
+    def fail_on_three(batch):
+        if 3 in batch:
+            raise ValueError("three is not allowed")
+        return batch
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(fail_on_three, pool)
+        batcher.start()
+        with pytest.raises(ValueError, match="three"):
+            await batcher.submit(3)
+        assert await batcher.submit(4) == 4
+        await batcher.aclose()
+        with pytest.raises(RuntimeError, match="not running"):
+            await batcher.submit(5)
+
+
+def test_breaker_opens_half_opens_and_closes() -> None:
+    now = [0.0]
+    changes: list[tuple[str, str]] = []
+    board = BreakerBoard(failures=3, reset_s=10.0, clock=lambda: now[0], on_change=lambda m, s: changes.append((m, s)))
+    assert board.unavailable({"m", "n"}) == set()
+    for _ in range(2):
+        board.failure("m")
+    board.success("m")  # a success resets the count
+    for _ in range(3):
+        assert board.acquire("m")
+        board.failure("m")
+    assert board.state("m") == "open" and not board.acquire("m") and board.unavailable({"m", "n"}) == {"m"}
+    now[0] = 10.0
+    assert board.state("m") == "half-open" and board.available("m")
+    assert board.acquire("m") and not board.acquire("m")  # one probe at a time
+    board.failure("m")
+    assert board.state("m") == "open"
+    now[0] = 25.0
+    assert board.acquire("m")
+    board.success("m")
+    assert board.state("m") == "closed" and board.unavailable({"m"}) == set()
+    assert changes == [("m", "open"), ("m", "half-open"), ("m", "open"), ("m", "half-open"), ("m", "closed")]
+
+
+async def test_fault_injection_fails_and_hangs_named_models_only() -> None:
+    inner = Echo()
+    faults = FaultInjectingBackend(inner, fail_models={"bad"}, hang_models={"slow"}, hang_s=30)
+    with pytest.raises(BackendError, match="injected") as err:
+        await faults.complete(CallRequest(model="bad", messages=()))
+    assert err.value.retryable and err.value.model == "bad"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await faults.complete(CallRequest(model="slow", messages=()))
+    assert await faults.complete(CallRequest(model="good", messages=())) is DONE
+    assert inner.calls == 1 and faults.injected == {"bad": 1, "slow": 1}
+    with pytest.raises(SpecError, match="both"):
+        FaultInjectingBackend(inner, fail_models={"x"}, hang_models={"x"})
+
+
+def test_redactor_masks_environment_secrets_and_key_shapes(caplog) -> None:
+    env = {"OPENAI_API_KEY": "sk-proj-abcdefghijklmnop1234", "HOME": "/root", "MY_TOKEN": "tok-0123456789",
+           "SHORT_KEY": "abc"}
+    red = Redactor.from_environment(environ=env)
+    text = "auth failed for sk-proj-abcdefghijklmnop1234 and tok-0123456789 (also sk-otherkey0123456789abcd) at /root abc"
+    out = red.scrub(text)
+    assert "abcdefghijklmnop" not in out and "tok-0123456789" not in out and "otherkey" not in out
+    assert out.endswith("at /root abc")  # ordinary values and too-short ones stay
+    assert red.scrub_obj({"a": ["tok-0123456789", 3]}) == {"a": ["[redacted]", 3]}
+    logger = logging.getLogger("flowfront.test-redact")
+    installed = install_log_filter(red, ["flowfront.test-redact"])
+    with caplog.at_level(logging.INFO, logger="flowfront.test-redact"):
+        logger.info("key %s in %s", "tok-0123456789", "place")
+    for log, flt in installed:
+        log.removeFilter(flt)
+    assert "tok-0123456789" not in caplog.text and "key [redacted] in place" in caplog.text
+
+
+async def test_trace_writer_batches_and_flushes_everything_on_close(tmp_path: Path) -> None:
+    metrics = Metrics.create()
+    writer = TraceWriter(tmp_path / "served.sqlite", metrics, Redactor(["sk-secret-value-123"]), batch_size=50,
+                         flush_interval_s=5.0)
+    await writer.start()
+    request = CallRequest(model="m", messages=({"role": "user", "content": "q"},))
+    failed = BackendError("provider said sk-secret-value-123 is wrong", model="m")
+    for i in range(120):
+        events = [CallEvent("c0", request, DONE, None, False, 0.001, time.time()),
+                  CallEvent("c1", request, None, failed, False, 0.001, time.time())]
+        await writer.record(f"trace{i:03d}", "wf", events)
+    await asyncio.sleep(0.2)
+    assert writer.written >= 200  # full batches went out without waiting for the 5 s interval
+    await writer.aclose()
+    assert writer.written == 240
+    with sqlite3.connect(tmp_path / "served.sqlite") as db:
+        rows = db.execute("SELECT query_id, response, error FROM traces WHERE source='serve'").fetchall()
+    assert len(rows) == 240 and len({r[0] for r in rows}) == 120
+    assert all("sk-secret" not in (r[2] or "") for r in rows) and sum(r[1] == "B" for r in rows) == 120
+
+
+def test_service_settings_from_the_environment(monkeypatch) -> None:
+    from service.app import service_settings
+
+    monkeypatch.setenv("FLOWFRONT_API_KEYS", " key-one-123 , key-two-456 ")
+    monkeypatch.setenv("FLOWFRONT_FAULT_FAIL_MODELS", "a,b")
+    monkeypatch.setenv("FLOWFRONT_MAX_FALLBACKS", "4")
+    s = service_settings()
+    assert s.key_values() == ["key-one-123", "key-two-456"] and s.fault_fail_models == ["a", "b"] and s.max_fallbacks == 4
+    assert "key-one" not in repr(s)
+    monkeypatch.setenv("FLOWFRONT_MAX_FALLBACKS", "99")
+    with pytest.raises(SpecError, match="FLOWFRONT_MAX_FALLBACKS"):
+        service_settings()
+    monkeypatch.setenv("FLOWFRONT_MAX_FALLBACKS", "1")
+    monkeypatch.setenv("FLOWFRONT_API_KEYS", "short")
+    with pytest.raises(SpecError, match="8 characters"):
+        service_settings()

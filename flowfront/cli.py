@@ -206,6 +206,10 @@ def compile_(
     models: Annotated[str | None, typer.Option(help="comma-separated models to keep")] = None,
     max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
     knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,
+    near_front: Annotated[float, typer.Option(min=0.0, help="also keep configurations within this much accuracy "
+                                              "of the front at their best trade-off (for routing; `run` uses 0.2); "
+                                              "0 keeps the strict Pareto front")] = 0.0,
+    max_candidates: Annotated[int, typer.Option(min=1, help="cap on candidates when --near-front widens")] = 24,
     data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
@@ -224,6 +228,7 @@ def compile_(
     path, frontier = compile_job(
         settings, benchmark, objective=objective, execution=execution, mode=proxy,
         models=[m.strip() for m in models.split(",")] if models else None, max_budget=max_budget, knobs=knob_filter,
+        near_front=near_front, max_candidates=max_candidates,
     )
     typer.echo(
         f"wrote {path}: {len(frontier.candidates)} candidates from {frontier.space_size:,} configurations "
@@ -267,20 +272,66 @@ def train(
     path, m = train_job(make_settings(data_dir, workdir), benchmark, strategy, seed=seed)
     typer.echo(
         f"{benchmark} [{strategy}]: {m['train_queries']} train queries x {m['candidates']} candidates, "
-        f"fit in {m['fit_seconds']:.1f}s; held-out-fold expected utility {m['heldout_fold_expected_utility']:.4f}"
-        + (f"\nwrote {path}" if path else "")
+        f"fit in {m['fit_seconds']:.1f}s ({m['total_seconds']:.1f}s with outcomes and embeddings); held-out-fold expected utility {m['heldout_fold_expected_utility']:.4f}"
+        + (_design_line(m) if "design" in m else "") + (f"\nwrote {path}" if path else "")
     )
+
+
+def _design_line(m: dict) -> str:
+    losses = ", ".join(f"{name} {loss:.4f}" for name, loss in sorted(m["valid_log_loss"].items(), key=lambda kv: kv[1]))
+    return (f"\nsuccess design: {m['design']} won on validation log-loss ({losses}; group prior alone "
+            f"{m['valid_log_loss_prior']:.4f}); calibration: {m['calibration']}")
+
+
+@app.command("eval")
+def eval_(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    strategies: Annotated[str | None, typer.Option(help="comma-separated strategies (default: all)")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy")] = 3,
+    execution: Annotated[str | None, typer.Option(help="parallel | sequential (default: the frontier's)")] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Every strategy on the held-out test split (after `compile`): results.json, curves.png, report.md."""
+    from eval.jobs import eval_job
+
+    if execution not in (None, "parallel", "sequential"):
+        raise SpecError(f"unknown execution model {execution!r}", hint="use parallel or sequential")
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    path, _ = eval_job(make_settings(data_dir, workdir), benchmark, strategies=names,
+                       seeds=tuple(range(seeds)), execution=execution)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve(
+    workflows: Annotated[Path, typer.Option(help="folder of workflow YAMLs to serve")] = Path("configs/workflows"),
+    host: Annotated[str, typer.Option(help="bind address; anything but loopback needs FLOWFRONT_API_KEYS")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Serve the compiled workflows over HTTP (OpenAI-compatible chat completions included)."""
+    from service.server import serve as serve_app
+
+    serve_app(make_settings(data_dir, workdir), workflows, host, port)
 
 
 @app.command()
 def run(
+    outcomes: Annotated[Path | None, typer.Option(help="an outcome table (docs/outcome-tables.md) to run through "
+                                                  "the model-route workflow instead of the built-in benchmarks")] = None,
+    benchmarks: Annotated[str | None, typer.Option(help="comma-separated built-in benchmarks "
+                                                   "(default: qa-cascade,model-route)")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy in the evaluation")] = 3,
     data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
-    """The main job on the default benchmarks (qa-cascade, model-route)."""
-    from flowfront.pipeline import run_main
+    """The main job: import, profile, compile, validate, train, eval and report."""
+    from flowfront.pipeline import DEFAULT_BENCHMARKS, run_main
 
-    run_main(make_settings(data_dir, workdir))
+    names = tuple(b.strip() for b in benchmarks.split(",") if b.strip()) if benchmarks else DEFAULT_BENCHMARKS
+    run_main(make_settings(data_dir, workdir), names, outcomes=outcomes, seeds=seeds)
 
 
 def main() -> None:

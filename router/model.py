@@ -256,7 +256,7 @@ class LightGBMRouter(Router):
         self,
         *,
         execution: str = "parallel",
-        design: Design = "conditioned",
+        design: Design = "auto",
         max_per_candidate: int = 32,
         n_components: int = 32,
         n_clusters: int = 16,

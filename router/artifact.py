@@ -210,7 +210,7 @@ def load_router(folder: Path, *, expect_frontier_hash: str | None) -> LightGBMRo
 
 def _query_map(folder: Path, art: RouterArtifact) -> Any:
     """The query map, checked against the feature width and the priors' group count."""
-    from router.model import QueryMap
+    from router.querymap import QueryMap
 
     try:
         qmap = QueryMap.from_state(art.query_map)

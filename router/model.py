@@ -35,41 +35,24 @@ import numpy as np
 from compile.select import Preference, Scale, SelectionResult, select
 from flowfront.errors import RoutingError
 from router.base import OutcomeMatrix, Predictions, Router
+from router.querymap import (
+    QueryMap,
+    apply_calibration,
+    brier,
+    fit_calibration_map,
+    group_means,
+    logit,
+    sigmoid,
+    soft_log_loss,
+)
 
-__all__ = ["LightGBMRouter", "QueryMap", "apply_calibration", "candidate_features", "nn_cosine_distance"]
+__all__ = ["LightGBMRouter", "candidate_features", "nn_cosine_distance"]
 
 Design = Literal["auto", "per-candidate", "conditioned"]
-_EPS = 1e-6
 _CLIP = 1e-3  # priors stay inside (0.001, 0.999) so their logits are finite init scores
 
 
 # --- small numeric helpers -------------------------------------------------------------------
-
-
-def _logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
-    p = np.clip(p, eps, 1.0 - eps)
-    return np.log(p / (1.0 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def soft_log_loss(p: np.ndarray, s: np.ndarray) -> float:
-    """Mean cross-entropy of probabilities p against soft labels s."""
-    p = np.clip(p, _EPS, 1.0 - _EPS)
-    return float(-np.mean(s * np.log(p) + (1.0 - s) * np.log(1.0 - p)))
-
-
-def brier(p: np.ndarray, s: np.ndarray) -> float:
-    """Mean squared error of probabilities against (soft) outcomes."""
-    return float(np.mean((p - s) ** 2))
 
 
 def nn_cosine_distance(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -110,130 +93,6 @@ def _config_tokens(config: dict) -> set[str]:
             toks |= {f"{name}.{key}={call.get(key)}" for key in ("model", "budget")}
     toks |= {f"knob.{k}={v}" for k, v in (config.get("knobs") or {}).items()}
     return toks
-
-
-# --- calibration -----------------------------------------------------------------------------
-
-
-def apply_calibration(p: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
-    """Map raw probabilities through a stored calibration (``identity``, ``platt``, ``isotonic``)."""
-    method = calibration["method"]
-    if method == "isotonic":
-        return np.interp(p, calibration["x"], calibration["y"])
-    if method == "platt":
-        return _sigmoid(calibration["a"] * _logit(p) + calibration["b"])
-    return p
-
-
-def _fit_map(method: str, p: np.ndarray, s: np.ndarray) -> dict[str, Any]:
-    """A calibration map as plain numbers, so it serialises to JSON."""
-    if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, s)
-        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
-    if method == "platt":
-        from sklearn.linear_model import LogisticRegression
-
-        pos, neg = s > 0.0, s < 1.0  # soft labels: a positive row weighted s, a negative row 1 - s
-        z = np.concatenate([_logit(p[pos]), _logit(p[neg])])[:, None]
-        labels = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
-        if len(np.unique(labels)) < 2:  # one class only: nothing to rescale
-            return {"method": "identity"}
-        lr = LogisticRegression(C=1e6).fit(z, labels, sample_weight=np.concatenate([s[pos], 1.0 - s[neg]]))
-        return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
-    return {"method": "identity"}
-
-
-# --- the query map ---------------------------------------------------------------------------
-
-
-class QueryMap:
-    """Learned query features: standardised principal components of the embedding plus the text
-    statistics (``Z``), and a distribution over groups (``G``) from a multinomial logistic model.
-
-    Everything it learns is plain arrays, so :meth:`state` is JSON-ready and :meth:`from_state`
-    rebuilds it exactly; transforming a query is two small matrix products.
-    """
-
-    def __init__(self, *, n_components: int = 32, embedding_dim: int = 384, n_clusters: int = 16,
-                 seed: int = 0) -> None:
-        self.n_components = n_components
-        self.embedding_dim = embedding_dim
-        self.n_clusters = n_clusters
-        self.seed = seed
-
-    def fit(self, X: np.ndarray, groups: np.ndarray | None) -> QueryMap:
-        """Learn the projection and the group model; ``groups`` None means k-means clusters."""
-        d = self.embedding_dim
-        E = X[:, :d].astype(np.float64)
-        self.center_ = E.mean(axis=0)
-        k = min(self.n_components, *E.shape)
-        # Right singular vectors are the principal axes; one SVD of a (Q, 384) matrix is cheap.
-        self.components_ = np.linalg.svd(E - self.center_, full_matrices=False)[2][:k]
-        raw = np.hstack([(E - self.center_) @ self.components_.T, X[:, d:]])
-        self.mu_, self.sd_ = raw.mean(axis=0), raw.std(axis=0) + 1e-6
-        Z = (raw - self.mu_) / self.sd_
-        labels = self._cluster(raw[:, :k]) if groups is None else np.asarray(groups).astype(str)
-        self.labels_ = labels  # fit rows only; not part of the state
-        self.groups_ = sorted(set(labels.tolist()))
-        self.coef_, self.intercept_ = self._fit_classifier(Z, labels)
-        return self
-
-    def _cluster(self, P: np.ndarray) -> np.ndarray:
-        from sklearn.cluster import KMeans
-
-        n = min(self.n_clusters, len(P))
-        km = KMeans(n_clusters=n, n_init=3, random_state=self.seed).fit(P)
-        return np.array([f"cluster{c:02d}" for c in km.labels_])
-
-    def _fit_classifier(self, Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.groups_) == 1:  # one group: every query belongs to it
-            return np.zeros((1, Z.shape[1])), np.zeros(1)
-        from sklearn.linear_model import LogisticRegression
-
-        clf = LogisticRegression(C=1.0, max_iter=500).fit(Z, labels)
-        coef, intercept = clf.coef_, clf.intercept_
-        if len(self.groups_) == 2:  # sklearn keeps one logit for two classes; make it a softmax pair
-            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-        return coef, intercept
-
-    def transform(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Z, G): standardised features (Q, n_components + stats) and group probabilities (Q, groups)."""
-        d = self.embedding_dim
-        raw = np.hstack([(X[:, :d] - self.center_) @ self.components_.T, X[:, d:]])
-        Z = (raw - self.mu_) / self.sd_
-        return Z, _softmax(Z @ self.coef_.T + self.intercept_)
-
-    def state(self) -> dict[str, Any]:
-        """Parameters and learned arrays as JSON-ready lists."""
-        params = {"n_components": self.n_components, "embedding_dim": self.embedding_dim,
-                  "n_clusters": self.n_clusters, "seed": self.seed}
-        arrays = {name: getattr(self, name).tolist() for name in ("center_", "components_", "mu_", "sd_", "coef_",
-                                                                  "intercept_")}
-        return {"params": params, "groups": list(self.groups_), **arrays}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> QueryMap:
-        qmap = cls(**state["params"])
-        qmap.groups_ = list(state["groups"])
-        for name in ("center_", "components_", "mu_", "sd_", "coef_", "intercept_"):
-            setattr(qmap, name, np.asarray(state[name], dtype=np.float64))
-        k, d, g = len(qmap.components_), qmap.embedding_dim, len(qmap.groups_)
-        width = len(qmap.mu_)
-        shapes = {"center_": (d,), "components_": (k, d), "sd_": (width,), "coef_": (g, width), "intercept_": (g,)}
-        bad = [n for n, shape in shapes.items() if getattr(qmap, n).shape != shape]
-        if bad or width < k:
-            raise ValueError(f"query map arrays {bad or ['mu_']} do not fit {k} components, {d} dims, {g} groups")
-        return qmap
-
-
-def group_means(V: np.ndarray, G: np.ndarray, strength: float) -> np.ndarray:
-    """(groups, K) means of V (Q, K) under soft memberships G (Q, groups), each shrunk towards the
-    overall mean by ``strength`` pseudo-queries (empirical Bayes: small groups borrow strength)."""
-    overall = V.mean(axis=0)
-    mass = G.sum(axis=0)[:, None]
-    return (G.T @ V + strength * overall) / (mass + strength)
 
 
 # --- the router ------------------------------------------------------------------------------
@@ -430,7 +289,7 @@ class LightGBMRouter(Router):
         n, k = len(Q["Z"]), len(cf)
         head = np.hstack([Q["Z"], Q["G"]]).astype(np.float32)
         p = Q[prior]
-        own = _logit(p) if prior == "acc" else np.log(np.maximum(p, 1e-12))
+        own = logit(p) if prior == "acc" else np.log(np.maximum(p, 1e-12))
         return np.hstack([np.repeat(head, k, axis=0), np.tile(cf, (n, 1)), own.reshape(-1, 1).astype(np.float32)])
 
     def _params(self, objective: str) -> dict[str, Any]:
@@ -474,20 +333,20 @@ class LightGBMRouter(Router):
             if np.ptp(s[fit, k]) == 0.0:
                 models.append(float(s[fit[0], k]))
                 continue
-            rows = [(self._single_rows(_rows(Q, part), k), s[part, k], _logit(Q["acc"][part, k])) for part in (fit, valid)]
+            rows = [(self._single_rows(_rows(Q, part), k), s[part, k], logit(Q["acc"][part, k])) for part in (fit, valid)]
             models.append(self._train("cross_entropy", *rows))
         return models
 
     @staticmethod
     def _single_rows(Q: dict[str, np.ndarray], k: int) -> np.ndarray:
-        return np.hstack([Q["Z"], Q["G"], _logit(Q["acc"][:, k : k + 1])]).astype(np.float32)
+        return np.hstack([Q["Z"], Q["G"], logit(Q["acc"][:, k : k + 1])]).astype(np.float32)
 
     def _fit_conditioned(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
                          valid: np.ndarray) -> list[Any]:
         if np.ptp(s[fit]) == 0.0:
             return [float(s[fit[0], 0])]
         fit = self._cap_rows(fit, s.shape[1])
-        rows = [(self._pair_rows(_rows(Q, part), "acc"), s[part].ravel(), _logit(Q["acc"][part]).ravel())
+        rows = [(self._pair_rows(_rows(Q, part), "acc"), s[part].ravel(), logit(Q["acc"][part]).ravel())
                 for part in (fit, valid)]
         return [self._train("cross_entropy", *rows)]
 
@@ -527,10 +386,10 @@ class LightGBMRouter(Router):
         for method in ("identity", "platt", "isotonic"):
             out = np.empty_like(p)
             for part in (half, ~half):  # fit on one half of the queries, score on the other
-                out[part] = apply_calibration(p[part], _fit_map(method, p[~part].ravel(), s_cal[~part].ravel()))
+                out[part] = apply_calibration(p[part], fit_calibration_map(method, p[~part].ravel(), s_cal[~part].ravel()))
             scores[method] = brier(out, s_cal)
         method = min(scores, key=scores.get)
-        self.calibration_ = _fit_map(method, p.ravel(), s_cal.ravel())
+        self.calibration_ = fit_calibration_map(method, p.ravel(), s_cal.ravel())
         return {"calib_brier": scores, "calibration": method, "calib_rows": int(len(p))}
 
     def _fit_ood(self, X: np.ndarray, fit: np.ndarray, held_out: np.ndarray) -> None:
@@ -603,12 +462,12 @@ class LightGBMRouter(Router):
             m = models[0]
             if isinstance(m, float):
                 return np.full((n, k), m)
-            return _sigmoid(m.predict(self._pair_rows(Q, "acc"), raw_score=True, **_predict_kwargs(n * k))
-                            .reshape(n, k) + _logit(Q["acc"]))
+            return sigmoid(m.predict(self._pair_rows(Q, "acc"), raw_score=True, **_predict_kwargs(n * k))
+                            .reshape(n, k) + logit(Q["acc"]))
         out = np.empty((n, k))
         for j, m in enumerate(models):  # K boosters, each vectorised over the queries
-            out[:, j] = m if isinstance(m, float) else _sigmoid(
-                m.predict(self._single_rows(Q, j), raw_score=True, **_predict_kwargs(n)) + _logit(Q["acc"][:, j]))
+            out[:, j] = m if isinstance(m, float) else sigmoid(
+                m.predict(self._single_rows(Q, j), raw_score=True, **_predict_kwargs(n)) + logit(Q["acc"][:, j]))
         return out
 
     def _regress(self, Q: dict[str, np.ndarray], model: Any, name: str) -> np.ndarray:

@@ -22,7 +22,8 @@ from flowfront.errors import RoutingError
 from router.artifact import load_router, save_router
 from router.base import OutcomeMatrix
 from router.features import Embedder, FeatureConfig, featurize
-from router.model import LightGBMRouter, QueryMap, candidate_features
+from router.model import LightGBMRouter, candidate_features
+from router.querymap import QueryMap
 
 ROOT = Path(__file__).parents[2]
 FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)
@@ -103,7 +104,7 @@ def test_calibration_keeps_or_improves_validation_brier(router: LightGBMRouter) 
     assert briers[chosen] <= briers["identity"]
     json.dumps(router.calibration_)  # plain numbers only
     grid = np.linspace(0, 1, 101)
-    from router.model import apply_calibration
+    from router.querymap import apply_calibration
 
     mapped = apply_calibration(grid, router.calibration_)
     assert (np.diff(mapped) >= -1e-12).all(), "a calibration map must be monotone"

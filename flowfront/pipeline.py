@@ -1,35 +1,44 @@
-"""``flowfront run``: the main job, end to end on the default built-in benchmarks.
+"""``flowfront run``: the main job, compile-then-route end to end.
 
-Per benchmark: import the recorded data, profile every node choice on the train split, compile the
-frontier on the proxy, validate the proxy against execution on the test split, and execute the
-benchmark's reference configuration for comparison. Router training and the full evaluation join
-this chain as they land (see the issues); each stage writes its artifact under the workdir.
+Per benchmark: import the recorded data, execute the benchmark's reference configuration, profile
+every node choice on the train split, compile the frontier on the proxy (widened by
+``compile.search.NEAR_FRONT`` so a per-query router has candidates to choose among), validate the proxy
+against execution on the test split, train the frontier router, and evaluate every strategy on the
+held-out test split. Each stage writes its artifact under ``<workdir>/<benchmark>/``; the run ends
+with one report over all benchmarks and the wall time of every stage.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
+from flowfront.benchmarks import Benchmark
 from flowfront.settings import Settings
 
 DEFAULT_BENCHMARKS = ("qa-cascade", "model-route")
 
 
-def _stage(console: Console, timings: dict, name: str, fn, *args, **kwargs):
-    started = time.perf_counter()
-    console.print(f"  {name} ...")
-    out = fn(*args, **kwargs)
-    timings[name] = round(time.perf_counter() - started, 2)
-    return out
+class _Stages:
+    """Runs named stages and keeps their wall times, in order."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        started = time.perf_counter()
+        self.console.print(f"  {name} ...")
+        out = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - started, 2)
+        return out
 
 
-def run_benchmark(settings: Settings, name: str, console: Console) -> dict:
-    from compile.jobs import compile_job, profile_job
-    from compile.validate import validate_job
-    from flowfront.benchmarks import load_benchmark
+def _reference(settings: Settings, bench: Benchmark):
     from flowfront.runtime import (
         benchmark_queries,
         execute,
@@ -39,40 +48,85 @@ def run_benchmark(settings: Settings, name: str, console: Console) -> dict:
         prepare_data,
     )
 
-    timings: dict[str, float] = {}
-    console.print(f"[bold]{name}[/]")
-    bench = load_benchmark(name, settings.configs_dir)
     with open_store(settings) as store:
-        data = _stage(console, timings, "import", prepare_data, bench, store, settings)
+        data = prepare_data(bench, store, settings)
         queries = benchmark_queries(bench, store, data, "test")
         backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
-        reference = _stage(console, timings, "reference", execute, bench, bench.default_config, queries, backend, settings)
-    _stage(console, timings, "profile", profile_job, settings, name, progress=False)
-    _, frontier = _stage(console, timings, "compile", compile_job, settings, name, mode="correlated")
-    _, report = _stage(console, timings, "validate", validate_job, settings, name)
-    best = max(frontier.candidates, key=lambda c: c.estimates.accuracy)
+        return execute(bench, bench.default_config, queries, backend, settings)
+
+
+def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, seeds: int = 3,
+                  stages: _Stages | None = None) -> dict:
+    """Every stage of the chain on one benchmark; returns its summary row (eval results included)."""
+    from compile.jobs import compile_job, profile_job
+    from compile.search import MAX_CANDIDATES, NEAR_FRONT
+    from compile.validate import validate_job
+    from eval.jobs import eval_job
+    from router.train import train_job
+
+    stages = stages or _Stages(console)
+    console.print(f"[bold]{bench.name}[/] ({bench.spec.description})")
+    reference = stages.run("import + reference", _reference, settings, bench)
+    stages.run("profile", profile_job, settings, bench, progress=False)
+    _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated",
+                                  near_front=NEAR_FRONT, max_candidates=MAX_CANDIDATES)
+    _, validation = stages.run("validate", validate_job, settings, bench)
+    _, trained = stages.run("train", train_job, settings, bench, "frontier")
+    results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)))
     return {
-        "benchmark": name, "n_test": reference.summary.n, "space": frontier.space_size,
+        "benchmark": bench.name, "n_test": reference.summary.n, "space": frontier.space_size,
         "frontier": len(frontier.candidates), "reference_accuracy": reference.summary.accuracy,
-        "best_estimated_accuracy": best.estimates.accuracy,
-        "spearman_accuracy": report["accuracy"]["spearman"], "spearman_latency": report["latency"]["spearman"],
-        "frontier_recall": report["frontier_recall"], "timings_s": timings,
+        "spearman_accuracy": validation["accuracy"]["spearman"], "spearman_latency": validation["latency"]["spearman"],
+        "frontier_recall": validation["frontier_recall"], "train_seconds": trained["total_seconds"],
+        "results_path": str(results_path), "results": results, "timings_s": stages.seconds,
     }
 
 
-def run_main(settings: Settings, benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS) -> list[dict]:
+def _benchmarks(settings: Settings, names: tuple[str, ...], outcomes: Path | None, stages: _Stages) -> list[Benchmark]:
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.runtime import load_outcomes_benchmark
+
+    if outcomes is not None:
+        return [stages.run("import outcome table", load_outcomes_benchmark, settings, outcomes)]
+    return [load_benchmark(name, settings.configs_dir) for name in names]
+
+
+def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *, outcomes: Path | None = None,
+             seeds: int = 3) -> list[dict]:
+    """The chain on each benchmark (or on one outcome table), then the report and the summary table."""
     console = Console(stderr=True)
-    rows = [run_benchmark(settings, name, console) for name in benchmarks]
-    table = Table(title="flowfront run (replay; latencies modeled from configs/models)")
-    for col in ("benchmark", "test n", "space", "frontier", "reference acc", "Spearman acc", "Spearman lat",
-                "frontier recall", "wall (s)"):
+    started = time.perf_counter()
+    setup = _Stages(console)
+    rows = []
+    for bench in _benchmarks(settings, names, outcomes, setup):
+        rows.append(run_benchmark(settings, bench, console, seeds=seeds, stages=_Stages(console)))
+    from eval.report import write_report
+
+    report_started = time.perf_counter()
+    report = write_report([r["results"] for r in rows], settings.workdir / "report.md")
+    timings = {"setup_s": setup.seconds, "benchmarks": {r["benchmark"]: r["timings_s"] for r in rows},
+               "report_s": round(time.perf_counter() - report_started, 2),
+               "total_s": round(time.perf_counter() - started, 2)}
+    (settings.workdir / "timings.json").write_bytes(orjson.dumps(timings, option=orjson.OPT_INDENT_2))
+    _print_summary(rows)
+    console.print(f"report: {report}\nartifacts: {settings.workdir}/<benchmark>/ "
+                  f"(profiles, frontier, validation, router, eval); stage times: {settings.workdir / 'timings.json'}")
+    return rows
+
+
+def _print_summary(rows: list[dict]) -> None:
+    from eval.report import headline
+
+    table = Table(title="flowfront run (replay; every latency is modeled from configs/models)")
+    columns = ("benchmark", "test n", "space", "frontier", "Spearman acc", "router EU [95% CI]", "static EU",
+               "full-space EU", "router − static [95% CI]", "wall (s)")
+    for col in columns:
         table.add_column(col)
     for r in rows:
+        h = headline(r["results"])
         table.add_row(
-            r["benchmark"], str(r["n_test"]), f"{r['space']:,}", str(r["frontier"]), f"{r['reference_accuracy']:.4f}",
-            f"{r['spearman_accuracy']:.3f}", f"{r['spearman_latency']:.3f}", f"{r['frontier_recall']:.2f}",
-            f"{sum(r['timings_s'].values()):.1f}",
+            r["benchmark"], str(r["n_test"]), f"{r['space']:,}", str(r["frontier"]), f"{r['spearman_accuracy']:.3f}",
+            h["router_eu"], h["static_eu"], h["full_space_eu"], h["router_minus_static"],
+            f"{sum(r['timings_s'].values()):.0f}",
         )
-    Console(width=160).print(table)
-    console.print(f"artifacts: {settings.workdir}/<benchmark>/ (profiles.json, frontier.json/png, validation.json/png)")
-    return rows
+    Console(width=200).print(table)

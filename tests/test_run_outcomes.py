@@ -1,0 +1,95 @@
+"""`flowfront run --outcomes`: the whole chain on an outcome table that is not a built-in dataset."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from tests.helpers import flowfront
+
+TOPICS = {
+    "arithmetic": "What is {a} plus {b}, multiplied by {c}?",
+    "geography": "Which river flows through the capital of country number {a} on list {b}?",
+    "poetry": "Write a line of verse about {a} autumn leaves and {b} grey herons.",
+}
+# P(correct) per model and topic: each model wins somewhere, so a router has something to learn.
+SKILL = {
+    "acme/small-fast": {"arithmetic": 0.85, "geography": 0.15, "poetry": 0.40},
+    "acme/mid": {"arithmetic": 0.40, "geography": 0.80, "poetry": 0.45},
+    "acme/large-slow": {"arithmetic": 0.70, "geography": 0.70, "poetry": 0.90},
+}
+LATENCY = {"acme/small-fast": 0.4, "acme/mid": 1.1, "acme/large-slow": 3.5}
+COST = {"acme/small-fast": 0.0001, "acme/mid": 0.0006, "acme/large-slow": 0.004}
+
+
+def make_table(path: Path, n_queries: int = 210, seed: int = 7) -> Path:
+    """A seeded synthetic outcome table without a split column."""
+    rng = np.random.default_rng(seed)
+    topics = list(TOPICS)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query_id", "query", "task", "model", "score", "response", "cost_usd", "latency_s"])
+        for i in range(n_queries):
+            topic = topics[i % len(topics)]
+            a, b, c = rng.integers(2, 99, size=3)
+            text = TOPICS[topic].format(a=a, b=b, c=c)
+            for model, skill in SKILL.items():
+                score = int(rng.random() < skill[topic])
+                latency = LATENCY[model] * (1 + 0.2 * rng.random())
+                writer.writerow([f"q{i}", text, topic, model, score, f"answer {i} by {model}", COST[model], latency])
+    return path
+
+
+def write_rows(path: Path, header: list[str], rows: list[list]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+HEADER = ["query_id", "query", "task", "model", "score"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "header", "expected"),
+    [
+        ([["q1", "hi", "t", "m1", "1"]], ["query_id", "query", "task", "model"], "score"),
+        ([["q1", "hi", "t", "m1", "1"], ["q1", "hi", "t", "m2", "1.5"]], HEADER, "line 3, column 'score'"),
+        ([["q1", "hi", "t", "m1", "1"], ["q1", "hi", "t", "m1", "0"]], HEADER, "line 3, column 'model'"),
+        ([["q1", "hi", "t", "m1", "1"], ["q2", "ho", "t", "m1", "0"]], HEADER, "column 'model'"),
+    ],
+    ids=["missing-column", "score-out-of-range", "duplicate-pair", "single-model"],
+)
+def test_bad_outcome_tables_name_the_line_and_column(tmp_path: Path, rows, header, expected) -> None:
+    table = write_rows(tmp_path / "bad.csv", header, rows)
+    out = flowfront("run", "--outcomes", str(table), "--workdir", str(tmp_path / "work"))
+    assert out.returncode == 2, out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "Traceback" not in out.stderr
+    assert str(table) in error and expected in error
+
+
+def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
+    table = make_table(tmp_path / "synthetic.csv")
+    work = tmp_path / "work"
+    out = flowfront("run", "--outcomes", str(table), "--seeds", "1", "--workdir", str(work), timeout=900)
+    assert out.returncode == 0, out.stderr
+    folders = [p for p in work.iterdir() if p.name.startswith("outcomes-")]
+    assert len(folders) == 1
+    results = orjson.loads((folders[0] / "eval" / "results.json").read_bytes())
+    assert results["benchmark"] == folders[0].name
+    # No split column: a seeded 70/30 split by query.
+    split = results["split"]
+    assert split["train_queries"] + split["test_queries"] == 210 and split["disjoint"]
+    assert 0.2 * 210 <= split["test_queries"] <= 0.4 * 210
+    assert {"frontier", "static", "knn", "full-space", "best-single", "oracle"} <= set(results["strategies"])
+    report = (work / "report.md").read_text()
+    assert folders[0].name in report
+    timings = orjson.loads((work / "timings.json").read_bytes())
+    assert set(timings["benchmarks"][folders[0].name]) >= {"profile", "compile", "validate", "train", "eval"}
+    assert str(work / "report.md") in out.stderr

@@ -141,6 +141,9 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
     }
 
 
+ROUTING_BASELINES = ("full-space", "full-space-factorised", "masrouter-style", "maas-style", "knn")
+
+
 def _comparisons(name: str, pq: dict[str, dict[str, np.ndarray]], W: np.ndarray,
                  curves: dict[str, dict[str, np.ndarray]], oracles: list[str]) -> dict[str, Any]:
     """Paired differences against the references, gaps to each oracle, matched-accuracy ratios."""
@@ -153,7 +156,8 @@ def _comparisons(name: str, pq: dict[str, dict[str, np.ndarray]], W: np.ndarray,
         "accuracy_at_lambda0": _iv(bootstrap_ci(pq[o]["lam.correct"][0] - mine["lam.correct"][0], W, CI_LEVEL)),
     } for o in oracles}
     c = curves[name]
-    for ref in ("best-single", "static"):
+    # best-single and static always run; the routing baselines are FlowCompile's comparison.
+    for ref in ["best-single", "static", *(r for r in ROUTING_BASELINES if r in curves and r != name)]:
         b = curves[ref]
         out[f"speedup_vs_{ref}"] = _matched((c["latency_s"], c["accuracy"]), (b["latency_s"], b["accuracy"]))
         out[f"cost_down_vs_{ref}"] = _matched((c["cost_usd"], c["accuracy"]), (b["cost_usd"], b["accuracy"]))

@@ -69,6 +69,8 @@ def test_values_are_sane(result) -> None:
     assert diff["high"] < 0
     # best-single against itself: speed-up exactly 1 at its own accuracy.
     assert st["best-single"]["compare"]["speedup_vs_best-single"]["at_baseline_best"] == pytest.approx(1.0)
+    # Routing baselines in the run are compared at matched accuracy too (FlowCompile's comparison).
+    assert "speedup_vs_knn" in st["random"]["compare"] and "speedup_vs_knn" not in st["knn"]["compare"]
     seeds = [p["expected_utility"] for p in st["random"]["per_seed"]]
     assert st["random"]["expected_utility"]["mean"] == pytest.approx(np.mean(seeds))
 

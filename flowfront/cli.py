@@ -278,9 +278,10 @@ def train(
 
 
 def _design_line(m: dict) -> str:
-    losses = ", ".join(f"{name} {loss:.4f}" for name, loss in sorted(m["valid_log_loss"].items(), key=lambda kv: kv[1]))
-    return (f"\nsuccess design: {m['design']} won on validation log-loss ({losses}; group prior alone "
-            f"{m['valid_log_loss_prior']:.4f}); calibration: {m['calibration']}")
+    designs = sorted(m["valid_utility"], key=m["valid_utility"].get, reverse=True)
+    scores = ", ".join(f"{d} {m['valid_utility'][d]:.4f} (log-loss {m['valid_log_loss'][d]:.4f})" for d in designs)
+    return (f"\nsuccess design: {m['design']} won on validation routing utility ({scores}; group prior alone "
+            f"{m['valid_utility_prior']:.4f} (log-loss {m['valid_log_loss_prior']:.4f})); calibration: {m['calibration']}")
 
 
 @app.command("eval")

@@ -14,7 +14,7 @@ probability calibration map). Three stages:
    per benchmark most of the routing signal is here (docs/router.md).
 3. LightGBM boosts from the prior (its logit is the init score) with early stopping, so where
    the features hold nothing beyond the groups it stops after a few trees instead of fitting
-   noise. ``design="auto"`` picks by validation log-loss between ``per-candidate`` (one booster
+   noise. ``design="auto"`` picks by validation routing utility between ``per-candidate`` (one booster
    per candidate) and ``conditioned`` (one booster over query x candidate rows with candidate
    features: a one-hot of the configuration's settings, its fit-fold means, optional
    ``candidate_features`` such as proxy estimates, and the query's prior for it). Above
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from compile.select import Preference, Scale, SelectionResult, select
+from compile.select import Preference, Scale, SelectionResult, lambda_sweep, select
 from flowfront.errors import RoutingError
 from router.base import OutcomeMatrix, Predictions, Router
 from router.querymap import (
@@ -213,7 +213,7 @@ class LightGBMRouter(Router):
         self._fit_priors(s[fit], lat[fit], cost[fit])
         self.candidate_features_ = self._candidate_matrix(Y, s[fit], lat[fit], cost[fit], candidate_features)
         Q = self._query_parts(X)
-        metrics = self._fit_success(Q, s, fit, valid)
+        metrics = self._fit_success(Q, s, fit, valid, lat, cost)
         cal = calib if len(calib) else valid  # without its own fold, calibration shares the valid fold
         metrics |= self._fit_calibration(_rows(Q, cal), s[cal])
         self.latency_model_, lat_meta = self._fit_regressor(Q, lat, fit, valid, "latency")
@@ -309,21 +309,32 @@ class LightGBMRouter(Router):
         # Re-parsing the trimmed text makes the in-memory model exactly what the artifact stores.
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
-    def _fit_success(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray, valid: np.ndarray) -> dict[str, Any]:
+    def _fit_success(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray, valid: np.ndarray,
+                     lat: np.ndarray, cost: np.ndarray) -> dict[str, Any]:
+        """Fit the success boosters; with ``design="auto"`` keep the design that routes best on valid.
+
+        Both designs are scored by the utility their choices realise on the valid fold over a
+        9-value lambda sweep (the quantity routing is for); log-loss is reported beside it. A
+        better log-loss spread over candidates that are never close contenders does not make a
+        better choice, and on model-route the two criteria disagreed.
+        """
         designs = ["per-candidate", "conditioned"] if self.design == "auto" else [self.design]
         if self.design == "auto" and s.shape[1] > self.max_per_candidate:
             designs = ["conditioned"]  # one booster per candidate costs minutes at this size
-        fitted, losses, seconds = {}, {}, {}
+        score_utility = _valid_utility_scorer(s, lat, cost, fit, valid, Q)
+        fitted, losses, utilities, seconds = {}, {}, {}, {}
         for design in designs:  # at most two
             started = time.perf_counter()
             fitted[design] = self._fit_per_candidate(Q, s, fit, valid) if design == "per-candidate" \
                 else self._fit_conditioned(Q, s, fit, valid)
             seconds[design] = time.perf_counter() - started
-            losses[design] = soft_log_loss(self._raw_success(_rows(Q, valid), design, fitted[design]), s[valid])
-        self.design_ = min(losses, key=losses.get)
+            p = self._raw_success(_rows(Q, valid), design, fitted[design])
+            losses[design], utilities[design] = soft_log_loss(p, s[valid]), score_utility(p)
+        self.design_ = max(utilities, key=lambda d: (utilities[d], -losses[d]))
         self.success_models_ = fitted[self.design_]
         prior_loss = soft_log_loss(Q["acc"][valid], s[valid])
-        return {"valid_log_loss": losses, "valid_log_loss_prior": prior_loss, "design_seconds": seconds,
+        return {"valid_utility": utilities, "valid_utility_prior": score_utility(Q["acc"][valid]),
+                "valid_log_loss": losses, "valid_log_loss_prior": prior_loss, "design_seconds": seconds,
                 "valid_rows": int(len(valid)), "fit_rows": int(len(fit))}
 
     def _fit_per_candidate(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
@@ -475,6 +486,28 @@ class LightGBMRouter(Router):
             return Q[name]
         n, k = Q[name].shape
         return Q[name] * np.exp(model.predict(self._pair_rows(Q, name), **_predict_kwargs(n * k)).reshape(n, k))
+
+
+def _valid_utility_scorer(s: np.ndarray, lat: np.ndarray, cost: np.ndarray, fit: np.ndarray, valid: np.ndarray,
+                          Q: dict[str, np.ndarray]) -> Any:
+    """``score(p)``: mean realised utility on the valid fold of choosing by success probabilities
+    ``p`` (valid rows x K) and the group priors' latency and cost, over the lambda sweep of the fit
+    fold's means (normalised like static selection)."""
+    means = (s[fit].mean(axis=0), lat[fit].mean(axis=0), cost[fit].mean(axis=0))
+    scale = Scale.from_estimates(means[1], means[2])
+    lambdas = lambda_sweep(scale, *means)
+    est_lat, est_cost = Q["latency"][valid], Q["cost"][valid]
+    rows = np.arange(len(valid))
+    norm_lat = scale.normalise(lat[valid], "latency")
+
+    def score(p: np.ndarray) -> float:
+        total = 0.0
+        for lam in lambdas:
+            idx = select(p, est_lat, est_cost, Preference(**{"lambda": float(lam)}), scale).index
+            total += float(np.mean(s[valid][rows, idx] - lam * norm_lat[rows, idx]))
+        return total / len(lambdas)
+
+    return score
 
 
 def _rows(Q: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:

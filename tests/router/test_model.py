@@ -91,10 +91,14 @@ def test_single_row_prediction_matches_batch(router: LightGBMRouter, data: dict)
     np.testing.assert_allclose(one[0], batch[1], rtol=1e-12)
 
 
-def test_design_choice_is_recorded_from_validation_log_loss(router: LightGBMRouter) -> None:
-    losses = router.validation_metrics_["valid_log_loss"]
-    assert set(losses) == {"per-candidate", "conditioned"}
-    assert router.design_ == min(losses, key=losses.get)
+def test_design_choice_is_recorded_from_validation_routing_utility(router: LightGBMRouter) -> None:
+    vm = router.validation_metrics_
+    assert set(vm["valid_log_loss"]) == set(vm["valid_utility"]) == {"per-candidate", "conditioned"}
+    assert router.design_ == max(vm["valid_utility"], key=vm["valid_utility"].get)
+    # Utilities are means of correct - lambda * normalised latency: at most 1, and the boosted
+    # designs start from the prior, so neither is far below the prior's own choices.
+    for utility in vm["valid_utility"].values():
+        assert utility <= 1.0 and utility >= vm["valid_utility_prior"] - 0.1
 
 
 def test_calibration_keeps_or_improves_validation_brier(router: LightGBMRouter) -> None:

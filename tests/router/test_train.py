@@ -25,9 +25,9 @@ def compiled(imported_settings, tmp_path_factory):
 def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
     path, metrics = train_job(compiled, "code-budget", "frontier")
     assert metrics["train_queries"] > 200 and metrics["candidates"] >= 2
-    # The success design is chosen on validation log-loss, and the winner is reported.
-    assert metrics["design"] == min(metrics["valid_log_loss"], key=metrics["valid_log_loss"].get)
-    assert set(metrics["valid_log_loss"]) == {"per-candidate", "conditioned"}
+    # The success design is chosen on validation routing utility, and the winner is reported.
+    assert metrics["design"] == max(metrics["valid_utility"], key=metrics["valid_utility"].get)
+    assert set(metrics["valid_log_loss"]) == set(metrics["valid_utility"]) == {"per-candidate", "conditioned"}
     frontier_hash = load_data(compiled, "code-budget", "frontier").frontier.content_hash()
     router = load_router(path, expect_frontier_hash=frontier_hash)
     data = load_data(compiled, "code-budget", "frontier")

@@ -14,7 +14,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.base import Backend, CallRequest, Completion, WrappingBackend
 from flowfront.errors import BackendError, CallTimeoutError, ReplayMissError
 from service.breaker import BreakerBoard
 from service.metrics import Metrics
@@ -55,28 +55,17 @@ class CallLog:
 current_log: ContextVar[CallLog | None] = ContextVar("flowfront_call_log", default=None)
 
 
-class GuardedBackend(Backend):
+class GuardedBackend(WrappingBackend):
     """Wraps the real backend (and fault injection, when configured) for serving."""
 
     name = "guarded"
 
     def __init__(self, inner: Backend, breakers: BreakerBoard, metrics: Metrics, timeout_s: float) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.breakers = breakers
         self.metrics = metrics
         self.timeout_s = timeout_s
 
-    def identity(self, model: str) -> str:
-        return self.inner.identity(model)
-
-    def concurrency(self, model: str) -> int | None:
-        return self.inner.concurrency(model)
-
-    async def check(self) -> None:
-        await self.inner.check()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
     async def complete(self, request: CallRequest) -> Completion:
         model = request.model

@@ -79,3 +79,13 @@ def private_settings(settings: Settings, work: Path) -> Settings:
         if src.exists():
             shutil.copy(src, work / src.name)
     return settings.model_copy(update={"workdir": work})
+
+
+def compiled_code_budget(settings: Settings, work: Path) -> Settings:
+    """A private workdir where ``code-budget`` (the smallest benchmark) is profiled and compiled."""
+    from compile.jobs import compile_job, profile_job
+
+    settings = private_settings(settings, work)
+    profile_job(settings, "code-budget", progress=False)
+    compile_job(settings, "code-budget", mode="correlated")
+    return settings

@@ -77,3 +77,23 @@ class Backend(abc.ABC):
 
     async def aclose(self) -> None:
         """Release connections and files."""
+
+
+class WrappingBackend(Backend):
+    """A backend that adds behaviour around ``inner`` (faults, timeouts, breakers) and otherwise
+    is ``inner``: identity, concurrency, readiness and closing pass through."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    def identity(self, model: str) -> str:
+        return self.inner.identity(model)
+
+    def concurrency(self, model: str) -> int | None:
+        return self.inner.concurrency(model)
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -14,11 +14,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable
 
-from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.base import Backend, CallRequest, Completion, WrappingBackend
 from flowfront.errors import BackendError, SpecError
 
 
-class FaultInjectingBackend(Backend):
+class FaultInjectingBackend(WrappingBackend):
     """Wraps ``inner``; calls to ``fail_models`` fail, calls to ``hang_models`` hang.
 
     ``hang_s`` is how long a hanging call sleeps before it would answer; it should exceed the
@@ -36,7 +36,7 @@ class FaultInjectingBackend(Backend):
         hang_models: Iterable[str] = (),
         hang_s: float = 3600.0,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.fail_models = frozenset(fail_models)
         self.hang_models = frozenset(hang_models)
         both = self.fail_models & self.hang_models
@@ -70,14 +70,3 @@ class FaultInjectingBackend(Backend):
             await asyncio.sleep(self.hang_s)  # the caller's timeout cancels this sleep
         return await self.inner.complete(request)
 
-    def identity(self, model: str) -> str:
-        return self.inner.identity(model)
-
-    def concurrency(self, model: str) -> int | None:
-        return self.inner.concurrency(model)
-
-    async def check(self) -> None:
-        await self.inner.check()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

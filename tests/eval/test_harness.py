@@ -8,22 +8,18 @@ import numpy as np
 import orjson
 import pytest
 
-from compile.jobs import compile_job, profile_job
 from eval.harness import Strategy, check_disjoint, evaluate
 from eval.jobs import eval_job
 from eval.report import write_report
 from flowfront.errors import RoutingError, SpecError
 from router.baselines import RandomRouter, StaticRouter
 from router.train import load_data
-from tests.helpers import private_settings
+from tests.helpers import compiled_code_budget
 
 
 @pytest.fixture(scope="module")
 def compiled(imported_settings, tmp_path_factory):
-    settings = private_settings(imported_settings, tmp_path_factory.mktemp("eval"))
-    profile_job(settings, "code-budget", progress=False)
-    compile_job(settings, "code-budget", mode="correlated")
-    return settings
+    return compiled_code_budget(imported_settings, tmp_path_factory.mktemp("eval"))
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compile.jobs import compile_job, profile_job
 from flowfront.errors import CompileError, RoutingError
 from router.artifact import load_router
 from router.train import load_data, train_job
-from tests.helpers import flowfront, private_settings
+from tests.helpers import compiled_code_budget, flowfront
 
 
 @pytest.fixture(scope="module")
 def compiled(imported_settings, tmp_path_factory):
-    settings = private_settings(imported_settings, tmp_path_factory.mktemp("train"))
-    profile_job(settings, "code-budget", progress=False)
-    compile_job(settings, "code-budget", mode="correlated")
-    return settings
+    return compiled_code_budget(imported_settings, tmp_path_factory.mktemp("train"))
 
 
 def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:

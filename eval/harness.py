@@ -156,7 +156,8 @@ def _union(mats: list[OutcomeMatrix]) -> OutcomeMatrix:
     arrays = [np.concatenate([getattr(m, name) for m in mats], axis=1)
               for name in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")]
     return OutcomeMatrix(first.query_ids, first.texts, sum((m.candidate_ids for m in mats), []),
-                         sum((m.candidates for m in mats), []), *arrays, "+".join(m.source_hash for m in mats))
+                         sum((m.candidates for m in mats), []), *arrays, "+".join(m.source_hash for m in mats),
+                         first.tasks)
 
 
 def _context(frontier, execution: str | None, budgets: Sequence[float] | None) -> Context:

@@ -19,7 +19,7 @@ import orjson
 from compile.select import Preference, Scale, SelectionResult, select
 from flowfront.errors import RoutingError
 
-OUTCOMES_SCHEMA = 1
+OUTCOMES_SCHEMA = 2  # 2: per-query task labels
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class OutcomeMatrix:
     latency_parallel_s: np.ndarray  # (Q, K)
     cost_usd: np.ndarray  # (Q, K)
     source_hash: str
+    tasks: list[str] | None = None  # per query, when the data labels them (the router's groups)
 
     def __post_init__(self) -> None:
         q, k = len(self.query_ids), len(self.candidate_ids)
@@ -59,13 +60,14 @@ class OutcomeMatrix:
         return OutcomeMatrix(
             [self.query_ids[i] for i in idx], [self.texts[i] for i in idx], self.candidate_ids, self.candidates,
             self.correct[idx], self.latency_sequential_s[idx], self.latency_parallel_s[idx], self.cost_usd[idx],
-            self.source_hash,
+            self.source_hash, None if self.tasks is None else [self.tasks[i] for i in idx],
         )
 
     def save(self, path: Path) -> Path:
         """``.npz`` arrays plus the JSON metadata inside it; no pickle."""
         meta = {"schema_version": OUTCOMES_SCHEMA, "query_ids": self.query_ids, "texts": self.texts,
-                "candidate_ids": self.candidate_ids, "candidates": self.candidates, "source_hash": self.source_hash}
+                "candidate_ids": self.candidate_ids, "candidates": self.candidates, "source_hash": self.source_hash,
+                "tasks": self.tasks}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez_compressed(
@@ -89,7 +91,7 @@ class OutcomeMatrix:
         if expect_source_hash is not None and meta["source_hash"] != expect_source_hash:
             raise RoutingError(f"{path}: built for another frontier", hint="re-run `flowfront train`")
         return cls(meta["query_ids"], meta["texts"], meta["candidate_ids"], meta["candidates"], **arrays,
-                   source_hash=meta["source_hash"])
+                   source_hash=meta["source_hash"], tasks=meta.get("tasks"))
 
 
 @dataclass(frozen=True)

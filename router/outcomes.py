@@ -44,4 +44,5 @@ def build_outcomes(
     return OutcomeMatrix(
         [x.query_id for x in queries], [x.text for x in queries], list(candidate_ids), list(candidates),
         correct, lat_seq, lat_par, cost, source_hash,
+        tasks=None if any(x.task is None for x in queries) else [x.task for x in queries],
     )

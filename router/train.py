@@ -25,7 +25,7 @@ from compile.select import Scale, lambda_sweep
 from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.errors import RoutingError
 from flowfront.settings import Settings
-from router.base import OutcomeMatrix, Router
+from router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Router
 
 # name -> (module, class, candidate set)
 STRATEGIES: dict[str, tuple[str, str, str]] = {
@@ -80,7 +80,8 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
     from router.outcomes import build_outcomes
 
-    digest = hashlib.sha256(orjson.dumps(candidates, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    # The schema version is part of the name, so a cache from an older layout is rebuilt, not misread.
+    digest = hashlib.sha256(orjson.dumps([OUTCOMES_SCHEMA, candidates], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
     path = settings.workdir / bench.name / "outcomes" / f"{digest}-{split}.npz"
     if path.is_file():
         return OutcomeMatrix.load(path, expect_source_hash=digest)

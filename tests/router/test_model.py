@@ -261,6 +261,18 @@ def test_corrupt_query_map_is_refused(saved: Path, tmp_path: Path) -> None:
 # --- groups and the prior ----------------------------------------------------------------------
 
 
+def test_outcome_matrix_carries_task_labels_and_the_router_uses_them_by_default(data: dict, tmp_path) -> None:
+    Y = data["train"]
+    assert Y.tasks == data["tasks"]["train"].tolist()  # build_outcomes keeps each query's task
+    assert Y.rows(np.array([2, 0])).tasks == [Y.tasks[2], Y.tasks[0]]
+    assert OutcomeMatrix.load(Y.save(tmp_path / "y.npz")).tasks == Y.tasks
+    labelled = LightGBMRouter(**FAST).fit(data["Xtr"], Y)
+    assert labelled.validation_metrics_["group_source"] == "labels"
+    assert sorted(labelled.query_map_.groups_) == sorted(set(Y.tasks))
+    unlabelled = LightGBMRouter(**FAST).fit(data["Xtr"], _with(Y, tasks=None))
+    assert unlabelled.validation_metrics_["group_source"] == "k-means"
+
+
 def test_task_groups_are_learned_and_predicted_from_the_text(router: LightGBMRouter, data: dict) -> None:
     assert router.validation_metrics_["group_source"] == "labels"
     assert sorted(router.query_map_.groups_) == sorted(set(data["tasks"]["train"]))
@@ -272,7 +284,7 @@ def test_task_groups_are_learned_and_predicted_from_the_text(router: LightGBMRou
 
 
 def test_without_labels_the_groups_are_clusters(data: dict) -> None:
-    router = LightGBMRouter(n_clusters=4, **FAST).fit(data["Xtr"], data["train"])
+    router = LightGBMRouter(n_clusters=4, **FAST).fit(data["Xtr"], _with(data["train"], tasks=None))
     assert router.validation_metrics_["group_source"] == "k-means"
     assert len(router.query_map_.groups_) == 4 and router.prior_accuracy_.shape == (4, len(data["train"].candidate_ids))
 

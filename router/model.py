@@ -35,6 +35,7 @@ import numpy as np
 from compile.select import Preference, Scale, SelectionResult, lambda_sweep, select
 from flowfront.errors import RoutingError
 from router.base import OutcomeMatrix, Predictions, Router
+from router.candidates import candidate_features
 from router.querymap import (
     QueryMap,
     apply_calibration,
@@ -42,57 +43,16 @@ from router.querymap import (
     fit_calibration_map,
     group_means,
     logit,
+    nn_cosine_distance,
     sigmoid,
     soft_log_loss,
+    unit_rows,
 )
 
 __all__ = ["LightGBMRouter", "candidate_features", "nn_cosine_distance"]
 
 Design = Literal["auto", "per-candidate", "conditioned"]
 _CLIP = 1e-3  # priors stay inside (0.001, 0.999) so their logits are finite init scores
-
-
-# --- small numeric helpers -------------------------------------------------------------------
-
-
-def nn_cosine_distance(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per query row, 1 - the largest cosine similarity to any reference row (both (n, d))."""
-    q = _unit_rows(queries.astype(np.float32, copy=False))
-    r = _unit_rows(reference.astype(np.float32, copy=False))
-    return 1.0 - (q @ r.T).max(axis=1)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-# --- candidate features ----------------------------------------------------------------------
-
-
-def candidate_features(candidates: list[dict]) -> tuple[np.ndarray, list[str]]:
-    """One-hot (K, C) of every node setting and knob value, with the column names.
-
-    A node given per call (a list of settings) contributes ``node[i].model=...`` columns; a node
-    a configuration does not use contributes nothing, which is itself informative to the trees.
-    """
-    tokens = [_config_tokens(c) for c in candidates]
-    vocab = sorted(set().union(*tokens))
-    col = {t: i for i, t in enumerate(vocab)}
-    out = np.zeros((len(candidates), len(vocab)), dtype=np.float32)
-    for k, toks in enumerate(tokens):  # K configurations, each a handful of tokens
-        out[k, [col[t] for t in toks]] = 1.0
-    return out, vocab
-
-
-def _config_tokens(config: dict) -> set[str]:
-    toks: set[str] = set()
-    for node, setting in (config.get("nodes") or {}).items():
-        calls = setting if isinstance(setting, list) else [setting]
-        for i, call in enumerate(calls):
-            name = f"{node}[{i}]" if isinstance(setting, list) else node
-            toks |= {f"{name}.{key}={call.get(key)}" for key in ("model", "budget")}
-    toks |= {f"knob.{k}={v}" for k, v in (config.get("knobs") or {}).items()}
-    return toks
 
 
 # --- the router ------------------------------------------------------------------------------
@@ -426,8 +386,8 @@ class LightGBMRouter(Router):
         X = self._check_X(X)
         ref = getattr(self, "_reference_unit", None)
         if ref is None or len(ref) != len(self.reference_embeddings_):  # unit rows once, not per call
-            ref = self._reference_unit = _unit_rows(self.reference_embeddings_.astype(np.float32))
-        q = _unit_rows(X[:, : self.embedding_dim])
+            ref = self._reference_unit = unit_rows(self.reference_embeddings_.astype(np.float32))
+        q = unit_rows(X[:, : self.embedding_dim])
         return 1.0 - (q @ ref.T).max(axis=1) > self.ood_threshold_
 
     def static_choice(self, preference: Preference, scale: Scale) -> SelectionResult:

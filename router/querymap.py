@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QueryMap", "apply_calibration", "brier", "fit_calibration_map", "group_means", "logit", "sigmoid", "soft_log_loss"]
+__all__ = ["QueryMap", "apply_calibration", "brier", "fit_calibration_map", "group_means", "logit", "nn_cosine_distance", "sigmoid",
+           "soft_log_loss", "unit_rows"]
 
 _EPS = 1e-6
 
@@ -166,3 +167,14 @@ def group_means(V: np.ndarray, G: np.ndarray, strength: float) -> np.ndarray:
     overall = V.mean(axis=0)
     mass = G.sum(axis=0)[:, None]
     return (G.T @ V + strength * overall) / (mass + strength)
+
+
+def nn_cosine_distance(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per query row, 1 - the largest cosine similarity to any reference row (both (n, d))."""
+    q = unit_rows(queries.astype(np.float32, copy=False))
+    r = unit_rows(reference.astype(np.float32, copy=False))
+    return 1.0 - (q @ r.T).max(axis=1)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
-from router.features import LRUCache, featurize
+from router.caches import LRUCache
+from router.features import featurize
 from service.batcher import MicroBatcher
 
 __all__ = ["FeatureSource", "RouterFront", "RouterRow", "text_key"]

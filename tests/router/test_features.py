@@ -20,13 +20,12 @@ import pydantic
 import pytest
 
 from flowfront.errors import DataError, RoutingError, StoreError
+from router.caches import EmbeddingCache, LRUCache
 from router.features import (
     EMBEDDING_DIM,
     TEXT_STAT_NAMES,
     Embedder,
-    EmbeddingCache,
     FeatureConfig,
-    LRUCache,
     feature_names,
     featurize,
     resolve_embedding_model,
@@ -184,7 +183,7 @@ def test_disk_cache_is_safe_under_concurrent_writers(tmp_path: Path) -> None:
         f"""
         import hashlib, sys
         import numpy as np
-        from router.features import EmbeddingCache
+        from router.caches import EmbeddingCache
         cache = EmbeddingCache({str(db)!r}, namespace="ns", dim=4)
         start = int(sys.argv[1])
         for chunk in range(start, start + 300, 20):
@@ -211,7 +210,7 @@ def test_corrupt_cache_file_is_a_store_error_that_says_to_delete_it(tmp_path: Pa
     db = tmp_path / "embeddings.sqlite"
     db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="delete"):
-        EmbeddingCache(db, namespace="ns")
+        EmbeddingCache(db, namespace="ns", dim=4)
 
 
 def test_lru_evicts_least_recently_used() -> None:

@@ -1,0 +1,138 @@
+"""The embedding caches: an in-process LRU and an on-disk SQLite table keyed by text hash.
+
+Both are shared by train, eval and serve, so a query is embedded once. The disk cache runs in WAL
+mode so the service's worker threads and a training job can read it while one of them writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from flowfront.errors import StoreError
+
+__all__ = ["EmbeddingCache", "LRUCache"]
+
+
+class LRUCache:
+    """Thread-safe in-process LRU of vectors for the serving path (no SQLite round trip)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for key in keys:
+                vector = self._items.get(key)
+                if vector is not None:
+                    self._items.move_to_end(key)
+                    found[key] = vector
+        return found
+
+    def put_many(self, items: dict[bytes, np.ndarray]) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            for key, vector in items.items():
+                self._items[key] = vector
+                self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS embeddings (
+    namespace TEXT NOT NULL, text_sha256 BLOB NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (namespace, text_sha256)) WITHOUT ROWID"""
+_CHUNK = 500  # keys per IN (...) query, well under SQLite's bound-parameter limit
+
+
+class EmbeddingCache:
+    """Float32 vectors on disk keyed by (model identity, sha256 of the text).
+
+    SQLite in WAL mode: readers never block the one writer, and concurrent processes (train,
+    eval, serve workers) share the file without corrupting it; writes are single transactions.
+    """
+
+    def __init__(self, path: Path, namespace: str, dim: int) -> None:
+        self.path = Path(path)
+        self.namespace = namespace
+        self.dim = dim
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL keeps this crash-safe
+            self._conn.execute(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error("cannot be opened", exc) from exc
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"embedding cache {self.path} {what}: {exc}",
+            hint=f"it only holds cached vectors; delete {self.path} (and its -wal/-shm files) and rerun",
+        )
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among ``keys`` (sha256 digests)."""
+        found: dict[bytes, np.ndarray] = {}
+        try:
+            with self._lock:
+                for start in range(0, len(keys), _CHUNK):
+                    chunk = list(keys[start : start + _CHUNK])
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._conn.execute(
+                        f"SELECT text_sha256, vector FROM embeddings WHERE namespace = ? AND text_sha256 IN ({marks})",
+                        [self.namespace, *chunk],
+                    ).fetchall()
+                    found.update((bytes(k), self._decode(v)) for k, v in rows)
+        except sqlite3.Error as exc:
+            raise self._error("cannot be read", exc) from exc
+        return found
+
+    def _decode(self, blob: bytes) -> np.ndarray:
+        if len(blob) != 4 * self.dim:
+            raise StoreError(
+                f"embedding cache {self.path} holds a {len(blob)}-byte vector, expected {4 * self.dim}",
+                hint=f"delete {self.path}; it only holds cached vectors",
+            )
+        return np.frombuffer(blob, dtype=np.float32)
+
+    def put_many(self, items: dict[bytes, np.ndarray]) -> None:
+        """Store vectors in one transaction; a text already cached keeps its first vector."""
+        rows = [
+            (self.namespace, k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items.items()
+        ]
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._error("cannot be written", exc) from exc
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE namespace = ?", [self.namespace]
+            ).fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()

@@ -173,3 +173,25 @@ def test_metrics_count_requests_and_decisions(client, test_queries) -> None:
     assert "flowfront_decision_seconds_count" in text and "flowfront_execution_seconds_count" in text
     assert 'flowfront_chosen_candidates_total{candidate="' in text
     assert 'flowfront_router_lookups_total{result="memo"}' in text
+
+
+def test_replay_serving_never_imports_litellm_or_torch(trained, workflows_dir, test_queries) -> None:
+    """Start-up and a routed request on replay stay off litellm (~4 s import) and torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fastapi.testclient import TestClient\n"
+        "from service.app import create_app\n"
+        "from service.config import ServiceSettings\n"
+        f"config = ServiceSettings(workdir=Path({str(trained.workdir)!r}), data_dir=Path({str(trained.data_dir)!r}))\n"
+        f"with TestClient(create_app(config, Path({str(workflows_dir)!r}))) as c:\n"
+        f"    r = c.post('/v1/workflows/{BENCH}/run', json={{'query': {test_queries[0]!r}}})\n"
+        "    assert r.status_code == 200, r.text\n"
+        "print(sorted(m for m in ('litellm', 'torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

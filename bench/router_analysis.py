@@ -6,6 +6,8 @@ Three analyses per built-in benchmark, none of which looks at a test outcome:
   utility over the lambda sweep (3 folds of 80/20 of the train split);
 * ``learning_curve``: the frontier router, static selection and kNN fitted on 25%, 50% and 100%
   of 80% of the train split, scored on the fixed remaining 20% (3 seeds);
+* ``knn_blend``: choosing by α·(router's accuracy estimate) + (1 − α)·(kNN's), α in 0..1, on the
+  same held-out 20% (3 seeds): does kNN know something the router misses?
 * ``task_mix``: the share of each task in the train and the test split (query counts only).
 
 Needs `flowfront run` (or profile + compile of both benchmarks) in the work folder.
@@ -29,6 +31,7 @@ from router.train import TrainingData, expected_utility, load_data, make_router
 BENCHMARKS = ("qa-cascade", "model-route")
 SEEDS = (0, 1, 2)
 FRACTIONS = (0.25, 0.5, 1.0)
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _utility(router, data: TrainingData, rows: np.ndarray) -> float:
@@ -71,6 +74,29 @@ def learning_curve(data: TrainingData) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def knn_blend(data: TrainingData) -> dict[str, list[float]]:
+    from compile.select import Preference, select
+
+    ex = data.frontier.execution
+    out: dict[str, list[float]] = {}
+    for seed in SEEDS:
+        held, rest = _split(len(data.train.query_ids), seed)
+        fit = np.sort(rest)
+        pred = {name: make_router(name, seed=seed, execution=ex).fit(data.X_train[fit], data.train.rows(fit))
+                .predict(data.X_train[held]) for name in ("frontier", "knn")}
+        Y, rows = data.train.rows(held), np.arange(len(held))
+        norm_latency = data.scale.normalise_latency(Y.latency(ex))
+        for alpha in ALPHAS:
+            acc = alpha * pred["frontier"].accuracy + (1 - alpha) * pred["knn"].accuracy
+            utility = np.mean([
+                np.mean(Y.correct[rows, idx] - lam * norm_latency[rows, idx])
+                for lam in data.lambdas
+                for idx in [select(acc, pred["frontier"].latency_s, pred["frontier"].cost_usd,
+                                   Preference(lambda_=float(lam)), data.scale).index]])
+            out.setdefault(f"{alpha:.2f}", []).append(float(utility))
+    return out
+
+
 def task_mix(settings: Settings, name: str) -> dict[str, dict[str, float]]:
     from flowfront.benchmarks import load_benchmark
     from flowfront.runtime import benchmark_queries, open_store, prepare_data
@@ -98,6 +124,7 @@ def main() -> None:
             "groups_cv_utility": groups(data),
             "learning_curve_utility": curve,
             "frontier_minus_static": {f: float(np.mean(v["frontier"]) - np.mean(v["static"])) for f, v in curve.items()},
+            "knn_blend_utility": knn_blend(data),
             "task_mix": task_mix(settings, name),
         }
         print(name, {f: round(d, 4) for f, d in result[name]["frontier_minus_static"].items()}, flush=True)

@@ -22,7 +22,7 @@ def server(trained, workflows_dir, tmp_path_factory):
 def test_openai_client_gets_answers_routed_as_the_router_predicts(server, router, test_queries) -> None:
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{server.base}/v1", api_key="not-needed-on-loopback", max_retries=0)
+    client = OpenAI(base_url=f"{server.base}/v1", api_key="unused", max_retries=0)  # loopback needs no key
     low, high = Preference(lambda_=0.0), Preference(lambda_=5.0)
     differing = 0
     for query in test_queries[:6]:

@@ -10,17 +10,19 @@ in ``queries``.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from flowfront.errors import StoreError
+from flowfront.redact import Redactor
 
 SCHEMA_VERSION = 1
 
@@ -54,6 +56,7 @@ CREATE TABLE IF NOT EXISTS queries (
     reference TEXT,
     PRIMARY KEY (source, query_id)
 );
+CREATE TABLE IF NOT EXISTS intents (prompt_key TEXT PRIMARY KEY, model TEXT NOT NULL, budget INTEGER, started_at REAL NOT NULL, pid INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS imports (source TEXT PRIMARY KEY, data_hash TEXT NOT NULL, summary TEXT NOT NULL, created_at REAL NOT NULL);
 """
 
@@ -109,11 +112,28 @@ def _trace(row: tuple) -> Trace:
     return Trace(*values)
 
 
-class TraceStore:
-    """A thread-safe handle on one SQLite trace store."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    def __init__(self, path: Path) -> None:
+
+class TraceStore:
+    """A thread-safe handle on one SQLite trace store.
+
+    Every row is scrubbed on its way in (``redactor``, by default the environment's secrets and
+    the common key shapes): a query or a provider error that carries a key never reaches disk.
+    Keys and prompt keys are computed by the caller from the unscrubbed call, so replay lookups
+    are unaffected.
+    """
+
+    def __init__(self, path: Path, *, redactor: Redactor | None = None) -> None:
         self.path = Path(path)
+        self.redactor = redactor if redactor is not None else Redactor.from_environment()
         self._lock = threading.Lock()
         self._conn = self._open()
 
@@ -156,16 +176,62 @@ class TraceStore:
         self.put_many([trace])
 
     def put_many(self, traces: Iterable[Trace]) -> int:
-        rows = [t.row() for t in traces]
+        rows = [self._scrubbed(t).row() for t in traces]
         with self._lock:
             self._conn.executemany(f"INSERT OR REPLACE INTO traces ({_COLUMNS}) VALUES ({','.join('?' * 15)})", rows)
             self._conn.commit()
         return len(rows)
 
+    def _scrubbed(self, t: Trace) -> Trace:
+        scrub = self.redactor.scrub
+        request = self.redactor.scrub_obj(t.request)
+        response = scrub(t.response) if t.response is not None else None
+        error = scrub(t.error) if t.error is not None else None
+        if request == t.request and response == t.response and error == t.error:
+            return t
+        return replace(t, request=request, response=response, error=error)
+
     def get(self, key: str) -> Trace | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {_COLUMNS} FROM traces WHERE key=?", (key,)).fetchone()
         return _trace(row) if row else None
+
+    def by_prompt(self, prompt_key: str) -> list[Trace]:
+        """Every record of one prompt (all budgets it was called with)."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM traces WHERE prompt_key=?", (prompt_key,)).fetchall()
+        return [_trace(r) for r in rows]
+
+    # -- intents: live calls in flight ---------------------------------------------------------------
+    def begin_intent(self, prompt_key: str, model: str, budget: int | None) -> None:
+        """Say a live call is about to be made; removed when its trace is written. What is left
+        after a crash names the calls that were in flight (made again on resume: no result)."""
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO intents VALUES (?,?,?,?,?)",
+                               (prompt_key, model, budget, time.time(), os.getpid()))
+            self._conn.commit()
+
+    def end_intent(self, prompt_key: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM intents WHERE prompt_key=?", (prompt_key,))
+            self._conn.commit()
+
+    def put_ending_intent(self, trace: Trace) -> None:
+        """Write a live call's trace and drop its intent in one transaction."""
+        row = self._scrubbed(trace).row()
+        with self._lock:
+            self._conn.execute(f"INSERT OR REPLACE INTO traces ({_COLUMNS}) VALUES ({','.join('?' * 15)})", row)
+            self._conn.execute("DELETE FROM intents WHERE prompt_key=?", (trace.prompt_key,))
+            self._conn.commit()
+
+    def stale_intents(self) -> list[tuple[str, str, int | None, float]]:
+        """Intents left by a run that died mid-call: (prompt key, model, budget, started at).
+
+        Intents of processes still running (another run sharing the store) are not stale.
+        """
+        with self._lock:
+            rows = self._conn.execute("SELECT prompt_key, model, budget, started_at, pid FROM intents").fetchall()
+        return [row[:4] for row in rows if not _pid_alive(row[4])]
 
     def count(self, source: str | None = None) -> int:
         sql, args = ("SELECT COUNT(*) FROM traces", ()) if source is None else (

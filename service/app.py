@@ -19,12 +19,12 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from flowfront.errors import SpecError
+from flowfront.redact import Redactor, install_redaction, uninstall_redaction
 from flowfront.settings import Settings
 from service.config import ServiceSettings
 from service.errors import install_handlers
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
-from service.redact import Redactor, install_log_filter
 from service.routes import openai as openai_routes
 from service.routes import ops, workflows
 from service.state import Shared, load_state
@@ -32,7 +32,6 @@ from service.state import Shared, load_state
 __all__ = ["create_app", "service_settings"]
 
 log = logging.getLogger("flowfront.service")
-_SCRUBBED_LOGGERS = ("flowfront.service", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def service_settings(settings: Settings | None = None) -> ServiceSettings:
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        filters = install_log_filter(redactor, _SCRUBBED_LOGGERS)
+        wrapped = install_redaction(redactor)  # uvicorn's handlers exist by now; every line they render is scrubbed
         shared = await asyncio.to_thread(Shared, config, metrics, redactor)
         try:
             await shared.writer.start()
@@ -67,8 +66,7 @@ def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
             yield
         finally:
             await _shutdown(app, shared)
-            for logger, flt in filters:
-                logger.removeFilter(flt)
+            uninstall_redaction(wrapped)
 
     app = FastAPI(title="flowfront", version="1",
                   description="Per-query routing over a compiled frontier of workflow configurations.",

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowfront.redact import Redactor
 from flowfront.store import Trace, TraceStore
 from service.calls import CallEvent
 from service.metrics import Metrics
-from service.redact import Redactor
 
 __all__ = ["TraceWriter", "served_traces"]
 

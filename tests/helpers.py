@@ -89,3 +89,71 @@ def compiled_code_budget(settings: Settings, work: Path) -> Settings:
     profile_job(settings, "code-budget", progress=False)
     compile_job(settings, "code-budget", mode="correlated")
     return settings
+
+
+def fake_key() -> str:
+    """A provider-key-shaped secret, assembled at run time so secret scanners do not flag the tree."""
+    return "sk-" + "proj-" + "Zq7" * 4 + "x9T" * 5 + "fake"
+
+
+@contextmanager
+def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: bool = True, answer: str = "A"):
+    """An OpenAI-compatible provider on loopback. ``GET /models`` lists ``models``; a chat call
+    answers ``status``: 401 echoes the caller's bearer token the way OpenAI's error does, 200
+    answers ``answer``. Yields (base URL, list of received request bodies)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output clean
+            return
+
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+            seen.append(body)
+            token = self.headers.get("authorization", "")
+            if status == 401:
+                shown = token if echo_key else "***"
+                self._send(401, {"error": {"message": f"Incorrect API key provided: {shown}. You can find your key "
+                                           "at your provider's dashboard.", "type": "invalid_request_error",
+                                           "code": "invalid_api_key"}})
+                return
+            if status != 200:
+                self._send(status, {"error": {"message": "unavailable", "type": "server_error"}})
+                return
+            self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": answer}}],
+                             "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def grep_tree(folder: Path, needle: str) -> list[str]:
+    """Files under ``folder`` (SQLite WAL files included) whose bytes contain ``needle``."""
+    hits = []
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and needle.encode() in path.read_bytes():
+            hits.append(str(path))
+    return hits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sqlite3
 import threading
@@ -15,11 +16,11 @@ import pytest
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.faults import FaultInjectingBackend
 from flowfront.errors import BackendError, SpecError
+from flowfront.redact import Redactor, install_redaction, uninstall_redaction
 from service.batcher import MicroBatcher
 from service.breaker import BreakerBoard
 from service.calls import CallEvent
 from service.metrics import Metrics
-from service.redact import Redactor, install_log_filter
 from service.tracing import TraceWriter
 
 DONE = Completion(text="B", prompt_tokens=10, completion_tokens=1, latency_s=0.2, cost_usd=1e-4, latency_source="recorded")
@@ -115,7 +116,7 @@ async def test_fault_injection_fails_and_hangs_named_models_only() -> None:
         FaultInjectingBackend(inner, fail_models={"x"}, hang_models={"x"})
 
 
-def test_redactor_masks_environment_secrets_and_key_shapes(caplog) -> None:
+def test_redactor_masks_environment_secrets_and_key_shapes() -> None:
     # Fake keys, assembled here so secret scanners do not mistake the test for a leak.
     fake_openai, fake_other = "sk-" + "proj-abcdefghijklmnop1234", "sk-" + "otherkey0123456789abcd"
     env = {"OPENAI_API_KEY": fake_openai, "HOME": "/root", "MY_TOKEN": "tok-0123456789", "SHORT_KEY": "abc"}
@@ -126,12 +127,17 @@ def test_redactor_masks_environment_secrets_and_key_shapes(caplog) -> None:
     assert out.endswith("at /root abc")  # ordinary values and too-short ones stay
     assert red.scrub_obj({"a": ["tok-0123456789", 3]}) == {"a": ["[redacted]", 3]}
     logger = logging.getLogger("flowfront.test-redact")
-    installed = install_log_filter(red, ["flowfront.test-redact"])
-    with caplog.at_level(logging.INFO, logger="flowfront.test-redact"):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    changed = install_redaction(red)
+    try:
         logger.info("key %s in %s", "tok-0123456789", "place")
-    for log, flt in installed:
-        log.removeFilter(flt)
-    assert "tok-0123456789" not in caplog.text and "key [redacted] in place" in caplog.text
+    finally:
+        uninstall_redaction(changed)
+        logger.removeHandler(handler)
+    assert "tok-0123456789" not in stream.getvalue() and "key [redacted] in place" in stream.getvalue()
 
 
 async def test_trace_writer_batches_and_flushes_everything_on_close(tmp_path: Path) -> None:

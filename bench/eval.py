@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from bench._common import write_result
-from flowfront.pipeline import DEFAULT_BENCHMARKS, run_main
+from flowfront.cli.pipeline import DEFAULT_BENCHMARKS, run_main
 from flowfront.settings import Settings
 
 

@@ -12,25 +12,37 @@ from typing import Annotated
 
 import orjson
 import typer
+from typer.exceptions import TyperException
 
+from flowfront.cli._common import ApiBase, DataDir, Workdir, echo_json, make_settings
+from flowfront.cli.live import models_app, record
+from flowfront.cli.select import frontier, select
 from flowfront.errors import FlowfrontError, SpecError
-from flowfront.settings import Settings, prepare_environment
+from flowfront.redact import Redactor
+from flowfront.settings import prepare_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compile, route and serve structured LLM workflows.")
 data_app = typer.Typer(no_args_is_help=True, help="Import recorded outcomes into the trace store.")
 app.add_typer(data_app, name="data")
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="recorded data (default ../shared/data)")]
-Workdir = Annotated[Path | None, typer.Option("--workdir", help="trace store and artifacts (default ./runs)")]
-
-
-def make_settings(data_dir: Path | None = None, workdir: Path | None = None, **extra: object) -> Settings:
-    overrides = {k: v for k, v in {"data_dir": data_dir, "workdir": workdir, **extra}.items() if v is not None}
-    return Settings(**overrides)
+app.add_typer(models_app, name="models")
+app.command()(record)
+app.command()(frontier)
+app.command()(select)
 
 
-def _echo_json(obj: object) -> None:
-    typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"flowfront {version('flowfront')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Compile, route and serve structured LLM workflows."""
+_echo_json = echo_json
 
 
 @app.command()
@@ -207,28 +219,36 @@ def compile_(
     max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
     knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,
     near_front: Annotated[float, typer.Option(min=0.0, help="also keep configurations within this much accuracy "
-                                              "of the front at their best trade-off (for routing; `run` uses 0.2); "
-                                              "0 keeps the strict Pareto front")] = 0.0,
+                                              "of the front at their best trade-off (for routing); 0 keeps the strict "
+                                              "Pareto front (written beside the default one)")] = 0.2,
     max_candidates: Annotated[int, typer.Option(min=1, help="cap on candidates when --near-front widens")] = 24,
+    name: Annotated[str | None, typer.Option(help="artifact name (default: `frontier` for the default search, "
+                                             "`frontier-<hash>` for any other, so it never replaces the default)")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
     """Search the design space on the proxy → frontier.json + frontier.png."""
-    from compile.jobs import compile_job
+    from compile.jobs import compile_job, frontier_name
 
     for name, value, allowed in (("objective", objective, ("latency", "cost", "both")),
                                  ("execution", execution, ("sequential", "parallel")),
                                  ("proxy", proxy, ("independent", "correlated"))):
         if value not in allowed:
             raise SpecError(f"--{name} {value!r} is not one of {list(allowed)}")
-    knob_filter = orjson.loads(knobs) if knobs else None
+    try:
+        knob_filter = orjson.loads(knobs) if knobs else None
+    except orjson.JSONDecodeError as exc:
+        raise SpecError(f"--knobs is not valid JSON ({exc})", hint='e.g. --knobs \'{"checker": ["on"]}\'') from None
     if knob_filter is not None and not isinstance(knob_filter, dict):
         raise SpecError("--knobs must be a JSON object of knob -> allowed values")
     settings = make_settings(data_dir, workdir)
+    model_list = [m.strip() for m in models.split(",")] if models else None
     path, frontier = compile_job(
         settings, benchmark, objective=objective, execution=execution, mode=proxy,
-        models=[m.strip() for m in models.split(",")] if models else None, max_budget=max_budget, knobs=knob_filter,
+        models=model_list, max_budget=max_budget, knobs=knob_filter,
         near_front=near_front, max_candidates=max_candidates,
+        out_name=name or frontier_name(objective=objective, models=model_list, max_budget=max_budget, knobs=knob_filter,
+                                       near_front=near_front, max_candidates=max_candidates),
     )
     typer.echo(
         f"wrote {path}: {len(frontier.candidates)} candidates from {frontier.space_size:,} configurations "
@@ -309,13 +329,15 @@ def serve(
     workflows: Annotated[Path, typer.Option(help="folder of workflow YAMLs to serve")] = Path("configs/workflows"),
     host: Annotated[str, typer.Option(help="bind address; anything but loopback needs FLOWFRONT_API_KEYS")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    backend: Annotated[str | None, typer.Option(help="replay | litellm (default: FLOWFRONT_BACKEND or replay)")] = None,
+    api_base: ApiBase = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
     """Serve the compiled workflows over HTTP (OpenAI-compatible chat completions included)."""
     from service.server import serve as serve_app
 
-    serve_app(make_settings(data_dir, workdir), workflows, host, port)
+    serve_app(make_settings(data_dir, workdir, backend=backend, api_base=api_base), workflows, host, port)
 
 
 @app.command()
@@ -325,14 +347,32 @@ def run(
     benchmarks: Annotated[str | None, typer.Option(help="comma-separated built-in benchmarks "
                                                    "(default: qa-cascade,model-route)")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy in the evaluation")] = 3,
+    backend: Annotated[str | None, typer.Option(help="replay (default: recorded data) | litellm (live models)")] = None,
+    api_base: ApiBase = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N queries of each split")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
     """The main job: import, profile, compile, validate, train, eval and report."""
-    from flowfront.pipeline import DEFAULT_BENCHMARKS, run_main
+    from flowfront.cli.pipeline import DEFAULT_BENCHMARKS, run_main
 
     names = tuple(b.strip() for b in benchmarks.split(",") if b.strip()) if benchmarks else DEFAULT_BENCHMARKS
-    run_main(make_settings(data_dir, workdir), names, outcomes=outcomes, seeds=seeds)
+    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit)
+    run_main(settings, names, outcomes=outcomes, seeds=seeds)
+
+
+def _setup_logging() -> Redactor:
+    """One root handler on stderr whose every rendered line is scrubbed of secrets; libraries
+    (litellm) route their records through it, so no key reaches the terminal or a log file."""
+    import logging
+
+    from flowfront.redact import install_redaction
+
+    redactor = Redactor.from_environment()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_redaction(redactor)
+    return redactor
 
 
 def main() -> None:
@@ -340,20 +380,24 @@ def main() -> None:
     import click
 
     prepare_environment()
+    redactor = _setup_logging()
     try:
         app(standalone_mode=False)
     except FlowfrontError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {redactor.scrub(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except (click.ClickException, TyperException) as exc:
+        # typer >= 0.20 raises its own bundled click's exceptions; both are usage errors
+        typer.echo(f"error: {redactor.scrub(exc.format_message())} (see `flowfront --help`)", err=True)
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    except Exception:  # a bug: show its traceback, scrubbed, since the terminal may be logged
+        import traceback
+
+        typer.echo(redactor.scrub(traceback.format_exc()), err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

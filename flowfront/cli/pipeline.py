@@ -39,19 +39,12 @@ class _Stages:
 
 
 def _reference(settings: Settings, bench: Benchmark):
-    from flowfront.runtime import (
-        benchmark_queries,
-        execute,
-        load_cards,
-        make_backend,
-        open_store,
-        prepare_data,
-    )
+    from flowfront.runtime import benchmark_backend, benchmark_queries, execute, open_store, prepare_data
 
     with open_store(settings) as store:
         data = prepare_data(bench, store, settings)
         queries = benchmark_queries(bench, store, data, "test")
-        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        backend = benchmark_backend(bench, store, settings)
         return execute(bench, bench.default_config, queries, backend, settings)
 
 
@@ -117,7 +110,8 @@ def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *,
 def _print_summary(rows: list[dict]) -> None:
     from eval.report import headline
 
-    table = Table(title="flowfront run (replay; every latency is modeled from configs/models)")
+    sources = sorted({r["results"]["latency_source"].split(" ")[0] for r in rows})
+    table = Table(title=f"flowfront run (latency: {', '.join(sources)}; see report.md)")
     columns = ("benchmark", "test n", "space", "frontier", "Spearman acc", "router EU [95% CI]", "static EU",
                "full-space EU", "router − static [95% CI]", "wall (s)")
     for col in columns:

@@ -1,0 +1,3 @@
+from flowfront.cli import main
+
+main()

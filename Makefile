@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test bench lint clean venv
+.PHONY: run test bench lint clean venv live live-deps record
 
 venv: $(STAMP)
 
@@ -29,6 +29,20 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Live models: build/install llama-cpp-python's server once (cached wheel), install and verify every
+# local model's weights, and serve them on loopback (`flowfront models stop` ends them).
+live: $(STAMP)
+	FLOWFRONT_LIVE_MODELS="smollm2-135m-instruct qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct" bash scripts/live-deps.sh
+	$(BIN)/flowfront models serve --detach
+
+live-deps: $(STAMP)
+	bash scripts/live-deps.sh
+
+# Record the live benchmarks again (hours on 2 cores; resumable: rerun to continue).
+record: live
+	$(BIN)/flowfront record live-math --workdir $(HOME)/.cache/flowfront/record
+	$(BIN)/flowfront record live-code --workdir $(HOME)/.cache/flowfront/record
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -36,7 +36,9 @@ class _Artifact(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def content_hash(self) -> str:
-        payload = self.model_dump(mode="json", exclude={"created_at", "packages"})
+        # Of what the artifact says, not when or how fast it was made: identical inputs give
+        # identical hashes, so recompiling them never invalidates a router trained on the result.
+        payload = self.model_dump(mode="json", exclude={"created_at", "packages", "search_seconds"})
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

@@ -6,13 +6,23 @@ artifact next to it; ``compile`` never modifies the profiles it reads.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from compile.artifact import Candidate, Estimates, Frontier, Profiles, load, package_versions, save
 from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.errors import CompileError
-from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
+from flowfront.runtime import (
+    backend_name,
+    benchmark_queries,
+    load_cards,
+    make_backend,
+    open_store,
+    prepare_data,
+)
 from flowfront.settings import Settings
 from flowfront.space import Configuration
 
@@ -30,9 +40,9 @@ def profile_job(
 
     bench = load_benchmark(benchmark, settings.configs_dir)
     with open_store(settings) as store:
-        data = prepare_data(bench, store, settings)
+        name = backend or backend_name(bench, settings)
+        data = prepare_data(bench, store, settings, live=name == "litellm")
         queries = benchmark_queries(bench, store, data, "train")
-        name = backend or ("litellm" if bench.spec.backend == "litellm" else settings.backend)
         be = make_backend(name, store, load_cards(settings), settings, models=bench.workflow.all_models(),
                           api_base=api_base)
         profiles = run_profile(
@@ -44,17 +54,19 @@ def profile_job(
     return save(profiles, artifact_dir(settings, bench) / "profiles.json")
 
 
-def compile_job(
-    settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: str = "parallel",
+def compile_frontier(
+    bench: Benchmark, profiles: Profiles, *, objective: str = "latency", execution: str = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
-    knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
-    near_front: float = 0.0, max_candidates: int = 24,
-) -> tuple[Path, Frontier]:
-    """Search the proxy frontier and write it. ``near_front`` > 0 adds configurations within that
-    much accuracy of the front at their most favourable trade-off (``compile.search.near_front``),
-    fewest regret first, while the frontier has fewer than ``max_candidates``; train CV chose
-    ``compile.search.NEAR_FRONT`` for routing (docs/router.md). 0 keeps the strict Pareto front."""
-    from compile.plots import plot_frontier
+    knobs: dict[str, list[Any]] | None = None, seed: int = 0, near_front: float = 0.0, max_candidates: int = 24,
+) -> tuple[Frontier, Any]:
+    """Search the design space on the proxy and return a new :class:`Frontier` (and the search's
+    sample of evaluated points, for plots). Pure: reads nothing from disk, leaves ``profiles`` as
+    they are. ``near_front`` > 0 adds configurations within that much accuracy of the front at
+    their most favourable trade-off (``compile.search.near_front``), fewest regret first, while
+    the frontier has fewer than ``max_candidates``; 0 keeps the strict Pareto front.
+
+    >>> # frontier, _ = compile_frontier(load_benchmark("qa-cascade"), profiles, near_front=0.2)
+    """
     from compile.proxy import Proxy
     from compile.search import near_front as widen
     from compile.search import search
@@ -62,9 +74,6 @@ def compile_job(
     if near_front < 0 or max_candidates < 1:
         raise CompileError(f"near_front={near_front} and max_candidates={max_candidates} are out of range",
                            hint="use near_front >= 0 (accuracy points, e.g. 0.05) and max_candidates >= 1")
-    bench = load_benchmark(benchmark, settings.configs_dir)
-    folder = artifact_dir(settings, bench)
-    profiles = load(Profiles, folder / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
     _check_models(bench, models)
     proxy = Proxy(bench.workflow, profiles, mode=mode, models=models, max_budget=max_budget, knobs=knobs)
     result = search(proxy, objective=objective, execution=execution, seed=seed)
@@ -86,10 +95,45 @@ def compile_job(
         n_evaluated=result.n_evaluated, search_seconds=result.seconds, candidates=candidates,
         packages=package_versions(),
     )
-    path = save(frontier, folder / f"{out_name}.json")
+    return frontier, result.sample
+
+
+def frontier_name(*, objective: str = "latency", models: list[str] | None = None, max_budget: int | None = None,
+                  knobs: dict | None = None, near_front: float | None = None, max_candidates: int | None = None) -> str:
+    """``frontier`` for the default search (the one `run`, `train` and `serve` use); a compile with
+    other filters or widening writes beside it, never over it."""
+    from compile.search import MAX_CANDIDATES, NEAR_FRONT
+
+    filters = {"objective": objective, "models": models, "max_budget": max_budget, "knobs": knobs,
+               "near_front": NEAR_FRONT if near_front is None else near_front,
+               "max_candidates": MAX_CANDIDATES if max_candidates is None else max_candidates}
+    if filters == {"objective": "latency", "models": None, "max_budget": None, "knobs": None,
+                   "near_front": NEAR_FRONT, "max_candidates": MAX_CANDIDATES}:
+        return "frontier"
+    digest = hashlib.sha256(orjson.dumps(filters, option=orjson.OPT_SORT_KEYS)).hexdigest()[:8]
+    return f"frontier-{digest}"
+
+
+def compile_job(
+    settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: str = "parallel",
+    mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
+    knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
+    near_front: float = 0.0, max_candidates: int = 24,
+) -> tuple[Path, Frontier]:
+    """Load the profiles, compile (:func:`compile_frontier`), write ``<out_name>.json`` + ``.png``."""
+    from compile.plots import plot_frontier
+
+    bench = load_benchmark(benchmark, settings.configs_dir)
+    folder = artifact_dir(settings, bench)
+    profiles = load(Profiles, folder / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
+    frontier, sample = compile_frontier(bench, profiles, objective=objective, execution=execution, mode=mode,
+                                        models=models, max_budget=max_budget, knobs=knobs, seed=seed,
+                                        near_front=near_front, max_candidates=max_candidates)
+    name = out_name
+    path = save(frontier, folder / f"{name}.json")
     x_key = "cost_usd" if objective == "cost" else f"latency_{execution}_s"
-    plot_frontier(result.sample, [c.estimates.model_dump() for c in candidates], x_key, folder / f"{out_name}.png",
-                  f"{bench.name}: {len(candidates)} of {result.space_size:,} configurations ({mode} proxy)")
+    plot_frontier(sample, [c.estimates.model_dump() for c in frontier.candidates], x_key, folder / f"{name}.png",
+                  f"{bench.name}: {len(frontier.candidates)} of {frontier.space_size:,} configurations ({mode} proxy)")
     return path, frontier
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles, package_versions
 from flowfront.backends.base import Backend, CallRequest
 from flowfront.benchmarks import Benchmark, grade
-from flowfront.errors import BackendError, CompileError
+from flowfront.errors import BackendError, CompileError, SpecError
 from flowfront.executor import Executor, Query, completion_value
 from flowfront.parsers import PARSERS, normalize_text
 from flowfront.space import Configuration, node_choices, resolve
@@ -79,19 +79,41 @@ def _group_key(node: LLMNode) -> tuple:
 async def _reference_inputs(
     bench: Benchmark, backend: Backend, reference: Configuration, queries: Sequence[Query], concurrency: int
 ) -> tuple[dict[str, dict[str, _Input]], int]:
-    """Per node, the distinct inputs of its calls on reference runs that ended correct."""
+    """Per node, the distinct inputs of its calls: on every reference run where the call carries a
+    recorded grade (the grade measures the node itself, so no filter is needed and none biases
+    it), else on the runs that ended correct (FlowCompile's induced dataset: the reference's
+    answer is then taken as right)."""
     executor = Executor(bench.workflow, backend, concurrency=concurrency, keep_requests=True)
     results = await executor.run_batch(resolve(bench.workflow, reference), queries)
     induced: dict[str, dict[str, _Input]] = {n: {} for n in bench.workflow.llm_nodes()}
     correct = 0
     for res, query in zip(results, queries, strict=True):
-        if res.error is not None or grade(res, query, bench.spec.match) < 0.5:
+        if res.error is not None:
             continue
-        correct += 1
+        right = grade(res, query, bench.spec.match) >= 0.5
+        correct += right
         for call in res.calls:
-            key = CallRequest(model="", messages=call.request.messages).prompt_key
-            induced[call.node].setdefault(key, _Input(call.request.messages, call.answer))
+            if right or call.score is not None:
+                key = CallRequest(model="", messages=call.request.messages).prompt_key
+                induced[call.node].setdefault(key, _Input(call.request.messages, call.answer))
     return induced, correct
+
+
+def _fallback_references(bench: Benchmark, induced: dict, reference: Configuration, limit: int = 16):
+    """Configurations to try, one at a time while some node has no inputs: a seeded spread over the space."""
+    from flowfront.space import all_configurations
+
+    try:
+        pool = all_configurations(bench.workflow, limit=20_000)
+    except SpecError:  # a space too large to list has no fallback: the error below says what to do
+        return
+    rng = random.Random(0)
+    rng.shuffle(pool)
+    for config in pool[:limit]:
+        if all(induced.values()):
+            return
+        if config.key() != reference.key():
+            yield config
 
 
 def _answer_key(answer: object) -> str | None:
@@ -115,7 +137,7 @@ async def _measure_group(
     async def one(i: int, j: int) -> None:
         choice = choices[j]
         sem = limits.setdefault(choice.model, asyncio.Semaphore(backend.concurrency(choice.model) or concurrency))
-        request = CallRequest(choice.model, inputs[i].messages, choice.budget, node.sampling)
+        request = CallRequest(choice.model, inputs[i].messages, choice.budget, node.sampling, budgets=tuple(node.budgets))
         async with sem:
             done = await backend.complete(request)
         value = completion_value(parse, done)
@@ -189,6 +211,13 @@ async def profile_async(
     judge: Judge | None = None,
 ) -> tuple[dict[str, NodeProfile], dict[str, GroupProfile], int]:
     induced, n_correct = await _reference_inputs(bench, backend, reference, queries, concurrency)
+    for extra in _fallback_references(bench, induced, reference):
+        # A node the reference never reaches (a refine step its verifier never triggers) is
+        # profiled on the inputs it gets under configurations that do reach it.
+        more, _ = await _reference_inputs(bench, backend, extra, queries, concurrency)
+        for name, inputs in more.items():
+            if not induced[name]:
+                induced[name] = inputs
     if n_correct == 0:
         raise CompileError(
             "no reference run ended correct, so no node has an induced dataset",

@@ -77,6 +77,9 @@ class _Est:
     # the calls this value's correctness needs, each once: a diamond (two branches reading one
     # upstream call, joined downstream) must not count the shared call's success twice
     closure: dict[int, np.ndarray] | None = None
+    # a check whose failure a downstream call reads as feedback (test -> repair): the repair's
+    # success does not need the code it repairs to have been right
+    feedback: bool = False
 
     def factors(self) -> dict[int, np.ndarray]:
         return self.closure if self.closure is not None else {id(self): self.p}
@@ -268,10 +271,11 @@ class Proxy:
         arr = self._arrays[name]
         own = arr["acc"][c]
         closure: dict[int, np.ndarray] = {}
+        failed = cond[0].inputs if cond is not None and cond[0] is not None and cond[0].feedback and cond[1] is False else ()
         for upstream in node.upstream():  # product of success over the calls this one reads
             value = ctx.env.get(upstream)
             for v in value if isinstance(value, list) else [value]:
-                if isinstance(v, _Est):
+                if isinstance(v, _Est) and not any(v is f for f in failed):
                     closure.update(v.factors())
         ctx.cost += gate * arr["cost"][c]
         est = _Est(p=own, ran=gate, group=self.profiles.nodes[name].group, choice=c, cond=cond)
@@ -303,6 +307,9 @@ class Proxy:
             return self._vote([s for s in samples if s is not None], ctx.n)
         if node.fn == "coalesce":
             return self._coalesce([v for v in values if v is not None], ctx.n)
+        if node.fn == "run_tests":  # the tests grade the code: P(pass) is the code's accuracy
+            code = values[0]
+            return _Est(p=code.p, ran=code.ran, p_true=code.p, joint_correct=code.p, inputs=(code,), feedback=True)
         if node.fn == "first_passing":  # at-least-one: right unless every sample is wrong
             samples = [s for v in values for s in (v if isinstance(v, list) else [v]) if s is not None]
             p_all_wrong = np.prod(np.stack([1 - s.p for s in samples]), axis=0)
@@ -344,7 +351,7 @@ class Proxy:
         if cond is not None and cond[0] is not None and cond[0].p_true is not None and cond[1] is False:
             agree = cond[0]  # first ran only when the agreement failed: an escalation
             if any(second is inp for inp in agree.inputs):
-                ratio = self._pair(agree.inputs[0], agree.inputs[1], "disagree_ratio")
+                ratio = self._pair(agree.inputs[0], agree.inputs[1], "disagree_ratio") if len(agree.inputs) > 1 else None
                 p_first = first.p * (ratio if ratio is not None else 1.0)
                 p = (1 - agree.p_true) * np.clip(p_first, 0, 1) + agree.joint_correct
                 return _Est(p=np.clip(p, 0, 1), ran=second.ran)

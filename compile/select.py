@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowfront.errors import InfeasibleError, RoutingError
 
-__all__ = ["Preference", "Scale", "SelectionResult", "lambda_sweep", "select"]
+__all__ = ["Preference", "Scale", "SelectionResult", "frontier_estimates", "lambda_sweep", "select", "select_static"]
 
 Objective = Literal["latency", "cost"]
 _LIMIT_FIELDS = ("max_latency_s", "max_cost_usd", "min_accuracy")
@@ -394,3 +394,26 @@ def _geometric_fill(anchors: np.ndarray, m: int) -> np.ndarray:
     log_a = np.log(anchors)
     fill = np.exp(log_a[gap] + step / (counts[gap] + 1) * (log_a[gap + 1] - log_a[gap]))
     return np.sort(np.concatenate([anchors, fill]))
+
+
+def frontier_estimates(frontier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The proxy's (accuracy, latency under the frontier's execution model, cost) per candidate:
+    what static selection chooses on, in the service and the CLI alike."""
+    est = [c.estimates for c in frontier.candidates]
+    return (np.array([e.accuracy for e in est]),
+            np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est]),
+            np.array([e.cost_usd for e in est]))
+
+
+def select_static(frontier, pref: Preference) -> tuple[int, int | None, bool]:
+    """Static selection on a frontier: (chosen index, runner-up index or None, feasible)."""
+    acc, lat, cost = frontier_estimates(frontier)
+    scale = Scale.from_estimates(lat, cost)
+    picked = select(acc, lat, cost, pref, scale)
+    index = int(picked.index)
+    others = np.flatnonzero(np.arange(len(acc)) != index)
+    runner = None
+    if len(others):
+        rest = select(acc[others], lat[others], cost[others], pref.model_copy(update={"on_infeasible": "nearest"}), scale)
+        runner = int(others[int(rest.index)])
+    return index, runner, bool(picked.feasible)

@@ -20,7 +20,7 @@ from compile.proxy import Proxy
 from compile.search import sample_configurations
 from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.errors import CompileError
-from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
+from flowfront.runtime import benchmark_backend, benchmark_queries, execute, open_store, prepare_data
 from flowfront.settings import Settings
 from flowfront.space import Configuration
 
@@ -69,10 +69,9 @@ def validate_job(
 
 
 def _measure(bench, settings: Settings, configs: list[dict], split: str) -> list[dict]:
-    cards = load_cards(settings)
     with open_store(settings) as store:
         queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), split)
-        backend = make_backend("replay", store, cards, settings, models=bench.workflow.all_models())
+        backend = benchmark_backend(bench, store, settings)
         return [execute(bench, Configuration.parse(c), queries, backend, settings).summary.as_dict() for c in configs]
 
 

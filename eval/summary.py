@@ -165,6 +165,10 @@ def _comparisons(name: str, pq: dict[str, dict[str, np.ndarray]], W: np.ndarray,
 
 
 def _latency_source(bench) -> str:
+    if bench.spec.backend == "litellm":
+        return "measured"  # live calls, timed as they ran
+    if bench.spec.recording is not None:
+        return "recorded"  # wall time of each live call when it was recorded (a cut: its last token's arrival)
     if bench.spec.data.source in ("routerbench", "llmrouter"):
         return "modeled"  # neither dataset records latency: configs/models/*.yaml supplies it
     return "recorded where the data has latency_s, modeled from configs/models/*.yaml otherwise"

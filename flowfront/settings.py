@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowfront.errors import DataError
@@ -36,8 +36,19 @@ class Settings(BaseSettings):
     call_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
     default_concurrency: int = Field(default=16, ge=1, description="per-model in-flight call limit")
+    api_base: str | None = Field(default=None, description="one OpenAI-compatible base URL for every model "
+                                 "(default: each model's own: a local server from `flowfront models serve`, "
+                                 "the card's api_base, or the provider's)")
+    provider_api_key: SecretStr | None = Field(default=None, description="key sent to api_base (providers' own "
+                                               "keys come from their usual variables, e.g. OPENAI_API_KEY)")
+    models_dir: Path = Field(default=Path("~/.cache/flowfront/models"), description="local GGUF weights and servers.json")
+    query_limit: int | None = Field(default=None, ge=1, description="use only the first N queries of each split "
+                                    "(a quick live run)")
+    stream_live_calls: Literal["auto", "always", "never"] = Field(
+        default="auto", description="stream live calls to record time to first token and per-token times (the "
+        "recorded latency of every smaller budget); auto: for local llama.cpp models")
 
-    @field_validator("data_dir", "workdir", "configs_dir", mode="after")
+    @field_validator("data_dir", "workdir", "configs_dir", "models_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()

@@ -167,3 +167,22 @@ def space_size(workflow: Workflow) -> int:
         slots = call_slots(workflow, knobs)
         total += math.prod(len(node_choices(llm[n])) ** c for n, c in slots.items() if c)
     return total
+
+
+def all_configurations(workflow: Workflow, *, limit: int = 5000) -> list[Configuration]:
+    """Every configuration of a small space (recording a live benchmark runs them all)."""
+    size = space_size(workflow)
+    if size > limit:
+        raise SpecError(f"workflow {workflow.name!r} has {size:,} configurations, more than {limit:,} to run one by one",
+                        hint="narrow its models or budgets for a recording")
+    llm = workflow.llm_nodes()
+    out: list[Configuration] = []
+    for knobs in knob_assignments(workflow):
+        slots = [(n, c) for n, c in call_slots(workflow, knobs).items() if c]
+        per_call = [(n, i) for n, c in slots for i in range(c)]
+        for picks in product(*(node_choices(llm[n]) for n, _ in per_call)):
+            nodes: dict[str, list[NodeSetting]] = {}
+            for (name, _), setting in zip(per_call, picks, strict=True):
+                nodes.setdefault(name, []).append(setting)
+            out.append(Configuration(nodes={n: s[0] if len(s) == 1 else s for n, s in nodes.items()}, knobs=knobs))
+    return out

@@ -92,7 +92,7 @@ class CodeNode(_Strict):
     description: str = ""
 
     def upstream(self) -> set[str]:
-        return set(self.inputs)
+        return set(self.inputs) - {"query"}  # `query`: the query itself (its text and reference)
 
 
 Node = Annotated[LLMNode | CodeNode, Field(discriminator="kind")]

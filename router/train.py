@@ -77,7 +77,7 @@ def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: 
 
 
 def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, split: str) -> OutcomeMatrix:
-    from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
+    from flowfront.runtime import benchmark_backend, benchmark_queries, open_store, prepare_data
     from router.outcomes import build_outcomes
 
     # The schema version is part of the name, so a cache from an older layout is rebuilt, not misread.
@@ -90,7 +90,7 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
         queries = benchmark_queries(bench, store, data, split)
         if not queries:
             raise RoutingError(f"the {split} split of {bench.name} is empty", hint="check the data and the split")
-        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        backend = benchmark_backend(bench, store, settings)
         matrix = build_outcomes(bench, candidates, ids, queries, backend, settings, source_hash=digest, progress=True)
     matrix.save(path)
     return matrix

@@ -24,10 +24,11 @@ import numpy as np
 import orjson
 
 from compile.artifact import Frontier, load
-from compile.select import Scale
+from compile.select import Scale, frontier_estimates
 from flowfront.backends.base import Backend, CallRequest
 from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
 from flowfront.executor import Executor
+from flowfront.redact import Redactor
 from flowfront.space import Configuration, Resolved, resolve
 from flowfront.spec import Workflow, load_workflow
 from flowfront.store import TraceStore
@@ -35,7 +36,6 @@ from service.breaker import BreakerBoard
 from service.calls import GuardedBackend
 from service.config import ServiceSettings
 from service.metrics import Metrics
-from service.redact import Redactor
 from service.routing import FeatureSource, RouterFront
 from service.tracing import TraceWriter
 
@@ -122,6 +122,12 @@ class Shared:
 
         s = self.settings
         inner = make_backend(s.backend, self.store, self.cards, s, models=models)
+        if s.backend != "replay":
+            # litellm's import takes seconds; done here (off the event loop, before /readyz says
+            # ready), never on the first live request.
+            from flowfront.backends.litellm_client import litellm_module
+
+            litellm_module()
         if isinstance(inner, ReplayBackend):
             # The first lookup builds the replay index (one SQLite scan): do it now, not on a request.
             inner.has(CallRequest(model=models[0], messages=()))
@@ -227,7 +233,13 @@ def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
             raise
         log.warning("workflow %s cannot be served: %s", workflow.name, exc)
         return WorkflowEntry(workflow, status=f"not compiled: {exc}")
-    entry = _frontier_entry(workflow, frontier, folder.name)
+    try:
+        entry = _frontier_entry(workflow, frontier, folder.name)
+    except FlowfrontError as exc:  # e.g. a candidate names a model or knob value the workflow lacks
+        if strict:
+            raise
+        log.warning("workflow %s is degraded: %s", workflow.name, exc)
+        return WorkflowEntry(workflow, status=f"degraded: its frontier cannot be served ({exc})")
     entry.executor = Executor(workflow, shared.backend(workflow.all_models()),
                               concurrency=shared.settings.default_concurrency,
                               # the guarded backend enforces call_timeout_s; this is only a backstop
@@ -263,10 +275,7 @@ def _frontier_entry(workflow: Workflow, frontier: Frontier, benchmark: str) -> W
         ids.append(c.id)
         resolved.append(r)
         models.append(frozenset(s.model for slot in r.slots.values() for s in slot))
-    est = [c.estimates for c in frontier.candidates]
-    acc = np.array([e.accuracy for e in est])
-    lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
-    cost = np.array([e.cost_usd for e in est])
+    acc, lat, cost = frontier_estimates(frontier)
     return WorkflowEntry(workflow, status="ready", benchmark=benchmark, frontier=frontier,
                          frontier_hash=frontier.content_hash(), ids=ids, resolved=resolved, models=models,
                          all_models=set().union(*models),

@@ -45,8 +45,9 @@ def _routerbench_rows(limit: int) -> tuple[list[str], list[dict[str, str]]]:
 def test_one_card_per_model_in_the_data_named_by_slug(cards):
     routerbench_models, _ = _routerbench_rows(1)
     scores = json.loads((DATA_DIR / "llmrouter" / "test_scores.json").read_text())
-    assert set(cards) == set(routerbench_models) | set(scores[0]["scores"])
-    assert len(cards) == 20
+    recorded = {n: c for n, c in cards.items() if c.local is None}  # local cards serve live benchmarks
+    assert set(recorded) == set(routerbench_models) | set(scores[0]["scores"])
+    assert len(recorded) == 20
     for path in CARDS.glob("*.yaml"):
         assert path.stem == slugify(load_model_card(path).name)
 

@@ -28,7 +28,7 @@ def live_keys(store: Path) -> set[str]:
             return set()
         rows = conn.execute("SELECT request FROM traces WHERE source='live'").fetchall()
     requests = [orjson.loads(r) for (r,) in rows]
-    return {call_key(q["model"], q["budget"], q["messages"], q["sampling"]) for q in requests}
+    return {call_key(q["model"], q["max_tokens"], q["messages"], q["sampling"]) for q in requests}
 
 
 def test_killed_run_resumes_without_repeating_calls(imported_settings, tmp_path: Path) -> None:

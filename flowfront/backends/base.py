@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from flowfront.store import call_key, prompt_key
+
+if TYPE_CHECKING:
+    from flowfront.backends.prefix import StreamTiming
 
 LatencySource = Literal["recorded", "modeled", "measured"]
 
@@ -19,6 +22,17 @@ class CallRequest:
     messages: tuple[dict, ...]
     budget: int | None = None
     sampling: dict = field(default_factory=dict)
+    # The budgets this call's node may use. A live cache calls once at the widest of them and
+    # answers the others by cutting that response (flowfront.backends.prefix); not part of the key.
+    budgets: tuple[int | None, ...] = ()
+    node: str | None = None  # which node and query the call serves: trace metadata, not part of the key
+    query_id: str | None = None
+
+    @property
+    def widest_budget(self) -> int | None:
+        """The largest budget of the node (None: unlimited), at least this call's own."""
+        pool = (*self.budgets, self.budget)
+        return None if None in pool else max(b for b in pool if b is not None)
 
     @property
     def key(self) -> str:
@@ -49,6 +63,7 @@ class Completion:
     recorded_score: float | None = None
     reference_text: str | None = None
     cached: bool = False
+    timing: StreamTiming | None = None  # per-token arrival times of a streamed live call
 
 
 class Backend(abc.ABC):

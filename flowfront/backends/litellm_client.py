@@ -12,13 +12,14 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.errors import BackendError, SpecError
 from flowfront.modelcards import ModelCard
 from flowfront.settings import Settings
-from flowfront.store import Trace, TraceStore, call_key, prompt_key
+from flowfront.tokens import count_message_tokens
 
 _REPLAY_PROVIDER = "flowfront-replay"
 _RETRYABLE = {
@@ -45,11 +46,24 @@ def litellm_module() -> Any:
         litellm.suppress_debug_info = True
         litellm.drop_params = True  # a budget knob a provider lacks is dropped, not an error
         litellm.telemetry = False
+        _route_logs_through_root()
         _lib = litellm
     return _lib
 
 
-def translate_error(exc: BaseException, model: str) -> BackendError:
+def _route_logs_through_root() -> None:
+    """litellm attaches stream handlers of its own at import; send its records to the root
+    logger's handlers instead, whose formatter redaction wraps (flowfront.redact)."""
+    import logging
+
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def translate_error(exc: BaseException, model: str, api_base: str | None = None) -> BackendError:
     """Map a litellm/provider exception onto BackendError(retryable=...)."""
     seen: BaseException | None = exc
     while seen is not None:  # litellm wraps a custom provider's own error; find it
@@ -60,6 +74,10 @@ def translate_error(exc: BaseException, model: str) -> BackendError:
     status = getattr(exc, "status_code", None)
     retryable = kind in _RETRYABLE or (isinstance(status, int) and (status == 429 or status >= 500))
     hint = _NOT_RETRYABLE_HINTS.get(kind, "retry later" if retryable else None)
+    if kind == "APIConnectionError" and api_base is not None:
+        hint = f"nothing answers at {api_base}: start the server (`flowfront models serve`) or fix --api-base"
+    if kind == "NotFoundError" and api_base is not None:
+        hint = f"the server at {api_base} does not serve {model!r}: check its model alias (GET {api_base}/models)"
     first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else kind
     return BackendError(f"{kind} from {model!r}: {first_line}", model=model, retryable=retryable, hint=hint)
 
@@ -78,7 +96,13 @@ def budget_params(card: ModelCard | None, budget: int | None) -> dict[str, Any]:
 
 
 class LiteLLMBackend(Backend):
-    """Calls providers through ``litellm.acompletion`` with retries and exponential backoff."""
+    """Calls providers through ``litellm.acompletion`` with retries and exponential backoff.
+
+    Where a model is answered: ``api_base`` (one OpenAI-compatible server for every model), else
+    the local llama.cpp server ``flowfront models serve`` recorded for it, else its card's
+    ``api_base``, else the provider's own endpoint. Live calls stream, so the trace records the
+    time to first token and when every token arrived.
+    """
 
     name = "litellm"
 
@@ -89,52 +113,118 @@ class LiteLLMBackend(Backend):
         *,
         api_base: str | None = None,
         replay: Backend | None = None,
+        models: Sequence[str] = (),
     ) -> None:
         self.cards = cards
+        self.models = list(models)
         self.settings = settings
-        self.api_base = api_base
+        self.api_base = api_base or settings.api_base
         self.replay = replay
+        self._local_bases: dict[str, str] | None = None
 
     def concurrency(self, model: str) -> int | None:
         card = self.cards.get(model)
         return getattr(card, "max_concurrency", None) if card else None
 
     def identity(self, model: str) -> str:
+        card = self.cards.get(model)
+        if card is not None and card.local is not None and self.api_base is None and self.replay is None:
+            return model  # the card pins the exact weights (sha256), wherever the server listens
         route = self._route(model)
         return f"{route}@{self.api_base}" if self.api_base else route
+
+    def base_for(self, model: str) -> str | None:
+        """The base URL calls to ``model`` go to (None: the provider's default)."""
+        if self.api_base is not None:
+            return self.api_base
+        card = self.cards.get(model)
+        if card is not None and card.local is not None:
+            if self._local_bases is None:
+                from flowfront.localmodels import api_bases
+
+                self._local_bases = api_bases(self.settings.models_dir)
+            base = self._local_bases.get(model)
+            if base is None:
+                raise BackendError(f"no local server is running for {model!r}", model=model,
+                                   hint="start one with `flowfront models serve` (or pass --api-base)")
+            return base
+        return card.api_base if card is not None else None
 
     def _route(self, model: str) -> str:
         if self.replay is not None:
             return f"{_REPLAY_PROVIDER}/{model}"
-        if self.api_base is not None:
-            return f"openai/{model}"  # an OpenAI-compatible server (vLLM, replay-serve) by model name
         card = self.cards.get(model)
+        if self.api_base is not None and not (card is not None and card.local is not None):
+            return f"openai/{model}"  # an OpenAI-compatible server (vLLM, replay-serve) by model name
         return card.litellm_model if card is not None and card.litellm_model else model
+
+    def _key(self) -> str:
+        if self.settings.provider_api_key is not None:
+            return self.settings.provider_api_key.get_secret_value()
+        return os.environ.get("FLOWFRONT_REPLAY_KEY", "none")
 
     async def complete(self, request: CallRequest) -> Completion:
         lib = litellm_module()
         if self.replay is not None:
             register_replay_provider(self.replay)
         kwargs: dict[str, Any] = {**request.sampling, **budget_params(self.cards.get(request.model), request.budget)}
-        if self.api_base is not None:
-            kwargs.update(api_base=self.api_base, api_key=os.environ.get("FLOWFRONT_REPLAY_KEY", "replay"))
+        base = None if self.replay is not None else self.base_for(request.model)
+        if base is not None:
+            kwargs.update(api_base=base, api_key=self._key())
+        stream = self.replay is None and self._streams(request.model)
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 response = await lib.acompletion(
                     model=self._route(request.model), messages=list(request.messages),
-                    timeout=self.settings.call_timeout_s, num_retries=0, **kwargs,
+                    timeout=self.settings.call_timeout_s, num_retries=0, stream=stream, **kwargs,
                 )
+                if stream:
+                    return await self._streamed(request, response, started)
                 return self._completion(request, response, time.perf_counter() - started)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # every provider error is translated, none swallowed
-                error = translate_error(exc, request.model)
+                error = translate_error(exc, request.model, base)
                 if not error.retryable or attempt >= self.settings.max_retries:
                     raise error from exc
             attempt += 1
             await asyncio.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+
+    def _streams(self, model: str) -> bool:
+        mode = self.settings.stream_live_calls
+        card = self.cards.get(model)
+        return mode == "always" or (mode == "auto" and card is not None and card.local is not None)
+
+    async def _streamed(self, request: CallRequest, stream: Any, started: float) -> Completion:
+        """Read a stream; one content chunk is one token on llama.cpp and most providers."""
+        from flowfront.backends.prefix import StreamTiming
+
+        parts: list[str] = []
+        offsets: list[int] = []
+        times: list[float] = []
+        finish, usage, length = None, None, 0
+        async for chunk in stream:
+            usage = getattr(chunk, "usage", None) or usage
+            for choice in getattr(chunk, "choices", None) or []:
+                delta = getattr(getattr(choice, "delta", None), "content", None)
+                if delta:
+                    parts.append(delta)
+                    length += len(delta)
+                    offsets.append(length)
+                    times.append(time.perf_counter() - started)
+                finish = getattr(choice, "finish_reason", None) or finish
+        elapsed = time.perf_counter() - started
+        text = "".join(parts)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0) or len(offsets)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0) or count_message_tokens(list(request.messages))
+        # finish_reason "length" is what a cut looks like; some servers say "stop" at max_tokens
+        truncated = finish == "length" or (request.budget is not None and completion >= request.budget)
+        timing = StreamTiming(tuple(offsets), tuple(times)) if len(offsets) == completion else None
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, latency_s=elapsed,
+                          cost_usd=self._cost(request.model, None, prompt, completion), latency_source="measured",
+                          truncated=truncated, timing=timing)
 
     def _completion(self, request: CallRequest, response: Any, measured: float) -> Completion:
         hidden = getattr(response, "_hidden_params", {}) or {}
@@ -160,7 +250,7 @@ class LiteLLMBackend(Backend):
         if card is not None:
             return card.cost_usd(prompt, completion)
         try:
-            return float(litellm_module().completion_cost(completion_response=response) or 0.0)
+            return float(litellm_module().completion_cost(completion_response=response, model=model) or 0.0)
         except Exception as exc:
             raise SpecError(
                 f"no price for model {model!r}: litellm's price map lacks it ({type(exc).__name__})",
@@ -168,8 +258,37 @@ class LiteLLMBackend(Backend):
             ) from None
 
     async def check(self) -> None:
+        """Every model with a base URL must be listed by its server (``GET {base}/models``).
+
+        Hosted providers' own endpoints are not probed: listing models there costs a request with
+        a key per check, and a provider outage is what the breakers are for.
+        """
         if self.replay is not None:
             await self.replay.check()
+            return
+        import httpx
+
+        by_base: dict[str, list[str]] = {}
+        for model in self.models:
+            base = self.base_for(model)
+            if base is not None:
+                by_base.setdefault(base, []).append(model)
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            for base, models in by_base.items():
+                try:
+                    reply = await client.get(f"{base}/models", headers={"authorization": f"Bearer {self._key()}"})
+                    served = {m.get("id") for m in reply.json().get("data", [])} if reply.status_code == 200 else None
+                except (httpx.HTTPError, ValueError) as exc:
+                    raise BackendError(f"nothing usable answers at {base} ({type(exc).__name__})", retryable=True,
+                                       hint="start the server (`flowfront models serve`) or fix --api-base") from None
+                if served is None:
+                    raise BackendError(f"{base}/models answered {reply.status_code}", retryable=True,
+                                       hint="check the server and FLOWFRONT_PROVIDER_API_KEY")
+                missing = [m for m in models if m not in served and self._route(m).split("/", 1)[-1] not in served]
+                if missing:
+                    raise BackendError(f"the server at {base} does not serve {missing[0]!r} (it serves "
+                                       f"{sorted(served)[:5]})", model=missing[0],
+                                       hint="serve that model, or fix the model alias / --api-base")
 
 
 def register_replay_provider(replay: Backend) -> None:
@@ -215,48 +334,3 @@ def _replay_handler_class() -> type:
             return response
 
     return ReplayHandler
-
-
-class CachedBackend(Backend):
-    """A backend in front of the trace store: a recorded call is never made twice.
-
-    Each finished call is committed before the result is returned, so a run killed at any point
-    and started again repeats no recorded call and loses no finished one.
-    """
-
-    name = "cached"
-
-    def __init__(self, inner: Backend, store: TraceStore) -> None:
-        self.inner = inner
-        self.store = store
-
-    def concurrency(self, model: str) -> int | None:
-        return self.inner.concurrency(model)
-
-    async def complete(self, request: CallRequest) -> Completion:
-        who = self.inner.identity(request.model)
-        key = call_key(who, request.budget, request.messages, request.sampling)
-        hit = await asyncio.to_thread(self.store.get, key)
-        if hit is not None and hit.error is None:
-            return Completion(
-                text=hit.response, prompt_tokens=hit.prompt_tokens or 0, completion_tokens=hit.completion_tokens or 0,
-                latency_s=hit.latency_s or 0.0, cost_usd=hit.cost_usd or 0.0, latency_source="recorded",
-                truncated=bool(hit.request.get("truncated")), recorded_score=hit.score, cached=True,
-            )
-        done = await self.inner.complete(request)
-        trace = Trace(
-            key=key, prompt_key=prompt_key(who, request.messages, request.sampling), model=request.model,
-            budget=request.budget,
-            request={"model": request.model, "provider": who, "messages": list(request.messages), "budget": request.budget,
-                     "sampling": request.sampling, "truncated": done.truncated},
-            response=done.text, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-            latency_s=done.latency_s, cost_usd=done.cost_usd, score=done.recorded_score, source="live",
-        )
-        await asyncio.to_thread(self.store.put, trace)
-        return done
-
-    async def check(self) -> None:
-        await self.inner.check()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -9,28 +9,17 @@ the prompt key, never an invented answer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.prefix import Cut, Recorded, cut, recorded
 from flowfront.errors import BackendError, ReplayMissError, SpecError
 from flowfront.modelcards import ModelCard
-from flowfront.store import Trace, TraceStore
-from flowfront.tokens import count_message_tokens, count_tokens, truncate_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    response: str | None
-    prompt_tokens: int | None
-    completion_tokens: int
-    latency_s: float | None
-    cost_usd: float | None
-    score: float | None
-    error: str | None
+from flowfront.store import TraceStore
+from flowfront.tokens import count_message_tokens
 
 
 class ReplayBackend(Backend):
-    """Replay over an in-memory index of the store's unlimited-budget traces.
+    """Replay over an in-memory index of the store's traces, the widest record per prompt.
 
     The index is built on first use (one SQLite scan); answers are then pure dictionary lookups
     plus a cached truncation, which keeps replay in the tens of microseconds per call.
@@ -42,14 +31,18 @@ class ReplayBackend(Backend):
         self.store = store
         self.cards = cards
         self.models = None if models is None else sorted(set(models))
-        self._index: dict[str, _Record] | None = None
-        self._cuts: dict[tuple[str, int], tuple[str, int]] = {}
+        self._index: dict[str, Recorded] | None = None
+        self._cuts: dict[tuple[str, int | None], Cut] = {}
 
-    def _load(self) -> dict[str, _Record]:
+    def _load(self) -> dict[str, Recorded]:
         if self._index is None:
-            index: dict[str, _Record] = {}
-            for t in self.store.iter_traces(models=self.models, unlimited_only=True):
-                index[t.prompt_key] = _record(t)
+            index: dict[str, Recorded] = {}
+            for t in self.store.iter_traces(models=self.models):
+                rec = recorded(t)
+                if rec.error is None or t.prompt_key not in index:
+                    old = index.get(t.prompt_key)
+                    if old is None or old.error is not None or rec.reach() > old.reach():
+                        index[t.prompt_key] = rec
             self._index = index
         return self._index
 
@@ -67,40 +60,22 @@ class ReplayBackend(Backend):
             raise ReplayMissError(request.model, pkey)
         if rec.error:
             raise BackendError(f"recorded call to {request.model!r} failed: {rec.error}", model=request.model)
-        prompt_tokens = rec.prompt_tokens if rec.prompt_tokens is not None else count_message_tokens(list(request.messages))
-        text, tokens, truncated = self._cut(pkey, rec, request.budget)
-        card = self._card(request.model) if (truncated or rec.latency_s is None or rec.cost_usd is None) else None
-        if rec.latency_s is not None and not truncated:
-            latency, source = rec.latency_s, "recorded"
-        else:
-            latency, source = card.latency_s(prompt_tokens, tokens), "modeled"
-        cost = self._cost(card, rec, prompt_tokens, tokens, truncated)
-        return Completion(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=tokens,
-            latency_s=latency,
-            cost_usd=cost,
-            latency_source=source,
-            truncated=truncated,
-            recorded_score=rec.score,
-            reference_text=rec.response if truncated else None,
-        )
+        if not rec.covers(request.budget):
+            raise BackendError(
+                f"replay of {request.model!r} (prompt key {pkey}) was recorded up to {rec.max_tokens} tokens and cut "
+                f"there; budget {request.budget} needs more", model=request.model,
+                hint="record it again at the node's largest budget (`flowfront record`) or use a budget within it")
+        return completion_from_record(rec, request, self._cut(pkey, rec, request.budget), self._card)
 
-    def _cut(self, pkey: str, rec: _Record, budget: int | None) -> tuple[str | None, int, bool]:
-        if budget is None or rec.completion_tokens <= budget:
-            return rec.response, rec.completion_tokens, False
-        if rec.response is None:
-            # Score-only data: we know the call would be cut, not what the cut text says.
-            return None, budget, True
-        cached = self._cuts.get((pkey, budget))
-        if cached is None:
-            text, kept, _ = truncate_tokens(rec.response, budget)
-            cached = self._cuts[(pkey, budget)] = (text, kept)
-        return cached[0], cached[1], True
+    def _cut(self, pkey: str, rec: Recorded, budget: int | None) -> Cut:
+        key = (pkey, budget)
+        done = self._cuts.get(key)
+        if done is None:
+            done = self._cuts[key] = cut(rec, budget)
+        return done
 
     @staticmethod
-    def _cost(card: ModelCard | None, rec: _Record, prompt: int, tokens: int, truncated: bool) -> float:
+    def _cost(card: ModelCard | None, rec: Recorded, prompt: int, tokens: int, truncated: bool) -> float:
         if rec.cost_usd is None:
             return card.cost_usd(prompt, tokens)
         if not truncated:
@@ -119,8 +94,29 @@ class ReplayBackend(Backend):
         return card
 
 
-def _record(t: Trace) -> _Record:
-    tokens = t.completion_tokens
-    if tokens is None:
-        tokens = count_tokens(t.response) if t.response is not None else 0
-    return _Record(t.response, t.prompt_tokens, tokens, t.latency_s, t.cost_usd, t.score, t.error)
+
+def completion_from_record(rec: Recorded, request: CallRequest, done: Cut, card_for) -> Completion:
+    """The completion a record gives for ``request`` (already cut to its budget).
+
+    Latency is the recorded one (the whole call's, or the arrival of the cut's last token) when
+    the record has it, else the model card's latency model; ``latency_source`` says which.
+    """
+    prompt_tokens = rec.prompt_tokens if rec.prompt_tokens is not None else count_message_tokens(list(request.messages))
+    cut_here = done.tokens != rec.completion_tokens
+    card = card_for(request.model) if (done.latency_s is None or rec.cost_usd is None or cut_here) else None
+    if done.latency_s is not None:
+        latency, source = done.latency_s, "recorded"
+    else:
+        latency, source = card.latency_s(prompt_tokens, done.tokens), "modeled"
+    cost = ReplayBackend._cost(card, rec, prompt_tokens, done.tokens, cut_here)
+    return Completion(
+        text=done.text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=done.tokens,
+        latency_s=latency,
+        cost_usd=cost,
+        latency_source=source,
+        truncated=done.truncated,
+        recorded_score=rec.score,
+        reference_text=rec.response if done.truncated else None,
+    )

@@ -25,6 +25,14 @@ from service.schemas import ChatRequest
 api_routes = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Authorized])
 
 
+@api_routes.get("/models", responses={401: {"description": "missing or invalid API key"}})
+async def list_models(served: ServedDep) -> dict:
+    """The served workflows, as OpenAI's model list (``client.models.list()``)."""
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "flowfront", "status": entry.status}
+        for name, entry in sorted(served.state.entries.items())]}
+
+
 @api_routes.post(
     "/chat/completions",
     responses={200: {"description": "a chat.completion (or an SSE stream of chat.completion.chunk)"},

@@ -85,11 +85,11 @@ def test_corrupt_or_empty_profiles_are_clear_errors(profiled, tmp_path: Path) ->
 def test_validate_reports_rank_correlation_recall_and_hypervolume(profiled) -> None:
     from compile.validate import validate_job
 
-    compile_job(profiled, "qa-cascade")
+    _, frontier = compile_job(profiled, "qa-cascade")
     path, report = validate_job(profiled, "qa-cascade", n_front=12, n_sample=16)
     assert report["accuracy"]["spearman"] >= 0.8
     assert report["latency"]["spearman"] >= 0.9
     assert 0 < report["frontier_recall"] <= 1
     assert report["hypervolume"]["ratio"] > 0.8
-    assert report["n_frontier_executed"] == 12 and report["n_sampled"] == 16
+    assert report["n_frontier_executed"] == min(12, len(frontier.candidates)) and report["n_sampled"] == 16
     assert path.with_suffix(".png").stat().st_size > 10_000

@@ -1,0 +1,113 @@
+"""The live cache: a backend in front of the trace store, so a finished call is never made twice.
+
+Each prompt is called once, at the widest budget its node may use; every smaller budget is
+answered by cutting that record (:mod:`flowfront.backends.prefix`), so profiling costs nodes ×
+models calls, not nodes × models × budgets. Concurrent requests for one prompt share one call.
+An intent row is written before each live call and removed with its trace in one transaction:
+a run killed mid-call repeats no finished call and can say which calls were in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import replace
+
+from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.prefix import Recorded, cut, recorded
+from flowfront.backends.replay import completion_from_record
+from flowfront.errors import SpecError
+from flowfront.store import Trace, TraceStore, call_key, prompt_key
+
+log = logging.getLogger("flowfront.cache")
+
+
+class CachedBackend(Backend):
+    """Answers from the store when a record covers the call; otherwise calls ``inner`` once."""
+
+    name = "cached"
+
+    def __init__(self, inner: Backend, store: TraceStore) -> None:
+        self.inner = inner
+        self.store = store
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.live_calls = 0
+        stale = store.stale_intents()
+        self.resumed_in_flight = len(stale)
+        if stale:
+            models = sorted({row[1] for row in stale})
+            log.warning("%d live calls were in flight when an earlier run stopped (%s); they had no result and "
+                        "are made again", len(stale), ", ".join(models))
+
+    def concurrency(self, model: str) -> int | None:
+        return self.inner.concurrency(model)
+
+    def identity(self, model: str) -> str:
+        return self.inner.identity(model)
+
+    async def complete(self, request: CallRequest) -> Completion:
+        who = self.inner.identity(request.model)
+        pkey = prompt_key(who, request.messages, request.sampling)
+        while True:
+            rec = await asyncio.to_thread(self._best, pkey, request.budget)
+            if rec is not None:
+                done = completion_from_record(rec, request, cut(rec, request.budget), self._card)
+                return replace(done, cached=True)
+            pending = self._inflight.get(pkey)
+            if pending is None:
+                break
+            await asyncio.wait([pending])  # another request is making this call; then look again
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[pkey] = future
+        try:
+            return await self._call(request, who, pkey)
+        finally:
+            del self._inflight[pkey]
+            future.set_result(None)
+
+    async def _call(self, request: CallRequest, who: str, pkey: str) -> Completion:
+        widest = request.widest_budget
+        live = replace(request, budget=widest)
+        await asyncio.to_thread(self.store.begin_intent, pkey, request.model, widest)
+        done = await self.inner.complete(live)
+        self.live_calls += 1
+        trace = Trace(
+            key=call_key(who, widest, request.messages, request.sampling), prompt_key=pkey, model=request.model,
+            budget=widest,
+            request={"model": request.model, "provider": who, "node": request.node, "messages": list(request.messages),
+                     "max_tokens": widest,
+                     "sampling": request.sampling, "finish_reason": "length" if done.truncated else "stop",
+                     # the machine is shared: each measured latency carries the load it was taken under
+                     "load_1m": round(os.getloadavg()[0], 2),
+                     **({"stream": done.timing.as_json()} if done.timing is not None else {})},
+            response=done.text, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+            latency_s=done.latency_s, cost_usd=done.cost_usd, score=done.recorded_score, source="live",
+            query_id=request.query_id,
+        )
+        await asyncio.to_thread(self.store.put_ending_intent, trace)
+        if widest == request.budget:
+            return done
+        rec = recorded(trace)
+        return completion_from_record(rec, request, cut(rec, request.budget), self._card)
+
+    def _best(self, pkey: str, budget: int | None) -> Recorded | None:
+        best = None
+        for t in self.store.by_prompt(pkey):
+            rec = recorded(t)
+            if rec.covers(budget) and (best is None or rec.reach() > best.reach()):
+                best = rec
+        return best
+
+    def _card(self, model: str):
+        cards = getattr(self.inner, "cards", {})
+        card = cards.get(model)
+        if card is None:
+            raise SpecError(f"no model card for {model!r}: a cut needs its price", hint="add configs/models/<model>.yaml")
+        return card
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

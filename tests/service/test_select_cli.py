@@ -1,0 +1,40 @@
+"""`flowfront select` prints the choice the service makes for the same preference (static selection),
+and `/v1/models` lists the served workflows for OpenAI clients."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.helpers import flowfront
+
+
+@pytest.mark.parametrize("pref", [{"max_latency_s": 0.5, "on_infeasible": "nearest"}, {"lambda": 0.3},
+                                  {"lambda": 0.0}, {"lambda": 2.0, "objective": "cost"}])
+def test_select_cli_matches_the_service(trained, client, test_queries, pref) -> None:
+    args = ["select", "qa-cascade", "--json", "--workdir", str(trained.workdir)]
+    flags = {"max_latency_s": "--max-latency-s", "lambda": "--lambda", "objective": "--objective",
+             "on_infeasible": "--on-infeasible"}
+    for key, value in pref.items():
+        args += [flags[key], str(value)]
+    done = flowfront(*args)
+    assert done.returncode == 0, done.stderr
+    chosen = orjson.loads(done.stdout)["chosen"]["id"]
+    reply = client.post("/v1/workflows/qa-cascade/run", json={"query": test_queries[0], "preference": pref,
+                                                               "strategy": "static"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["candidate"]["id"] == chosen
+
+
+def test_models_lists_the_served_workflows(client) -> None:
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert {m["id"] for m in body["data"]} == {"qa-cascade", "code-budget"}
+
+
+def test_frontier_cli_prints_every_candidate(trained) -> None:
+    done = flowfront("frontier", "qa-cascade", "--json", "--workdir", str(trained.workdir))
+    assert done.returncode == 0, done.stderr
+    out = orjson.loads(done.stdout)
+    frontier = orjson.loads((trained.workdir / "qa-cascade" / "frontier.json").read_bytes())
+    assert [c["id"] for c in out["candidates"]] == [c["id"] for c in frontier["candidates"]]

@@ -118,11 +118,21 @@ class Frontier(_Artifact):
     created_at: float = Field(default_factory=time.time)
 
 
+def _checksum(data: dict) -> str:
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def save(artifact: _Artifact, path: Path) -> Path:
-    """Write atomically: a reader never sees a half-written artifact."""
+    """Write atomically (beside, fsync, rename): a reader never sees a half-written artifact, and a
+    checksum over the content lets ``load`` refuse one edited or damaged since."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = artifact.model_dump(mode="json")
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_bytes(orjson.dumps(artifact.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+    with tmp.open("wb") as fh:
+        fh.write(orjson.dumps({**data, "checksum": _checksum(data)}, option=orjson.OPT_INDENT_2))
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
     return path
 
@@ -141,6 +151,10 @@ def load(cls: type[_Artifact], path: Path, *, expect_workflow_hash: str | None =
         raise CompileError(f"{path}: not a {kind} artifact", hint=rebuild)
     if data.get("schema_version") != cls.model_fields["schema_version"].default:
         raise CompileError(f"{path}: schema version {data.get('schema_version')} is not supported", hint=rebuild)
+    if data.get("checksum") != _checksum(data):
+        raise CompileError(f"{path}: checksum mismatch: the {kind} file was edited or damaged after it was written",
+                           hint=rebuild)
+    data = {k: v for k, v in data.items() if k != "checksum"}
     try:
         artifact = cls.model_validate(data)
     except ValidationError as exc:

@@ -276,12 +276,12 @@ def run_profile(
         )
 
     if show_progress:
-        from rich.progress import Progress
+        from flowfront.progress import progress_bar
 
+        # the total counts every choice on every query; a node's induced inputs are fewer
         total = sum(len(node_choices(n)) for n in bench.workflow.llm_nodes().values()) * len(chosen)
-        with Progress(transient=True) as bar:
-            task = bar.add_task("profiling", total=total)
-            nodes, groups, n_correct = asyncio.run(go(lambda k: bar.advance(task, k)))
+        with progress_bar(f"profiling {bench.name}", total=total) as advance:
+            nodes, groups, n_correct = asyncio.run(go(advance))
     else:
         nodes, groups, n_correct = asyncio.run(go(None))
     return Profiles(

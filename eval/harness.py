@@ -252,16 +252,12 @@ def _run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress:
         for s, seed in jobs:
             runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
         return runs
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from flowfront.progress import progress_bar
 
-    columns = (TextColumn("eval {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("", total=len(jobs))
+    with progress_bar("eval", total=len(jobs)) as advance:
         for s, seed in jobs:
-            bar.update(task, description=f"{s.name} seed {'-' if seed is None else seed}")
             runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
-            bar.advance(task)
+            advance(1, note=f"{s.name} seed {'-' if seed is None else seed}")
     return runs
 
 

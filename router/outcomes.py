@@ -30,17 +30,17 @@ def build_outcomes(
 
     q, k = len(queries), len(candidates)
     correct, lat_seq, lat_par, cost = (np.zeros((q, k)) for _ in range(4))
-    columns = range(k)
-    if progress:
-        from rich.progress import track
+    from flowfront.progress import progress_bar
 
-        columns = track(columns, description="outcome matrix", transient=True)
-    for j in columns:
-        out = execute(bench, Configuration.parse(candidates[j]), queries, backend, settings)
-        correct[:, j] = out.scores
-        lat_seq[:, j] = [r.latency_sequential_s for r in out.results]
-        lat_par[:, j] = [r.latency_parallel_s for r in out.results]
-        cost[:, j] = [r.cost_usd for r in out.results]
+    with progress_bar(f"outcome matrix {q} queries x {k} candidates", total=k if progress else None) as advance:
+        for j in range(k):
+            out = execute(bench, Configuration.parse(candidates[j]), queries, backend, settings)
+            correct[:, j] = out.scores
+            lat_seq[:, j] = [r.latency_sequential_s for r in out.results]
+            lat_par[:, j] = [r.latency_parallel_s for r in out.results]
+            cost[:, j] = [r.cost_usd for r in out.results]
+            if progress:
+                advance(1)
     return OutcomeMatrix(
         [x.query_id for x in queries], [x.text for x in queries], list(candidate_ids), list(candidates),
         correct, lat_seq, lat_par, cost, source_hash,

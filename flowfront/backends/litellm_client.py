@@ -74,7 +74,8 @@ def translate_error(exc: BaseException, model: str, api_base: str | None = None)
     status = getattr(exc, "status_code", None)
     retryable = kind in _RETRYABLE or (isinstance(status, int) and (status == 429 or status >= 500))
     hint = _NOT_RETRYABLE_HINTS.get(kind, "retry later" if retryable else None)
-    if kind == "APIConnectionError" and api_base is not None:
+    refused = kind == "APIConnectionError" or "Connection error" in str(exc)  # litellm may wrap it as a 500
+    if refused and api_base is not None:
         hint = f"nothing answers at {api_base}: start the server (`flowfront models serve`) or fix --api-base"
     if kind == "NotFoundError" and api_base is not None:
         hint = f"the server at {api_base} does not serve {model!r}: check its model alias (GET {api_base}/models)"

@@ -20,7 +20,7 @@ from rich.table import Table
 from flowfront.benchmarks import Benchmark
 from flowfront.settings import Settings
 
-DEFAULT_BENCHMARKS = ("qa-cascade", "model-route")
+DEFAULT_BENCHMARKS = ("qa-cascade", "model-route", "live-math", "live-code")
 
 
 class _Stages:
@@ -35,6 +35,7 @@ class _Stages:
         self.console.print(f"  {name} ...")
         out = fn(*args, **kwargs)
         self.seconds[name] = round(time.perf_counter() - started, 2)
+        self.console.print(f"  {name} done in {self.seconds[name]:.1f}s")
         return out
 
 
@@ -60,19 +61,34 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
     stages = stages or _Stages(console)
     console.print(f"[bold]{bench.name}[/] ({bench.spec.description})")
     reference = stages.run("import + reference", _reference, settings, bench)
-    stages.run("profile", profile_job, settings, bench, progress=False)
+    stages.run("profile", profile_job, settings, bench, progress=True)
     _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated",
                                   near_front=NEAR_FRONT, max_candidates=MAX_CANDIDATES)
     _, validation = stages.run("validate", validate_job, settings, bench)
-    _, trained = stages.run("train", train_job, settings, bench, "frontier")
-    results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)))
-    return {
+    row = {
         "benchmark": bench.name, "n_test": reference.summary.n, "space": frontier.space_size,
         "frontier": len(frontier.candidates), "reference_accuracy": reference.summary.accuracy,
         "spearman_accuracy": validation["accuracy"]["spearman"], "spearman_latency": validation["latency"]["spearman"],
-        "frontier_recall": validation["frontier_recall"], "train_seconds": trained["total_seconds"],
-        "results_path": str(results_path), "results": results, "timings_s": stages.seconds,
+        "frontier_recall": validation["frontier_recall"], "results": None, "timings_s": stages.seconds,
     }
+    n_train = _train_size(settings, bench)
+    if n_train < MIN_TRAIN_QUERIES:  # e.g. a quick live run with --limit: compile and validate still ran
+        console.print(f"  [yellow]router not trained:[/] {n_train} train queries, fewer than the {MIN_TRAIN_QUERIES} "
+                      "a router needs to fit and validate (raise --limit)")
+        return row
+    _, trained = stages.run("train", train_job, settings, bench, "frontier")
+    results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)))
+    return {**row, "train_seconds": trained["total_seconds"], "results_path": str(results_path), "results": results}
+
+
+MIN_TRAIN_QUERIES = 20  # router.model's floor: fewer cannot be split into fit and validation folds
+
+
+def _train_size(settings: Settings, bench: Benchmark) -> int:
+    from flowfront.runtime import benchmark_queries, open_store, prepare_data
+
+    with open_store(settings) as store:
+        return len(benchmark_queries(bench, store, prepare_data(bench, store, settings), "train"))
 
 
 def _benchmarks(settings: Settings, names: tuple[str, ...], outcomes: Path | None, stages: _Stages) -> list[Benchmark]:
@@ -96,7 +112,7 @@ def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *,
     from eval.report import write_report
 
     report_started = time.perf_counter()
-    report = write_report([r["results"] for r in rows], settings.workdir / "report.md")
+    report = write_report([r["results"] for r in rows if r["results"] is not None], settings.workdir / "report.md")
     timings = {"setup_s": setup.seconds, "benchmarks": {r["benchmark"]: r["timings_s"] for r in rows},
                "report_s": round(time.perf_counter() - report_started, 2),
                "total_s": round(time.perf_counter() - started, 2)}
@@ -110,14 +126,15 @@ def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *,
 def _print_summary(rows: list[dict]) -> None:
     from eval.report import headline
 
-    sources = sorted({r["results"]["latency_source"].split(" ")[0] for r in rows})
+    sources = sorted({r["results"]["latency_source"].split(" ")[0] for r in rows if r["results"] is not None})
     table = Table(title=f"flowfront run (latency: {', '.join(sources)}; see report.md)")
     columns = ("benchmark", "test n", "space", "frontier", "Spearman acc", "router EU [95% CI]", "static EU",
                "full-space EU", "router − static [95% CI]", "wall (s)")
     for col in columns:
         table.add_column(col)
     for r in rows:
-        h = headline(r["results"])
+        h = headline(r["results"]) if r["results"] is not None else dict.fromkeys(
+            ("router_eu", "static_eu", "full_space_eu", "router_minus_static"), "not trained")
         table.add_row(
             r["benchmark"], str(r["n_test"]), f"{r['space']:,}", str(r["frontier"]), f"{r['spearman_accuracy']:.3f}",
             h["router_eu"], h["static_eu"], h["full_space_eu"], h["router_minus_static"],

@@ -152,3 +152,34 @@ def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(
         assert broken.status_code == 409 and "frontier.json" in broken.json()["error"]["message"]
         assert c.get("/readyz").json()["generation"] == 2  # the old state stays in service
         assert c.post(RUN, json={"query": test_queries[1], "strategy": "static"}).status_code == 200
+
+
+def test_one_bad_frontier_degrades_only_its_workflow(trained, workflows_dir, test_queries, tmp_path) -> None:
+    """A candidate naming an unknown model, or estimates edited by hand, must not take the service down."""
+    import orjson
+
+    from compile.artifact import Frontier, load, save
+
+    work = copy_workdir(trained, tmp_path)
+    bench_dir = tmp_path / "code-budget"
+    bench_dir.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / BENCH / "frontier.json", bench_dir / "frontier.json")
+    frontier = load(Frontier, tmp_path / BENCH / "frontier.json")
+    from flowfront.benchmarks import load_benchmark
+
+    code_hash = load_benchmark("code-budget", work.configs_dir).workflow.content_hash
+    bad = frontier.model_copy(update={"workflow": "code-budget", "workflow_hash": code_hash, "candidates": [
+        c.model_copy(update={"config": {"nodes": {"solve": {"model": "no-such-model"}}, "knobs": {}}})
+        for c in frontier.candidates]})
+    save(bad, bench_dir / "frontier.json")  # validly written, but unusable for code-budget
+    with make_client(work, workflows_dir) as c:
+        listed = {w["name"]: w["status"] for w in c.get("/v1/workflows").json()}
+        assert listed["code-budget"].startswith("degraded") and "no-such-model" in listed["code-budget"], listed
+        assert c.post(RUN, json={"query": test_queries[0], "strategy": "static"}).status_code == 200
+
+    edited = orjson.loads((tmp_path / BENCH / "frontier.json").read_bytes())
+    edited["candidates"][0]["estimates"]["accuracy"] = 0.99  # a weak candidate made to look strong
+    (tmp_path / BENCH / "frontier.json").write_bytes(orjson.dumps(edited))
+    with make_client(work, workflows_dir) as c:
+        status = {w["name"]: w["status"] for w in c.get("/v1/workflows").json()}[BENCH]
+        assert "checksum mismatch" in status

@@ -24,7 +24,7 @@ from flowfront.settings import PROJECT_ROOT
 __all__ = ["headline", "plot_curves", "provenance", "write_report", "write_results"]
 
 ROUTER = "frontier"
-KEY_STRATEGIES = ("frontier", "full-space", "static", "knn", "best-single", "oracle")
+KEY_STRATEGIES = ("frontier", "full-space", "static", "knn", "cluster", "best-single", "oracle")
 _PACKAGES = ("flowfront", "numpy", "scipy", "lightgbm", "scikit-learn", "sentence-transformers", "matplotlib")
 
 

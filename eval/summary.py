@@ -141,7 +141,7 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
     }
 
 
-ROUTING_BASELINES = ("full-space", "full-space-factorised", "masrouter-style", "maas-style", "knn")
+ROUTING_BASELINES = ("full-space", "full-space-factorised", "masrouter-style", "maas-style", "knn", "cluster")
 
 
 def _comparisons(name: str, pq: dict[str, dict[str, np.ndarray]], W: np.ndarray,

@@ -32,6 +32,7 @@ STRATEGIES: dict[str, tuple[str, str, str]] = {
     "frontier": ("router.model", "LightGBMRouter", "frontier"),
     "static": ("router.baselines", "StaticRouter", "frontier"),
     "knn": ("router.baselines", "KNNRouter", "frontier"),
+    "cluster": ("router.cluster", "ClusterRouter", "frontier"),
     "random": ("router.baselines", "RandomRouter", "frontier"),
     "best-single": ("router.baselines", "BestSingleRouter", "frontier"),
     "full-space": ("router.model", "LightGBMRouter", "sample"),
@@ -58,7 +59,7 @@ def make_router(strategy: str, *, seed: int = 0, execution: str = "parallel") ->
         raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
     module, cls, _ = STRATEGIES[strategy]
     kwargs: dict[str, Any] = {"execution": execution}
-    if cls in {"LightGBMRouter", "RandomRouter", "MasRouterStyle", "MaasStyle"}:
+    if cls in {"LightGBMRouter", "RandomRouter", "MasRouterStyle", "MaasStyle", "ClusterRouter", "KNNRouter"}:
         kwargs["seed"] = seed
     return getattr(import_module(module), cls)(**kwargs)
 

@@ -26,6 +26,7 @@ from router.baselines import (
     realised_utility,
 )
 from router.baselines_rl import MaasStyle, MasRouterStyle
+from router.cluster import ClusterRouter
 
 # A narrow embedding keeps every fit fast; routers that slice X take the width as a parameter.
 DIM = 24
@@ -45,6 +46,7 @@ STRATEGIES: dict[str, tuple[Callable[[int], Router], bool, bool, bool]] = {
     "random": (lambda s: RandomRouter(seed=s), False, True, False),
     "best-single": (lambda s: BestSingleRouter(), False, False, False),
     "knn": (lambda s: KNNRouter(seed=s, embedding_dim=DIM), True, True, False),
+    "cluster": (lambda s: ClusterRouter(seed=s, embedding_dim=DIM), True, True, False),
     "factorised": (lambda s: FactorisedRouter(), True, True, False),
     "masrouter": (lambda s: MasRouterStyle(seed=s, steps=300, embedding_dim=DIM), True, True, False),
     "maas": (lambda s: MaasStyle(seed=s, steps=300, embedding_dim=DIM), True, True, False),

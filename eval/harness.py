@@ -190,20 +190,19 @@ def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: str) -> tuple[np.n
 
 def _outcomes(router: Router, cs: CandidateSet, ctx: Context) -> tuple[dict, dict, float | None]:
     lam = {k: [] for k in ("correct", "latency_s", "cost_usd")}
-    ood = []
+    pred = router.predict(cs.X_test)
+    ood = None if pred.fallback is None else pred.n_fallback / len(cs.test.query_ids)
     for value in ctx.lambdas:  # a loop over the 9 lambdas; each select is vectorised over queries
         chosen = router.select(cs.X_test, Preference(lambda_=float(value)), ctx.scale)
         for key, arr in zip(lam, _realised(cs.test, chosen.index, ctx.execution), strict=True):
             lam[key].append(arr)
-        if hasattr(router, "last_ood_count"):
-            ood.append(router.last_ood_count / len(cs.test.query_ids))
     bud = {k: [] for k in ("correct", "latency_s", "cost_usd", "infeasible", "over_budget")}
     for limit in ctx.budgets:
         chosen = router.select(cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale)
         correct, latency, cost = _realised(cs.test, chosen.index, ctx.execution)
         for key, arr in zip(bud, (correct, latency, cost, ~np.asarray(chosen.feasible), latency > limit), strict=True):
             bud[key].append(arr)
-    return _stacked(lam), _stacked(bud), (float(np.mean(ood)) if ood else None)
+    return _stacked(lam), _stacked(bud), ood
 
 
 def _stacked(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:

@@ -96,11 +96,21 @@ class OutcomeMatrix:
 
 @dataclass(frozen=True)
 class Predictions:
-    """Per-query estimates over candidates, each (Q, K)."""
+    """Per-query estimates over candidates, each (Q, K).
+
+    ``fallback`` (Q,) marks rows a router declined to estimate on its own (a query far from every
+    training query): their estimates are the router's fallback, its candidates' train means,
+    which is what static selection on train means would choose on. None: no row fell back.
+    """
 
     accuracy: np.ndarray
     latency_s: np.ndarray
     cost_usd: np.ndarray
+    fallback: np.ndarray | None = None
+
+    @property
+    def n_fallback(self) -> int:
+        return 0 if self.fallback is None else int(np.count_nonzero(self.fallback))
 
 
 class Router(abc.ABC):
@@ -121,7 +131,10 @@ class Router(abc.ABC):
         """Per-query estimates for every candidate."""
 
     def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
-        """The candidate each query should use under a preference (same rules as static selection)."""
+        """The candidate each query should use under a preference: the selection rules of static
+        selection applied to :meth:`predict`'s estimates (fallback rows included). Routers change
+        what they predict, not how a prediction becomes a choice; the service, train and eval all
+        choose through this."""
         pred = self.predict(X)
         return select(pred.accuracy, pred.latency_s, pred.cost_usd, preference, scale)
 

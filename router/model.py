@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from compile.select import Preference, Scale, SelectionResult, lambda_sweep, select
+from compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import RoutingError
 from router.base import OutcomeMatrix, Predictions, Router
 from router.candidates import candidate_features
@@ -64,7 +64,7 @@ class LightGBMRouter(Router):
     ``select`` applies the frontier rules to the predictions, except for rows whose embedding is
     farther from every training query than ``ood_threshold_`` (cosine distance): those get the
     static choice, i.e. the same rules applied to the candidates' train-mean accuracy, latency
-    and cost. ``last_ood_count`` says how many rows of the last ``select`` call fell back.
+    and cost. ``predict(X).fallback`` marks the rows that fell back to the train means.
 
     >>> router = LightGBMRouter(n_estimators=50)  # doctest: +SKIP
     >>> router.fit(X_train, Y_train, groups=tasks).predict(X_test).accuracy.shape  # doctest: +SKIP
@@ -121,7 +121,6 @@ class LightGBMRouter(Router):
         self.embedding_dim = embedding_dim
         self.reference_size = reference_size
         self.max_conditioned_rows = max_conditioned_rows
-        self.last_ood_count = 0
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters (sklearn convention); JSON-serialisable."""
@@ -374,12 +373,22 @@ class LightGBMRouter(Router):
     # --- predict --------------------------------------------------------------------------------
 
     def predict(self, X: np.ndarray) -> Predictions:
-        """Calibrated success, latency (``self.execution``) and cost, each (Q, K)."""
-        Q = self._query_parts(self._check_X(X))
+        """Calibrated success, latency (``self.execution``) and cost, each (Q, K); with
+        ``ood_fallback``, out-of-distribution rows carry the candidates' train means instead."""
+        X = self._check_X(X)
+        Q = self._query_parts(X)
         raw = self._raw_success(Q, self.design_, self.success_models_)
         # A candidate that was always right (or wrong) keeps its constant: calibration is for boosters.
         acc = np.where(self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0))
-        return Predictions(acc, self._regress(Q, self.latency_model_, "latency"), self._regress(Q, self.cost_model_, "cost"))
+        lat, cost = self._regress(Q, self.latency_model_, "latency"), self._regress(Q, self.cost_model_, "cost")
+        if not self.ood_fallback:
+            return Predictions(acc, lat, cost)
+        mask = self.ood_mask(X)
+        if mask.any():
+            m = mask[:, None]
+            acc, lat, cost = (np.where(m, static, est) for static, est in
+                              ((self.static_accuracy_, acc), (self.static_latency_s_, lat), (self.static_cost_usd_, cost)))
+        return Predictions(acc, lat, cost, fallback=mask)
 
     def ood_mask(self, X: np.ndarray) -> np.ndarray:
         """Rows farther (cosine, on the embedding columns) from every train query than the threshold."""
@@ -389,26 +398,6 @@ class LightGBMRouter(Router):
             ref = self._reference_unit = unit_rows(self.reference_embeddings_.astype(np.float32))
         q = unit_rows(X[:, : self.embedding_dim])
         return 1.0 - (q @ ref.T).max(axis=1) > self.ood_threshold_
-
-    def static_choice(self, preference: Preference, scale: Scale) -> SelectionResult:
-        """What static selection on the candidates' train means picks (the OOD fallback)."""
-        self._check_fitted()
-        return select(self.static_accuracy_, self.static_latency_s_, self.static_cost_usd_, preference, scale)
-
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
-        """Router selection per row; out-of-distribution rows get :meth:`static_choice`."""
-        result = super().select(X, preference, scale)
-        if not self.ood_fallback:
-            self.last_ood_count = 0
-            return result
-        mask = self.ood_mask(X)
-        self.last_ood_count = int(mask.sum())
-        if not mask.any():
-            return result
-        static = self.static_choice(preference, scale)
-        return SelectionResult(np.where(mask, static.index, result.index),
-                               np.where(mask, static.feasible, result.feasible),
-                               np.where(mask, static.violation, result.violation))
 
     def _constant_columns(self) -> np.ndarray:
         if self.design_ == "conditioned":

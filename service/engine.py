@@ -138,11 +138,8 @@ async def _decide(entry: WorkflowEntry, query: str, strategy: str | None) -> _De
     if entry.router is None:
         raise NotReady(f"workflow {entry.name!r} has no usable router: {entry.router_problem}",
                        hint="send strategy=static, or train a router and POST /admin/reload")
-    row = await entry.front.estimate(query)
-    if row.ood:  # far from every training query: the router's own fallback, its train means
-        r = entry.router
-        return _Decision("router", (r.static_accuracy_, r.static_latency_s_, r.static_cost_usd_), True)
-    return _Decision("router", (row.accuracy, row.latency_s, row.cost_usd), False)
+    row = await entry.front.estimate(query)  # a row far from every training query carries the fallback
+    return _Decision("router", (row.accuracy, row.latency_s, row.cost_usd), row.ood)
 
 
 def _choose(entry: WorkflowEntry, decision: _Decision, preference: Preference,

@@ -109,8 +109,8 @@ class RouterFront:
     def _route_batch(self, items: list[tuple[bytes, str]]) -> list[RouterRow]:
         keys = [k for k, _ in items]
         X = self.source.features(keys, [t for _, t in items])
-        pred = self.router.predict(X)
-        ood = self.router.ood_mask(X) if self.router.ood_fallback else np.zeros(len(X), dtype=bool)
+        pred = self.router.predict(X)  # fallback rows already carry the router's own fallback estimates
+        ood = pred.fallback if pred.fallback is not None else np.zeros(len(X), dtype=bool)
         rows = [RouterRow(pred.accuracy[i], pred.latency_s[i], pred.cost_usd[i], bool(ood[i])) for i in range(len(X))]
         self.memo.put_many(dict(zip(keys, rows, strict=True)))
         return rows

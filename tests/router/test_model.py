@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compile.select import Preference, Scale
+from compile.select import Preference, Scale, select
 from flowfront.errors import RoutingError
 from router.artifact import load_router, save_router
 from router.base import OutcomeMatrix
@@ -126,7 +126,8 @@ def test_constant_candidates_and_regressor_use(data: dict) -> None:
     varying = 3
     # a latency the features determine (the first text statistic: query length), so the regressor must win
     length = data["Xtr"][:, 384]
-    latency[:, varying] = 1.0 + 10.0 * (length - length.min()) / np.ptp(length)
+    # every candidate from `varying` on: the signal must not depend on how many candidates the front has
+    latency[:, varying:] = (1.0 + 10.0 * (length - length.min()) / np.ptp(length))[:, None]
     router = LightGBMRouter(design="per-candidate", **FAST).fit(data["Xtr"], _with(Y, correct=correct,
                                                                                   latency_parallel_s=latency))
     pred = router.predict(data["Xte"])
@@ -178,8 +179,9 @@ def test_ood_noise_rows_get_the_static_choice(router: LightGBMRouter, data: dict
     assert mask[20:].mean() <= 0.1
     pref = Preference.model_validate({"lambda": 0.3})
     result = router.select(X, pref, scale)
-    static = router.static_choice(pref, scale)
-    assert router.last_ood_count == int(mask.sum())
+    static = select(router.static_accuracy_, router.static_latency_s_, router.static_cost_usd_, pref, scale)
+    pred = router.predict(X)
+    assert pred.n_fallback == int(mask.sum()) and (pred.fallback == mask).all()
     assert (result.index[mask] == static.index).all()
     off = LightGBMRouter(**{**router.get_params(), "ood_fallback": False})
     vars(off).update({k: v for k, v in vars(router).items() if k.endswith("_")})

@@ -93,6 +93,8 @@ def _report(name, frontier, points, is_front, proxy_vals, meas, measured, split)
         "accuracy": _correlations(proxy_vals["accuracy"], meas["accuracy"]),
         "latency": _correlations(proxy_vals["latency"], meas["latency"]),
         "accuracy_bias": float(np.mean(proxy_vals["accuracy"] - meas["accuracy"])),
+        # measured (critical path of the executed calls' latencies) over the proxy's estimate
+        "latency_ratio_measured_over_proxy": float(np.median(meas["latency"] / np.maximum(proxy_vals["latency"], 1e-9))),
         "frontier_recall": recall, "measured_frontier_size": int(measured_front.sum()),
         "hypervolume": {"proxy_frontier_measured": hv_proxy, "measured_frontier": hv_measured,
                         "ratio": hv_proxy / hv_measured if hv_measured > 0 else None, "reference_point": ref.tolist(),

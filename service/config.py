@@ -53,6 +53,13 @@ class ServiceSettings(Settings):
     embedding_disk_cache: bool = Field(default=True, description="share the on-disk embedding cache of train/eval")
     route_memo_size: int = Field(default=16_384, ge=0, description="queries whose router estimates stay memoised")
     feature_lru_size: int = Field(default=16_384, ge=0, description="queries whose router features stay in memory")
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a connection must send a complete "
+                                    "request head within this long, or it is closed (slow-header clients)")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600, description="longest wait for the next chunk of a "
+                                  "request body before a 408 (slow-body clients)")
+    keep_alive_s: int = Field(default=5, ge=1, le=300, description="idle keep-alive connections close after this")
+    max_connections: int = Field(default=512, ge=1, description="connections (and requests) served at once; "
+                                 "beyond it new ones get 503")
     shutdown_grace_s: float = Field(default=30.0, gt=0, description="how long SIGTERM waits for requests in flight")
     access_log: bool = Field(default=True, description="one uvicorn log line per request")
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")

@@ -6,6 +6,7 @@ a task and a stream per request, which matters at hundreds of requests per secon
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -23,10 +24,11 @@ _TOO_LARGE_HINT = "send a smaller body or raise FLOWFRONT_MAX_BODY_BYTES"
 class ServiceMiddleware:
     """413 for bodies over ``max_body_bytes`` (declared or streamed); counts every response."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +45,10 @@ class ServiceMiddleware:
 
         async def limited_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            try:  # a slow client holds a slot for at most the timeout per chunk
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                raise HTTPException(408, f"request body not received within {self.body_timeout_s:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:  # a chunked body with no (or a false) Content-Length

@@ -26,7 +26,11 @@ def serve(settings: Settings, workflows_dir: Path, host: str, port: int) -> None
     logging.getLogger("flowfront.service").setLevel(config.log_level.upper())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service.protocol import guarded_protocol
+
     app = create_app(config, workflows_dir)
     uvicorn.run(app, host=host, port=port, log_level=config.log_level, access_log=config.access_log,
                 timeout_graceful_shutdown=int(max(1, config.shutdown_grace_s)), lifespan="on",
-                server_header=False, proxy_headers=False)
+                server_header=False, proxy_headers=False, http=guarded_protocol(config.header_timeout_s),
+                timeout_keep_alive=config.keep_alive_s, limit_concurrency=config.max_connections,
+                h11_max_incomplete_event_size=16 * 1024)

@@ -27,6 +27,7 @@ import orjson
 
 from flowfront.errors import BackendError, SpecError
 from flowfront.modelcards import ModelCard
+from flowfront.processes import pid_alive
 
 SERVERS_FILE = "servers.json"
 _GGUF_MAGIC = b"GGUF"
@@ -174,7 +175,7 @@ def serve(cards: dict[str, ModelCard], models_dir: Path, *, ready_timeout_s: flo
           threads: int = 1, log: Callable[[str], None] = print) -> dict[str, ServerInfo]:
     """Start a server per card (weights verified first), wait until each is ready, record them."""
     require_server_package()
-    servers = {n: s for n, s in read_servers(models_dir).items() if _alive(s.pid)}
+    servers = {n: s for n, s in read_servers(models_dir).items() if pid_alive(s.pid)}
     logs = Path(models_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started: list[ServerInfo] = []
@@ -204,7 +205,7 @@ def wait_ready(info: ServerInfo, timeout_s: float, log_path: Path | None = None)
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(info.pid):
+        if not pid_alive(info.pid):
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path and log_path.is_file() else []
             raise BackendError(f"llama.cpp server for {info.model!r} exited while starting: {' '.join(tail)[:300]}",
                                model=info.model, hint=f"see {log_path}")
@@ -226,7 +227,7 @@ def stop(models_dir: Path, names: Iterable[str] | None = None, *, log: Callable[
     stopped = 0
     for name in sorted(chosen):
         info = servers.pop(name)
-        if _alive(info.pid):
+        if pid_alive(info.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(info.pid, signal.SIGTERM)
             _wait_gone(info.pid, 10.0)
@@ -236,30 +237,15 @@ def stop(models_dir: Path, names: Iterable[str] | None = None, *, log: Callable[
     return stopped
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of this process still "exists"; reap it if it is ours
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
 def _wait_gone(pid: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 
 
 def api_bases(models_dir: Path) -> dict[str, str]:
     """Model name -> base URL of the running servers ``serve`` recorded."""
-    return {n: s.api_base for n, s in read_servers(models_dir).items() if _alive(s.pid)}
+    return {n: s.api_base for n, s in read_servers(models_dir).items() if pid_alive(s.pid)}

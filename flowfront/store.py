@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from flowfront.errors import StoreError
+from flowfront.processes import pid_alive
 from flowfront.redact import Redactor
 
 SCHEMA_VERSION = 1
@@ -110,16 +111,6 @@ def _trace(row: tuple) -> Trace:
     values = list(row)
     values[4] = orjson.loads(values[4])
     return Trace(*values)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TraceStore:
@@ -231,7 +222,7 @@ class TraceStore:
         """
         with self._lock:
             rows = self._conn.execute("SELECT prompt_key, model, budget, started_at, pid FROM intents").fetchall()
-        return [row[:4] for row in rows if not _pid_alive(row[4])]
+        return [row[:4] for row in rows if not pid_alive(row[4])]
 
     def count(self, source: str | None = None) -> int:
         sql, args = ("SELECT COUNT(*) FROM traces", ()) if source is None else (

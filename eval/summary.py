@@ -191,7 +191,8 @@ def summarise(data, ctx: Context, plan: list[Strategy], runs: dict[str, list[Run
         "schema_version": RESULTS_SCHEMA, "kind": "eval", "benchmark": bench.name, "workflow": bench.workflow.name,
         "data_source": bench.spec.data.source, "frontier_hash": frontier.content_hash(),
         "proxy_mode": frontier.proxy_mode, "execution": ctx.execution, "frontier_execution": frontier.execution,
-        "latency_source": _latency_source(bench),
+        "latency_source": ("unavailable (the data records no latency and its models have no cards)"
+                           if not np.any(test.latency(ctx.execution)) else _latency_source(bench)),
         "split": {"train_queries": len(data.train.query_ids), "test_queries": len(test.query_ids),
                   "disjoint": True},
         "candidate_sets": {"frontier": len(test.candidate_ids),

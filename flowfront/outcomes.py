@@ -68,6 +68,8 @@ class ImportSummary:
     splits: tuple[str, ...]
     has_split: bool
     notes: tuple[str, ...] = ()
+    # Optional columns every kept row fills: what latency and cost can be taken from.
+    complete_columns: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """A JSON-ready copy (tuples become lists), for artifacts and the trace store."""
@@ -143,6 +145,8 @@ def summarise(
         splits=tuple(splits),
         has_split=bool(splits),
         notes=tuple(notes),
+        complete_columns=tuple(c for c in ("cost_usd", "latency_s", "prompt_tokens", "completion_tokens", "response")
+                               if rows and all(getattr(row, c) is not None for row in rows)),
     )
 
 

@@ -93,3 +93,36 @@ def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
     timings = orjson.loads((work / "timings.json").read_bytes())
     assert set(timings["benchmarks"][folders[0].name]) >= {"profile", "compile", "validate", "train", "eval"}
     assert str(work / "report.md") in out.stderr
+
+
+def _drop_columns(src: Path, dst: Path, drop: set[str], add_tokens: bool = False) -> Path:
+    with src.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    header = [c for c in rows[0] if c not in drop] + (["prompt_tokens", "completion_tokens"] if add_tokens else [])
+    with dst.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        for row in rows:
+            kept = {c: row[c] for c in header if c in row}
+            if add_tokens:
+                kept |= {"prompt_tokens": 40, "completion_tokens": len(row["response"].split()) * 3}
+            writer.writerow(kept)
+    return dst
+
+
+@pytest.mark.parametrize(("drop", "tokens", "objective", "latency"), [
+    ({"latency_s"}, False, "cost", "unavailable"),  # cost, no latency, no cards: the cost objective only
+    ({"latency_s", "cost_usd"}, True, "latency", "unavailable"),  # token counts only: accuracy only
+], ids=["cost-no-latency", "tokens-only"])
+def test_an_unseen_table_without_cards_runs_with_what_it_has(tmp_path: Path, drop, tokens, objective, latency) -> None:
+    """Model names no card describes: nothing is invented, the report says what was unavailable."""
+    table = _drop_columns(make_table(tmp_path / "full.csv", n_queries=120), tmp_path / "table.csv", drop, tokens)
+    work = tmp_path / "work"
+    out = flowfront("run", "--outcomes", str(table), "--seeds", "1", "--workdir", str(work), timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = next(p for p in work.iterdir() if p.name.startswith("outcomes-"))
+    frontier = orjson.loads((folder / "frontier.json").read_bytes())
+    assert frontier["objective"] == objective
+    results = orjson.loads((folder / "eval" / "results.json").read_bytes())
+    assert results["latency_source"].startswith(latency)
+    assert "unavailable" in (work / "report.md").read_text()

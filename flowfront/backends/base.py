@@ -11,7 +11,7 @@ from flowfront.store import call_key, prompt_key
 if TYPE_CHECKING:
     from flowfront.backends.prefix import StreamTiming
 
-LatencySource = Literal["recorded", "modeled", "measured"]
+LatencySource = Literal["recorded", "modeled", "measured", "unavailable"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.prefix import Cut, Recorded, cut, recorded
-from flowfront.errors import BackendError, ReplayMissError, SpecError
+from flowfront.errors import BackendError, ReplayMissError
 from flowfront.modelcards import ModelCard
 from flowfront.store import TraceStore
 from flowfront.tokens import count_message_tokens
@@ -77,21 +77,17 @@ class ReplayBackend(Backend):
     @staticmethod
     def _cost(card: ModelCard | None, rec: Recorded, prompt: int, tokens: int, truncated: bool) -> float:
         if rec.cost_usd is None:
-            return card.cost_usd(prompt, tokens)
-        if not truncated:
+            return card.cost_usd(prompt, tokens) if card is not None else 0.0
+        if not truncated or card is None:
             return rec.cost_usd
         # Keep the recorded price level; scale it by the card's estimate of what the cut saves.
         full = card.cost_usd(prompt, rec.completion_tokens)
         return rec.cost_usd * (card.cost_usd(prompt, tokens) / full) if full > 0 else rec.cost_usd
 
-    def _card(self, model: str) -> ModelCard:
-        card = self.cards.get(model)
-        if card is None:
-            raise SpecError(
-                f"no model card for {model!r}: replay needs its latency model and prices",
-                hint="add configs/models/<model>.yaml with ttft, prefill/decode rates and prices",
-            )
-        return card
+    def _card(self, model: str) -> ModelCard | None:
+        """The model's card, or None: an outcome table over models without cards runs with what it
+        records, and what it does not record is unavailable (0, labelled so), never invented."""
+        return self.cards.get(model)
 
 
 
@@ -106,8 +102,10 @@ def completion_from_record(rec: Recorded, request: CallRequest, done: Cut, card_
     card = card_for(request.model) if (done.latency_s is None or rec.cost_usd is None or cut_here) else None
     if done.latency_s is not None:
         latency, source = done.latency_s, "recorded"
-    else:
+    elif card is not None:
         latency, source = card.latency_s(prompt_tokens, done.tokens), "modeled"
+    else:
+        latency, source = 0.0, "unavailable"
     cost = ReplayBackend._cost(card, rec, prompt_tokens, done.tokens, cut_here)
     return Completion(
         text=done.text,

@@ -62,8 +62,11 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
     console.print(f"[bold]{bench.name}[/] ({bench.spec.description})")
     reference = stages.run("import + reference", _reference, settings, bench)
     stages.run("profile", profile_job, settings, bench, progress=True)
-    _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated",
-                                  near_front=NEAR_FRONT, max_candidates=MAX_CANDIDATES)
+    objective = _objective(settings, bench)
+    if objective != "latency":
+        console.print(f"  objective: {objective} ({'accuracy x latency x cost' if objective == 'both' else 'the data records no latency and its models have no cards: cost only, latency unavailable'})")
+    _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated", objective=objective,
+                             near_front=NEAR_FRONT, max_candidates=MAX_CANDIDATES)
     _, validation = stages.run("validate", validate_job, settings, bench)
     row = {
         "benchmark": bench.name, "n_test": reference.summary.n, "space": frontier.space_size,
@@ -79,6 +82,24 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
     _, trained = stages.run("train", train_job, settings, bench, "frontier")
     results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)))
     return {**row, "train_seconds": trained["total_seconds"], "results_path": str(results_path), "results": results}
+
+
+def _objective(settings: Settings, bench: Benchmark) -> str:
+    """What an outcome table can be compiled for: latency needs recorded ``latency_s`` or a card for
+    every model; with cost too the frontier is 3-D. Built-in benchmarks keep latency."""
+    if bench.spec.data.source != "outcomes":
+        return "latency"
+    from flowfront.runtime import load_cards, open_store, prepare_data
+
+    cards = load_cards(settings)
+    carded = all(m in cards for m in bench.workflow.all_models())
+    with open_store(settings) as store:
+        columns = set(prepare_data(bench, store, settings).summary.get("complete_columns", ()))
+    has_latency = "latency_s" in columns or carded
+    has_cost = "cost_usd" in columns or carded
+    if has_latency:
+        return "both" if has_cost else "latency"
+    return "cost" if has_cost else "latency"
 
 
 MIN_TRAIN_QUERIES = 20  # router.model's floor: fewer cannot be split into fit and validation folds

@@ -134,11 +134,43 @@ def save_router(
         regressors=router.regressor_meta_, fit_seconds=router.fit_seconds_,
         validation_metrics=router.validation_metrics_, metrics=metrics,
     )
-    (tmp / "router.json").write_bytes(orjson.dumps(artifact.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.replace(folder)
+    payload = orjson.dumps(artifact.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+    (tmp / "router.json").write_bytes(payload)
+    _swap_in(tmp, folder, _sha256(payload)[:12])
     return folder
+
+
+def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
+    """Make ``folder`` the new version with no moment where it is missing or half written.
+
+    Each version is a complete directory ``<folder>.<digest>``; ``folder`` is a symlink to the
+    current one, replaced atomically (rename over the link). The previous version is kept, so a
+    reader that resolved the old link mid-load still finds its files; older ones are removed.
+    """
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+    versioned = folder.with_name(f"{folder.name}.{digest}")
+    previous = folder.resolve() if folder.is_symlink() else None
+    if versioned.exists() and versioned != previous:
+        shutil.rmtree(versioned)
+    if versioned == previous:
+        shutil.rmtree(tmp)  # identical content is already current
+    else:
+        tmp.rename(versioned)
+    link = folder.with_name(folder.name + f".link{os.getpid()}")
+    link.unlink(missing_ok=True)
+    os.symlink(versioned.name, link)
+    if folder.exists() and not folder.is_symlink():  # a folder from before versioned routers: moved aside once
+        aside = folder.with_name(folder.name + f".old{os.getpid()}")
+        folder.rename(aside)
+        shutil.rmtree(aside)
+    os.replace(link, folder)
+    keep = {versioned.name, previous.name if previous is not None else None}
+    for old in folder.parent.glob(f"{folder.name}.*"):
+        if old.is_dir() and not old.is_symlink() and old.name not in keep and not old.name.startswith(f"{folder.name}.tmp"):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_artifact(folder: Path) -> RouterArtifact:

@@ -331,3 +331,32 @@ def test_loading_does_not_import_torch(saved: Path) -> None:
             "expect_frontier_hash=None); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_rewriting_a_router_never_leaves_a_reader_without_one(router: LightGBMRouter, data: dict, tmp_path: Path) -> None:
+    """A reload during `flowfront train` must see the old or the new router, never none."""
+    import threading
+
+    folder = tmp_path / "router-frontier"
+    args = dict(frontier_hash=data["frontier"].content_hash(), feature_config=FEATURES, metrics={"note": "test"})
+    save_router(router, folder, **args)
+    done, failures, loads = threading.Event(), [], 0
+
+    def rewrite() -> None:
+        try:
+            for i in range(12):
+                save_router(router, folder, **{**args, "metrics": {"round": i}})  # a new version each time
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    while not done.is_set():
+        try:
+            load_router(folder, expect_frontier_hash=args["frontier_hash"])
+            loads += 1
+        except Exception as exc:  # noqa: BLE001 - any failure to load is what this test counts
+            failures.append(repr(exc))
+    writer.join()
+    assert loads > 0 and failures == []
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("router-frontier.")]) <= 2  # old versions pruned

@@ -39,6 +39,8 @@ class ServiceSettings(Settings):
     breaker_reset_s: float = Field(default=30.0, gt=0, description="open time before a breaker lets one probe through")
     trace_store: Path | None = Field(default=None, description="served-call trace store (default <workdir>/serve/traces.sqlite)")
     trace_flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="longest a served trace waits")
+    trace_durable: bool = Field(default=True, description="a response waits until its trace is committed "
+                                "(group commit), so kill -9 loses no trace of an answered request")
     trace_batch_size: int = Field(default=512, ge=1, description="traces written per SQLite transaction")
     trace_queue_max: int = Field(default=100_000, ge=1, description="queued traces before responses wait")
     fault_fail_models: Annotated[list[str], NoDecode] = Field(

@@ -89,7 +89,8 @@ class Shared:
         self.breakers = BreakerBoard(settings.breaker_failures, settings.breaker_reset_s,
                                      on_change=metrics.breaker_changed)
         self.writer = TraceWriter(settings.served_store_path, metrics, redactor, batch_size=settings.trace_batch_size,
-                                  flush_interval_s=settings.trace_flush_interval_s, queue_max=settings.trace_queue_max)
+                                  flush_interval_s=settings.trace_flush_interval_s, queue_max=settings.trace_queue_max,
+                                  durable=settings.trace_durable)
         self.store = TraceStore(settings.store_path)
         self.cards = load_cards(settings)
         self.backends: dict[tuple[str, ...], GuardedBackend] = {}

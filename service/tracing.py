@@ -1,10 +1,13 @@
-"""Served calls into the trace store, off the response path.
+"""Served calls into the trace store, with group commit.
 
-Requests hand their call log to :class:`TraceWriter` and return; a background task gathers
-logs into batches (up to ``batch_size`` calls, or whatever arrived within ``flush_interval_s``)
-and writes each batch in one SQLite transaction from a worker thread. A full queue makes
-requests wait (back-pressure), never drops a trace. :meth:`TraceWriter.aclose` writes whatever
-is queued, which is how SIGTERM (uvicorn drains requests, then the lifespan exits) loses nothing.
+Requests hand their call log to :class:`TraceWriter`; a background task writes batches in one
+SQLite transaction each from a worker thread. With ``durable`` (the default) a request waits
+until the transaction holding its trace has committed, so an answered request always has its
+trace, even after kill -9: while one batch commits, the requests that finish meanwhile queue up
+and form the next batch, so commits stay few under load (group commit) and nobody waits for a
+timer. Without ``durable`` requests return at once and batches gather for ``flush_interval_s``.
+A full queue makes requests wait (back-pressure), never drops a trace. :meth:`TraceWriter.aclose`
+writes whatever is queued, which is how SIGTERM loses nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class _Pending:
     trace_id: str
     workflow: str
     events: tuple[CallEvent, ...]
+    committed: asyncio.Future | None = None  # set once the batch holding it is on disk
 
 
 def served_traces(pending: _Pending, redactor: Redactor) -> list[Trace]:
@@ -61,8 +65,9 @@ class TraceWriter:
     """Background, batched writes of served calls to a :class:`TraceStore`."""
 
     def __init__(self, path: Path, metrics: Metrics, redactor: Redactor, *, batch_size: int = 512,
-                 flush_interval_s: float = 0.2, queue_max: int = 100_000) -> None:
+                 flush_interval_s: float = 0.2, queue_max: int = 100_000, durable: bool = True) -> None:
         self.path = path
+        self.durable = durable
         self.metrics = metrics
         self.redactor = redactor
         self.batch_size = batch_size
@@ -78,19 +83,22 @@ class TraceWriter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="trace-writer")
 
     async def record(self, trace_id: str, workflow: str, events: list[CallEvent]) -> None:
-        """Queue one request's calls; waits only when the queue is full."""
+        """Queue one request's calls; when durable, return once they are committed."""
         if not events:
             return
-        await self._queue.put(_Pending(trace_id, workflow, tuple(events)))
-        if self._queue.qsize() >= self.batch_size:
+        committed = asyncio.get_running_loop().create_future() if self.durable and self._task is not None else None
+        await self._queue.put(_Pending(trace_id, workflow, tuple(events), committed))
+        if self._queue.qsize() >= self.batch_size or committed is not None:
             self._full.set()
+        if committed is not None:
+            await asyncio.shield(committed)  # a cancelled request still leaves its trace to be written
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
             if first is None:
                 return
-            if self._queue.qsize() + 1 < self.batch_size:
+            if self._queue.qsize() + 1 < self.batch_size and first.committed is None:
                 self._full.clear()
                 # Wait for a full batch or the flush interval, whichever comes first.
                 with contextlib.suppress(TimeoutError):
@@ -107,7 +115,12 @@ class TraceWriter:
                 return
 
     async def _write(self, batch: list[_Pending]) -> None:
-        rows = await asyncio.to_thread(self._rows_and_put, batch)
+        try:
+            rows = await asyncio.to_thread(self._rows_and_put, batch)
+        finally:
+            for pending in batch:  # released after the commit (or after the loss was logged)
+                if pending.committed is not None and not pending.committed.done():
+                    pending.committed.set_result(None)
         self.written += rows
         self.metrics.traces_written.inc(rows)
         self.metrics.trace_queue.set(self._queue.qsize())

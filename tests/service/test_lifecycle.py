@@ -183,3 +183,40 @@ def test_one_bad_frontier_degrades_only_its_workflow(trained, workflows_dir, tes
     with make_client(work, workflows_dir) as c:
         status = {w["name"]: w["status"] for w in c.get("/v1/workflows").json()}[BENCH]
         assert "checksum mismatch" in status
+
+
+def test_kill_9_under_load_leaves_every_answered_request_with_its_trace(trained, workflows_dir, test_queries,
+                                                                         tmp_path) -> None:
+    """Group commit: a response is sent only after its trace is on disk, so SIGKILL loses none."""
+    store = tmp_path / "served.sqlite"
+    # (with FLOWFRONT_TRACE_DURABLE=false this loses traces: 19 of 87 answered requests in one run)
+    with live_server(trained, workflows_dir, tmp_path, trace_store=str(store), api_keys=SERVICE_KEY) as srv:
+        results = asyncio.run(_load_then_kill(srv.base, test_queries[:400], srv.proc, kill_after=80))
+    answered = [body["trace_id"] for status, body in results if status == 200]
+    assert len(answered) >= 80
+    with sqlite3.connect(store) as db:
+        traced = {row[0] for row in db.execute("SELECT DISTINCT query_id FROM traces WHERE source = 'serve'")}
+    missing = [t for t in answered if t not in traced]
+    assert not missing, f"{len(missing)} of {len(answered)} answered requests have no trace after kill -9"
+
+
+async def _load_then_kill(base: str, queries: list[str], proc, kill_after: int) -> list[tuple[int, dict | None]]:
+    results: list[tuple[int, dict | None]] = []
+    gate = asyncio.Semaphore(32)
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
+
+    async def one(client: httpx.AsyncClient, query: str) -> None:
+        async with gate:
+            try:
+                r = await client.post(f"{base}{RUN}", json={"query": query, "preference": {"lambda": 0.3}},
+                                      headers=headers)
+            except httpx.TransportError:
+                results.append((0, None))
+                return
+            results.append((r.status_code, r.json() if r.status_code == 200 else None))
+            if sum(s == 200 for s, _ in results) == kill_after:
+                proc.send_signal(signal.SIGKILL)
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        await asyncio.gather(*(one(client, q) for q in queries))
+    return results

@@ -81,7 +81,7 @@ def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
     app.state.openapi_names = None
     install_handlers(app)
     app.add_middleware(ServiceMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics,
-                       body_timeout_s=config.body_timeout_s)
+                       body_timeout_s=config.body_timeout_s, api_keys=app.state.api_keys)
     for module in (workflows, openai_routes, ops):
         app.include_router(module.api_routes)
     app.openapi = lambda: _openapi(app)

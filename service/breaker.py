@@ -60,6 +60,13 @@ class BreakerBoard:
             return "closed"
         return "half-open" if self.clock() - b.opened_at >= self.reset_s else "open"
 
+    def seconds_until_probe(self, models: set[str]) -> float:
+        """How long until the first of ``models``' open breakers lets a probe through (0: none open)."""
+        now = self.clock()
+        waits = [self.reset_s - (now - b.opened_at) for m, b in self._breakers.items()
+                 if m in models and b.opened_at is not None]
+        return max(0.0, min(waits)) if waits else 0.0
+
     def available(self, model: str) -> bool:
         """Whether a call to ``model`` may be planned (open breakers are avoided by selection)."""
         state = self.state(model)

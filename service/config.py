@@ -76,9 +76,14 @@ class ServiceSettings(Settings):
         both = set(self.fault_fail_models) & set(self.fault_hang_models)
         if both:
             raise ValueError(f"model {sorted(both)[0]!r} is in both FLOWFRONT_FAULT_FAIL_MODELS and _HANG_MODELS")
-        if any(len(k.get_secret_value()) < 8 for k in self.api_keys):
-            raise ValueError("every API key must have at least 8 characters")
         return self
+
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _long_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(len(k.get_secret_value()) < 8 for k in keys):
+            raise ValueError("every API key must have at least 8 characters")
+        return keys
 
     @property
     def served_store_path(self) -> Path:

@@ -82,7 +82,11 @@ async def _serve(shared: Shared, entry: WorkflowEntry, query: str, preference: P
     started = time.perf_counter()
     decision = await _decide(entry, query, strategy)
     avoid = shared.breakers.unavailable(entry.all_models)
-    index, feasible, attempts = _choose(entry, decision, preference, avoid)
+    try:
+        index, feasible, attempts = _choose(entry, decision, preference, avoid)
+    except BackendError as exc:  # every candidate's model is behind an open breaker
+        exc.retry_after_s = shared.breakers.seconds_until_probe(avoid)  # type: ignore[attr-defined]
+        raise
     decided = time.perf_counter()
     shared.metrics.decision_seconds.labels(workflow=entry.name, strategy=decision.strategy).observe(decided - started)
     index, feasible, result = await _execute(shared, entry, decision, preference, (index, feasible), avoid,

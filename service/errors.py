@@ -8,6 +8,7 @@ an infeasible preference and ``retryable`` for backend failures.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -130,7 +131,8 @@ def flowfront_response(request: Request, exc: FlowfrontError) -> JSONBody:
         extra["model"] = exc.model
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status in (503, 504):
-        headers = {"Retry-After": "1"}
+        # when breakers are open, the time until they let a probe through: earlier retries only fail
+        headers = {"Retry-After": str(max(1, math.ceil(getattr(exc, "retry_after_s", 1.0))))}
     if status >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
     return JSONBody(error_body(status, _redact(request, exc.message), **extra), status_code=status,
@@ -160,6 +162,8 @@ async def _on_validation(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # the location is a character offset, not a field
+        return await _bad_json(request, first)
     loc = [p for p in first.get("loc", ()) if p != "body"]
     field = _field_path(loc)
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -167,6 +171,17 @@ async def _on_validation(request: Request, exc: Exception) -> JSONBody:
     message = f"`{field}`: {msg}{more}"
     return JSONBody(error_body(422, _redact(request, message), field=field,
                                      hint="fix this field; GET /docs shows the request schema"), status_code=422)
+
+
+async def _bad_json(request: Request, error: dict) -> JSONBody:
+    """Malformed JSON, said by line and column of the body."""
+    offset = next((p for p in reversed(error.get("loc", ())) if isinstance(p, int)), 0)
+    body = (await request.body())[:offset].decode("utf-8", errors="replace")
+    line, column = body.count("\n") + 1, offset - (body.rfind("\n") + 1) + 1
+    detail = (error.get("ctx") or {}).get("error", "invalid JSON")
+    message = f"the body is not valid JSON: {detail} at line {line}, column {column}"
+    return JSONBody(error_body(422, message, field="body", hint="send a JSON object; GET /docs shows the schema"),
+                    status_code=422)
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONBody:

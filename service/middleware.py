@@ -7,7 +7,7 @@ a task and a stream per request, which matters at hundreds of requests per secon
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import hmac
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -21,18 +21,31 @@ __all__ = ["ServiceMiddleware"]
 _TOO_LARGE_HINT = "send a smaller body or raise FLOWFRONT_MAX_BODY_BYTES"
 
 
-class ServiceMiddleware:
-    """413 for bodies over ``max_body_bytes`` (declared or streamed); counts every response."""
+_OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, body_timeout_s: float = 30.0) -> None:
+
+class ServiceMiddleware:
+    """Authentication before anything reads the body, 413 for bodies over ``max_body_bytes``
+    (declared or streamed), a read timeout per body chunk; counts every response."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, body_timeout_s: float = 30.0,
+                 api_keys: list[bytes] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.body_timeout_s = body_timeout_s
+        self.api_keys = api_keys or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.api_keys and not scope.get("path", "").startswith(_OPEN_PATHS) and not self._authorized(scope):
+            # before the body is read: an unauthenticated client learns nothing about the schema
+            await _send_error(send, 401, "missing or invalid API key",
+                              "send `Authorization: Bearer <key>` with one of the service's keys",
+                              [(b"www-authenticate", b"Bearer")])
+            self._count(scope, 401)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
@@ -68,6 +81,9 @@ class ServiceMiddleware:
             self.metrics.in_flight.dec()
             self._count(scope, status)
 
+    def _authorized(self, scope: Scope) -> bool:
+        return authorized(scope, self.api_keys)
+
     def _count(self, scope: Scope, status: int) -> None:
         route = scope.get("route")
         endpoint = getattr(route, "path", None) or "unmatched"  # the template keeps label values bounded
@@ -85,10 +101,25 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body: dict[str, Any] = error_body(413, f"request body exceeds {limit:,} bytes", hint=_TOO_LARGE_HINT)
-    payload = orjson.dumps(body)
-    await send({"type": "http.response.start", "status": 413,
+def authorized(scope: Scope, keys: list[bytes]) -> bool:
+    """Whether the request carries one of ``keys`` as a bearer token (timing-safe)."""
+    if not keys:
+        return True
+    header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+    scheme, _, token = header.partition(b" ")
+    if scheme.lower() != b"bearer" or not token:
+        return False
+    # Compare against every key so the time taken does not say which key nearly matched.
+    return any([hmac.compare_digest(token.strip(), key) for key in keys])
+
+
+async def _send_error(send: Send, status: int, message: str, hint: str, headers: list | None = None) -> None:
+    payload = orjson.dumps(error_body(status, message, hint=hint))
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *(headers or [])]})
     await send({"type": "http.response.body", "body": payload})
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _send_error(send, 413, f"request body exceeds {limit:,} bytes", _TOO_LARGE_HINT)

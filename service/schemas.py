@@ -17,7 +17,8 @@ _MAX_LIMIT = 1e9
 class PreferenceIn(BaseModel):
     """How the caller trades accuracy for latency or cost (``compile.select.Preference``)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    # strict: JSON `true` is not a number here, nor "0.3" (a string); integers are still numbers
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False, strict=True)
 
     lambda_: float | None = Field(default=None, alias="lambda", ge=0.0, le=_MAX_LAMBDA,
                                   description="weight of normalised latency (or cost) against accuracy")
@@ -171,7 +172,7 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1, description="the workflow to run")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool = Field(default=False, strict=True)
     preference: PreferenceIn = Field(default_factory=PreferenceIn)
     strategy: Strategy | None = None
     user: str | None = None

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from flowfront.errors import BackendError
 from service.deps import Authorized, SharedDep
 from service.errors import JSONBody, error_body
+from service.middleware import authorized
 from service.state import load_state
 
 api_routes = APIRouter(tags=["operations"])
@@ -32,12 +33,17 @@ async def readyz(request: Request) -> JSONBody:
     state = getattr(request.app.state, "service_state", None)
     if shared is None or state is None:
         return JSONBody(error_body(503, "artifacts are still loading", hint="retry shortly"), status_code=503)
+    # Without a key (when keys are set) only ready / not ready: paths, workflows and breaker
+    # states are for operators.
+    detailed = authorized(request.scope, request.app.state.api_keys)
     problems = []
     for models, backend in list(shared.backends.items()):
         try:
             await backend.check()
         except BackendError as exc:
             problems.append(f"backend for {len(models)} models: {shared.redactor.scrub(str(exc))}")
+    if not detailed:
+        return JSONBody({"status": "ready" if not problems else "not ready"}, status_code=200 if not problems else 503)
     body = {"status": "ready" if not problems else "degraded", "generation": state.generation,
             "workflows": {n: e.status for n, e in state.entries.items()}, "breakers": shared.breakers.snapshot()}
     if problems:

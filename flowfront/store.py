@@ -132,6 +132,8 @@ class TraceStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            # a new store can give pages back to the file system after a prune (no-op on old ones)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
@@ -223,6 +225,43 @@ class TraceStore:
         with self._lock:
             rows = self._conn.execute("SELECT prompt_key, model, budget, started_at, pid FROM intents").fetchall()
         return [row[:4] for row in rows if not pid_alive(row[4])]
+
+    # -- retention ----------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        """Bytes the database holds (pages in use), WAL excluded."""
+        with self._lock:
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def prune(self, *, source: str | None = None, max_age_s: float | None = None,
+              max_bytes: int | None = None) -> int:
+        """Delete traces older than ``max_age_s``, then the oldest until the store holds at most
+        ``max_bytes``; give the pages back and truncate the WAL. Returns how many rows went."""
+        where, args = ("source=?", [source]) if source is not None else ("1=1", [])
+        removed = 0
+        with self._lock:
+            if max_age_s is not None:
+                cur = self._conn.execute(f"DELETE FROM traces WHERE {where} AND created_at < ?",
+                                         (*args, time.time() - max_age_s))
+                removed += cur.rowcount
+                self._conn.commit()
+        while max_bytes is not None and self.size_bytes() > max_bytes:
+            with self._lock:
+                n = self._conn.execute(f"SELECT COUNT(*) FROM traces WHERE {where}", args).fetchone()[0]
+                if n == 0:
+                    break
+                cur = self._conn.execute(
+                    f"DELETE FROM traces WHERE rowid IN (SELECT rowid FROM traces WHERE {where} "
+                    "ORDER BY created_at LIMIT ?)", (*args, max(1, n // 10)))
+                removed += cur.rowcount
+                self._conn.commit()
+                self._conn.execute("PRAGMA incremental_vacuum")
+        with self._lock:
+            self._conn.execute("PRAGMA incremental_vacuum")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
 
     def count(self, source: str | None = None) -> int:
         sql, args = ("SELECT COUNT(*) FROM traces", ()) if source is None else (

@@ -41,6 +41,10 @@ class ServiceSettings(Settings):
     trace_flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="longest a served trace waits")
     trace_durable: bool = Field(default=True, description="a response waits until its trace is committed "
                                 "(group commit), so kill -9 loses no trace of an answered request")
+    trace_max_age_days: float | None = Field(default=30.0, gt=0, description="served traces older than this are "
+                                             "deleted (none: keep forever)")
+    trace_max_mb: float | None = Field(default=1024.0, gt=0, description="the served-trace store is pruned, oldest "
+                                       "first, to stay under this size (none: no cap)")
     trace_batch_size: int = Field(default=512, ge=1, description="traces written per SQLite transaction")
     trace_queue_max: int = Field(default=100_000, ge=1, description="queued traces before responses wait")
     fault_fail_models: Annotated[list[str], NoDecode] = Field(
@@ -52,7 +56,8 @@ class ServiceSettings(Settings):
     # One thread: a second one buys single-query latency on an idle box but costs more CPU per query,
     # which a loaded server (event loop + boosters on the other core) cannot spare.
     embed_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime threads per embedding batch")
-    embedding_disk_cache: bool = Field(default=True, description="share the on-disk embedding cache of train/eval")
+    embedding_disk_cache: bool = Field(default=False, description="also use train/eval's on-disk embedding cache "
+                                       "(read and grown by served queries; off: the bounded in-memory caches only)")
     route_memo_size: int = Field(default=16_384, ge=0, description="queries whose router estimates stay memoised")
     feature_lru_size: int = Field(default=16_384, ge=0, description="queries whose router features stay in memory")
     header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a connection must send a complete "

@@ -90,7 +90,9 @@ class Shared:
                                      on_change=metrics.breaker_changed)
         self.writer = TraceWriter(settings.served_store_path, metrics, redactor, batch_size=settings.trace_batch_size,
                                   flush_interval_s=settings.trace_flush_interval_s, queue_max=settings.trace_queue_max,
-                                  durable=settings.trace_durable)
+                                  durable=settings.trace_durable,
+                                  max_age_s=settings.trace_max_age_days * 86400 if settings.trace_max_age_days else None,
+                                  max_bytes=int(settings.trace_max_mb * 1e6) if settings.trace_max_mb else None)
         self.store = TraceStore(settings.store_path)
         self.cards = load_cards(settings)
         self.backends: dict[tuple[str, ...], GuardedBackend] = {}

@@ -46,9 +46,13 @@ def served_traces(pending: _Pending, redactor: Redactor) -> list[Trace]:
         done, req = e.completion, e.request
         error = None if done is not None else ("cancelled (request deadline or shutdown)" if e.cancelled
                                                else redactor.scrub(str(e.error)))
-        request = {"model": req.model, "budget": req.budget, "messages": list(req.messages), "sampling": req.sampling,
+        request = {"model": req.model, "budget": req.budget, "sampling": req.sampling,
                    "trace_id": pending.trace_id, "workflow": pending.workflow, "candidate": e.candidate,
                    "call": seq, "wall_s": e.wall_s, "truncated": bool(done and done.truncated)}
+        if done is not None:
+            request["messages"] = list(req.messages)
+        else:  # a rejected or failed call keeps a compact row: its prompt is not worth the disk
+            request["prompt_chars"] = sum(len(str(m.get("content", ""))) for m in req.messages)
         rows.append(Trace(
             key=hashlib.blake2b(f"{pending.trace_id}:{seq}".encode(), digest_size=16).hexdigest(),
             prompt_key=req.prompt_key, model=req.model, budget=req.budget, request=request,
@@ -65,9 +69,12 @@ class TraceWriter:
     """Background, batched writes of served calls to a :class:`TraceStore`."""
 
     def __init__(self, path: Path, metrics: Metrics, redactor: Redactor, *, batch_size: int = 512,
-                 flush_interval_s: float = 0.2, queue_max: int = 100_000, durable: bool = True) -> None:
+                 flush_interval_s: float = 0.2, queue_max: int = 100_000, durable: bool = True,
+                 max_age_s: float | None = None, max_bytes: int | None = None, prune_every: int = 50) -> None:
         self.path = path
         self.durable = durable
+        self.max_age_s, self.max_bytes, self.prune_every = max_age_s, max_bytes, prune_every
+        self._batches = 0
         self.metrics = metrics
         self.redactor = redactor
         self.batch_size = batch_size
@@ -127,6 +134,10 @@ class TraceWriter:
 
     def _rows_and_put(self, batch: list[_Pending]) -> int:
         rows = [row for pending in batch for row in served_traces(pending, self.redactor)]
+        self._batches += 1
+        if (self.max_age_s or self.max_bytes) and self._batches % self.prune_every == 0:
+            # retention runs in the writer's thread, between batches: no request waits on it
+            self._store.prune(source=SOURCE, max_age_s=self.max_age_s, max_bytes=self.max_bytes)
         for attempt in range(3):  # a busy SQLite (another writer) is worth a retry before giving up
             try:
                 return self._store.put_many(rows)

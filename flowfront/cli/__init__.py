@@ -25,6 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compile, rou
 data_app = typer.Typer(no_args_is_help=True, help="Import recorded outcomes into the trace store.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+traces_app = typer.Typer(no_args_is_help=True, help="The trace stores: retention.")
+app.add_typer(traces_app, name="traces")
 app.command()(record)
 app.command()(frontier)
 app.command()(select)
@@ -152,6 +154,29 @@ def data_import(
                 f"{src}: kept {summary['rows_kept']} of {summary['rows_read']} rows "
                 f"({len(summary['models'])} models, {summary['queries']} queries); dropped: {dropped}"
             )
+
+
+@traces_app.command("prune")
+def traces_prune(
+    store: Annotated[Path | None, typer.Option(help="trace store (default: the served one, <workdir>/serve/traces.sqlite)")] = None,
+    max_age_days: Annotated[float | None, typer.Option(min=0.0, help="delete traces older than this")] = None,
+    max_mb: Annotated[float | None, typer.Option(min=0.0, help="then delete the oldest until the store is this small")] = None,
+    source: Annotated[str | None, typer.Option(help="only traces of this source (serve, live, routerbench, ...)")] = None,
+    workdir: Workdir = None,
+) -> None:
+    """Delete old traces (by age, then oldest first down to a size) and give the space back."""
+    from flowfront.store import TraceStore
+
+    settings = make_settings(None, workdir)
+    path = store or settings.workdir / "serve" / "traces.sqlite"
+    if not path.is_file():
+        raise SpecError(f"trace store {path} not found", hint="pass --store or --workdir")
+    if max_age_days is None and max_mb is None:
+        raise SpecError("nothing to prune by", hint="pass --max-age-days and/or --max-mb")
+    with TraceStore(path) as ts:
+        removed = ts.prune(source=source, max_age_s=max_age_days * 86400 if max_age_days is not None else None,
+                           max_bytes=int(max_mb * 1e6) if max_mb is not None else None)
+        typer.echo(f"{path}: removed {removed:,} traces; {ts.size_bytes() / 1e6:.2f} MB in use")
 
 
 @app.command()

@@ -172,6 +172,53 @@ def _served(settings: Settings, workflows: Path, passes: dict[str, list[tuple[st
     return out
 
 
+def _slow_clients(settings: Settings, workflows: Path, n_each: int = 100, timeout_s: float = 2.0) -> dict:
+    """Idle, slow-header and slow-body connections (``n_each`` of each) against a server with
+    ``timeout_s`` header/body timeouts: how long until the server closed them all, and how many
+    normal requests it answered meanwhile."""
+    import socket
+
+    import httpx
+
+    port = _free_port()
+    proc = _start_server(settings, workflows, port, {"FLOWFRONT_HEADER_TIMEOUT_S": str(timeout_s),
+                                                     "FLOWFRONT_BODY_TIMEOUT_S": str(timeout_s)})
+    base = f"http://127.0.0.1:{port}"
+    heads = [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+             b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-length: 1000\r\n\r\n{"]
+    try:
+        asyncio.run(_wait_ready(base, proc))
+        socks = []
+        for head in heads:
+            for _ in range(n_each):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(head) if head else None
+                sock.setblocking(False)
+                socks.append(sock)
+        started, answered, open_socks = time.monotonic(), 0, list(socks)
+        while open_socks and time.monotonic() - started < 30:
+            answered += httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            still = []
+            for sock in open_socks:
+                try:
+                    data = sock.recv(65536)
+                    if data and not data.startswith(b"HTTP/1.1 408"):
+                        still.append(sock)
+                except BlockingIOError:
+                    still.append(sock)
+                except OSError:
+                    pass
+            open_socks = still
+        closed_after = time.monotonic() - started
+        for sock in socks:
+            sock.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return {"connections": len(socks), "still_open": len(open_socks), "all_closed_after_s": round(closed_after, 2),
+            "timeouts_s": timeout_s, "normal_requests_answered_meanwhile": answered, "load_1m": round(os.getloadavg()[0], 2)}
+
+
 def _group_commit_cost(settings: Settings, workflows: Path, jobs: list[tuple[str, float]]) -> dict:
     """Throughput with responses waiting for their trace's commit (durable) vs not, same requests,
     warm servers, two rounds interleaved (A B A B) so drift hits both alike."""
@@ -267,6 +314,7 @@ def main() -> None:
         served |= _served(settings, workflows, {"distinct": [(q.text, float(rng.choice(lambdas))) for q in queries]})
         pairs = [(job[0], c) for job, c in zip(first, served["repeated"]["_chosen"], strict=True) if c is not None]
         commit = _group_commit_cost(settings, workflows, first)
+        slow = _slow_clients(settings, workflows)
         for stats in served.values():
             stats.pop("_chosen")
         direct = _direct(settings, pairs)
@@ -284,6 +332,7 @@ def main() -> None:
         "overhead_ratio_served_vs_direct": ratio,
         "overhead_ratio_warm_vs_direct": served["repeated_warm"]["overhead_ratio_vs_direct"],
         "group_commit": commit,
+        "slow_clients": slow,
         "notes": "repeated: fresh server, draws with replacement from the test split (the first sight of each "
                  "query runs the embedding model); repeated_warm: as many draws again on the same server; distinct: "
                  "fresh server, every test query once. The on-disk embedding cache is off in every pass. "
@@ -291,6 +340,7 @@ def main() -> None:
                  "(memo or feature-row cache); the router's boosters still run for feature-cache hits.",
         "targets": {"repeated>=200rps": rep["requests_per_s"] >= 200,
                     "group_commit_cost<=10%": commit["throughput_cost"] <= 0.10,
+                    "slow_clients_closed": slow["still_open"] == 0,
                     "zero_errors": all(p["errors"] == 0 for p in served.values())},
     })
     for name, p in served.items():

@@ -140,6 +140,20 @@ def save_router(
     return folder
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
     """Make ``folder`` the new version with no moment where it is missing or half written.
 
@@ -162,11 +176,16 @@ def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
     link = folder.with_name(folder.name + f".link{os.getpid()}")
     link.unlink(missing_ok=True)
     os.symlink(versioned.name, link)
-    if folder.exists() and not folder.is_symlink():  # a folder from before versioned routers: moved aside once
-        aside = folder.with_name(folder.name + f".old{os.getpid()}")
-        folder.rename(aside)
-        shutil.rmtree(aside)
-    os.replace(link, folder)
+    if folder.exists() and not folder.is_symlink():  # a plain folder (older layout, or a copy)
+        if _exchange(link, folder):  # atomically: `folder` is now the link, `link` the old folder
+            shutil.rmtree(link)
+        else:  # no renameat2 here: one short moment without a router, once per plain folder
+            aside = folder.with_name(folder.name + f".old{os.getpid()}")
+            folder.rename(aside)
+            os.replace(link, folder)
+            shutil.rmtree(aside)
+    else:
+        os.replace(link, folder)
     keep = {versioned.name, previous.name if previous is not None else None}
     for old in folder.parent.glob(f"{folder.name}.*"):
         if old.is_dir() and not old.is_symlink() and old.name not in keep and not old.name.startswith(f"{folder.name}.tmp"):

@@ -220,3 +220,48 @@ async def _load_then_kill(base: str, queries: list[str], proc, kill_after: int) 
     async with httpx.AsyncClient(timeout=60) as client:
         await asyncio.gather(*(one(client, q) for q in queries))
     return results
+
+
+def test_the_first_live_request_after_start_up_is_fast(trained, workflows_dir, test_queries, tmp_path) -> None:
+    """litellm (seconds to import) loads before /readyz says ready, never on the first request."""
+    from tests.helpers import fake_provider
+
+    models = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1",
+              "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",
+              "WizardLM/WizardLM-13B-V1.2", "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat")
+    work = copy_workdir(trained, tmp_path / "work")
+    with fake_provider(models=models, status=200, answer="A") as (base, seen), \
+            live_server(work, workflows_dir, tmp_path, backend="litellm", api_base=base) as srv:
+        started = time.monotonic()
+        r = httpx.post(f"{srv.base}{RUN}", json={"query": test_queries[0], "strategy": "static"}, timeout=30)
+        elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    assert seen and elapsed < 2.0, f"first live request took {elapsed:.2f} s"
+
+
+def test_reload_during_a_router_rewrite_never_reports_a_router_it_lacks(trained, workflows_dir, router,
+                                                                         tmp_path) -> None:
+    from router.artifact import save_router
+
+    work = copy_workdir(trained, tmp_path)
+    learned, features, frontier = router
+    folder = tmp_path / BENCH / "router-frontier"
+    done = threading.Event()
+
+    def rewrite() -> None:
+        try:
+            for i in range(8):
+                save_router(learned, folder, frontier_hash=frontier.content_hash(), feature_config=features,
+                            metrics={"round": i})
+        finally:
+            done.set()
+
+    with make_client(work, workflows_dir) as c:
+        writer = threading.Thread(target=rewrite)
+        writer.start()
+        statuses = []
+        while not done.is_set():
+            r = c.post("/admin/reload")
+            statuses.append((r.status_code, r.json().get("workflows", {}).get(BENCH)))
+        writer.join()
+    assert statuses and all(code == 200 and status == "ready" for code, status in statuses), statuses

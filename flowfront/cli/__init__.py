@@ -16,7 +16,7 @@ from typer.exceptions import TyperException
 
 from flowfront.cli._common import ApiBase, DataDir, Workdir, echo_json, make_settings
 from flowfront.cli.live import models_app, record
-from flowfront.cli.select import frontier, select
+from flowfront.cli.select import frontier, route, select
 from flowfront.errors import FlowfrontError, SpecError
 from flowfront.redact import Redactor
 from flowfront.settings import prepare_environment
@@ -30,6 +30,7 @@ app.add_typer(traces_app, name="traces")
 app.command()(record)
 app.command()(frontier)
 app.command()(select)
+app.command()(route)
 
 
 def _version(value: bool) -> None:

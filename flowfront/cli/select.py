@@ -94,3 +94,39 @@ def select(
     if out["runner_up"]:
         r = out["runner_up"]
         typer.echo(f"runner-up {r['id']}: accuracy {r['accuracy']:.3f}, latency {r['latency_s']:.3f} s, cost ${r['cost_usd']:.3g}")
+
+
+def route(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path (after `flowfront train`)")],
+    query: Annotated[str, typer.Argument(help="the query to route")],
+    lambda_: Annotated[float | None, typer.Option("--lambda", min=0.0, help="weight of the objective vs accuracy")] = None,
+    objective: Annotated[str, typer.Option(help="latency | cost")] = "latency",
+    max_latency_s: Annotated[float | None, typer.Option(min=0.0, help="hard latency limit (s)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    workdir: Workdir = None,
+) -> None:
+    """The trained router's per-candidate predictions for one query, and its pick."""
+    from compile.select import Preference
+    from flowfront import Router
+
+    f = _frontier(benchmark, workdir)
+    settings = make_settings(None, workdir)
+    router = Router.load(settings.workdir / f.benchmark / "router-frontier", f)
+    pref = Preference.model_validate({"lambda": lambda_, "objective": objective, "max_latency_s": max_latency_s,
+                                      "on_infeasible": "nearest"})
+    pred = router.predict([query])
+    pick = router.route([query], pref)[0]
+    rows = [{"id": c.id, "accuracy": round(float(pred.accuracy[0, i]), 4), "latency_s": round(float(pred.latency_s[0, i]), 4),
+             "cost_usd": float(pred.cost_usd[0, i])} for i, c in enumerate(f.candidates)]
+    fell_back = bool(pred.fallback is not None and pred.fallback[0])
+    if as_json:
+        echo_json({"benchmark": f.benchmark, "pick": pick.id, "fallback": fell_back, "predictions": rows,
+                   "config": pick.config})
+        return
+    for r in sorted(rows, key=lambda r: -r["accuracy"]):
+        mark = "  <- pick" if r["id"] == pick.id else ""
+        typer.echo(f"{r['id']:>5}  accuracy {r['accuracy']:.3f}  latency {r['latency_s']:.3f} s  "
+                   f"cost ${r['cost_usd']:.3g}{mark}")
+    if fell_back:
+        typer.echo("(far from every training query: the router's train means were used)")
+    echo_json(pick.config)

@@ -38,3 +38,14 @@ def test_frontier_cli_prints_every_candidate(trained) -> None:
     out = orjson.loads(done.stdout)
     frontier = orjson.loads((trained.workdir / "qa-cascade" / "frontier.json").read_bytes())
     assert [c["id"] for c in out["candidates"]] == [c["id"] for c in frontier["candidates"]]
+
+
+def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_queries) -> None:
+    from compile.select import Preference
+    from tests.service.test_api import expected_candidate
+
+    done = flowfront("route", "qa-cascade", test_queries[3], "--lambda", "0.2", "--json", "--workdir", str(trained.workdir))
+    assert done.returncode == 0, done.stderr
+    out = orjson.loads(done.stdout)
+    assert len(out["predictions"]) == len(router[2].candidates)
+    assert out["pick"] == expected_candidate(router, test_queries[3], Preference(lambda_=0.2, on_infeasible="nearest"))

@@ -83,9 +83,10 @@ def compile_frontier(
         result.points = sorted(result.points + extra,
                                key=lambda pt: (pt.estimates["latency_sequential_s"], -pt.estimates["accuracy"]))
         result.method += f"+near-front({len(extra)})" if extra else ""
+    points = _without_dearer_twins(result.points)
     candidates = [
         Candidate(id=f"c{i}", config=proxy.config(pt.structure, pt.digits), estimates=Estimates(**pt.estimates))
-        for i, pt in enumerate(result.points)
+        for i, pt in enumerate(points)
     ]
     frontier = Frontier(
         workflow=bench.workflow.name, workflow_hash=bench.workflow.content_hash, profiles_hash=profiles.content_hash(),
@@ -96,6 +97,20 @@ def compile_frontier(
         packages=package_versions(),
     )
     return frontier, result.sample
+
+
+def _without_dearer_twins(points: list) -> list:
+    """Drop configurations that behave like another (same estimated accuracy and latencies) but
+    cost more: a check by the answering model itself, an escalation that is never reached. The
+    cheapest of each group stays (ties: the first)."""
+    keep: dict[tuple, Any] = {}
+    for pt in points:
+        e = pt.estimates
+        key = tuple(round(float(e[k]), 12) for k in ("accuracy", "latency_sequential_s", "latency_parallel_s"))
+        if key not in keep or e["cost_usd"] < keep[key].estimates["cost_usd"]:
+            keep[key] = pt
+    chosen = {id(pt) for pt in keep.values()}
+    return [pt for pt in points if id(pt) in chosen]
 
 
 def frontier_name(*, objective: str = "latency", models: list[str] | None = None, max_budget: int | None = None,

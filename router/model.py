@@ -58,6 +58,9 @@ _CLIP = 1e-3  # priors stay inside (0.001, 0.999) so their logits are finite ini
 # --- the router ------------------------------------------------------------------------------
 
 
+MIN_TRAIN_QUERIES = 15  # 5 validation + 5 calibration rows at the least, and some to fit on
+
+
 class LightGBMRouter(Router):
     """Per-candidate success (calibrated), latency and cost; OOD queries fall back to static.
 
@@ -197,9 +200,9 @@ class LightGBMRouter(Router):
         if extra is not None and np.asarray(extra).shape[0] != len(Y.candidate_ids):
             raise RoutingError(f"candidate_features has {np.asarray(extra).shape[0]} rows for {len(Y.candidate_ids)} "
                                "candidates", hint="pass one row per outcome-matrix column, in order")
-        if len(X) < 20:
+        if len(X) < MIN_TRAIN_QUERIES:
             raise RoutingError(f"{len(X)} train queries are too few to fit and validate a router",
-                               hint="use a train split with at least 20 queries")
+                               hint=f"use a train split with at least {MIN_TRAIN_QUERIES} queries")
         return X
 
     @staticmethod

@@ -256,11 +256,11 @@ def compile_(
     """Search the design space on the proxy → frontier.json + frontier.png."""
     from compile.jobs import compile_job, frontier_name
 
-    for name, value, allowed in (("objective", objective, ("latency", "cost", "both")),
-                                 ("execution", execution, ("sequential", "parallel")),
-                                 ("proxy", proxy, ("independent", "correlated"))):
+    for option, value, allowed in (("objective", objective, ("latency", "cost", "both")),
+                                   ("execution", execution, ("sequential", "parallel")),
+                                   ("proxy", proxy, ("independent", "correlated"))):
         if value not in allowed:
-            raise SpecError(f"--{name} {value!r} is not one of {list(allowed)}")
+            raise SpecError(f"--{option} {value!r} is not one of {list(allowed)}")
     try:
         knob_filter = orjson.loads(knobs) if knobs else None
     except orjson.JSONDecodeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import orjson
@@ -93,3 +94,20 @@ def test_validate_reports_rank_correlation_recall_and_hypervolume(profiled) -> N
     assert report["hypervolume"]["ratio"] > 0.8
     assert report["n_frontier_executed"] == min(12, len(frontier.candidates)) and report["n_sampled"] == 16
     assert path.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_cli_compile_writes_the_default_frontier_and_filtered_ones_beside_it(profiled, tmp_path) -> None:
+    work = tmp_path / "cli"
+    shutil.copytree(profiled.workdir, work, ignore=shutil.ignore_patterns("frontier*"))
+    assert flowfront("compile", "qa-cascade", "--workdir", str(work)).returncode == 0
+    first = (work / "qa-cascade" / "frontier.json").read_bytes()
+    filtered = flowfront("compile", "qa-cascade", "--models", "claude-v2", "--workdir", str(work))
+    assert filtered.returncode == 0, filtered.stderr
+    assert (work / "qa-cascade" / "frontier.json").read_bytes() == first  # the default one is untouched
+    assert len(list((work / "qa-cascade").glob("frontier-*.json"))) == 1
+    again = flowfront("compile", "qa-cascade", "--workdir", str(work))
+    from compile.artifact import Frontier, load
+
+    assert again.returncode == 0
+    assert load(Frontier, work / "qa-cascade" / "frontier.json").content_hash() == \
+        Frontier.model_validate({k: v for k, v in orjson.loads(first).items() if k != "checksum"}).content_hash()

@@ -2,8 +2,8 @@
 
     python -m bench live
 
-1. Per local model, decode throughput (completion tokens / wall s) of the same greedy call made
-   directly with httpx against the server and through flowfront's executor (litellm, streamed),
+1. Per local model, decode throughput (completion tokens / wall s) of the same greedy streamed
+   call made directly with httpx against the server and through flowfront's executor (litellm),
    interleaved A B A B so drift hits both; the overhead is their ratio in this run.
 2. A parallel node: two branches on two models (two servers), run by the executor concurrently vs
    the same two calls one after the other; ratio of wall times.
@@ -37,11 +37,14 @@ def _load() -> float:
 
 
 def _direct(base: str, model: str) -> tuple[float, int]:
-    started = time.perf_counter()
-    reply = httpx.post(f"{base}/chat/completions", timeout=600, json={
-        "model": model, "messages": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0})
-    wall = time.perf_counter() - started
-    return wall, int(reply.json()["usage"]["completion_tokens"])
+    """The same streamed call flowfront makes, read with plain httpx: what the server gives alone."""
+    started, tokens = time.perf_counter(), 0
+    body = {"model": model, "messages": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=600) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data: {") and '"content"' in line:
+                tokens += 1
+    return time.perf_counter() - started, tokens
 
 
 async def _via_flowfront(executor, resolved, query) -> tuple[float, int]:

@@ -128,7 +128,7 @@ def test_serve_answers_an_openai_client_against_the_live_model(live, tmp_path: P
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused-on-loopback")
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
         started = time.monotonic()
         reply = client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "What is 1 + 1?"}])
         assert reply.choices[0].message.content, log.read_text()

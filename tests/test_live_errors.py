@@ -47,8 +47,17 @@ def _request(model: str) -> CallRequest:
     return CallRequest(model=model, messages=({"role": "user", "content": "hi"},), budget=8)
 
 
-def test_a_server_that_is_not_up(tmp_path: Path) -> None:
-    settings = Settings(workdir=tmp_path, max_retries=0)
+TRANSPORTS = pytest.mark.parametrize("transport", ["litellm", "direct"])
+
+
+def _settings(tmp: Path, transport: str, **extra) -> Settings:
+    """Streamed calls read by ``transport`` (direct is the default for local llama.cpp models)."""
+    return Settings(workdir=tmp, max_retries=0, stream_live_calls="always", live_transport=transport, **extra)
+
+
+@TRANSPORTS
+def test_a_server_that_is_not_up(tmp_path: Path, transport: str) -> None:
+    settings = _settings(tmp_path, transport)
     backend = LiteLLMBackend({}, settings, api_base=f"http://127.0.0.1:{free_port()}/v1", models=["m"])
     with pytest.raises(BackendError) as err:
         asyncio.run(backend.complete(_request("m")))
@@ -73,7 +82,8 @@ def test_an_alias_the_server_does_not_serve(tmp_path: Path) -> None:
         assert "alias" in str(err.value)
 
 
-def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path) -> None:
+@TRANSPORTS
+def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path, transport: str) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -92,7 +102,7 @@ def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        settings = Settings(workdir=tmp_path, max_retries=0, call_timeout_s=0.5)
+        settings = _settings(tmp_path, transport, call_timeout_s=0.5)
         backend = LiteLLMBackend({}, settings, api_base=f"http://127.0.0.1:{server.server_address[1]}/v1")
         who = backend.identity("m")
         with TraceStore(tmp_path / "t.sqlite") as store:

@@ -165,7 +165,6 @@ class LiteLLMBackend(Backend):
         return os.environ.get("FLOWFRONT_REPLAY_KEY", "none")
 
     async def complete(self, request: CallRequest) -> Completion:
-        lib = litellm_module()
         if self.replay is not None:
             register_replay_provider(self.replay)
         kwargs: dict[str, Any] = {**request.sampling, **budget_params(self.cards.get(request.model), request.budget)}
@@ -173,11 +172,14 @@ class LiteLLMBackend(Backend):
         if base is not None:
             kwargs.update(api_base=base, api_key=self._key())
         stream = self.replay is None and self._streams(request.model)
+        direct = stream and base is not None and self._direct(request.model)
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                response = await lib.acompletion(
+                if direct:
+                    return await self._read_direct(request, base, kwargs, started)
+                response = await litellm_module().acompletion(
                     model=self._route(request.model), messages=list(request.messages),
                     timeout=self.settings.call_timeout_s, num_retries=0, stream=stream, **kwargs,
                 )
@@ -198,34 +200,48 @@ class LiteLLMBackend(Backend):
         card = self.cards.get(model)
         return mode == "always" or (mode == "auto" and card is not None and card.local is not None)
 
-    async def _streamed(self, request: CallRequest, stream: Any, started: float) -> Completion:
-        """Read a stream; one content chunk is one token on llama.cpp and most providers."""
-        from flowfront.backends.prefix import StreamTiming
+    def _direct(self, model: str) -> bool:
+        """Read this model's stream without litellm (``live_transport=direct``; backends/sse.py)."""
+        return self.settings.live_transport == "direct"
 
-        parts: list[str] = []
-        offsets: list[int] = []
-        times: list[float] = []
-        finish, usage, length = None, None, 0
+    async def _read_direct(self, request: CallRequest, base: str, kwargs: dict[str, Any], started: float) -> Completion:
+        from flowfront.backends.sse import stream_chat
+
+        body = {k: v for k, v in kwargs.items() if k not in {"api_base", "api_key"}}
+        body["messages"] = list(request.messages)
+        got = await stream_chat(base, self._key(), request.model, self._route(request.model).split("/", 1)[-1],
+                                body, self.settings.call_timeout_s, started)
+        usage = got.usage or {}
+        return self._from_stream(request, got, int(usage.get("prompt_tokens") or 0),
+                                 int(usage.get("completion_tokens") or 0), started)
+
+    async def _streamed(self, request: CallRequest, stream: Any, started: float) -> Completion:
+        """Read a litellm stream; one content chunk is one token on llama.cpp and most providers."""
+        from flowfront.backends.sse import Streamed
+
+        got, usage = Streamed(), None
         async for chunk in stream:
             usage = getattr(chunk, "usage", None) or usage
             for choice in getattr(chunk, "choices", None) or []:
                 delta = getattr(getattr(choice, "delta", None), "content", None)
                 if delta:
-                    parts.append(delta)
-                    length += len(delta)
-                    offsets.append(length)
-                    times.append(time.perf_counter() - started)
-                finish = getattr(choice, "finish_reason", None) or finish
+                    got.add(delta, time.perf_counter() - started)
+                got.finish = getattr(choice, "finish_reason", None) or got.finish
+        return self._from_stream(request, got, int(getattr(usage, "prompt_tokens", 0) or 0),
+                                 int(getattr(usage, "completion_tokens", 0) or 0), started)
+
+    def _from_stream(self, request: CallRequest, got: Any, prompt: int, completion: int, started: float) -> Completion:
+        from flowfront.backends.prefix import StreamTiming
+
         elapsed = time.perf_counter() - started
-        text = "".join(parts)
-        completion = int(getattr(usage, "completion_tokens", 0) or 0) or len(offsets)
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0) or count_message_tokens(list(request.messages))
+        completion = completion or len(got.offsets)
+        prompt = prompt or count_message_tokens(list(request.messages))
         # finish_reason "length" is what a cut looks like; some servers say "stop" at max_tokens
-        truncated = finish == "length" or (request.budget is not None and completion >= request.budget)
-        timing = StreamTiming(tuple(offsets), tuple(times)) if len(offsets) == completion else None
-        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, latency_s=elapsed,
-                          cost_usd=self._cost(request.model, None, prompt, completion), latency_source="measured",
-                          truncated=truncated, timing=timing)
+        truncated = got.finish == "length" or (request.budget is not None and completion >= request.budget)
+        timing = StreamTiming(tuple(got.offsets), tuple(got.times)) if len(got.offsets) == completion else None
+        return Completion(text="".join(got.parts), prompt_tokens=prompt, completion_tokens=completion,
+                          latency_s=elapsed, cost_usd=self._cost(request.model, None, prompt, completion),
+                          latency_source="measured", truncated=truncated, timing=timing)
 
     def _completion(self, request: CallRequest, response: Any, measured: float) -> Completion:
         hidden = getattr(response, "_hidden_params", {}) or {}
@@ -248,7 +264,7 @@ class LiteLLMBackend(Backend):
 
     def _cost(self, model: str, response: Any, prompt: int, completion: int) -> float:
         card = self.cards.get(model)
-        if card is not None:
+        if card is not None and card.has_prices:
             return card.cost_usd(prompt, completion)
         try:
             return float(litellm_module().completion_cost(completion_response=response, model=model) or 0.0)

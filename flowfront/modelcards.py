@@ -54,17 +54,20 @@ class ModelCard(BaseModel):
     """Prices (USD per 1M tokens) and a latency model of one model as the data names it.
 
     Latency = ``ttft_s + prompt_tokens / prefill_tok_per_s + completion_tokens / decode_tok_per_s``.
+    Either part may be absent (a draft card from ``flowfront models init`` holds only what the
+    data supports): without ``decode_tok_per_s`` there is no latency model, without both prices
+    no price, and replay then reports what the data records or marks the figure unavailable.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, description="the model name exactly as the data spells it")
     litellm_model: str = Field(pattern=r"^[a-z_]+/.+", description="litellm route: provider/model")
-    input_usd_per_mtok: float = Field(ge=0)
-    output_usd_per_mtok: float = Field(ge=0)
-    ttft_s: float = Field(ge=0, description="time to first token, seconds")
-    prefill_tok_per_s: float = Field(gt=0)
-    decode_tok_per_s: float = Field(gt=0)
+    input_usd_per_mtok: float | None = Field(default=None, ge=0)
+    output_usd_per_mtok: float | None = Field(default=None, ge=0)
+    ttft_s: float = Field(default=0.0, ge=0, description="time to first token, seconds")
+    prefill_tok_per_s: float | None = Field(default=None, gt=0, description="absent: prompt time not modeled")
+    decode_tok_per_s: float | None = Field(default=None, gt=0, description="absent: no latency model")
     max_concurrency: int = Field(ge=1, description="in-flight calls; defaults per provider")
     budget_style: Literal["max_tokens", "reasoning_effort", "thinking"] = "max_tokens"
     api_base: str | None = Field(default=None, description="OpenAI-compatible base URL (default: the provider's)")
@@ -87,18 +90,31 @@ class ModelCard(BaseModel):
         """The litellm provider prefix, e.g. ``openai``."""
         return self.litellm_model.split("/", 1)[0]
 
+    @property
+    def has_latency_model(self) -> bool:
+        return self.decode_tok_per_s is not None
+
+    @property
+    def has_prices(self) -> bool:
+        return self.input_usd_per_mtok is not None and self.output_usd_per_mtok is not None
+
     def latency_s(
         self, prompt_tokens: float | np.ndarray, completion_tokens: float | np.ndarray
     ) -> float | np.ndarray:
         """Modelled seconds for one call; works on numbers and on numpy arrays alike."""
-        return (
-            self.ttft_s + prompt_tokens / self.prefill_tok_per_s + completion_tokens / self.decode_tok_per_s
-        )
+        if self.decode_tok_per_s is None:
+            raise SpecError(f"model card {self.name!r} has no latency model",
+                            hint="add decode_tok_per_s (and ttft_s, prefill_tok_per_s) to the card")
+        prefill = prompt_tokens / self.prefill_tok_per_s if self.prefill_tok_per_s is not None else 0.0
+        return self.ttft_s + prefill + completion_tokens / self.decode_tok_per_s
 
     def cost_usd(
         self, prompt_tokens: float | np.ndarray, completion_tokens: float | np.ndarray
     ) -> float | np.ndarray:
         """USD for one call at the card's prices; works on numbers and on numpy arrays alike."""
+        if self.input_usd_per_mtok is None or self.output_usd_per_mtok is None:
+            raise SpecError(f"model card {self.name!r} has no prices",
+                            hint="add input_usd_per_mtok and output_usd_per_mtok to the card")
         return (prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok) / 1e6
 
 

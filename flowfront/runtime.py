@@ -24,7 +24,11 @@ from flowfront.store import TraceStore
 
 
 def load_cards(settings: Settings) -> dict[str, ModelCard]:
-    return load_model_cards(settings.configs_dir / "models")
+    """The built-in cards, overlaid by the user's own (``cards_dir``) where that folder exists."""
+    cards = load_model_cards(settings.configs_dir / "models")
+    if settings.cards_dir.is_dir() and any(settings.cards_dir.glob("*.y*ml")):
+        cards.update(load_model_cards(settings.cards_dir))
+    return cards
 
 
 def make_backend(

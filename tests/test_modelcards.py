@@ -112,7 +112,7 @@ def _write(folder: Path, name: str, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        (VALID.replace("ttft_s: 0.5\n", ""), "ttft_s", "Field required"),
+        (VALID.replace("litellm_model: openai/m\n", ""), "litellm_model", "Field required"),
         (
             VALID.replace("input_usd_per_mtok: 1", "input_usd_per_mtok: -1"),
             "input_usd_per_mtok",

@@ -76,6 +76,7 @@ class ReplayBackend(Backend):
 
     @staticmethod
     def _cost(card: ModelCard | None, rec: Recorded, prompt: int, tokens: int, truncated: bool) -> float:
+        card = card if card is not None and card.has_prices else None
         if rec.cost_usd is None:
             return card.cost_usd(prompt, tokens) if card is not None else 0.0
         if not truncated or card is None:
@@ -102,7 +103,7 @@ def completion_from_record(rec: Recorded, request: CallRequest, done: Cut, card_
     card = card_for(request.model) if (done.latency_s is None or rec.cost_usd is None or cut_here) else None
     if done.latency_s is not None:
         latency, source = done.latency_s, "recorded"
-    elif card is not None:
+    elif card is not None and card.has_latency_model:
         latency, source = card.latency_s(prompt_tokens, done.tokens), "modeled"
     else:
         latency, source = 0.0, "unavailable"

@@ -81,6 +81,36 @@ def models_status() -> None:
         typer.echo(f"{name}\t{have}\t{bases.get(name, 'not served')}")
 
 
+@models_app.command("init")
+def models_init(
+    table: Annotated[str, typer.Argument(help="an outcome table (JSONL or CSV)")],
+    out: Annotated[str | None, typer.Option("--out", help="folder for the drafts (default: cards_dir, ./cards)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace drafts already in the folder")] = False,
+) -> None:
+    """Draft a model card for every model of TABLE that has none: prices and a latency model fitted
+    to what the table records, the rest left out and named in the card's comments."""
+    from pathlib import Path
+
+    from flowfront.carddraft import write_drafts
+    from flowfront.errors import DataError
+    from flowfront.modelcards import load_model_cards
+    from flowfront.outcomes import read_outcome_table
+
+    settings = make_settings()
+    path = Path(table).expanduser()
+    if not path.is_file():
+        raise DataError(f"outcome table {path} does not exist", hint="pass the path of a .jsonl or .csv table")
+    folder = Path(out).expanduser().resolve() if out else settings.cards_dir
+    known = set(load_model_cards(settings.configs_dir / "models"))
+    written = write_drafts(read_outcome_table(path), folder, skip=known, overwrite=overwrite)
+    for card in written:
+        typer.echo(f"wrote {card}")
+    if not written:
+        typer.echo(f"no drafts written: every model has a card (built-in or in {folder}); --overwrite replaces drafts")
+    elif out and folder != settings.cards_dir:
+        typer.echo(f"use them with FLOWFRONT_CARDS_DIR={folder}")
+
+
 def record(
     benchmark: Annotated[str, typer.Argument(help="a live benchmark (live-math, live-code) or YAML path")],
     train: Annotated[int, typer.Option(min=0, help="train queries to record")] = 40,

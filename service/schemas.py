@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from compile.select import Preference
+from flowfront.compile.select import Preference
 
 Strategy = Literal["router", "static"]
 # Bounds keep every product in selection finite; no meaningful trade-off needs more.
@@ -165,10 +165,17 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """OpenAI chat completions; ``model`` names the workflow, the preference rides in extra fields."""
+    """OpenAI chat completions; ``model`` names the workflow, the preference rides in extra fields.
 
-    # Sampling parameters the OpenAI SDK may send do not apply to a compiled workflow: ignored.
-    model_config = ConfigDict(extra="ignore")
+    A compiled configuration fixes each node's model, budget and sampling, so OpenAI's own
+    sampling fields (temperature, top_p, seed, ...) cannot apply: they are accepted and named in
+    the response's ``flowfront.ignored``. Fields that would change the answer's shape are refused
+    with 422 rather than dropped: ``n`` > 1 (a workflow gives one answer), ``max_tokens`` /
+    ``max_completion_tokens`` (budgets are per node; limit cost or latency with ``preference``)
+    and earlier turns of a conversation (a workflow answers one query).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, description="the workflow to run")
     messages: list[ChatMessage] = Field(min_length=1)
@@ -176,3 +183,35 @@ class ChatRequest(BaseModel):
     preference: PreferenceIn = Field(default_factory=PreferenceIn)
     strategy: Strategy | None = None
     user: str | None = None
+    n: int | None = Field(default=None, description="one answer per request: 1 or absent")
+    max_tokens: int | None = Field(default=None, description="refused: each node's budget is compiled")
+    max_completion_tokens: int | None = Field(default=None, description="refused, as max_tokens")
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _one_answer(cls, value: object) -> object:
+        if value not in (None, 1):
+            raise ValueError("a workflow gives one answer per request: send n=1 or leave n out")
+        return value
+
+    @field_validator("max_tokens", "max_completion_tokens", mode="before")
+    @classmethod
+    def _no_token_cap(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError("does not apply: the compiled configuration sets each node's budget; limit cost or "
+                             "latency with preference.max_cost_usd / preference.max_latency_s")
+        return value
+
+    @field_validator("messages", mode="after")
+    @classmethod
+    def _one_turn(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        turns = [m for m in messages if m.role not in ("system", "developer")]
+        if len(turns) > 1:
+            raise ValueError(f"a workflow answers one query, but the messages hold {len(turns)} conversation "
+                             "turns: send the query as the only user message (system messages are ignored)")
+        return messages
+
+    def ignored(self) -> list[str]:
+        """What was sent but cannot apply to a compiled workflow: extra fields, system messages."""
+        system = [f"messages[{i}] ({m.role})" for i, m in enumerate(self.messages) if m.role in ("system", "developer")]
+        return sorted(self.model_extra or {}) + system

@@ -1,7 +1,8 @@
 """``POST /v1/chat/completions``: the OpenAI wire format over a served workflow.
 
-``model`` is the workflow, the last user message is the query and the preference rides in the
-extra body fields ``preference`` and ``strategy`` (``extra_body=`` in the OpenAI SDK). ``usage``
+``model`` is the workflow, the one user message is the query and the preference rides in the
+extra body fields ``preference`` and ``strategy`` (``extra_body=`` in the OpenAI SDK); what
+cannot apply to a compiled workflow is refused or listed (``ChatRequest`` says which). ``usage``
 sums the tokens of every call the workflow made; ``x-flowfront-candidate`` names the candidate.
 With ``stream: true`` the whole answer arrives as one chunk, then ``[DONE]``.
 """
@@ -16,11 +17,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import Authorized, ServedDep, lookup
-from service.engine import Outcome, run_request
-from service.errors import InvalidRequest, JSONBody
-from service.routes.workflows import headers, run_response
-from service.schemas import ChatRequest
+from flowfront.service.deps import Authorized, ServedDep, lookup
+from flowfront.service.engine import Outcome, run_request
+from flowfront.service.errors import InvalidRequest, JSONBody
+from flowfront.service.routes.workflows import headers, run_response
+from flowfront.service.schemas import ChatRequest
 
 api_routes = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Authorized])
 
@@ -50,6 +51,9 @@ async def chat_completions(body: ChatRequest, served: ServedDep, request: Reques
     outcome = await run_request(served.shared, entry, query, body.preference.to_preference(), body.strategy)
     content = _content(outcome, scrub)
     details = {k: v for k, v in run_response(outcome, scrub).items() if k not in ("text", "answer")}
+    details["ignored"] = body.ignored()
+    if content is None:
+        details["content_unavailable"] = "the replayed data records this answer's grade, not its text"
     if body.stream:
         return StreamingResponse(_chunks(outcome, content, details), media_type="text/event-stream",
                                  headers=headers(outcome))
@@ -68,11 +72,13 @@ def _last_user_text(body: ChatRequest) -> str:
                          hint='add {"role": "user", "content": "<query>"}')
 
 
-def _content(outcome: Outcome, scrub) -> str:
+def _content(outcome: Outcome, scrub) -> str | None:
+    """The answer's text; None (JSON null) when the replayed data graded the call but kept no text
+    (LLMRouter's tables record scores only), which an empty string would misreport as an answer."""
     answer = outcome.result.answer
     if answer is None:
         value = outcome.result.value
-        return scrub(value.text or "") if value is not None else ""
+        return scrub(value.text) if value is not None and value.text is not None else None
     return scrub(str(answer))
 
 
@@ -82,7 +88,7 @@ def _usage(outcome: Outcome) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _completion(outcome: Outcome, content: str, details: dict) -> dict:
+def _completion(outcome: Outcome, content: str | None, details: dict) -> dict:
     return {
         "id": f"chatcmpl-{outcome.trace_id}", "object": "chat.completion", "created": int(time.time()),
         "model": outcome.entry.name,
@@ -92,7 +98,7 @@ def _completion(outcome: Outcome, content: str, details: dict) -> dict:
     }
 
 
-def _chunks(outcome: Outcome, content: str, details: dict) -> Iterator[bytes]:
+def _chunks(outcome: Outcome, content: str | None, details: dict) -> Iterator[bytes]:
     base = {"id": f"chatcmpl-{outcome.trace_id}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": outcome.entry.name, "system_fingerprint": outcome.entry.frontier_hash}
     first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}]}

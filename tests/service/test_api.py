@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from compile.select import Preference, select
-from router.features import Embedder, featurize
+from flowfront.compile.select import Preference, select
+from flowfront.router.features import Embedder, featurize
 from tests.service.conftest import BENCH, copy_workdir, make_client
 
 RUN = f"/v1/workflows/{BENCH}/run"
@@ -18,7 +18,7 @@ RUN = f"/v1/workflows/{BENCH}/run"
 def expected_candidate(router, query: str, pref: Preference) -> str:
     """What the trained router's own featurize -> select says for one query."""
     model, config, frontier = router
-    from compile.select import Scale
+    from flowfront.compile.select import Scale
 
     est = [c.estimates for c in frontier.candidates]
     lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
@@ -57,7 +57,7 @@ def test_run_routes_each_query_as_the_router_predicts(client, router, test_queri
 def test_static_strategy_matches_static_selection(client, router, test_queries) -> None:
     _, _, frontier = router
     est = [c.estimates for c in frontier.candidates]
-    from compile.select import Scale
+    from flowfront.compile.select import Scale
 
     acc = np.array([e.accuracy for e in est])
     lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
@@ -85,6 +85,29 @@ def test_chat_completions_shape(client, test_queries) -> None:
     assert events[-1] == "[DONE]"
     first = orjson.loads(events[0])
     assert first["choices"][0]["delta"]["content"] == out["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize(("extra", "field", "words"), [
+    ({"n": 2}, "n", "one answer per request"),
+    ({"max_tokens": 64}, "max_tokens", "sets each node's budget"),
+    ({"max_completion_tokens": 64}, "max_completion_tokens", "sets each node's budget"),
+    ({"messages": [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "reply"},
+                   {"role": "user", "content": "now"}]}, "messages", "3 conversation turns"),
+])
+def test_chat_fields_that_cannot_apply_are_refused_not_dropped(client, test_queries, extra, field, words) -> None:
+    body = {"model": BENCH, "messages": [{"role": "user", "content": test_queries[1]}], **extra}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and words in err["message"]
+
+
+def test_chat_sampling_fields_are_accepted_and_named_as_ignored(client, test_queries) -> None:
+    body = {"model": BENCH, "n": 1, "temperature": 0.7, "top_p": 0.9,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": test_queries[1]}]}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["flowfront"]["ignored"] == ["temperature", "top_p", "messages[0] (system)"]
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -141,8 +164,8 @@ def test_api_keys(trained, workflows_dir, test_queries) -> None:
 
 def test_public_bind_needs_keys(trained) -> None:
     from flowfront.errors import SpecError
-    from service.app import service_settings
-    from service.config import ServiceSettings, check_bind
+    from flowfront.service.app import service_settings
+    from flowfront.service.config import ServiceSettings, check_bind
 
     open_settings = service_settings(trained)
     for host in ("127.0.0.1", "::1", "localhost"):

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compile.select import Preference, Scale, lambda_sweep
+from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError, SpecError
+from flowfront.router.base import OutcomeMatrix, Router
 from flowfront.settings import Settings
-from router.base import OutcomeMatrix, Router
 
-__all__ = ["REFERENCE_STRATEGIES", "Strategy", "evaluate", "strategy_from_name"]
+__all__ = ["REFERENCE_STRATEGIES", "Strategy", "strategy_from_name"]
 
 # Always evaluated, whatever the caller asks for: the comparisons are made against them.
 REFERENCE_STRATEGIES = ("static", "best-single")
@@ -86,7 +86,7 @@ class Context:
 
 def strategy_from_name(name: str) -> Strategy:
     """A :class:`Strategy` for a name of ``router.train.STRATEGIES`` (or ``oracle``)."""
-    from router.train import STRATEGIES, make_router
+    from flowfront.router.train import STRATEGIES, make_router
 
     if name == "oracle":
         return _oracle("oracle", "all")
@@ -99,13 +99,13 @@ def strategy_from_name(name: str) -> Strategy:
 
 
 def _oracle(name: str, candidates: str) -> Strategy:
-    from router.baselines import OracleRouter
+    from flowfront.router.baselines import OracleRouter
 
     return Strategy(name, lambda seed, execution: OracleRouter(execution=execution), candidates, False, True)
 
 
-def _plan(strategies: Sequence[str | Strategy] | None) -> list[Strategy]:
-    from router.train import STRATEGIES
+def plan_strategies(strategies: Sequence[str | Strategy] | None) -> list[Strategy]:
+    from flowfront.router.train import STRATEGIES
 
     asked = list(STRATEGIES) if strategies is None else list(strategies)
     plan = [s if isinstance(s, Strategy) else strategy_from_name(s) for s in asked]
@@ -131,8 +131,8 @@ def check_disjoint(train: OutcomeMatrix, test: OutcomeMatrix) -> None:
                            hint="fix the benchmark's split: training must never see the test split")
 
 
-def _load_sets(settings: Settings, benchmark: object, need_sample: bool) -> tuple[object, dict[str, CandidateSet]]:
-    from router.train import load_data
+def load_sets(settings: Settings, benchmark: object, need_sample: bool) -> tuple[object, dict[str, CandidateSet]]:
+    from flowfront.router.train import load_data
 
     data = {"frontier": load_data(settings, benchmark, "frontier")}
     if need_sample:  # one fixed sample (seed 0): see the module docstring
@@ -160,7 +160,7 @@ def _union(mats: list[OutcomeMatrix]) -> OutcomeMatrix:
                          first.tasks)
 
 
-def _context(frontier, execution: str | None, budgets: Sequence[float] | None) -> Context:
+def make_context(frontier, execution: str | None, budgets: Sequence[float] | None) -> Context:
     execution = execution or frontier.execution
     if execution not in ("parallel", "sequential"):
         raise SpecError(f"unknown execution model {execution!r}", hint="use parallel or sequential")
@@ -244,7 +244,7 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
     return Run(seed, fit_seconds, lam, bud, decision, ood, time.perf_counter() - wall)
 
 
-def _run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:
+def run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:
     jobs = [(s, seed) for s in plan for seed in (seeds if s.seeded else [None])]
     runs: dict[str, list[Run]] = {s.name: [] for s in plan}
     if not progress:
@@ -258,33 +258,3 @@ def _run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress:
             runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
             advance(1, note=f"{s.name} seed {'-' if seed is None else seed}")
     return runs
-
-
-def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str | Strategy] | None = None,
-             seeds: Sequence[int] = (0, 1, 2), execution: str | None = None,
-             latency_budgets: Sequence[float] | None = None, n_boot: int = 1000, progress: bool = True) -> dict:
-    """Evaluate strategies on the benchmark's test split; the result is the ``results.json`` payload.
-
-    ``benchmark`` is a built-in name, a path or a loaded ``Benchmark`` (passed to
-    ``router.train.load_data`` as is). ``strategies`` defaults to every strategy of
-    ``router.train.STRATEGIES``; ``static``, ``best-single`` and ``oracle`` are always added.
-    Seeded strategies run once per seed, the others once. ``execution`` defaults to the
-    frontier's. See docs/eval.md for every field of the result.
-    """
-    from eval.summary import summarise
-
-    if not seeds:
-        raise SpecError("no seeds given", hint="pass at least one seed, e.g. seeds=(0, 1, 2)")
-    started = time.perf_counter()
-    plan = _plan(strategies)
-    data, sets = _load_sets(settings, benchmark, any(s.candidates == "sample" for s in plan))
-    ctx = _context(data.frontier, execution, latency_budgets)
-    ctx.sets = sets
-    load_seconds = time.perf_counter() - started
-    runs = _run_all(plan, ctx, list(seeds), progress)
-    result = summarise(data, ctx, plan, runs, seeds=list(seeds), n_boot=n_boot)
-    result["settings"] = {"backend": settings.backend, "data_dir": str(settings.data_dir),
-                          "workdir": str(settings.workdir), "configs_dir": str(settings.configs_dir)}
-    result["artifacts_dir"] = str(settings.workdir / data.bench.name)
-    result["seconds"] = {"load": load_seconds, "total": time.perf_counter() - started}
-    return result

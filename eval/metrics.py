@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compile.pareto import hypervolume
-from compile.select import Scale
+from flowfront.compile.pareto import hypervolume
+from flowfront.compile.select import Scale
 from flowfront.errors import SpecError
 
 __all__ = [

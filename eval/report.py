@@ -12,28 +12,34 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from eval.plots import plot_curves
-from flowfront.settings import PROJECT_ROOT
+from flowfront.eval.plots import plot_curves
 
-__all__ = ["headline", "plot_curves", "provenance", "write_report", "write_results"]
+__all__ = ["headline", "plot_curves", "provenance", "refresh_report", "write_report", "write_results"]
 
 ROUTER = "frontier"
 KEY_STRATEGIES = ("frontier", "full-space", "static", "knn", "cluster", "best-single", "oracle")
 _PACKAGES = ("flowfront", "numpy", "scipy", "lightgbm", "scikit-learn", "sentence-transformers", "matplotlib")
 
 
+def _source_tree() -> Path:
+    """The folder flowfront's code runs from: a git checkout, or site-packages for a wheel."""
+    return Path(__file__).resolve().parent.parent
+
+
 def _git_commit() -> tuple[str | None, bool | None]:
     """HEAD's commit and whether the tree has local changes; (None, None) outside a git checkout."""
+    if not (_source_tree() / ".git").exists():  # an installed wheel (site-packages may sit in a checkout)
+        return os.environ.get("FLOWFRONT_GIT_COMMIT"), None
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_source_tree(), capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_source_tree(),
                                capture_output=True, text=True, timeout=30, check=True).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("FLOWFRONT_GIT_COMMIT"), None  # e.g. an installed wheel: let CI say
@@ -265,3 +271,21 @@ def write_report(results: list[dict], path: Path, *, extra_sections: Mapping[str
         lines += [f"## {title}", "", body.rstrip(), ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def refresh_report(workdir: Path, first: Sequence[str] = ()) -> Path:
+    """``report.md`` from every benchmark's ``eval/results.json`` under ``workdir`` (the names in
+    ``first`` lead, in that order): a run or an ``eval`` of one benchmark rewrites the report
+    without dropping the others' results. Files that are not eval results are left out."""
+    workdir = Path(workdir)
+    results = []
+    for path in sorted(workdir.glob("*/eval/results.json")):
+        try:
+            result = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue  # a half-written or foreign file: that benchmark is missing from the report
+        if isinstance(result, dict) and result.get("kind") == "eval" and "benchmark" in result:
+            results.append(result)
+    order = {name: i for i, name in enumerate(first)}
+    results.sort(key=lambda r: (order.get(r["benchmark"], len(order)), r["benchmark"]))
+    return write_report(results, workdir / "report.md")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from eval.harness import Context, Run, Strategy
-from eval.metrics import (
+from flowfront.eval.harness import Context, Run, Strategy
+from flowfront.eval.metrics import (
     HV_REFERENCE,
     Interval,
     bootstrap_ci,

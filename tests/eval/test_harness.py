@@ -8,12 +8,12 @@ import numpy as np
 import orjson
 import pytest
 
-from eval.harness import Strategy, check_disjoint, evaluate
-from eval.jobs import eval_job
-from eval.report import write_report
 from flowfront.errors import RoutingError, SpecError
-from router.baselines import RandomRouter, StaticRouter
-from router.train import load_data
+from flowfront.eval.harness import Strategy, check_disjoint
+from flowfront.eval.jobs import eval_job, evaluate
+from flowfront.eval.report import write_report
+from flowfront.router.baselines import RandomRouter, StaticRouter
+from flowfront.router.train import load_data
 from tests.helpers import compiled_code_budget
 
 

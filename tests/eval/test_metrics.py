@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compile.select import Preference, Scale
-from eval.metrics import (
+from flowfront.compile.select import Preference, Scale
+from flowfront.errors import SpecError
+from flowfront.eval.metrics import (
     HV_REFERENCE,
     bootstrap_ci,
     bootstrap_weights,
@@ -17,10 +18,9 @@ from eval.metrics import (
     reach,
     value_at_budget,
 )
-from flowfront.errors import SpecError
-from router.base import OutcomeMatrix
-from router.baselines import StaticRouter
-from router.train import expected_utility as router_expected_utility
+from flowfront.router.base import OutcomeMatrix
+from flowfront.router.baselines import StaticRouter
+from flowfront.router.train import expected_utility as router_expected_utility
 
 
 def test_bootstrap_weights_are_resampling_counts() -> None:
@@ -113,3 +113,24 @@ def test_expected_utility_by_hand_and_as_the_router_defines_it() -> None:
     mine = expected_utility(np.stack([Y.correct[rows, p] for p in picks]), np.stack([lat[rows, p] for p in picks]),
                             lambdas, scale)
     np.testing.assert_allclose(mine, router_expected_utility(router, X, Y, scale, lambdas))
+
+
+def test_the_shared_weight_bootstrap_agrees_with_scipy() -> None:
+    """bootstrap_ci keeps one resampling matrix for every strategy and metric (the pairing, and one
+    matrix product instead of a resampling per comparison); its percentile interval must be
+    scipy.stats.bootstrap's, up to Monte Carlo error."""
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(11)
+    values = (rng.random(400) < 0.62).astype(float)
+    ours = bootstrap_ci(values, bootstrap_weights(400, 4000, seed=1))
+    theirs = bootstrap(
+        (values,), np.mean, n_resamples=4000, method="percentile", random_state=2,
+    ).confidence_interval
+    assert abs(float(ours.low) - theirs.low) < 0.01 and abs(float(ours.high) - theirs.high) < 0.01
+    # paired: a difference of two strategies on the same resamples, against scipy's paired mode
+    other = np.clip(values + (rng.random(400) < 0.1), 0, 1)
+    diff = bootstrap_ci(other - values, bootstrap_weights(400, 4000, seed=1))
+    paired = bootstrap((other, values), lambda a, b: np.mean(a - b), paired=True, n_resamples=4000,
+                       method="percentile", random_state=2).confidence_interval
+    assert abs(float(diff.low) - paired.low) < 0.01 and abs(float(diff.high) - paired.high) < 0.01

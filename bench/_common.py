@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout the benchmarks run from
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import write_result
-from compile.enumerate import FrontTable, compose_front, encode, enumerate_front
+from flowfront.compile.enumerate import FrontTable, compose_front, encode, enumerate_front
 
 SLOTS, CHOICES, SEED = 5, 20, 0
 SEQ_OPS = ("prod", "sum", "sum")  # accuracy, latency, cost of a sequential workflow

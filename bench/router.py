@@ -33,10 +33,10 @@ import numpy as np
 
 from bench._common import write_result
 from bench.router_embed import load_queries, token_lengths
-from compile.select import Preference
+from flowfront.compile.select import Preference
+from flowfront.router.features import Embedder, FeatureConfig, featurize
+from flowfront.router.train import load_data, make_router
 from flowfront.settings import Settings, prepare_environment
-from router.features import Embedder, FeatureConfig, featurize
-from router.train import load_data, make_router
 
 BATCH = 64
 PATHS = {
@@ -116,7 +116,7 @@ def _throughput(decide: Callable, texts: list[str]) -> float:
 
 def measure_training(settings: Settings, scratch: Path) -> dict:
     """Seconds of `train` on model-route, cold then warm, in a scratch copy of the work folder."""
-    from router.train import train_job
+    from flowfront.router.train import train_job
 
     work = scratch / "work"
     (work / "model-route").mkdir(parents=True)

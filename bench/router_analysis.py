@@ -24,9 +24,9 @@ import numpy as np
 from rich.progress import track
 
 from bench._common import write_result
+from flowfront.router.model import LightGBMRouter
+from flowfront.router.train import TrainingData, expected_utility, load_data, make_router
 from flowfront.settings import Settings, prepare_environment
-from router.model import LightGBMRouter
-from router.train import TrainingData, expected_utility, load_data, make_router
 
 BENCHMARKS = ("qa-cascade", "model-route")
 SEEDS = (0, 1, 2)
@@ -75,7 +75,7 @@ def learning_curve(data: TrainingData) -> dict[str, dict[str, list[float]]]:
 
 
 def knn_blend(data: TrainingData) -> dict[str, list[float]]:
-    from compile.select import Preference, select
+    from flowfront.compile.select import Preference, select
 
     ex = data.frontier.execution
     out: dict[str, list[float]] = {}

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import write_result
+from flowfront.router.features import Embedder, FeatureConfig, resolve_embedding_model
 from flowfront.settings import Settings, prepare_environment
-from router.features import Embedder, FeatureConfig, resolve_embedding_model
 
 MAX_TOKENS = 256
 N_PER_SOURCE = 135  # random llmrouter queries and random routerbench prompts each
@@ -220,7 +220,7 @@ def main() -> None:
 
 
 def _ort_threads() -> int:
-    from router.onnx_embed import default_threads
+    from flowfront.router.onnx_embed import default_threads
 
     return default_threads()
 

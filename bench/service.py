@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import write_result
-from flowfront.settings import PROJECT_ROOT, Settings
+from bench._common import PROJECT_ROOT, write_result
+from flowfront.settings import Settings
 
 REQUESTS = int(os.environ.get("FLOWFRONT_BENCH_REQUESTS", "10000"))
 CONNECTIONS = 64
@@ -37,10 +37,10 @@ BENCHMARK = "qa-cascade"
 
 def _artifacts(settings: Settings) -> tuple[Settings, Path | None]:
     """Settings whose workdir holds qa-cascade's frontier and router; built in a temp dir if missing."""
-    from compile.artifact import Frontier, load
     from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier, load
     from flowfront.errors import FlowfrontError
-    from router.artifact import load_router
+    from flowfront.router.artifact import load_router
 
     bench = load_benchmark(BENCHMARK, settings.configs_dir)
     try:
@@ -49,8 +49,8 @@ def _artifacts(settings: Settings) -> tuple[Settings, Path | None]:
         return settings, None
     except FlowfrontError as exc:
         print(f"no usable artifacts in {settings.workdir} ({exc}); building them in a temp dir (minutes)", flush=True)
-    from compile.jobs import compile_job, profile_job
-    from router.train import train_job
+    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.router.train import train_job
 
     tmp = Path(tempfile.mkdtemp(prefix="flowfront-bench-service-"))
     if settings.store_path.is_file():
@@ -253,8 +253,8 @@ def _pass_stats(run: dict, metrics: dict[str, float], cpu: float, load: float) -
 
 def _direct(settings: Settings, pairs: list[tuple[str, str]]) -> dict:
     """The same (query, candidate) pairs through the Executor in process: no HTTP, no routing."""
-    from compile.artifact import Frontier, load
     from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier, load
     from flowfront.executor import Executor, Query
     from flowfront.runtime import load_cards, make_backend, open_store
     from flowfront.space import Configuration, resolve

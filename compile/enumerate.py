@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compile.pareto import StreamingFront, pareto_mask
+from flowfront.compile.pareto import StreamingFront, pareto_mask
 from flowfront.errors import CompileError
 
 __all__ = [

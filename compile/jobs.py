@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from compile.artifact import Candidate, Estimates, Frontier, Profiles, load, package_versions, save
 from flowfront.benchmarks import Benchmark, load_benchmark
+from flowfront.compile.artifact import Candidate, Estimates, Frontier, Profiles, load, package_versions, save
 from flowfront.errors import CompileError
 from flowfront.runtime import (
     backend_name,
@@ -28,7 +28,7 @@ from flowfront.space import Configuration
 
 
 def artifact_dir(settings: Settings, bench: Benchmark) -> Path:
-    return settings.workdir / bench.name
+    return settings.workspace.benchmark(bench.name).root
 
 
 def profile_job(
@@ -36,7 +36,7 @@ def profile_job(
     reference: Configuration | None = None, backend: str | None = None, progress: bool = True,
     api_base: str | None = None, judge: bool = False,
 ) -> Path:
-    from compile.profile import Judge, run_profile
+    from flowfront.compile.profile import Judge, run_profile
 
     bench = load_benchmark(benchmark, settings.configs_dir)
     with open_store(settings) as store:
@@ -51,7 +51,7 @@ def profile_job(
             concurrency=settings.default_concurrency, show_progress=progress,
             judge=Judge.load(settings.configs_dir / "judge.yaml") if judge else None,
         )
-    return save(profiles, artifact_dir(settings, bench) / "profiles.json")
+    return save(profiles, settings.workspace.benchmark(bench.name).profiles)
 
 
 def compile_frontier(
@@ -67,9 +67,9 @@ def compile_frontier(
 
     >>> # frontier, _ = compile_frontier(load_benchmark("qa-cascade"), profiles, near_front=0.2)
     """
-    from compile.proxy import Proxy
-    from compile.search import near_front as widen
-    from compile.search import search
+    from flowfront.compile.proxy import Proxy
+    from flowfront.compile.search import near_front as widen
+    from flowfront.compile.search import search
 
     if near_front < 0 or max_candidates < 1:
         raise CompileError(f"near_front={near_front} and max_candidates={max_candidates} are out of range",
@@ -117,7 +117,7 @@ def frontier_name(*, objective: str = "latency", models: list[str] | None = None
                   knobs: dict | None = None, near_front: float | None = None, max_candidates: int | None = None) -> str:
     """``frontier`` for the default search (the one `run`, `train` and `serve` use); a compile with
     other filters or widening writes beside it, never over it."""
-    from compile.search import MAX_CANDIDATES, NEAR_FRONT
+    from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT
 
     filters = {"objective": objective, "models": models, "max_budget": max_budget, "knobs": knobs,
                "near_front": NEAR_FRONT if near_front is None else near_front,
@@ -136,11 +136,11 @@ def compile_job(
     near_front: float = 0.0, max_candidates: int = 24,
 ) -> tuple[Path, Frontier]:
     """Load the profiles, compile (:func:`compile_frontier`), write ``<out_name>.json`` + ``.png``."""
-    from compile.plots import plot_frontier
+    from flowfront.compile.plots import plot_frontier
 
     bench = load_benchmark(benchmark, settings.configs_dir)
     folder = artifact_dir(settings, bench)
-    profiles = load(Profiles, folder / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
+    profiles = load(Profiles, settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
     frontier, sample = compile_frontier(bench, profiles, objective=objective, execution=execution, mode=mode,
                                         models=models, max_budget=max_budget, knobs=knobs, seed=seed,
                                         near_front=near_front, max_candidates=max_candidates)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles, package_versions
 from flowfront.backends.base import Backend, CallRequest
 from flowfront.benchmarks import Benchmark, grade
+from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles, package_versions
 from flowfront.errors import BackendError, CompileError, SpecError
 from flowfront.executor import Executor, Query, completion_value
 from flowfront.parsers import PARSERS, normalize_text

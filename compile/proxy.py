@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from compile.artifact import Profiles
+from flowfront.compile.artifact import Profiles
 from flowfront.errors import CompileError
 from flowfront.space import call_slots, knob_assignments, knob_value
 from flowfront.spec import CodeNode, If, LLMNode, Loop, Parallel, Sample, Workflow

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from compile.enumerate import (
+from flowfront.compile.enumerate import (
     FrontTable,
     compose_front,
     decode,
@@ -32,8 +32,8 @@ from compile.enumerate import (
     nsga2_front,
     prune_dominated_choices,
 )
-from compile.pareto import pareto_mask
-from compile.proxy import Proxy, Slot, Structure
+from flowfront.compile.pareto import pareto_mask
+from flowfront.compile.proxy import Proxy, Slot, Structure
 from flowfront.space import Configuration
 from flowfront.spec import If, LLMNode, Parallel
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from compile.artifact import Frontier, Profiles, load
-from compile.pareto import hypervolume, pareto_mask
-from compile.proxy import Proxy
-from compile.search import sample_configurations
 from flowfront.benchmarks import Benchmark, load_benchmark
+from flowfront.compile.artifact import Frontier, Profiles, load
+from flowfront.compile.pareto import hypervolume, pareto_mask
+from flowfront.compile.proxy import Proxy
+from flowfront.compile.search import sample_configurations
 from flowfront.errors import CompileError
 from flowfront.runtime import benchmark_backend, benchmark_queries, execute, open_store, prepare_data
 from flowfront.settings import Settings
@@ -42,12 +42,12 @@ def _correlations(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def validate_job(
     settings: Settings, benchmark: str | Benchmark, *, n_front: int = 12, n_sample: int = 24, seed: int = 0, split: str = "test"
 ) -> tuple[Path, dict]:
-    from compile.plots import plot_validation
+    from flowfront.compile.plots import plot_validation
 
     bench = load_benchmark(benchmark, settings.configs_dir)
-    folder = settings.workdir / bench.name
-    frontier = load(Frontier, folder / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
-    profiles = load(Profiles, folder / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
+    folder = settings.workspace.benchmark(bench.name)
+    frontier = load(Frontier, folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
+    profiles = load(Profiles, folder.profiles, expect_workflow_hash=bench.workflow.content_hash)
     proxy = Proxy(bench.workflow, profiles, mode=frontier.proxy_mode, **{
         k: v for k, v in frontier.filters.items() if k in {"models", "max_budget", "knobs"}})
     lat_key = f"latency_{frontier.execution}_s"
@@ -61,9 +61,9 @@ def validate_job(
                   "latency": np.array([e[lat_key] for _, e in points])}
     meas = {"accuracy": np.array([m["accuracy"] for m in measured]), "latency": np.array([m[lat_key] for m in measured])}
     report = _report(bench.name, frontier, points, is_front, proxy_vals, meas, measured, split)
-    path = folder / "validation.json"
+    path = folder.validation
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    plot_validation(proxy_vals, meas, is_front, folder / "validation.png",
+    plot_validation(proxy_vals, meas, is_front, folder.root / "validation.png",
                     f"{bench.name}: proxy vs measured on {split} ({frontier.proxy_mode} proxy)")
     return path, report
 

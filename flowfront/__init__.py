@@ -6,7 +6,7 @@ The Python API (a notebook session, end to end on the built-in data; docs/python
 >>> settings = ff.Settings(workdir="runs")                      # doctest: +SKIP
 >>> bench = ff.load_benchmark("qa-cascade", settings)           # doctest: +SKIP
 >>> profiles = ff.profile(bench, settings)                      # doctest: +SKIP
->>> frontier = ff.compile(bench, profiles)                      # doctest: +SKIP
+>>> frontier = ff.compile_frontier(bench, profiles)             # doctest: +SKIP
 >>> frontier_path = ff.save_frontier(frontier, settings)        # doctest: +SKIP
 >>> ff.select(frontier, ff.Preference(max_latency_s=0.5, on_infeasible="nearest")).id  # doctest: +SKIP
 >>> router = ff.train_router(bench, settings)                   # doctest: +SKIP
@@ -26,20 +26,20 @@ from flowfront.errors import BackendError, CompileError, FlowfrontError, Routing
 from flowfront.settings import Settings
 
 if TYPE_CHECKING:
-    from compile.artifact import Candidate, Frontier, Profiles
-    from compile.select import Preference
     from flowfront.benchmarks import Benchmark
+    from flowfront.compile.artifact import Candidate, Frontier, Profiles
+    from flowfront.compile.select import Preference
     from flowfront.spec import Workflow
 
 __all__ = [
     "BackendError", "CompileError", "FlowfrontError", "Preference", "Router", "RoutingError", "Settings", "SpecError",
-    "compile", "evaluate", "load_benchmark", "load_workflow", "profile", "save_frontier", "select", "train_router",
+    "compile_frontier", "evaluate", "load_benchmark", "load_workflow", "profile", "save_frontier", "select", "train_router",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Preference":  # the one stage type re-exported by name, imported on first use
-        from compile.select import Preference
+        from flowfront.compile.select import Preference
 
         return Preference
     raise AttributeError(f"module 'flowfront' has no attribute {name!r}")
@@ -65,39 +65,42 @@ def load_benchmark(name_or_path: str | Path, settings: Settings | None = None) -
 
 def profile(benchmark: Benchmark | str, settings: Settings | None = None, **options: Any) -> Profiles:
     """Profile every (model, budget) of every node (``compile.jobs.profile_job`` options); returns the profiles."""
-    from compile.artifact import Profiles, load
-    from compile.jobs import profile_job
+    from flowfront.compile.artifact import Profiles, load
+    from flowfront.compile.jobs import profile_job
 
     path = profile_job(_settings(settings), benchmark, progress=False, **options)
     return load(Profiles, path)
 
 
-def compile(benchmark: Benchmark | str, profiles: Profiles, settings: Settings | None = None,  # noqa: A001
-            **options: Any) -> Frontier:
+def compile_frontier(benchmark: Benchmark | str, profiles: Profiles, settings: Settings | None = None,
+                     **options: Any) -> Frontier:
     """A new frontier from the profiles (the inputs are left unchanged; nothing is written).
+
+    Not ``ff.compile``: the compile stage is the subpackage ``flowfront.compile``, and importing a
+    subpackage rebinds that attribute of ``flowfront`` to the module.
 
     Options are :func:`compile.jobs.compile_frontier`'s; by default the frontier is widened for
     routing exactly as ``flowfront run`` and ``flowfront compile`` do.
     """
-    from compile.jobs import compile_frontier
-    from compile.search import MAX_CANDIDATES, NEAR_FRONT
+    from flowfront.compile import jobs
+    from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT
 
     bench = load_benchmark(benchmark, settings) if isinstance(benchmark, str) else benchmark
     options = {"near_front": NEAR_FRONT, "max_candidates": MAX_CANDIDATES, **options}
-    frontier, _ = compile_frontier(bench, profiles, **options)
+    frontier, _ = jobs.compile_frontier(bench, profiles, **options)
     return frontier
 
 
 def save_frontier(frontier: Frontier, settings: Settings | None = None, name: str = "frontier") -> Path:
     """Write a frontier where `train`, `eval` and `serve` look for it (atomic)."""
-    from compile.artifact import save
+    from flowfront.compile.artifact import save
 
-    return save(frontier, _settings(settings).workdir / frontier.benchmark / f"{name}.json")
+    return save(frontier, _settings(settings).workspace.benchmark(frontier.benchmark).frontier(name))
 
 
 def select(frontier: Frontier, preference: Preference | None = None) -> Candidate:
     """The candidate static selection picks for a preference (what the service picks without a router)."""
-    from compile.select import Preference, select_static
+    from flowfront.compile.select import Preference, select_static
 
     index, _, _ = select_static(frontier, preference or Preference())
     return frontier.candidates[index]
@@ -119,14 +122,14 @@ class Router:
     @classmethod
     def load(cls, folder: str | Path, frontier: Frontier) -> Router:
         """Load a router artifact, checked against the frontier it was trained for."""
-        from router.artifact import load_router, read_artifact
+        from flowfront.router.artifact import load_router, read_artifact
 
         folder = Path(folder)
         return cls(load_router(folder, expect_frontier_hash=frontier.content_hash()), read_artifact(folder).feature_config,
                    frontier)
 
     def features(self, queries: Sequence[str]) -> Any:
-        from router.features import Embedder, featurize
+        from flowfront.router.features import Embedder, featurize
 
         if self._embedder is None:
             self._embedder = Embedder(self.feature_config)
@@ -138,7 +141,7 @@ class Router:
 
     def route(self, queries: Sequence[str], preference: Preference | None = None) -> list[Candidate]:
         """The candidate each query should use under ``preference`` (the router contract's ``select``)."""
-        from compile.select import Preference, Scale, frontier_estimates
+        from flowfront.compile.select import Preference, Scale, frontier_estimates
 
         _, lat, cost = frontier_estimates(self.frontier)
         picked = self.learned.select(self.features(queries), preference or Preference(), Scale.from_estimates(lat, cost))
@@ -148,21 +151,21 @@ class Router:
 def train_router(benchmark: Benchmark | str, settings: Settings | None = None, *, strategy: str = "frontier",
                  seed: int = 0) -> Router:
     """Fit the LightGBM router on the train split over the saved frontier; returns it loaded."""
-    from compile.artifact import Frontier, load
-    from router.train import train_job
+    from flowfront.compile.artifact import Frontier, load
+    from flowfront.router.train import train_job
 
     settings = _settings(settings)
     bench = load_benchmark(benchmark, settings) if isinstance(benchmark, str) else benchmark
     path, _ = train_job(settings, bench, strategy, seed=seed)
     if path is None:
         raise RoutingError(f"strategy {strategy!r} learns nothing to save", hint="use strategy='frontier'")
-    frontier = load(Frontier, settings.workdir / bench.name / "frontier.json")
+    frontier = load(Frontier, settings.workspace.benchmark(bench.name).frontier())
     return Router.load(path, frontier)
 
 
 def evaluate(benchmark: Benchmark | str, settings: Settings | None = None, **options: Any) -> dict:
     """Every strategy on the held-out split (``eval.jobs.eval_job`` options); returns the results dict."""
-    from eval.jobs import eval_job
+    from flowfront.eval.jobs import eval_job
 
     _, results = eval_job(_settings(settings), benchmark, **options)
     return results

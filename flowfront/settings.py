@@ -7,6 +7,7 @@ There is no module-level settings object: the CLI and the service each build one
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
@@ -14,14 +15,23 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowfront.errors import DataError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from flowfront.workspace import Workspace
 
 BackendName = Literal["replay", "replay-litellm", "litellm"]
 
 
+def builtin_configs() -> Path:
+    """The workflows, benchmarks and model cards shipped with the package (package data)."""
+    return Path(str(files("flowfront.configs")))
+
+
 def _default_data_dir() -> Path:
-    return (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+    """./data, else ../shared/data beside the current directory (where this project's data lives)."""
+    here = Path.cwd()
+    for candidate in (here / "data", here.parent / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate
+    return here / "data"
 
 
 class Settings(BaseSettings):
@@ -30,8 +40,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWFRONT_", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="recorded outcome data, read in place")
-    workdir: Path = Field(default=PROJECT_ROOT / "runs", description="trace store, artifacts, reports")
-    configs_dir: Path = Field(default=PROJECT_ROOT / "configs", description="workflows, benchmarks, model cards")
+    workdir: Path = Field(default=Path("runs"), description="trace store, artifacts, reports (default ./runs)")
+    configs_dir: Path = Field(default_factory=builtin_configs, description="workflows, benchmarks, model cards "
+                              "(default: the ones shipped with the package)")
+    cards_dir: Path = Field(default=Path("cards"), description="your own model cards (default ./cards, used when it "
+                            "exists): each overrides the built-in card of the same model; `flowfront models init` "
+                            "drafts them from an outcome table")
     backend: BackendName = "replay"
     call_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
@@ -44,18 +58,27 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=Path("~/.cache/flowfront/models"), description="local GGUF weights and servers.json")
     query_limit: int | None = Field(default=None, ge=1, description="use only the first N queries of each split "
                                     "(a quick live run)")
+    live_transport: Literal["litellm", "direct"] = Field(
+        default="litellm", description="how streamed calls to an OpenAI-compatible base URL are read: through "
+        "litellm (the default), or directly with httpx (about half the client CPU a token; "
+        "bench/results/live.json)")
     stream_live_calls: Literal["auto", "always", "never"] = Field(
         default="auto", description="stream live calls to record time to first token and per-token times (the "
         "recorded latency of every smaller budget); auto: for local llama.cpp models")
 
-    @field_validator("data_dir", "workdir", "configs_dir", "models_dir", mode="after")
+    @field_validator("data_dir", "workdir", "configs_dir", "cards_dir", "models_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
     @property
+    def workspace(self) -> Workspace:
+        """The workdir's layout (flowfront.workspace)."""
+        return Workspace(self.workdir)
+
+    @property
     def store_path(self) -> Path:
-        return self.workdir / "traces.sqlite"
+        return self.workspace.store
 
     def require_data_dir(self) -> Path:
         """The data directory, or a DataError that says how to point at it."""

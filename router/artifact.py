@@ -24,10 +24,10 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from compile.artifact import package_versions
+from flowfront.compile.artifact import package_versions
 from flowfront.errors import RoutingError
-from router.features import FeatureConfig
-from router.model import LightGBMRouter
+from flowfront.router.features import FeatureConfig
+from flowfront.router.model import LightGBMRouter
 
 __all__ = ["ROUTER_SCHEMA", "RouterArtifact", "load_router", "save_router"]
 
@@ -261,7 +261,7 @@ def load_router(folder: Path, *, expect_frontier_hash: str | None) -> LightGBMRo
 
 def _query_map(folder: Path, art: RouterArtifact) -> Any:
     """The query map, checked against the feature width and the priors' group count."""
-    from router.querymap import QueryMap
+    from flowfront.router.querymap import QueryMap
 
     try:
         qmap = QueryMap.from_state(art.query_map)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from compile.select import Preference, Scale, SelectionResult, select
+from flowfront.compile.select import Preference, Scale, SelectionResult, select
 from flowfront.errors import RoutingError
 
 OUTCOMES_SCHEMA = 2  # 2: per-query task labels

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from compile.artifact import Frontier
-from compile.select import Preference, Scale, SelectionResult, lambda_sweep, select
+from flowfront.compile.artifact import Frontier
+from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep, select
 from flowfront.errors import RoutingError
-from router.base import OutcomeMatrix, Predictions, Router
-from router.features import EMBEDDING_DIM
+from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.features import EMBEDDING_DIM
 
 __all__ = [
     "BestSingleRouter",

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from compile.select import Preference, Scale, SelectionResult, lambda_sweep
+from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep
 from flowfront.errors import RoutingError
-from router.base import OutcomeMatrix, Predictions, Router
-from router.baselines import (
+from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.baselines import (
     BestSingleRouter,
     _broadcast,
     _check_rows,
@@ -32,7 +32,7 @@ from router.baselines import (
     _train_means,
     config_factors,
 )
-from router.features import EMBEDDING_DIM
+from flowfront.router.features import EMBEDDING_DIM
 
 __all__ = ["MaasStyle", "MasRouterStyle"]
 

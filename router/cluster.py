@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from compile.select import Preference, Scale, lambda_sweep, select
+from flowfront.compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import RoutingError
-from router.base import OutcomeMatrix, Predictions, Router
-from router.baselines import _check_rows, _default_scale, _unit, realised_utility
-from router.features import EMBEDDING_DIM
+from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.baselines import _check_rows, _default_scale, _unit, realised_utility
+from flowfront.router.features import EMBEDDING_DIM
 
 __all__ = ["ClusterRouter"]
 

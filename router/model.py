@@ -32,11 +32,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from compile.select import Preference, Scale, lambda_sweep, select
+from flowfront.compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import RoutingError
-from router.base import OutcomeMatrix, Predictions, Router
-from router.candidates import candidate_features
-from router.querymap import (
+from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.candidates import candidate_features
+from flowfront.router.querymap import (
     QueryMap,
     apply_calibration,
     brier,

@@ -9,9 +9,9 @@ import numpy as np
 from flowfront.backends.base import Backend
 from flowfront.benchmarks import Benchmark
 from flowfront.executor import Query
+from flowfront.router.base import OutcomeMatrix
 from flowfront.settings import Settings
 from flowfront.space import Configuration
-from router.base import OutcomeMatrix
 
 
 def build_outcomes(

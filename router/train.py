@@ -20,25 +20,25 @@ from typing import Any
 import numpy as np
 import orjson
 
-from compile.artifact import Frontier, Profiles, load
-from compile.select import Scale, lambda_sweep
 from flowfront.benchmarks import Benchmark, load_benchmark
+from flowfront.compile.artifact import Frontier, Profiles, load
+from flowfront.compile.select import Scale, lambda_sweep
 from flowfront.errors import RoutingError
+from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Router
 from flowfront.settings import Settings
-from router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Router
 
 # name -> (module, class, candidate set)
 STRATEGIES: dict[str, tuple[str, str, str]] = {
-    "frontier": ("router.model", "LightGBMRouter", "frontier"),
-    "static": ("router.baselines", "StaticRouter", "frontier"),
-    "knn": ("router.baselines", "KNNRouter", "frontier"),
-    "cluster": ("router.cluster", "ClusterRouter", "frontier"),
-    "random": ("router.baselines", "RandomRouter", "frontier"),
-    "best-single": ("router.baselines", "BestSingleRouter", "frontier"),
-    "full-space": ("router.model", "LightGBMRouter", "sample"),
-    "full-space-factorised": ("router.baselines", "FactorisedRouter", "sample"),
-    "masrouter-style": ("router.baselines_rl", "MasRouterStyle", "sample"),
-    "maas-style": ("router.baselines_rl", "MaasStyle", "sample"),
+    "frontier": ("flowfront.router.model", "LightGBMRouter", "frontier"),
+    "static": ("flowfront.router.baselines", "StaticRouter", "frontier"),
+    "knn": ("flowfront.router.baselines", "KNNRouter", "frontier"),
+    "cluster": ("flowfront.router.cluster", "ClusterRouter", "frontier"),
+    "random": ("flowfront.router.baselines", "RandomRouter", "frontier"),
+    "best-single": ("flowfront.router.baselines", "BestSingleRouter", "frontier"),
+    "full-space": ("flowfront.router.model", "LightGBMRouter", "sample"),
+    "full-space-factorised": ("flowfront.router.baselines", "FactorisedRouter", "sample"),
+    "masrouter-style": ("flowfront.router.baselines_rl", "MasRouterStyle", "sample"),
+    "maas-style": ("flowfront.router.baselines_rl", "MaasStyle", "sample"),
 }
 
 
@@ -67,10 +67,10 @@ def make_router(strategy: str, *, seed: int = 0, execution: str = "parallel") ->
 def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: str, seed: int) -> tuple[list, list]:
     if kind == "frontier":
         return [c.config for c in frontier.candidates], [c.id for c in frontier.candidates]
-    from compile.proxy import Proxy
-    from compile.search import sample_configurations
+    from flowfront.compile.proxy import Proxy
+    from flowfront.compile.search import sample_configurations
 
-    profiles = load(Profiles, settings.workdir / bench.name / "profiles.json", expect_workflow_hash=bench.workflow.content_hash)
+    profiles = load(Profiles, settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
     proxy = Proxy(bench.workflow, profiles, mode=frontier.proxy_mode)
     n = max(10 * len(frontier.candidates), 100)
     sample = sample_configurations(proxy, n, seed)
@@ -78,12 +78,12 @@ def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: 
 
 
 def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, split: str) -> OutcomeMatrix:
+    from flowfront.router.outcomes import build_outcomes
     from flowfront.runtime import benchmark_backend, benchmark_queries, open_store, prepare_data
-    from router.outcomes import build_outcomes
 
     # The schema version is part of the name, so a cache from an older layout is rebuilt, not misread.
     digest = hashlib.sha256(orjson.dumps([OUTCOMES_SCHEMA, candidates], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-    path = settings.workdir / bench.name / "outcomes" / f"{digest}-{split}.npz"
+    path = settings.workspace.benchmark(bench.name).outcomes(digest, split)
     if path.is_file():
         return OutcomeMatrix.load(path, expect_source_hash=digest)
     with open_store(settings) as store:
@@ -98,10 +98,10 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
 
 
 def features(settings: Settings, texts: list[str]) -> np.ndarray:
-    from router.features import Embedder, FeatureConfig, featurize
+    from flowfront.router.features import Embedder, FeatureConfig, featurize
 
     config = FeatureConfig()
-    embedder = Embedder(config, cache_dir=settings.workdir / "embeddings")
+    embedder = Embedder(config, cache_dir=settings.workspace.embeddings)
     return featurize(texts, config, embedder)
 
 
@@ -109,7 +109,7 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
               include_test: bool = True) -> TrainingData:
     """Outcome matrices (train, and test unless told) and features for one candidate set of a benchmark."""
     bench = load_benchmark(benchmark, settings.configs_dir)
-    frontier = load(Frontier, settings.workdir / bench.name / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
+    frontier = load(Frontier, settings.workspace.benchmark(bench.name).frontier(), expect_workflow_hash=bench.workflow.content_hash)
     candidates, ids = _candidates(settings, bench, frontier, kind, seed)
     train = _matrix(settings, bench, candidates, ids, "train")
     test = _matrix(settings, bench, candidates, ids, "test") if include_test else None
@@ -125,7 +125,7 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
 def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
                      execution: str = "parallel") -> np.ndarray:
     """Per-query utility averaged over the λ sweep: mean_λ (correct − λ·normalised latency)."""
-    from compile.select import Preference
+    from flowfront.compile.select import Preference
 
     rows = np.arange(len(Y.query_ids))
     lat = Y.latency(execution)
@@ -164,10 +164,10 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
                     "valid_log_loss_prior": vm["valid_log_loss_prior"], "calibration": vm.get("calibration")}
     path = None
     if STRATEGIES[strategy][1] == "LightGBMRouter":
-        from router.artifact import save_router
-        from router.features import FeatureConfig
+        from flowfront.router.artifact import save_router
+        from flowfront.router.features import FeatureConfig
 
-        path = save_router(router, settings.workdir / data.bench.name / f"router-{strategy}",
+        path = save_router(router, settings.workspace.benchmark(data.bench.name).router(strategy),
                            frontier_hash=data.frontier.content_hash(), feature_config=FeatureConfig(),
                            metrics=metrics, strategy=strategy)
     return path, metrics

@@ -20,14 +20,14 @@ from pydantic import ValidationError
 
 from flowfront.errors import SpecError
 from flowfront.redact import Redactor, install_redaction, uninstall_redaction
+from flowfront.service.config import ServiceSettings
+from flowfront.service.errors import install_handlers
+from flowfront.service.metrics import Metrics
+from flowfront.service.middleware import ServiceMiddleware
+from flowfront.service.routes import openai as openai_routes
+from flowfront.service.routes import ops, workflows
+from flowfront.service.state import Shared, load_state
 from flowfront.settings import Settings
-from service.config import ServiceSettings
-from service.errors import install_handlers
-from service.metrics import Metrics
-from service.middleware import ServiceMiddleware
-from service.routes import openai as openai_routes
-from service.routes import ops, workflows
-from service.state import Shared, load_state
 
 __all__ = ["create_app", "service_settings"]
 

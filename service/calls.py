@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from flowfront.backends.base import Backend, CallRequest, Completion, WrappingBackend
 from flowfront.errors import BackendError, CallTimeoutError, ReplayMissError
-from service.breaker import BreakerBoard
-from service.metrics import Metrics
+from flowfront.service.breaker import BreakerBoard
+from flowfront.service.metrics import Metrics
 
 __all__ = ["CallEvent", "CallLog", "GuardedBackend", "current_log"]
 

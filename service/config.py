@@ -16,6 +16,7 @@ from pydantic_settings import NoDecode
 
 from flowfront.errors import SpecError
 from flowfront.settings import Settings
+from flowfront.workspace import Workspace
 
 __all__ = ["ServiceSettings", "check_bind", "is_loopback"]
 
@@ -98,7 +99,7 @@ class ServiceSettings(Settings):
         source holds one row per distinct call; keeping them apart means serving can never
         change what replay answers.
         """
-        return (self.trace_store or self.workdir / "serve" / "traces.sqlite").expanduser().resolve()
+        return (self.trace_store or Workspace(self.workdir).serve_store).expanduser().resolve()
 
     def key_values(self) -> list[str]:
         """The accepted bearer tokens (only the auth check should call this)."""

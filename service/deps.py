@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import NotReady, Unauthorized, UnknownWorkflow
-from service.state import ServiceState, Shared, WorkflowEntry
+from flowfront.service.errors import NotReady, Unauthorized, UnknownWorkflow
+from flowfront.service.state import ServiceState, Shared, WorkflowEntry
 
 __all__ = ["Authorized", "Served", "ServedDep", "SharedDep", "lookup"]
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compile.select import Preference, select
+from flowfront.compile.select import Preference, select
 from flowfront.errors import BackendError, InfeasibleError, ReplayMissError
 from flowfront.executor import Query, RunResult
-from service.calls import CallLog, current_log
-from service.errors import DeadlineExceeded, InvalidRequest, NotReady
-from service.state import Shared, WorkflowEntry
+from flowfront.service.calls import CallLog, current_log
+from flowfront.service.errors import DeadlineExceeded, InvalidRequest, NotReady
+from flowfront.service.state import Shared, WorkflowEntry
 
 __all__ = ["Outcome", "run_request"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from service.breaker import STATE_CODE, State
+from flowfront.service.breaker import STATE_CODE, State
 
 __all__ = ["Metrics"]
 

@@ -13,8 +13,8 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
-from service.metrics import Metrics
+from flowfront.service.errors import error_body
+from flowfront.service.metrics import Metrics
 
 __all__ = ["ServiceMiddleware"]
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
-from router.caches import LRUCache
-from router.features import featurize
-from service.batcher import MicroBatcher
+from flowfront.router.caches import LRUCache
+from flowfront.router.features import featurize
+from flowfront.service.batcher import MicroBatcher
 
 __all__ = ["FeatureSource", "RouterFront", "RouterRow", "text_key"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from flowfront.service.config import check_bind
 from flowfront.settings import Settings
-from service.config import check_bind
 
 __all__ = ["serve"]
 
@@ -19,14 +19,14 @@ def serve(settings: Settings, workflows_dir: Path, host: str, port: int) -> None
     """
     import uvicorn
 
-    from service.app import create_app, service_settings
+    from flowfront.service.app import create_app, service_settings
 
     config = service_settings(settings)
     check_bind(config, host)
     logging.getLogger("flowfront.service").setLevel(config.log_level.upper())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from service.protocol import guarded_protocol
+    from flowfront.service.protocol import guarded_protocol
 
     app = create_app(config, workflows_dir)
     uvicorn.run(app, host=host, port=port, log_level=config.log_level, access_log=config.access_log,

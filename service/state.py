@@ -23,26 +23,26 @@ from typing import Any
 import numpy as np
 import orjson
 
-from compile.artifact import Frontier, load
-from compile.select import Scale, frontier_estimates
 from flowfront.backends.base import Backend, CallRequest
+from flowfront.compile.artifact import Frontier, load
+from flowfront.compile.select import Scale, frontier_estimates
 from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
 from flowfront.executor import Executor
 from flowfront.redact import Redactor
+from flowfront.service.breaker import BreakerBoard
+from flowfront.service.calls import GuardedBackend
+from flowfront.service.config import ServiceSettings
+from flowfront.service.metrics import Metrics
+from flowfront.service.routing import FeatureSource, RouterFront
+from flowfront.service.tracing import TraceWriter
 from flowfront.space import Configuration, Resolved, resolve
 from flowfront.spec import Workflow, load_workflow
 from flowfront.store import TraceStore
-from service.breaker import BreakerBoard
-from service.calls import GuardedBackend
-from service.config import ServiceSettings
-from service.metrics import Metrics
-from service.routing import FeatureSource, RouterFront
-from service.tracing import TraceWriter
+from flowfront.workspace import BenchmarkDir
 
 __all__ = ["ServiceState", "Shared", "WorkflowEntry", "load_entries", "load_state"]
 
 log = logging.getLogger("flowfront.service")
-ROUTER_FOLDER = "router-frontier"
 
 
 @dataclass
@@ -142,13 +142,13 @@ class Shared:
 
     def feature_source(self, config: Any) -> FeatureSource:
         """One loaded embedding model (and feature-row cache) per feature configuration."""
-        from router.features import Embedder
+        from flowfront.router.features import Embedder
 
         s = self.settings
         with self._lock:
             found = self.features.get(config)
             if found is None:
-                cache = s.workdir / "embeddings"
+                cache = s.workspace.embeddings
                 # The row cache in FeatureSource answers repeats; the embedder's own LRU stays small.
                 embedder = Embedder(config, cache_dir=cache if s.embedding_disk_cache else None, lru_size=1024,
                                     num_threads=s.embed_threads, export_dir=cache / "onnx")
@@ -230,7 +230,7 @@ def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
         return WorkflowEntry(workflow, status=f"not compiled: no frontier for this workflow under {shared.settings.workdir}"
                              f"; run `flowfront profile` and `flowfront compile` for its benchmark")
     try:
-        frontier = load(Frontier, folder / "frontier.json", expect_workflow_hash=workflow.content_hash)
+        frontier = load(Frontier, BenchmarkDir(folder).frontier(), expect_workflow_hash=workflow.content_hash)
     except CompileError as exc:
         if strict:
             raise
@@ -247,7 +247,7 @@ def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
                               concurrency=shared.settings.default_concurrency,
                               # the guarded backend enforces call_timeout_s; this is only a backstop
                               timeout_s=2 * shared.settings.call_timeout_s)
-    _attach_router(shared, entry, folder / ROUTER_FOLDER, strict)
+    _attach_router(shared, entry, BenchmarkDir(folder).router(), strict)
     return entry
 
 
@@ -257,7 +257,7 @@ def _artifact_folder(workdir: Path, workflow: Workflow) -> Path | None:
     A folder named after the workflow wins; otherwise the most recently compiled match.
     """
     named = workdir / workflow.name
-    if (named / "frontier.json").is_file():
+    if BenchmarkDir(named).frontier().is_file():
         return named
     matches = []
     for path in workdir.glob("*/frontier.json"):
@@ -286,7 +286,7 @@ def _frontier_entry(workflow: Workflow, frontier: Frontier, benchmark: str) -> W
 
 
 def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: bool) -> None:
-    from router.artifact import load_router, read_artifact
+    from flowfront.router.artifact import load_router, read_artifact
 
     train = f"run `flowfront train {entry.benchmark}` to route per query"
     if not (folder / "router.json").is_file():

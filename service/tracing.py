@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowfront.redact import Redactor
+from flowfront.service.calls import CallEvent
+from flowfront.service.metrics import Metrics
 from flowfront.store import Trace, TraceStore
-from service.calls import CallEvent
-from service.metrics import Metrics
 
 __all__ = ["TraceWriter", "served_traces"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowfront.settings import PROJECT_ROOT, Settings, prepare_environment
+from flowfront.settings import Settings, prepare_environment
+from tests.helpers import PROJECT_ROOT
 
 prepare_environment()
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from flowfront.settings import PROJECT_ROOT, Settings
+from flowfront.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout the tests run from
 
 
 def free_port() -> int:
@@ -83,7 +85,7 @@ def private_settings(settings: Settings, work: Path) -> Settings:
 
 def compiled_code_budget(settings: Settings, work: Path) -> Settings:
     """A private workdir where ``code-budget`` (the smallest benchmark) is profiled and compiled."""
-    from compile.jobs import compile_job, profile_job
+    from flowfront.compile.jobs import compile_job, profile_job
 
     settings = private_settings(settings, work)
     profile_job(settings, "code-budget", progress=False)

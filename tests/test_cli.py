@@ -62,3 +62,14 @@ def test_exec_json_contract(imported_settings) -> None:
     assert {"n", "accuracy", "latency_sequential_s", "latency_parallel_s", "cost_usd"} <= set(out)
     assert out["n"] > 700 and 0 < out["accuracy"] < 1
     assert out["latency_parallel_s"] < out["latency_sequential_s"]
+
+
+def test_run_warns_when_the_proxy_ranks_unlike_the_measurement() -> None:
+    from rich.console import Console
+
+    from flowfront.cli.pipeline import _warn_on_weak_proxy
+
+    console = Console(record=True, width=200)
+    warned = _warn_on_weak_proxy(console, "mine", {"accuracy": {"spearman": 0.43}, "latency": {"spearman": 0.95}})
+    assert len(warned) == 1 and "accuracy" in warned[0] and "0.43" in console.export_text()
+    assert _warn_on_weak_proxy(console, "mine", {"accuracy": {"spearman": 0.9}, "latency": {"spearman": float("nan")}}) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from flowfront.settings import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 STAGES = ("compile", "router", "eval", "service")
 ORDER = {"flowfront": 0, "compile": 1, "router": 2, "eval": 3, "service": 3}  # who may import whom
@@ -40,6 +40,9 @@ def violations(root: Path) -> list[str]:
             if pkg == "flowfront" and rel.parts[0] in APP_LAYER:
                 continue  # the app layer assembles every stage
             for module in imports(path):
+                if module.split(".")[0] in STAGES:  # installed only as flowfront.<stage>
+                    bad.append(f"{path.relative_to(root)} imports {module} (use flowfront.{module})")
+                    continue
                 target = package_of(module)
                 if target is not None and target != pkg and ORDER[target] >= ORDER[pkg]:
                     bad.append(f"{path.relative_to(root)} imports {module}")
@@ -54,9 +57,83 @@ def test_the_layer_test_catches_an_inverted_import(tmp_path: Path) -> None:
     for pkg in ORDER:
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
-    (tmp_path / "flowfront" / "executor.py").write_text("def f():\n    from router.select import select\n")
-    (tmp_path / "compile" / "proxy.py").write_text("import service.app\n")
+    (tmp_path / "flowfront" / "executor.py").write_text("def f():\n    from flowfront.router.select import select\n")
+    (tmp_path / "compile" / "proxy.py").write_text("import flowfront.service.app\n")
+    (tmp_path / "router" / "model.py").write_text("from compile.artifact import Frontier\n")
     (tmp_path / "flowfront" / "cli").mkdir()
-    (tmp_path / "flowfront" / "cli" / "__init__.py").write_text("import eval.jobs\n")  # the app layer may
-    assert sorted(violations(tmp_path)) == ["compile/proxy.py imports service.app",
-                                            "flowfront/executor.py imports router.select"]
+    (tmp_path / "flowfront" / "cli" / "__init__.py").write_text("import flowfront.eval.jobs\n")  # the app layer may
+    assert sorted(violations(tmp_path)) == [
+        "compile/proxy.py imports flowfront.service.app",
+        "flowfront/executor.py imports flowfront.router.select",
+        "router/model.py imports compile.artifact (use flowfront.compile.artifact)",
+    ]
+
+
+def test_tests_and_benchmarks_import_the_installed_names() -> None:
+    """The checkout is on sys.path under pytest, so a stale ``from router...`` would still work here
+    and fail against the wheel."""
+    stale = [f"{path.relative_to(PROJECT_ROOT)} imports {module}"
+             for folder in ("tests", "bench", "scripts") for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
+             for module in imports(path) if module.split(".")[0] in STAGES]
+    assert stale == []
+
+
+def module_cycles(root: Path) -> list[list[str]]:
+    """Import cycles between first-party modules (function-level imports included), by Tarjan's SCC."""
+    paths: dict[str, Path] = {}
+    for pkg in ORDER:
+        for path in sorted((root / pkg).rglob("*.py")):
+            parts = [p for p in path.relative_to(root).with_suffix("").parts if p != "__init__"]
+            paths[".".join(["flowfront", *parts] if pkg != "flowfront" else parts)] = path
+    edges: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from pkg import submodule` depends on the submodule, not on pkg's __init__
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
+                            for a in node.names}
+        edges[name] = {t for t in targets if t in paths and t != name}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                top = stack.pop()
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert module_cycles(PROJECT_ROOT) == []
+
+
+def test_the_cycle_test_catches_a_cycle(tmp_path: Path) -> None:
+    for pkg in ORDER:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "eval" / "harness.py").write_text("def f():\n    from flowfront.eval.summary import g\n")
+    (tmp_path / "eval" / "summary.py").write_text("from flowfront.eval import harness\n")
+    assert module_cycles(tmp_path) == [["flowfront.eval.harness", "flowfront.eval.summary"]]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flowfront.settings import PROJECT_ROOT
-from tests.helpers import private_settings
+from tests.helpers import PROJECT_ROOT, private_settings
 
 
 def test_the_python_api_page_runs(imported_settings, tmp_path: Path, capsys) -> None:

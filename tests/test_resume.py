@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from flowfront.settings import PROJECT_ROOT
 from flowfront.store import call_key
-from tests.helpers import cli_env, replay_server
+from tests.helpers import PROJECT_ROOT, cli_env, replay_server
 
 
 def live_keys(store: Path) -> set[str]:

@@ -169,7 +169,7 @@ def traces_prune(
     from flowfront.store import TraceStore
 
     settings = make_settings(None, workdir)
-    path = store or settings.workdir / "serve" / "traces.sqlite"
+    path = store or settings.workspace.serve_store
     if not path.is_file():
         raise SpecError(f"trace store {path} not found", hint="pass --store or --workdir")
     if max_age_days is None and max_mb is None:
@@ -226,7 +226,7 @@ def profile(
     workdir: Workdir = None,
 ) -> None:
     """Profile every (model, budget) of every node on its induced dataset → profiles.json."""
-    from compile.jobs import profile_job
+    from flowfront.compile.jobs import profile_job
 
     settings = make_settings(data_dir, workdir)
     ref = _parse_config(reference, None)
@@ -254,7 +254,7 @@ def compile_(
     workdir: Workdir = None,
 ) -> None:
     """Search the design space on the proxy → frontier.json + frontier.png."""
-    from compile.jobs import compile_job, frontier_name
+    from flowfront.compile.jobs import compile_job, frontier_name
 
     for option, value, allowed in (("objective", objective, ("latency", "cost", "both")),
                                    ("execution", execution, ("sequential", "parallel")),
@@ -292,7 +292,7 @@ def validate(
     workdir: Workdir = None,
 ) -> None:
     """Execute frontier and sampled configurations; report how well the proxy predicted them."""
-    from compile.validate import validate_job
+    from flowfront.compile.validate import validate_job
 
     path, r = validate_job(make_settings(data_dir, workdir), benchmark, n_front=n_front, n_sample=n_sample, seed=seed)
     hv = r["hypervolume"]["ratio"]
@@ -313,7 +313,7 @@ def train(
     workdir: Workdir = None,
 ) -> None:
     """Fit a routing strategy on the train split (after `compile`); LightGBM routers are saved."""
-    from router.train import train_job
+    from flowfront.router.train import train_job
 
     path, m = train_job(make_settings(data_dir, workdir), benchmark, strategy, seed=seed)
     typer.echo(
@@ -340,19 +340,22 @@ def eval_(
     workdir: Workdir = None,
 ) -> None:
     """Every strategy on the held-out test split (after `compile`): results.json, curves.png, report.md."""
-    from eval.jobs import eval_job
+    from flowfront.eval.jobs import eval_job
 
     if execution not in (None, "parallel", "sequential"):
         raise SpecError(f"unknown execution model {execution!r}", hint="use parallel or sequential")
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
-    path, _ = eval_job(make_settings(data_dir, workdir), benchmark, strategies=names,
-                       seeds=tuple(range(seeds)), execution=execution)
-    typer.echo(f"wrote {path}")
+    from flowfront.eval.report import refresh_report
+
+    settings = make_settings(data_dir, workdir)
+    path, result = eval_job(settings, benchmark, strategies=names, seeds=tuple(range(seeds)), execution=execution)
+    typer.echo(f"wrote {path}\nwrote {refresh_report(settings.workdir, first=[result['benchmark']])}")
 
 
 @app.command()
 def serve(
-    workflows: Annotated[Path, typer.Option(help="folder of workflow YAMLs to serve")] = Path("configs/workflows"),
+    workflows: Annotated[Path | None, typer.Option(help="folder of workflow YAMLs to serve "
+                                                   "(default: the built-in ones)")] = None,
     host: Annotated[str, typer.Option(help="bind address; anything but loopback needs FLOWFRONT_API_KEYS")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     backend: Annotated[str | None, typer.Option(help="replay | litellm (default: FLOWFRONT_BACKEND or replay)")] = None,
@@ -361,9 +364,10 @@ def serve(
     workdir: Workdir = None,
 ) -> None:
     """Serve the compiled workflows over HTTP (OpenAI-compatible chat completions included)."""
-    from service.server import serve as serve_app
+    from flowfront.service.server import serve as serve_app
 
-    serve_app(make_settings(data_dir, workdir, backend=backend, api_base=api_base), workflows, host, port)
+    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base)
+    serve_app(settings, workflows or settings.configs_dir / "workflows", host, port)
 
 
 @app.command()
@@ -371,7 +375,7 @@ def run(
     outcomes: Annotated[Path | None, typer.Option(help="an outcome table (docs/outcome-tables.md) to run through "
                                                   "the model-route workflow instead of the built-in benchmarks")] = None,
     benchmarks: Annotated[str | None, typer.Option(help="comma-separated built-in benchmarks "
-                                                   "(default: qa-cascade,model-route)")] = None,
+                                                   "(default: qa-cascade,model-route,live-math,live-code)")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy in the evaluation")] = 3,
     backend: Annotated[str | None, typer.Option(help="replay (default: recorded data) | litellm (live models)")] = None,
     api_base: ApiBase = None,

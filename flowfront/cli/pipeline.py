@@ -39,6 +39,23 @@ class _Stages:
         return out
 
 
+WEAK_PROXY = 0.8  # below this rank correlation, the frontier's order of candidates is not to be trusted
+
+
+def _warn_on_weak_proxy(console: Console, name: str, validation: dict) -> list[str]:
+    """One warning per objective whose proxy ranks the candidates unlike the measurement."""
+    warnings = []
+    for axis in ("accuracy", "latency"):
+        rho = (validation.get(axis) or {}).get("spearman")
+        if rho is not None and rho == rho and rho < WEAK_PROXY:  # NaN: nothing measured to compare
+            warnings.append(f"{name}: the proxy's {axis} estimates rank candidates with Spearman {rho:.2f} "
+                            f"against the measurement (< {WEAK_PROXY}); treat the frontier's {axis} figures "
+                            "as rough (validation.png shows where)")
+    for line in warnings:
+        console.print(f"  [yellow]warning:[/] {line}")
+    return warnings
+
+
 def _reference(settings: Settings, bench: Benchmark):
     from flowfront.runtime import benchmark_backend, benchmark_queries, execute, open_store, prepare_data
 
@@ -52,11 +69,11 @@ def _reference(settings: Settings, bench: Benchmark):
 def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, seeds: int = 3,
                   stages: _Stages | None = None) -> dict:
     """Every stage of the chain on one benchmark; returns its summary row (eval results included)."""
-    from compile.jobs import compile_job, profile_job
-    from compile.search import MAX_CANDIDATES, NEAR_FRONT
-    from compile.validate import validate_job
-    from eval.jobs import eval_job
-    from router.train import train_job
+    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT
+    from flowfront.compile.validate import validate_job
+    from flowfront.eval.jobs import eval_job
+    from flowfront.router.train import train_job
 
     stages = stages or _Stages(console)
     console.print(f"[bold]{bench.name}[/] ({bench.spec.description})")
@@ -68,6 +85,7 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
     _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated", objective=objective,
                              near_front=NEAR_FRONT, max_candidates=MAX_CANDIDATES)
     _, validation = stages.run("validate", validate_job, settings, bench)
+    _warn_on_weak_proxy(console, bench.name, validation)
     row = {
         "benchmark": bench.name, "n_test": reference.summary.n, "space": frontier.space_size,
         "frontier": len(frontier.candidates), "reference_accuracy": reference.summary.accuracy,
@@ -130,22 +148,22 @@ def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *,
     rows = []
     for bench in _benchmarks(settings, names, outcomes, setup):
         rows.append(run_benchmark(settings, bench, console, seeds=seeds, stages=_Stages(console)))
-    from eval.report import write_report
+    from flowfront.eval.report import refresh_report
 
     report_started = time.perf_counter()
-    report = write_report([r["results"] for r in rows if r["results"] is not None], settings.workdir / "report.md")
+    report = refresh_report(settings.workdir, first=[r["benchmark"] for r in rows])
     timings = {"setup_s": setup.seconds, "benchmarks": {r["benchmark"]: r["timings_s"] for r in rows},
                "report_s": round(time.perf_counter() - report_started, 2),
                "total_s": round(time.perf_counter() - started, 2)}
-    (settings.workdir / "timings.json").write_bytes(orjson.dumps(timings, option=orjson.OPT_INDENT_2))
+    settings.workspace.timings.write_bytes(orjson.dumps(timings, option=orjson.OPT_INDENT_2))
     _print_summary(rows)
     console.print(f"report: {report}\nartifacts: {settings.workdir}/<benchmark>/ "
-                  f"(profiles, frontier, validation, router, eval); stage times: {settings.workdir / 'timings.json'}")
+                  f"(profiles, frontier, validation, router, eval); stage times: {settings.workspace.timings}")
     return rows
 
 
 def _print_summary(rows: list[dict]) -> None:
-    from eval.report import headline
+    from flowfront.eval.report import headline
 
     sources = sorted({r["results"]["latency_source"].split(" ")[0] for r in rows if r["results"] is not None})
     table = Table(title=f"flowfront run (latency: {', '.join(sources)}; see report.md)")

@@ -14,12 +14,12 @@ from flowfront.cli._common import Workdir, echo_json, make_settings
 
 
 def _frontier(benchmark: str, workdir):
-    from compile.artifact import Frontier, load
     from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier, load
 
     settings = make_settings(None, workdir)
     bench = load_benchmark(benchmark, settings.configs_dir)
-    path = settings.workdir / bench.name / "frontier.json"
+    path = settings.workspace.benchmark(bench.name).frontier()
     return load(Frontier, path, expect_workflow_hash=bench.workflow.content_hash)
 
 
@@ -72,7 +72,7 @@ def select(
     workdir: Workdir = None,
 ) -> None:
     """The configuration static selection picks for a preference, its estimates and the runner-up."""
-    from compile.select import Preference, select_static
+    from flowfront.compile.select import Preference, select_static
     from flowfront.errors import SpecError
 
     if objective not in ("latency", "cost") or on_infeasible not in ("error", "nearest"):
@@ -106,12 +106,12 @@ def route(
     workdir: Workdir = None,
 ) -> None:
     """The trained router's per-candidate predictions for one query, and its pick."""
-    from compile.select import Preference
     from flowfront import Router
+    from flowfront.compile.select import Preference
 
     f = _frontier(benchmark, workdir)
     settings = make_settings(None, workdir)
-    router = Router.load(settings.workdir / f.benchmark / "router-frontier", f)
+    router = Router.load(settings.workspace.benchmark(f.benchmark).router(), f)
     pref = Preference.model_validate({"lambda": lambda_, "objective": objective, "max_latency_s": max_latency_s,
                                       "on_infeasible": "nearest"})
     pred = router.predict([query])

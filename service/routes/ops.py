@@ -11,10 +11,10 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from flowfront.errors import BackendError
-from service.deps import Authorized, SharedDep
-from service.errors import JSONBody, error_body
-from service.middleware import authorized
-from service.state import load_state
+from flowfront.service.deps import Authorized, SharedDep
+from flowfront.service.errors import JSONBody, error_body
+from flowfront.service.middleware import authorized
+from flowfront.service.state import load_state
 
 api_routes = APIRouter(tags=["operations"])
 log = logging.getLogger("flowfront.service")

@@ -7,17 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.deps import Authorized, ServedDep, lookup
-from service.engine import Outcome, run_request
-from service.errors import JSONBody, NotReady
-from service.schemas import (
+from flowfront.service.deps import Authorized, ServedDep, lookup
+from flowfront.service.engine import Outcome, run_request
+from flowfront.service.errors import JSONBody, NotReady
+from flowfront.service.schemas import (
     FrontierCandidate,
     FrontierOut,
     RunRequest,
     RunResponse,
     WorkflowOut,
 )
-from service.state import WorkflowEntry
+from flowfront.service.state import WorkflowEntry
 
 api_routes = APIRouter(prefix="/v1/workflows", tags=["workflows"], dependencies=[Authorized])
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from compile.artifact import Frontier, Profiles, load
-from compile.jobs import compile_job, profile_job
+from flowfront.compile.artifact import Frontier, Profiles, load
+from flowfront.compile.jobs import compile_job, profile_job
 from flowfront.errors import CompileError
 from flowfront.settings import Settings
 from tests.helpers import flowfront, private_settings
@@ -84,7 +84,7 @@ def test_corrupt_or_empty_profiles_are_clear_errors(profiled, tmp_path: Path) ->
 
 
 def test_validate_reports_rank_correlation_recall_and_hypervolume(profiled) -> None:
-    from compile.validate import validate_job
+    from flowfront.compile.validate import validate_job
 
     _, frontier = compile_job(profiled, "qa-cascade")
     path, report = validate_job(profiled, "qa-cascade", n_front=12, n_sample=16)
@@ -106,7 +106,7 @@ def test_cli_compile_writes_the_default_frontier_and_filtered_ones_beside_it(pro
     assert (work / "qa-cascade" / "frontier.json").read_bytes() == first  # the default one is untouched
     assert len(list((work / "qa-cascade").glob("frontier-*.json"))) == 1
     again = flowfront("compile", "qa-cascade", "--workdir", str(work))
-    from compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier, load
 
     assert again.returncode == 0
     assert load(Frontier, work / "qa-cascade" / "frontier.json").content_hash() == \

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
-from compile.proxy import Proxy
-from compile.search import search
+from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
+from flowfront.compile.proxy import Proxy
+from flowfront.compile.search import search
 from flowfront.spec import Workflow, parse_model
 
 MODELS = [f"m{i}" for i in range(10)]

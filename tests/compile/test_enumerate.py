@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.compile_search import naive_front, sequential_evaluate, synthetic_slots
-from compile.enumerate import (
+from flowfront.compile.enumerate import (
     FrontTable,
     combine,
     compose_front,
@@ -21,7 +21,7 @@ from compile.enumerate import (
     prune_dominated_choices,
     space_size,
 )
-from compile.pareto import pareto_mask
+from flowfront.compile.pareto import pareto_mask
 from flowfront.errors import CompileError
 
 radices_st = st.lists(st.integers(1, 9), min_size=1, max_size=6)

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from compile.jobs import compile_job, profile_job
+from flowfront.compile.jobs import compile_job, profile_job
 from tests.helpers import private_settings
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compile.pareto import StreamingFront, hypervolume, pareto_mask
+from flowfront.compile.pareto import StreamingFront, hypervolume, pareto_mask
 from flowfront.errors import CompileError
 
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from compile.profile import Judge, run_profile
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.benchmarks import load_benchmark
+from flowfront.compile.profile import Judge, run_profile
 from flowfront.parsers import extract_number
 from flowfront.runtime import benchmark_queries, open_store, prepare_data
 from flowfront.space import Configuration

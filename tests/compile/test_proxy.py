@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
-from compile.proxy import Proxy, vote_table
-from compile.search import search
+from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
+from flowfront.compile.proxy import Proxy, vote_table
+from flowfront.compile.search import search
 from flowfront.spec import load_workflow
 from tests.conftest import CONFIGS
 
@@ -125,8 +125,8 @@ def test_pruned_search_equals_brute_force() -> None:
     proxy = Proxy(CASCADE, profiles)
     found = {(str(p.structure.knobs), tuple(proxy.config(p.structure, p.digits)["nodes"].items().__repr__()))
              for p in search(proxy, objective="latency").points}
-    from compile.enumerate import decode
-    from compile.pareto import pareto_mask
+    from flowfront.compile.enumerate import decode
+    from flowfront.compile.pareto import pareto_mask
 
     rows, labels = [], []
     for s in proxy.structures():

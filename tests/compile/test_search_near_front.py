@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compile.search import regret
+from flowfront.compile.search import regret
 from flowfront.errors import CompileError
 from tests.helpers import private_settings
 
@@ -42,7 +42,7 @@ def test_regret_in_three_dimensions_uses_both_cost_axes() -> None:
 
 @pytest.fixture(scope="module")
 def profiled(imported_settings, tmp_path_factory):
-    from compile.jobs import profile_job
+    from flowfront.compile.jobs import profile_job
 
     settings = private_settings(imported_settings, tmp_path_factory.mktemp("near-front"))
     profile_job(settings, "model-route", max_queries=1500, seed=0, progress=False)
@@ -54,7 +54,7 @@ def _models(frontier) -> list[str]:
 
 
 def test_near_front_widens_the_model_route_frontier_by_regret(profiled) -> None:
-    from compile.jobs import compile_job
+    from flowfront.compile.jobs import compile_job
 
     _, pareto = compile_job(profiled, "model-route", near_front=0.0, out_name="pareto")
     _, wide = compile_job(profiled, "model-route", near_front=0.3, out_name="wide")
@@ -75,7 +75,7 @@ def test_near_front_widens_the_model_route_frontier_by_regret(profiled) -> None:
 
 
 def test_near_front_arguments_out_of_range(profiled) -> None:
-    from compile.jobs import compile_job
+    from flowfront.compile.jobs import compile_job
 
     with pytest.raises(CompileError, match="near_front=-0.1"):
         compile_job(profiled, "model-route", near_front=-0.1)

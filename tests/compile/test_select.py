@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from compile.select import Preference, Scale, lambda_sweep, select
+from flowfront.compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import InfeasibleError, RoutingError
 
 LAMBDAS = [0.0, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 1e6]

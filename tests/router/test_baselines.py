@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compile.select import Preference, Scale, lambda_sweep
+from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError
-from router.base import OutcomeMatrix
-from router.baselines import (
+from flowfront.router.base import OutcomeMatrix
+from flowfront.router.baselines import (
     BestSingleRouter,
     FactorisedRouter,
     KNNRouter,
@@ -20,7 +20,7 @@ from router.baselines import (
     config_factors,
     realised_utility,
 )
-from router.baselines_rl import MaasStyle, MasRouterStyle
+from flowfront.router.baselines_rl import MaasStyle, MasRouterStyle
 from tests.router.test_contract import CANDIDATES, DIM, synthetic
 
 
@@ -98,7 +98,7 @@ def test_oracle_takes_the_fastest_correct_candidate_and_refuses_other_queries() 
 
 
 def test_static_uses_frontier_estimates_only_for_matching_candidates(data: dict) -> None:
-    from compile.artifact import Candidate, Estimates, Frontier
+    from flowfront.compile.artifact import Candidate, Estimates, Frontier
 
     X, Y = data["train"]
     est = [Estimates(accuracy=0.1 * j, latency_sequential_s=j + 1.0, latency_parallel_s=j + 0.5, cost_usd=1e-3)
@@ -165,12 +165,12 @@ def test_maas_ranges_over_one_candidate_per_structure(data: dict) -> None:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A subsample of the real matrices (embedding is the slow part on 2 cores)."""
-    from compile.jobs import compile_job, profile_job
     from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.router.features import Embedder, FeatureConfig, featurize
+    from flowfront.router.outcomes import build_outcomes
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
     from flowfront.settings import Settings
-    from router.features import Embedder, FeatureConfig, featurize
-    from router.outcomes import build_outcomes
     from tests.conftest import CONFIGS, DATA_DIR
 
     settings = Settings(data_dir=DATA_DIR, workdir=tmp_path_factory.mktemp("real"), configs_dir=CONFIGS)

@@ -20,8 +20,8 @@ import pydantic
 import pytest
 
 from flowfront.errors import DataError, RoutingError, StoreError
-from router.caches import EmbeddingCache, LRUCache
-from router.features import (
+from flowfront.router.caches import EmbeddingCache, LRUCache
+from flowfront.router.features import (
     EMBEDDING_DIM,
     TEXT_STAT_NAMES,
     Embedder,
@@ -31,7 +31,7 @@ from router.features import (
     resolve_embedding_model,
     text_stats,
 )
-from router.onnx_embed import ensure_export, export_key
+from flowfront.router.onnx_embed import ensure_export, export_key
 
 DATA_DIR = Path(os.environ.get("FLOWFRONT_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
 ROOT = Path(__file__).parents[2]
@@ -183,7 +183,7 @@ def test_disk_cache_is_safe_under_concurrent_writers(tmp_path: Path) -> None:
         f"""
         import hashlib, sys
         import numpy as np
-        from router.caches import EmbeddingCache
+        from flowfront.router.caches import EmbeddingCache
         cache = EmbeddingCache({str(db)!r}, namespace="ns", dim=4)
         start = int(sys.argv[1])
         for chunk in range(start, start + 300, 20):

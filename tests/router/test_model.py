@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compile.select import Preference, Scale, select
+from flowfront.compile.select import Preference, Scale, select
 from flowfront.errors import RoutingError
-from router.artifact import load_router, save_router
-from router.base import OutcomeMatrix
-from router.features import Embedder, FeatureConfig, featurize
-from router.model import LightGBMRouter, candidate_features
-from router.querymap import QueryMap
+from flowfront.router.artifact import load_router, save_router
+from flowfront.router.base import OutcomeMatrix
+from flowfront.router.features import Embedder, FeatureConfig, featurize
+from flowfront.router.model import LightGBMRouter, candidate_features
+from flowfront.router.querymap import QueryMap
 
 ROOT = Path(__file__).parents[2]
 FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)
@@ -32,10 +32,10 @@ FEATURES = FeatureConfig(variant="torch", max_seq_length=32)
 
 @pytest.fixture(scope="module")
 def data(shared_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from compile.jobs import compile_job, profile_job
     from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.router.outcomes import build_outcomes
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
-    from router.outcomes import build_outcomes
 
     settings = shared_settings
     profile_job(settings, "qa-cascade", progress=False)
@@ -108,7 +108,7 @@ def test_calibration_keeps_or_improves_validation_brier(router: LightGBMRouter) 
     assert briers[chosen] <= briers["identity"]
     json.dumps(router.calibration_)  # plain numbers only
     grid = np.linspace(0, 1, 101)
-    from router.querymap import apply_calibration
+    from flowfront.router.querymap import apply_calibration
 
     mapped = apply_calibration(grid, router.calibration_)
     assert (np.diff(mapped) >= -1e-12).all(), "a calibration map must be monotone"

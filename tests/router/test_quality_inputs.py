@@ -11,11 +11,17 @@ import numpy as np
 import pydantic
 import pytest
 
-from compile.select import Preference
+from flowfront.compile.select import Preference
 from flowfront.errors import DataError, RoutingError
-from router.base import OutcomeMatrix
-from router.features import EMBEDDING_PACKAGE, Embedder, FeatureConfig, featurize, resolve_embedding_model
-from router.model import LightGBMRouter
+from flowfront.router.base import OutcomeMatrix
+from flowfront.router.features import (
+    EMBEDDING_PACKAGE,
+    Embedder,
+    FeatureConfig,
+    featurize,
+    resolve_embedding_model,
+)
+from flowfront.router.model import LightGBMRouter
 
 
 @pytest.fixture
@@ -46,7 +52,7 @@ def test_empty_train_split_is_refused_before_anything_is_fitted() -> None:
 
 
 def test_outcome_table_without_train_rows_fails_at_profile_naming_the_split(imported_settings, tmp_path: Path) -> None:
-    from compile.jobs import profile_job
+    from flowfront.compile.jobs import profile_job
     from flowfront.runtime import load_outcomes_benchmark
 
     table = tmp_path / "only-test.csv"

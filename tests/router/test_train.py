@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from flowfront.errors import CompileError, RoutingError
-from router.artifact import load_router
-from router.train import load_data, train_job
+from flowfront.router.artifact import load_router
+from flowfront.router.train import load_data, train_job
 from tests.helpers import compiled_code_budget, flowfront
 
 

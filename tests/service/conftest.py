@@ -22,8 +22,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from flowfront.settings import PROJECT_ROOT, Settings
-from tests.helpers import cli_env, free_port, wait_http
+from flowfront.settings import Settings
+from tests.helpers import PROJECT_ROOT, cli_env, free_port, wait_http
 
 BENCH = "qa-cascade"
 
@@ -49,10 +49,10 @@ def copy_workdir(src: Settings, dst: Path, *, router: bool = True) -> Settings:
 
 def _reuse(work: Path, base: Settings) -> Settings | None:
     """A prepared workdir copied in, if it holds a valid frontier + router for the current workflow."""
-    from compile.artifact import Frontier, load
     from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier, load
     from flowfront.errors import FlowfrontError
-    from router.artifact import load_router
+    from flowfront.router.artifact import load_router
 
     given = os.environ.get("FLOWFRONT_SERVICE_TEST_WORKDIR")
     if not given:
@@ -74,8 +74,8 @@ def trained(imported_settings: Settings, tmp_path_factory: pytest.TempPathFactor
     reused = _reuse(work, imported_settings)
     if reused is not None:
         return reused
-    from compile.jobs import compile_job, profile_job
-    from router.train import train_job
+    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.router.train import train_job
 
     copy_store(imported_settings, work)
     settings = imported_settings.model_copy(update={"workdir": work})
@@ -107,8 +107,8 @@ def test_queries(trained: Settings) -> list[str]:
 @pytest.fixture(scope="session")
 def router(trained: Settings):
     """The trained router and its feature config, loaded the way the service loads them."""
-    from compile.artifact import Frontier, load
-    from router.artifact import load_router, read_artifact
+    from flowfront.compile.artifact import Frontier, load
+    from flowfront.router.artifact import load_router, read_artifact
 
     frontier = load(Frontier, trained.workdir / BENCH / "frontier.json")
     folder = trained.workdir / BENCH / "router-frontier"
@@ -117,8 +117,8 @@ def router(trained: Settings):
 
 def make_client(settings: Settings, workflows: Path, **env: str) -> TestClient:
     """An in-process app; service settings come from ``env`` (as FLOWFRONT_* variables would)."""
-    from service.app import create_app
-    from service.config import ServiceSettings
+    from flowfront.service.app import create_app
+    from flowfront.service.config import ServiceSettings
 
     extra = {k.lower(): v for k, v in env.items()}
     config = ServiceSettings(**{**settings.model_dump(), **extra})

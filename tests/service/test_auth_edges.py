@@ -55,7 +55,7 @@ def test_malformed_json_names_line_and_column(client) -> None:
 
 def test_a_short_api_key_names_its_variable(trained, monkeypatch) -> None:
     from flowfront.errors import SpecError
-    from service.app import service_settings
+    from flowfront.service.app import service_settings
 
     monkeypatch.setenv("FLOWFRONT_API_KEYS", "short")
     with pytest.raises(SpecError, match="FLOWFRONT_API_KEYS: every API key must have at least 8 characters"):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from compile.select import Preference
+from flowfront.compile.select import Preference
 from tests.service.conftest import BENCH, make_client
 from tests.service.test_api import RUN, expected_candidate
 

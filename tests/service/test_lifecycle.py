@@ -127,7 +127,7 @@ def test_provider_and_service_keys_never_leave_the_process(drained) -> None:
 
 def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(trained, workflows_dir, tmp_path,
                                                                                 test_queries, router) -> None:
-    from compile.select import Preference
+    from flowfront.compile.select import Preference
     from tests.service.test_api import expected_candidate
 
     work = copy_workdir(trained, tmp_path)
@@ -159,7 +159,7 @@ def test_one_bad_frontier_degrades_only_its_workflow(trained, workflows_dir, tes
     """A candidate naming an unknown model, or estimates edited by hand, must not take the service down."""
     import orjson
 
-    from compile.artifact import Frontier, load, save
+    from flowfront.compile.artifact import Frontier, load, save
 
     work = copy_workdir(trained, tmp_path)
     bench_dir = tmp_path / "code-budget"

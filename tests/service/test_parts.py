@@ -17,11 +17,11 @@ from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.faults import FaultInjectingBackend
 from flowfront.errors import BackendError, SpecError
 from flowfront.redact import Redactor, install_redaction, uninstall_redaction
-from service.batcher import MicroBatcher
-from service.breaker import BreakerBoard
-from service.calls import CallEvent
-from service.metrics import Metrics
-from service.tracing import TraceWriter
+from flowfront.service.batcher import MicroBatcher
+from flowfront.service.breaker import BreakerBoard
+from flowfront.service.calls import CallEvent
+from flowfront.service.metrics import Metrics
+from flowfront.service.tracing import TraceWriter
 
 DONE = Completion(text="B", prompt_tokens=10, completion_tokens=1, latency_s=0.2, cost_usd=1e-4, latency_source="recorded")
 
@@ -162,7 +162,7 @@ async def test_trace_writer_batches_and_flushes_everything_on_close(tmp_path: Pa
 
 
 def test_service_settings_from_the_environment(monkeypatch) -> None:
-    from service.app import service_settings
+    from flowfront.service.app import service_settings
 
     monkeypatch.setenv("FLOWFRONT_API_KEYS", " key-one-123 , key-two-456 ")
     monkeypatch.setenv("FLOWFRONT_FAULT_FAIL_MODELS", "a,b")

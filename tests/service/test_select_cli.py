@@ -41,7 +41,7 @@ def test_frontier_cli_prints_every_candidate(trained) -> None:
 
 
 def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_queries) -> None:
-    from compile.select import Preference
+    from flowfront.compile.select import Preference
     from tests.service.test_api import expected_candidate
 
     done = flowfront("route", "qa-cascade", test_queries[3], "--lambda", "0.2", "--json", "--workdir", str(trained.workdir))

@@ -49,6 +49,7 @@ record: live
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy $$(ls flowfront/*.py flowfront/backends/*.py flowfront/converters/*.py | grep -v __init__.py)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

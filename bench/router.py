@@ -71,6 +71,7 @@ def measure_decisions(settings: Settings, export_dir: Path) -> dict:
     times = _time_single(paths, queries)
     X = data.X_test[:1]
     only = np.array([_timed_ms(lambda: router.select(X, preference, data.scale)) for _ in range(300)])
+    burned, burn_load = _under_cpu_burner(lambda: router.select(X, preference, data.scale))
     sample = queries[: 2 * BATCH]
     qps = {name: _throughput(paths[name], sample) for name in PATHS}
     single = {name: _summary(ms) for name, ms in times.items()}
@@ -78,12 +79,44 @@ def measure_decisions(settings: Settings, export_dir: Path) -> dict:
     return {
         "benchmark": "qa-cascade", "candidates": len(data.train.candidate_ids), "design": router.design_,
         "queries": len(queries), "share_past_256_tokens": float((token_lengths(queries) >= 256).mean()),
-        "single_query": single, "predict_and_select_only": _summary(only), "batched_queries_per_s": qps,
+        "single_query": single, "predict_and_select_only": _summary(only),
+        "predict_and_select_under_cpu_burner": {
+            **_summary(burned), "burners": BURNERS, "load_1m_during": burn_load,
+            "p50_ratio_to_unloaded": float(np.percentile(burned, 50) / np.percentile(only, 50)),
+            "target_p50<=1ms": bool(np.percentile(burned, 50) <= 1.0)},
+        "batched_queries_per_s": qps,
         "speedup_vs_plain": {n: {k: base[k] / s[k] for k in ("p50_ms", "p99_ms")} for n, s in single.items() if n != "plain"},
         "throughput_ratio_vs_plain": {n: q / qps["plain"] for n, q in qps.items()},
         "targets_onnx_int8_128": {"p50<=15ms": single["onnx-int8-128"]["p50_ms"] <= 15,
                                   "p99<=50ms": single["onnx-int8-128"]["p99_ms"] <= 50},
     }
+
+
+BURNERS = 2  # one busy process per core of this machine, besides the timed one
+
+
+def _burn(stop) -> None:
+    x = 0
+    while not stop.is_set():
+        x = (x * 31 + 7) % 1_000_003  # pure-Python spin: holds a core, no I/O
+
+
+def _under_cpu_burner(fn: Callable, n: int = 300) -> tuple[np.ndarray, float]:
+    """Milliseconds per ``fn()`` while BURNERS processes spin on the cores; and the load then."""
+    import multiprocessing as mp
+
+    stop = mp.Event()
+    procs = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(BURNERS)]
+    for proc in procs:
+        proc.start()
+    try:
+        time.sleep(5.0)  # let the 1-minute load average start to show them
+        times = np.array([_timed_ms(fn) for _ in range(n)])
+        return times, round(os.getloadavg()[0], 2)
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=5)
 
 
 def _time_single(paths: dict[str, Callable], queries: list[str], blocks: int = 6) -> dict[str, np.ndarray]:
@@ -154,7 +187,8 @@ def main() -> None:
     for name, s in decisions["single_query"].items():
         qps = decisions["batched_queries_per_s"].get(name)
         print(f"{name:14s} p50 {s['p50_ms']:6.1f}  p99 {s['p99_ms']:6.1f} ms" + (f"  {qps:6.1f} q/s batched" if qps else ""))
-    print(f"predict+select only p50 {decisions['predict_and_select_only']['p50_ms']:.2f} ms; "
+    print(f"predict+select only p50 {decisions['predict_and_select_only']['p50_ms']:.2f} ms "
+          f"({decisions['predict_and_select_under_cpu_burner']['p50_ms']:.2f} ms under {BURNERS} CPU burners); "
           f"train model-route cold {training['train_model_route_cold_s']:.0f}s, warm {training['train_model_route_warm_s']:.0f}s")
 
 

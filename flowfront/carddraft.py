@@ -47,7 +47,7 @@ def _nnls(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
     if len(target) < MIN_ROWS or not np.any(design):
         return None
     solution, _ = nnls(design, target)
-    return solution
+    return np.asarray(solution, dtype=float)
 
 
 def _prices(rows: list[OutcomeRow]) -> tuple[dict[str, float], str]:

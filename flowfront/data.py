@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flowfront.errors import DataError
 from flowfront.outcomes import OutcomeTable, read_outcome_table
@@ -18,7 +19,7 @@ from flowfront.store import Trace, TraceStore, call_key, prompt_key
 BUILTIN_SOURCES = ("routerbench", "llmrouter")
 
 
-def user_messages(query: str) -> tuple[dict, ...]:
+def user_messages(query: str) -> tuple[dict[str, Any], ...]:
     """The messages a recorded prompt was sent as; workflows replaying it render the same."""
     return ({"role": "user", "content": query},)
 
@@ -49,16 +50,19 @@ def _source_files(source: str, data_dir: Path) -> list[Path]:
 
 
 def _converter(source: str) -> Callable[[Path], OutcomeTable]:
-    from flowfront import converters
+    from flowfront.converters import convert_llmrouter, convert_routerbench
 
-    return {"routerbench": converters.convert_routerbench, "llmrouter": converters.convert_llmrouter}[source]
+    if source == "routerbench":
+        return convert_routerbench
+    return convert_llmrouter
 
 
-def ensure_imported(store: TraceStore, source: str, *, data_dir: Path | None = None, path: Path | None = None) -> dict:
+def ensure_imported(store: TraceStore, source: str, *, data_dir: Path | None = None, path: Path | None = None) -> dict[str, Any]:
     """Import a built-in source (from ``data_dir``) or an outcome table (``path``) unless current.
 
     Returns the import summary (rows read, kept, dropped by reason, models, queries).
     """
+    load: Callable[[], OutcomeTable]
     if path is not None:
         if not path.is_file():
             raise DataError(f"outcome table {path} not found", hint="pass the path of a .csv or .jsonl file")
@@ -86,7 +90,8 @@ def ensure_imported(store: TraceStore, source: str, *, data_dir: Path | None = N
 def write_table(store: TraceStore, source: str, table: OutcomeTable) -> None:
     """Replace a source's traces and queries with the table's rows."""
     store.delete_source(source)
-    traces, queries = [], {}
+    traces: list[Trace] = []
+    queries: dict[str, tuple[str, str, str, str | None, str | None]] = {}
     for row in table.rows:
         messages = user_messages(row.query)
         traces.append(

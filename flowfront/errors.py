@@ -7,6 +7,8 @@ prints it as one line; the service maps it to an HTTP status in one place
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FlowfrontError(Exception):
     """Base of every error flowfront raises on purpose.
@@ -49,7 +51,7 @@ class RoutingError(FlowfrontError):
 class InfeasibleError(RoutingError):
     """No candidate satisfies the hard limits; ``nearest`` names the closest feasible one."""
 
-    def __init__(self, message: str, *, nearest: dict | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, nearest: dict[str, Any] | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.nearest = nearest
 

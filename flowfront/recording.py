@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -107,7 +108,7 @@ def _grade_call(bench: Benchmark, node: str | None, parser: str | None, response
     return None if tests is None else float(run_tests(answer, *tests).passed)
 
 
-def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict) -> dict:
+def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict[str, Any]) -> dict[str, Any]:
     """Write the complete queries and their calls to ``path`` (gzip JSONL, atomic)."""
     queries = store.queries(recorded_source(bench))
     if not queries:
@@ -123,7 +124,8 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict) ->
         if t.error is not None or t.query_id not in refs:
             continue
         node = t.request.get("node")
-        score = _grade_call(bench, node, answer_nodes.get(node), t.response, refs[t.query_id])
+        answer_node = answer_nodes.get(node) if isinstance(node, str) else None
+        score = _grade_call(bench, node, answer_node, t.response, refs[t.query_id])
         row = {"key": t.key, "prompt_key": t.prompt_key, "model": t.model, "budget": t.budget, "request": t.request,
                "response": t.response, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
                "latency_s": t.latency_s, "cost_usd": t.cost_usd, "score": score, "query_id": t.query_id,
@@ -138,12 +140,12 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict) ->
     return {"queries": len(queries), "traces": n, "bytes": path.stat().st_size}
 
 
-def read_recording(path: Path) -> tuple[dict, list[tuple], list[Trace]]:
+def read_recording(path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]], list[Trace]]:
     """Header, queries and traces of a recording file; errors name the file and line."""
     if not path.is_file():
         raise DataError(f"recording {path} not found", hint="record it with `flowfront record` or fix the path")
-    header: dict | None = None
-    queries: list[tuple] = []
+    header: dict[str, Any] | None = None
+    queries: list[tuple[Any, ...]] = []
     traces: list[Trace] = []
     try:
         raw = gzip.decompress(path.read_bytes())
@@ -173,7 +175,7 @@ def recording_source(path: Path) -> str:
     return "recording-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def import_recording(store: TraceStore, path: Path) -> tuple[str, dict]:
+def import_recording(store: TraceStore, path: Path) -> tuple[str, dict[str, Any]]:
     """Load a recording into ``store`` once (skipped when the same file is there); (source, summary)."""
     source = recording_source(path)
     current = store.import_record(source)
@@ -189,11 +191,11 @@ def import_recording(store: TraceStore, path: Path) -> tuple[str, dict]:
     return source, summary
 
 
-def vars_of(t: Trace) -> dict:
+def vars_of(t: Trace) -> dict[str, Any]:
     return {f: getattr(t, f) for f in Trace.__dataclass_fields__}
 
 
-def provenance(bench: Benchmark, cards: dict, *, started: float | None = None) -> dict:
+def provenance(bench: Benchmark, cards: dict[str, Any], *, started: float | None = None) -> dict[str, Any]:
     """Where a recording came from: model files, server version, machine, date."""
     from importlib import metadata
 

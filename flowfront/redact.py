@@ -16,6 +16,9 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import TypeVar, cast
+
+_T = TypeVar("_T")
 
 __all__ = ["Redactor", "RedactingFormatter", "install_redaction"]
 
@@ -58,14 +61,14 @@ class Redactor:
             text = _KEY_SHAPES.sub(_MASK, text)
         return text
 
-    def scrub_obj(self, obj: object) -> object:
-        """Scrub every string inside nested dicts, lists and tuples."""
+    def scrub_obj(self, obj: _T) -> _T:
+        """Scrub every string inside nested dicts, lists and tuples (same shape and types back)."""
         if isinstance(obj, str):
-            return self.scrub(obj)
+            return cast(_T, self.scrub(obj))
         if isinstance(obj, dict):
-            return {k: self.scrub_obj(v) for k, v in obj.items()}
+            return cast(_T, {k: self.scrub_obj(v) for k, v in obj.items()})
         if isinstance(obj, (list, tuple)):
-            return type(obj)(self.scrub_obj(v) for v in obj)
+            return cast(_T, type(obj)(self.scrub_obj(v) for v in obj))
         return obj
 
 
@@ -103,4 +106,4 @@ def install_redaction(redactor: Redactor) -> list[tuple[logging.Handler, logging
 def uninstall_redaction(changed: list[tuple[logging.Handler, logging.Formatter | None]]) -> None:
     """Undo :func:`install_redaction` (tests build many apps in one process)."""
     for handler, formatter in changed:
-        handler.setFormatter(formatter)  # type: ignore[arg-type]
+        handler.setFormatter(formatter)

@@ -29,11 +29,11 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
     refused: Counter[str] = Counter()
 
     @app.get("/healthz")
-    async def healthz() -> dict:
+    async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
     @app.get("/v1/stats")
-    async def stats() -> dict:
+    async def stats() -> dict[str, Any]:
         """How many times each call key was answered (lets tests prove nothing was repeated)."""
         return {"requests": sum(served.values()), "by_key": dict(served), "refused_by_model": dict(refused)}
 
@@ -98,5 +98,5 @@ def _check_body(body: Any) -> str | None:
     return None
 
 
-def _error(message: str, kind: str) -> dict:
+def _error(message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind}}

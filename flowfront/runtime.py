@@ -7,10 +7,11 @@ run configurations over its splits. Nothing here runs at import.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flowfront.backends.base import Backend
 from flowfront.benchmarks import Benchmark, Summary, grade, load_queries, summarize
@@ -19,7 +20,7 @@ from flowfront.errors import DataError, SpecError
 from flowfront.executor import Executor, Query, RunResult
 from flowfront.modelcards import ModelCard, load_model_cards
 from flowfront.settings import Settings
-from flowfront.space import Configuration, resolve
+from flowfront.space import Configuration, Resolved, resolve
 from flowfront.store import TraceStore
 
 
@@ -62,7 +63,7 @@ class DataRef:
     """Which imported source a benchmark reads (a built-in one, or an outcome table)."""
 
     source: str
-    summary: dict
+    summary: dict[str, Any]
     limit: int | None = None  # first N queries of each split (settings.query_limit)
 
 
@@ -122,7 +123,7 @@ def load_outcomes_benchmark(settings: Settings, table: Path, base: str = "model-
 
 
 @contextmanager
-def open_store(settings: Settings):
+def open_store(settings: Settings) -> Iterator[TraceStore]:
     store = TraceStore(settings.store_path)
     try:
         yield store
@@ -162,7 +163,7 @@ def execute(
     return ExecOutcome(summarize(results, scores), results, list(queries), scores)
 
 
-async def _run_all(executor: Executor, resolved, queries: Sequence[Query], progress: bool) -> list[RunResult]:
+async def _run_all(executor: Executor, resolved: Resolved, queries: Sequence[Query], progress: bool) -> list[RunResult]:
     if not progress:
         return await executor.run_batch(resolved, queries)
     from rich.progress import Progress

@@ -17,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowfront.errors import SpecError
-from flowfront.spec import If, KnobRef, KnobValue, LLMNode, Loop, Parallel, Sample, Workflow, format_loc
+from flowfront.spec import Flow, If, KnobRef, KnobValue, LLMNode, Loop, Parallel, Sample, Workflow, format_loc
 
 
 class NodeSetting(BaseModel):
@@ -72,7 +72,7 @@ def call_slots(workflow: Workflow, knobs: dict[str, KnobValue]) -> dict[str, int
     """
     slots: dict[str, int] = {}
 
-    def visit(flow, repeat: int) -> None:
+    def visit(flow: Flow, repeat: int) -> None:
         for step in flow:
             if isinstance(step, str):
                 if isinstance(workflow.nodes[step], LLMNode):
@@ -110,7 +110,7 @@ def resolve(workflow: Workflow, config: Configuration) -> Resolved:
     for name, count in slots.items():
         if count == 0:
             continue
-        node = workflow.nodes[name]
+        node = workflow.llm_node(name)  # only llm nodes make calls
         given = config.nodes.get(name)
         if given is None:
             raise SpecError(f"configuration has no setting for node {name!r}", hint=f"add \"{name}\": {{\"model\": ...}}")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 import yaml
@@ -58,7 +59,7 @@ class LLMNode(_Strict):
     messages: list[Message] = Field(min_length=1)
     parser: str = "raw"
     models: list[str] = Field(min_length=1)
-    budgets: list[int | None] = Field(default_factory=lambda: [None], min_length=1)
+    budgets: list[int | None] = Field(default_factory=lambda: list[int | None]([None]), min_length=1)
     sampling: dict[str, float | int | str] = Field(default_factory=dict)
     description: str = ""
 
@@ -159,7 +160,8 @@ def _step_kind(step: Any) -> str | None:
             if key in step:
                 return key
         return None
-    return {Sample: "sample", Parallel: "parallel", If: "if", Loop: "loop"}.get(type(step))
+    kinds: dict[type, str] = {Sample: "sample", Parallel: "parallel", If: "if", Loop: "loop"}
+    return kinds.get(type(step))
 
 
 Step = Annotated[
@@ -198,6 +200,14 @@ class Workflow(_Strict):
     def llm_nodes(self) -> dict[str, LLMNode]:
         return {n: node for n, node in self.nodes.items() if isinstance(node, LLMNode)}
 
+    def llm_node(self, name: str) -> LLMNode:
+        """Node ``name``, which validation guarantees is an llm node where this is called."""
+        node = self.nodes[name]
+        if not isinstance(node, LLMNode):
+            raise SpecError(f"node {name!r} is a code node where an llm node is needed",
+                            hint="sample and configure only llm nodes")
+        return node
+
     def all_models(self) -> list[str]:
         seen: dict[str, None] = {}
         for node in self.llm_nodes().values():
@@ -205,7 +215,7 @@ class Workflow(_Strict):
         return list(seen)
 
 
-def walk(flow: Flow, path: str = "flow"):
+def walk(flow: Flow, path: str = "flow") -> Iterator[tuple[str, Any]]:
     """Every (YAML path, step) of a flow, depth first, nested steps included."""
     for i, step in enumerate(flow):
         here = f"{path}[{i}]"
@@ -245,7 +255,10 @@ def _check_references(wf: Workflow) -> None:
             cond = step.cond if isinstance(step, If) else step.until
             label = f"{where}.if" if isinstance(step, If) else f"{where}.until"
             if cond is not None:
-                need_knob(cond.knob, label) if cond.knob else need_node(cond.node, label)
+                if cond.knob:
+                    need_knob(cond.knob, label)
+                elif cond.node is not None:
+                    need_node(cond.node, label)
             if isinstance(step, Loop) and isinstance(step.max_iters, KnobRef):
                 need_knob(step.max_iters.knob, f"{where}.max_iters")
     need_node(wf.output, "output")
@@ -262,7 +275,7 @@ def _check_references(wf: Workflow) -> None:
                 raise ValueError(f"knobs.{name}: yes/no/true/false strings are ambiguous in YAML; use on/off")
 
 
-def format_loc(loc: tuple) -> str:
+def format_loc(loc: tuple[Any, ...]) -> str:
     """pydantic's error location as a YAML path: ``nodes.answer.budgets[0]``.
 
     Union tags pydantic inserts (the node kind, the flow-step kind) are not YAML keys and are dropped.
@@ -294,7 +307,10 @@ def read_yaml(path: Path) -> Any:
         raise SpecError(f"{path}:{where}: malformed YAML: {problem}", hint="fix the YAML syntax there") from None
 
 
-def parse_model(cls: type[BaseModel], data: Any, source: str) -> Any:
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def parse_model(cls: type[_M], data: Any, source: str) -> _M:
     """Validate ``data`` into ``cls``; the first error names the source, the path and the fix."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")

@@ -66,12 +66,12 @@ def _canonical(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
-def prompt_key(model: str, messages: Sequence[dict], sampling: dict) -> str:
+def prompt_key(model: str, messages: Sequence[dict[str, Any]], sampling: dict[str, Any]) -> str:
     """Hash of a call without its budget: every budget of one prompt shares the recorded response."""
     return hashlib.blake2b(_canonical([model, list(messages), sampling]), digest_size=16).hexdigest()
 
 
-def call_key(model: str, budget: int | None, messages: Sequence[dict], sampling: dict) -> str:
+def call_key(model: str, budget: int | None, messages: Sequence[dict[str, Any]], sampling: dict[str, Any]) -> str:
     return hashlib.blake2b(_canonical([model, budget, list(messages), sampling]), digest_size=16).hexdigest()
 
 
@@ -81,7 +81,7 @@ class Trace:
     prompt_key: str
     model: str
     budget: int | None
-    request: dict
+    request: dict[str, Any]
     response: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -93,7 +93,7 @@ class Trace:
     query_id: str | None = None
     created_at: float = 0.0
 
-    def row(self) -> tuple:
+    def row(self) -> tuple[Any, ...]:
         return (
             self.key, self.prompt_key, self.model, self.budget, _canonical(self.request), self.response,
             self.prompt_tokens, self.completion_tokens, self.latency_s, self.cost_usd, self.score,
@@ -107,7 +107,7 @@ _COLUMNS = (
 )
 
 
-def _trace(row: tuple) -> Trace:
+def _trace(row: tuple[Any, ...]) -> Trace:
     values = list(row)
     values[4] = orjson.loads(values[4])
     return Trace(*values)
@@ -308,12 +308,12 @@ class TraceStore:
         return out
 
     # -- imports --------------------------------------------------------------------------------
-    def import_record(self, source: str) -> tuple[str, dict] | None:
+    def import_record(self, source: str) -> tuple[str, dict[str, Any]] | None:
         with self._lock:
             row = self._conn.execute("SELECT data_hash, summary FROM imports WHERE source=?", (source,)).fetchone()
         return (row[0], orjson.loads(row[1])) if row else None
 
-    def record_import(self, source: str, data_hash: str, summary: dict) -> None:
+    def record_import(self, source: str, data_hash: str, summary: dict[str, Any]) -> None:
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO imports VALUES (?,?,?,?)", (source, data_hash, _canonical(summary).decode(), time.time())

@@ -19,7 +19,7 @@ import importlib.util
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -149,7 +149,7 @@ def _content_text(content: object, index: int) -> str:
     )
 
 
-def count_message_tokens(messages: list[dict]) -> int:
+def count_message_tokens(messages: list[dict[str, Any]]) -> int:
     """Prompt tokens of a chat request: content and role tokens plus the chat-format overhead.
 
     The overhead follows OpenAI's gpt-3.5/gpt-4 chat format: ``TOKENS_PER_MESSAGE`` (3) per

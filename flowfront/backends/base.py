@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flowfront.store import call_key, prompt_key
 
@@ -19,9 +19,9 @@ class CallRequest:
     """One ``llm`` call. ``budget`` caps output tokens; None is unlimited."""
 
     model: str
-    messages: tuple[dict, ...]
+    messages: tuple[dict[str, Any], ...]
     budget: int | None = None
-    sampling: dict = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
     # The budgets this call's node may use. A live cache calls once at the widest of them and
     # answers the others by cutting that response (flowfront.backends.prefix); not part of the key.
     budgets: tuple[int | None, ...] = ()

@@ -13,11 +13,13 @@ import asyncio
 import logging
 import os
 from dataclasses import replace
+from typing import Any
 
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.prefix import Recorded, cut, recorded
 from flowfront.backends.replay import completion_from_record
 from flowfront.errors import SpecError
+from flowfront.modelcards import ModelCard
 from flowfront.store import Trace, TraceStore, call_key, prompt_key
 
 log = logging.getLogger("flowfront.cache")
@@ -31,7 +33,7 @@ class CachedBackend(Backend):
     def __init__(self, inner: Backend, store: TraceStore) -> None:
         self.inner = inner
         self.store = store
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
         self.live_calls = 0
         stale = store.stale_intents()
         self.resumed_in_flight = len(stale)
@@ -58,7 +60,7 @@ class CachedBackend(Backend):
             if pending is None:
                 break
             await asyncio.wait([pending])  # another request is making this call; then look again
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[pkey] = future
         try:
             return await self._call(request, who, pkey)
@@ -99,8 +101,8 @@ class CachedBackend(Backend):
                 best = rec
         return best
 
-    def _card(self, model: str):
-        cards = getattr(self.inner, "cards", {})
+    def _card(self, model: str) -> ModelCard | None:
+        cards: dict[str, ModelCard] = getattr(self.inner, "cards", {})
         card = cards.get(model)
         if card is None:
             raise SpecError(f"no model card for {model!r}: a cut needs its price", hint="add configs/models/<model>.yaml")

@@ -177,7 +177,7 @@ class LiteLLMBackend(Backend):
         while True:
             started = time.perf_counter()
             try:
-                if direct:
+                if direct and base is not None:
                     return await self._read_direct(request, base, kwargs, started)
                 response = await litellm_module().acompletion(
                     model=self._route(request.model), messages=list(request.messages),
@@ -265,7 +265,7 @@ class LiteLLMBackend(Backend):
     def _cost(self, model: str, response: Any, prompt: int, completion: int) -> float:
         card = self.cards.get(model)
         if card is not None and card.has_prices:
-            return card.cost_usd(prompt, completion)
+            return float(card.cost_usd(prompt, completion))
         try:
             return float(litellm_module().completion_cost(completion_response=response, model=model) or 0.0)
         except Exception as exc:
@@ -319,20 +319,20 @@ def register_replay_provider(replay: Backend) -> None:
     lib.custom_provider_map.append({"provider": _REPLAY_PROVIDER, "custom_handler": handler})
     from litellm.utils import custom_llm_setup
 
-    custom_llm_setup()
+    custom_llm_setup()  # type: ignore[no-untyped-call]
 
 
 def _replay_handler_class() -> type:
     lib = litellm_module()
 
-    class ReplayHandler(lib.CustomLLM):
+    class ReplayHandler(lib.CustomLLM):  # type: ignore[name-defined,misc]  # a class of the lazily imported module
         """litellm custom provider answering from the replay backend."""
 
         def __init__(self, replay: Backend) -> None:
             super().__init__()
             self.replay = replay
 
-        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+        async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
             params = kwargs.get("optional_params") or {}
             budget = params.get("max_tokens") or params.get("max_completion_tokens")
             sampling = {k: v for k, v in params.items() if k in {"temperature", "top_p", "seed", "n"}}

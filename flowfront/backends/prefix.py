@@ -14,6 +14,7 @@ A streamed live call also records when each token arrived, so the latency of a c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flowfront.store import Trace
 from flowfront.tokens import count_tokens, truncate_tokens
@@ -30,11 +31,11 @@ class StreamTiming:
     def ttft_s(self) -> float | None:
         return self.times[0] if self.times else None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"offsets": list(self.offsets), "times": [round(t, 4) for t in self.times]}
 
     @classmethod
-    def from_json(cls, data: dict | None) -> StreamTiming | None:
+    def from_json(cls, data: dict[str, Any] | None) -> StreamTiming | None:
         if not data or len(data.get("offsets", ())) != len(data.get("times", ())):
             return None
         return cls(tuple(int(o) for o in data["offsets"]), tuple(float(t) for t in data["times"]))

@@ -8,9 +8,9 @@ the prompt key, never an invented answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.base import Backend, CallRequest, Completion, LatencySource
 from flowfront.backends.prefix import Cut, Recorded, cut, recorded
 from flowfront.errors import BackendError, ReplayMissError
 from flowfront.modelcards import ModelCard
@@ -78,12 +78,12 @@ class ReplayBackend(Backend):
     def _cost(card: ModelCard | None, rec: Recorded, prompt: int, tokens: int, truncated: bool) -> float:
         card = card if card is not None and card.has_prices else None
         if rec.cost_usd is None:
-            return card.cost_usd(prompt, tokens) if card is not None else 0.0
+            return float(card.cost_usd(prompt, tokens)) if card is not None else 0.0
         if not truncated or card is None:
             return rec.cost_usd
         # Keep the recorded price level; scale it by the card's estimate of what the cut saves.
-        full = card.cost_usd(prompt, rec.completion_tokens)
-        return rec.cost_usd * (card.cost_usd(prompt, tokens) / full) if full > 0 else rec.cost_usd
+        full = float(card.cost_usd(prompt, rec.completion_tokens))
+        return rec.cost_usd * (float(card.cost_usd(prompt, tokens)) / full) if full > 0 else rec.cost_usd
 
     def _card(self, model: str) -> ModelCard | None:
         """The model's card, or None: an outcome table over models without cards runs with what it
@@ -92,7 +92,8 @@ class ReplayBackend(Backend):
 
 
 
-def completion_from_record(rec: Recorded, request: CallRequest, done: Cut, card_for) -> Completion:
+def completion_from_record(rec: Recorded, request: CallRequest, done: Cut,
+                           card_for: Callable[[str], ModelCard | None]) -> Completion:
     """The completion a record gives for ``request`` (already cut to its budget).
 
     Latency is the recorded one (the whole call's, or the arrival of the cut's last token) when
@@ -101,10 +102,12 @@ def completion_from_record(rec: Recorded, request: CallRequest, done: Cut, card_
     prompt_tokens = rec.prompt_tokens if rec.prompt_tokens is not None else count_message_tokens(list(request.messages))
     cut_here = done.tokens != rec.completion_tokens
     card = card_for(request.model) if (done.latency_s is None or rec.cost_usd is None or cut_here) else None
+    latency: float
+    source: LatencySource
     if done.latency_s is not None:
         latency, source = done.latency_s, "recorded"
     elif card is not None and card.has_latency_model:
-        latency, source = card.latency_s(prompt_tokens, done.tokens), "modeled"
+        latency, source = float(card.latency_s(prompt_tokens, done.tokens)), "modeled"
     else:
         latency, source = 0.0, "unavailable"
     cost = ReplayBackend._cost(card, rec, prompt_tokens, done.tokens, cut_here)

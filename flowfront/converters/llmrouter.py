@@ -6,6 +6,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,13 +63,13 @@ def _load_json(path: Path) -> object:
         raise _bad(path, None, None, f"bad JSON ({exc})", _RESTORE) from None
 
 
-def _load_queries(path: Path) -> dict[str, list[dict]]:
+def _load_queries(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Query records by query text, in file order (a text may occur on several lines)."""
     import orjson
 
     if not path.is_file():
         raise DataError(f"{path} does not exist", hint="restore the LLMRouter files in the data directory")
-    by_text: dict[str, list[dict]] = {}
+    by_text: dict[str, list[dict[str, Any]]] = {}
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -109,11 +110,11 @@ class _Joined:
     """One scored query: its query record, split and per-model scores."""
 
     split: str
-    record: dict
+    record: dict[str, Any]
     scores: dict[str, float]
 
 
-def _join_split(data_dir: Path, split: str, counts: Counter) -> list[_Joined]:
+def _join_split(data_dir: Path, split: str, counts: Counter[str]) -> list[_Joined]:
     """Score records joined to query records on the query text (the first record when a text repeats)."""
     score_path = data_dir / "llmrouter" / f"{split}_scores.json"
     scores = _load_json(score_path)
@@ -141,7 +142,7 @@ def _join_split(data_dir: Path, split: str, counts: Counter) -> list[_Joined]:
     return joined
 
 
-def _checked_scores(scores: dict, path: Path, position: int) -> dict[str, float]:
+def _checked_scores(scores: dict[str, Any], path: Path, position: int) -> dict[str, float]:
     for model, value in scores.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
             raise _bad(
@@ -180,7 +181,7 @@ def convert_llmrouter(data_dir: Path, *, drop_train_test_overlap: bool = True) -
     """
     data_dir = Path(data_dir)
     prices = _llmrouter_prices(data_dir)
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     train = _join_split(data_dir, "train", counts)
     test = _join_split(data_dir, "test", counts)
     rows_read = sum(len(item.scores) for item in train + test) + counts[DROPPED_NO_QUERY]
@@ -217,13 +218,13 @@ def _llmrouter_rows(
     price = np.array([prices.get(model, (np.nan, np.nan)) for model in models]).reshape(-1, 2)
     # cost[q, m] in USD; prices are per 1M tokens. NaN marks a model models.json does not price.
     cost = (np.outer(prompt_tokens, price[:, 0]) + np.outer(completion_tokens, price[:, 1])) / 1e6
-    cost_cells = np.where(np.isnan(cost), None, cost).tolist()
+    cost_cells = [[None if np.isnan(c) else float(c) for c in row] for row in cost]
     query_ids, prompt_list, completion_list = (
         _query_ids(joined),
         prompt_tokens.tolist(),
         completion_tokens.tolist(),
     )
-    rows = []
+    rows: list[OutcomeRow] = []
     for q, item in enumerate(joined):
         record = item.record
         reference = None if record["ground_truth"] is None else str(record["ground_truth"])
@@ -248,7 +249,7 @@ def _llmrouter_rows(
     return tuple(rows), [model for model in models if model not in prices]
 
 
-def _llmrouter_notes(counts: Counter, unpriced: list[str]) -> list[str]:
+def _llmrouter_notes(counts: Counter[str], unpriced: list[str]) -> list[str]:
     notes = [
         "completion_tokens are per-task estimates (converters.LLMROUTER_COMPLETION_TOKENS), not measurements; "
         "cost_usd prices them and the query's cl100k tokens with models.json",

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowfront.converters._common import _bad
 from flowfront.errors import DataError
@@ -132,7 +133,7 @@ def _source_row(
     return row
 
 
-def _merge(group: list[_SourceRow], models: list[str]) -> tuple[_SourceRow, dict]:
+def _merge(group: list[_SourceRow], models: list[str]) -> tuple[_SourceRow, dict[str, Any]]:
     """One query from rows sharing a sample_id: ``(primary row, {model: (score, response, cost)})``.
 
     The primary row (most scores, then file order) gives the query its split. A score comes from
@@ -231,7 +232,7 @@ def convert_routerbench(data_dir: Path, tasks: Iterable[str] | None = None) -> O
     return OutcomeTable(rows, summary)
 
 
-def _routerbench_rows(merged: list[tuple[_SourceRow, dict]], models: list[str]) -> tuple[OutcomeRow, ...]:
+def _routerbench_rows(merged: list[tuple[_SourceRow, dict[str, Any]]], models: list[str]) -> tuple[OutcomeRow, ...]:
     prompt_tokens = count_tokens_many(primary.prompt for primary, _ in merged).tolist()
     flat = [
         (position, model, outcome)
@@ -263,7 +264,7 @@ def _routerbench_rows(merged: list[tuple[_SourceRow, dict]], models: list[str]) 
     return tuple(rows)
 
 
-def _routerbench_reference(task: str, outcomes: dict) -> str | None:
+def _routerbench_reference(task: str, outcomes: dict[str, Any]) -> str | None:
     labels = _CHOICE_LABELS.get(task)
     if labels is None:
         return None
@@ -271,7 +272,7 @@ def _routerbench_reference(task: str, outcomes: dict) -> str | None:
 
 
 def _routerbench_notes(
-    groups: dict[str, list[_SourceRow]], merged: list, rows: tuple[OutcomeRow, ...]
+    groups: dict[str, list[_SourceRow]], merged: list[Any], rows: tuple[OutcomeRow, ...]
 ) -> list[str]:
     notes = [
         "cost_usd is RouterBench's recorded cost; prompt/completion tokens are cl100k counts",

@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowfront.errors import InfeasibleError, RoutingError
 
-__all__ = ["Preference", "Scale", "SelectionResult", "frontier_estimates", "lambda_sweep", "select", "select_static"]
+__all__ = ["Preference", "Scale", "SelectionResult", "frontier_estimates", "lambda_sweep", "select", "select_static",
+           "utility"]
 
 Objective = Literal["latency", "cost"]
 _LIMIT_FIELDS = ("max_latency_s", "max_cost_usd", "min_accuracy")
@@ -114,6 +115,13 @@ class Scale:
     def normalise(self, x: np.ndarray, objective: Objective) -> np.ndarray:
         """Normalise ``x`` on the given objective axis."""
         return self.normalise_latency(x) if objective == "latency" else self.normalise_cost(x)
+
+
+def utility(accuracy: np.ndarray, value: np.ndarray, lam: float | np.ndarray, scale: Scale,
+            objective: Objective = "latency") -> np.ndarray:
+    """``accuracy - lam * normalised(value)``: what selection ranks by and every strategy is scored
+    by (train's held-out fold, eval's expected utility, the baselines); the one place it is written."""
+    return accuracy - lam * scale.normalise(value, objective)
 
 
 def _normalise(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -233,7 +241,7 @@ def _score(A: np.ndarray, L: np.ndarray, C: np.ndarray, pref: Preference, scale:
     """Higher is better: the ranking inside the feasible set (module docstring)."""
     axis = L if pref.objective == "latency" else C
     if pref.lambda_ is not None:
-        return A - pref.lambda_ * scale.normalise(axis, pref.objective)
+        return utility(A, axis, pref.lambda_, scale, pref.objective)
     if pref.max_latency_s is not None or pref.max_cost_usd is not None:
         return A
     return -axis

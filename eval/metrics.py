@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowfront.compile.pareto import hypervolume
-from flowfront.compile.select import Scale
+from flowfront.compile.select import Scale, utility
 from flowfront.errors import SpecError
 
 __all__ = [
@@ -85,7 +85,7 @@ def expected_utility(correct: np.ndarray, latency_s: np.ndarray, lambdas: np.nda
     if C.shape != T.shape or C.ndim != 2 or C.shape[0] != len(lam):
         raise SpecError(f"correct {C.shape} and latency {T.shape} must both be (L, Q) with L = {len(lam)} lambdas",
                         hint="pass one row of realised outcomes per lambda")
-    return (C - lam[:, None] * scale.normalise_latency(T)).mean(axis=0)
+    return utility(C, T, lam[:, None], scale).mean(axis=0)
 
 
 def monotone_hull(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowfront.compile.artifact import Frontier
-from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep, select
+from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix, Predictions, Router
 from flowfront.router.features import EMBEDDING_DIM
@@ -42,7 +42,7 @@ def realised_utility(Y: OutcomeMatrix, index: np.ndarray, lam: float, scale: Sca
     """Mean over queries of ``correct - lam * normalised(objective)`` of the chosen candidates."""
     rows = np.arange(len(index))
     axis = Y.latency(execution) if objective == "latency" else Y.cost_usd
-    return float(np.mean(Y.correct[rows, index] - lam * scale.normalise(axis[rows, index], objective)))
+    return float(np.mean(utility(Y.correct[rows, index], axis[rows, index], lam, scale, objective)))
 
 
 def _train_means(Y: OutcomeMatrix, execution: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,7 +228,7 @@ class OracleRouter(Router):
         self._check_same_queries(X)
         acc, lat, cost = self.truth_
         axis = lat if preference.objective == "latency" else cost
-        score = acc - (preference.lambda_ or 0.0) * scale.normalise(axis, preference.objective)
+        score = utility(acc, axis, preference.lambda_ or 0.0, scale, preference.objective)
         ok = _meets_limits(acc, lat, cost, preference)
         index = _lex_argmin([np.where(ok, -score, np.inf), axis, cost, lat])
         row_ok = ok.any(axis=1)
@@ -392,13 +392,13 @@ class FactorisedRouter(Router):
             return super().select(X, preference, scale)
         acc, lat, cost = self._factor_estimates(X)
         axis = lat if preference.objective == "latency" else cost
-        score = acc - preference.lambda_ * scale.normalise(axis, preference.objective)  # (Q, T+1)
+        score = utility(acc, axis, preference.lambda_, scale, preference.objective)  # (Q, T+1)
         bounds = zip(self.offsets_[:-1], self.offsets_[1:], strict=True)
         composed = np.array([np.argmax(score[:, lo:hi], axis=1) for lo, hi in bounds], dtype=np.int64)
         composed = composed.T.reshape(len(X), len(self.factors_))  # (Q, F) choice per factor
         distance = (self.codes_[None, :, :] != composed[:, None, :]).sum(axis=2)  # (Q, K) differing factors
         pred = self.predict(X)
         cand_axis = pred.latency_s if preference.objective == "latency" else pred.cost_usd
-        cand_score = pred.accuracy - preference.lambda_ * scale.normalise(cand_axis, preference.objective)
+        cand_score = utility(pred.accuracy, cand_axis, preference.lambda_, scale, preference.objective)
         index = _lex_argmin([distance, -cand_score, pred.cost_usd, pred.latency_s])
         return SelectionResult(index, np.ones(len(index), dtype=bool), np.zeros(len(index)))

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep, select
+from flowfront.compile.select import Preference, Scale, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix, Predictions, Router
 from flowfront.router.candidates import candidate_features
@@ -450,13 +450,12 @@ def _valid_utility_scorer(s: np.ndarray, lat: np.ndarray, cost: np.ndarray, fit:
     lambdas = lambda_sweep(scale, *means)
     est_lat, est_cost = Q["latency"][valid], Q["cost"][valid]
     rows = np.arange(len(valid))
-    norm_lat = scale.normalise(lat[valid], "latency")
 
     def score(p: np.ndarray) -> float:
         total = 0.0
         for lam in lambdas:
             idx = select(p, est_lat, est_cost, Preference(**{"lambda": float(lam)}), scale).index
-            total += float(np.mean(s[valid][rows, idx] - lam * norm_lat[rows, idx]))
+            total += float(np.mean(utility(s[valid][rows, idx], lat[valid][rows, idx], float(lam), scale)))
         return total / len(lambdas)
 
     return score

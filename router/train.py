@@ -22,7 +22,7 @@ import orjson
 
 from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.compile.artifact import Frontier, Profiles, load
-from flowfront.compile.select import Scale, lambda_sweep
+from flowfront.compile.select import Scale, lambda_sweep, utility
 from flowfront.errors import RoutingError
 from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Router
 from flowfront.settings import Settings
@@ -132,7 +132,7 @@ def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Sca
     per_query = np.zeros(len(rows))
     for lam in lambdas:
         index = np.asarray(router.select(X, Preference(lambda_=float(lam)), scale).index)
-        per_query += Y.correct[rows, index] - lam * scale.normalise_latency(lat[rows, index])
+        per_query += utility(Y.correct[rows, index], lat[rows, index], float(lam), scale)
     return per_query / len(lambdas)
 
 

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowfront.errors import CompileError
+from flowfront.spec import Execution
 
 PROFILES_SCHEMA = 1
 FRONTIER_SCHEMA = 1
@@ -106,7 +107,7 @@ class Frontier(_Artifact):
     profiles_hash: str
     benchmark: str
     objective: str
-    execution: str
+    execution: Execution
     proxy_mode: str
     method: str
     filters: dict[str, Any]

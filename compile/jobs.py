@@ -25,6 +25,7 @@ from flowfront.runtime import (
 )
 from flowfront.settings import Settings
 from flowfront.space import Configuration
+from flowfront.spec import Execution
 
 
 def artifact_dir(settings: Settings, bench: Benchmark) -> Path:
@@ -55,7 +56,7 @@ def profile_job(
 
 
 def compile_frontier(
-    bench: Benchmark, profiles: Profiles, *, objective: str = "latency", execution: str = "parallel",
+    bench: Benchmark, profiles: Profiles, *, objective: str = "latency", execution: Execution = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
     knobs: dict[str, list[Any]] | None = None, seed: int = 0, near_front: float = 0.0, max_candidates: int = 24,
 ) -> tuple[Frontier, Any]:
@@ -130,7 +131,7 @@ def frontier_name(*, objective: str = "latency", models: list[str] | None = None
 
 
 def compile_job(
-    settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: str = "parallel",
+    settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: Execution = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
     knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
     near_front: float = 0.0, max_candidates: int = 24,

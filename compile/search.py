@@ -35,14 +35,13 @@ from flowfront.compile.enumerate import (
 from flowfront.compile.pareto import pareto_mask
 from flowfront.compile.proxy import Proxy, Slot, Structure
 from flowfront.space import Configuration
-from flowfront.spec import If, LLMNode, Parallel
+from flowfront.spec import Execution, If, LLMNode, Parallel
 
 Objective = Literal["latency", "cost", "both"]
 # Chosen by the router's cross-validated expected utility on the train splits (docs/router.md):
 # on model-route 0.2 adds the three models a router gains most from; qa-cascade fills the cap.
 NEAR_FRONT = 0.2
 MAX_CANDIDATES = 24
-Execution = Literal["sequential", "parallel"]
 
 
 def objective_columns(objective: Objective, execution: Execution) -> list[str]:

@@ -25,6 +25,7 @@ from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError, SpecError
 from flowfront.router.base import OutcomeMatrix, Router
 from flowfront.settings import Settings
+from flowfront.spec import Execution
 
 __all__ = ["REFERENCE_STRATEGIES", "Strategy", "strategy_from_name"]
 
@@ -77,7 +78,7 @@ class CandidateSet:
 class Context:
     """What every strategy is evaluated under."""
 
-    execution: str
+    execution: Execution
     scale: Scale
     lambdas: np.ndarray
     budgets: np.ndarray
@@ -160,7 +161,7 @@ def _union(mats: list[OutcomeMatrix]) -> OutcomeMatrix:
                          first.tasks)
 
 
-def make_context(frontier, execution: str | None, budgets: Sequence[float] | None) -> Context:
+def make_context(frontier, execution: Execution | None, budgets: Sequence[float] | None) -> Context:
     execution = execution or frontier.execution
     if execution not in ("parallel", "sequential"):
         raise SpecError(f"unknown execution model {execution!r}", hint="use parallel or sequential")
@@ -182,7 +183,7 @@ def make_context(frontier, execution: str | None, budgets: Sequence[float] | Non
 # --- running ----------------------------------------------------------------------------------
 
 
-def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: str) -> tuple[np.ndarray, ...]:
+def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: Execution) -> tuple[np.ndarray, ...]:
     rows = np.arange(len(Y.query_ids))
     idx = np.asarray(index)
     return Y.correct[rows, idx], Y.latency(execution)[rows, idx], Y.cost_usd[rows, idx]

@@ -15,6 +15,7 @@ from flowfront.errors import SpecError
 from flowfront.eval.harness import Strategy, load_sets, make_context, plan_strategies, run_all
 from flowfront.eval.summary import summarise
 from flowfront.settings import Settings
+from flowfront.spec import Execution
 
 __all__ = ["eval_job", "evaluate"]
 
@@ -32,7 +33,7 @@ def eval_job(settings: Settings, benchmark: object, **kw: Any) -> tuple[Path, di
 
 
 def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str | Strategy] | None = None,
-             seeds: Sequence[int] = (0, 1, 2), execution: str | None = None,
+             seeds: Sequence[int] = (0, 1, 2), execution: Execution | None = None,
              latency_budgets: Sequence[float] | None = None, n_boot: int = 1000, progress: bool = True) -> dict:
     """Evaluate strategies on the benchmark's test split; the result is the ``results.json`` payload.
 

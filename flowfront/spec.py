@@ -173,6 +173,8 @@ Step = Annotated[
     ),
 ]
 Flow = list[Step]
+# How a configuration's latency is counted: summed over its calls, or along the critical path.
+Execution = Literal["sequential", "parallel"]
 for _model in (Parallel, If, Loop):
     _model.model_rebuild()
 

@@ -18,6 +18,7 @@ import orjson
 
 from flowfront.compile.select import Preference, Scale, SelectionResult, select
 from flowfront.errors import RoutingError
+from flowfront.spec import Execution
 
 OUTCOMES_SCHEMA = 2  # 2: per-query task labels
 
@@ -51,7 +52,7 @@ class OutcomeMatrix:
             if getattr(self, name).shape != (q, k):
                 raise RoutingError(f"outcome matrix field {name} has shape {getattr(self, name).shape}, expected {(q, k)}")
 
-    def latency(self, execution: str) -> np.ndarray:
+    def latency(self, execution: Execution) -> np.ndarray:
         return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
 
     def rows(self, index: np.ndarray) -> OutcomeMatrix:
@@ -120,7 +121,7 @@ class Router(abc.ABC):
     latency the router predicts and selects on.
     """
 
-    execution: str = "parallel"
+    execution: Execution = "parallel"
 
     @abc.abstractmethod
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Router:

@@ -21,6 +21,7 @@ from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_
 from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix, Predictions, Router
 from flowfront.router.features import EMBEDDING_DIM
+from flowfront.spec import Execution
 
 __all__ = [
     "BestSingleRouter",
@@ -37,7 +38,7 @@ __all__ = [
 # --- shared helpers --------------------------------------------------------------------------
 
 
-def realised_utility(Y: OutcomeMatrix, index: np.ndarray, lam: float, scale: Scale, execution: str = "parallel",
+def realised_utility(Y: OutcomeMatrix, index: np.ndarray, lam: float, scale: Scale, execution: Execution = "parallel",
                      objective: str = "latency") -> float:
     """Mean over queries of ``correct - lam * normalised(objective)`` of the chosen candidates."""
     rows = np.arange(len(index))
@@ -45,7 +46,7 @@ def realised_utility(Y: OutcomeMatrix, index: np.ndarray, lam: float, scale: Sca
     return float(np.mean(utility(Y.correct[rows, index], axis[rows, index], lam, scale, objective)))
 
 
-def _train_means(Y: OutcomeMatrix, execution: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _train_means(Y: OutcomeMatrix, execution: Execution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return Y.correct.mean(axis=0), Y.latency(execution).mean(axis=0), Y.cost_usd.mean(axis=0)
 
 
@@ -115,7 +116,7 @@ class StaticRouter(Router):
     """One estimate per candidate for every query: the train-split means, or the frontier's proxy
     estimates when ``frontier`` is given. Selection is then exactly static frontier selection."""
 
-    def __init__(self, frontier: Frontier | None = None, execution: str = "parallel") -> None:
+    def __init__(self, frontier: Frontier | None = None, execution: Execution = "parallel") -> None:
         self.frontier = frontier
         self.execution = execution
 
@@ -156,7 +157,7 @@ class RandomRouter(_TrainMeansRouter):
     the train-mean estimates (which are also what ``predict`` returns). Deterministic per ``seed``:
     the same seed and the same number of queries give the same choices."""
 
-    def __init__(self, seed: int = 0, execution: str = "parallel") -> None:
+    def __init__(self, seed: int = 0, execution: Execution = "parallel") -> None:
         self.seed = seed
         self.execution = execution
 
@@ -175,7 +176,7 @@ class BestSingleRouter(_TrainMeansRouter):
     """The candidate with the best train-mean accuracy (ties: cheaper, then faster) for every query,
     whatever the preference: the "best single configuration" baseline ignores lambda and limits."""
 
-    def __init__(self, execution: str = "parallel") -> None:
+    def __init__(self, execution: Execution = "parallel") -> None:
         self.execution = execution
 
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> BestSingleRouter:
@@ -205,7 +206,7 @@ class OracleRouter(Router):
     checked against the true outcomes.
     """
 
-    def __init__(self, execution: str = "parallel") -> None:
+    def __init__(self, execution: Execution = "parallel") -> None:
         self.execution = execution
 
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> OracleRouter:
@@ -259,7 +260,7 @@ class KNNRouter(Router):
 
     def __init__(self, k_grid: tuple[int, ...] = (1, 3, 5, 10, 20, 50), weighted: bool = True,
                  embedding_dim: int = EMBEDDING_DIM, holdout: float = 0.2, seed: int = 0,
-                 scale: Scale | None = None, execution: str = "parallel") -> None:
+                 scale: Scale | None = None, execution: Execution = "parallel") -> None:
         self.k_grid = k_grid
         self.weighted = weighted
         self.embedding_dim = embedding_dim
@@ -351,7 +352,7 @@ class FactorisedRouter(Router):
     factors, ties: higher composed score). Under hard limits it uses the per-candidate estimates.
     """
 
-    def __init__(self, alpha: float = 10.0, execution: str = "parallel") -> None:
+    def __init__(self, alpha: float = 10.0, execution: Execution = "parallel") -> None:
         self.alpha = alpha
         self.execution = execution
 

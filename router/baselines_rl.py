@@ -33,6 +33,7 @@ from flowfront.router.baselines import (
     config_factors,
 )
 from flowfront.router.features import EMBEDDING_DIM
+from flowfront.spec import Execution
 
 __all__ = ["MaasStyle", "MasRouterStyle"]
 
@@ -62,7 +63,7 @@ class _ReinforceRouter(Router):
     def __init__(self, embed: Embed | None = None, lambda_range: tuple[float, float] | None = None,
                  n_components: int = 32, steps: int = 600, batch_size: int = 256, learning_rate: float = 0.05,
                  seed: int = 0, embedding_dim: int = EMBEDDING_DIM, objective: str = "latency",
-                 scale: Scale | None = None, execution: str = "parallel") -> None:
+                 scale: Scale | None = None, execution: Execution = "parallel") -> None:
         self.embed = embed
         self.lambda_range = lambda_range
         self.n_components = n_components

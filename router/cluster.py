@@ -21,6 +21,7 @@ from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix, Predictions, Router
 from flowfront.router.baselines import _check_rows, _default_scale, _unit, realised_utility
 from flowfront.router.features import EMBEDDING_DIM
+from flowfront.spec import Execution
 
 __all__ = ["ClusterRouter"]
 
@@ -30,7 +31,7 @@ class ClusterRouter(Router):
 
     def __init__(self, n_clusters_grid: tuple[int, ...] = (4, 8, 16, 32, 64), top_grid: tuple[int, ...] = (1, 3),
                  min_cluster_queries: int = 3, embedding_dim: int = EMBEDDING_DIM, holdout: float = 0.2,
-                 seed: int = 0, scale: Scale | None = None, execution: str = "parallel") -> None:
+                 seed: int = 0, scale: Scale | None = None, execution: Execution = "parallel") -> None:
         self.n_clusters_grid = n_clusters_grid
         self.top_grid = top_grid
         self.min_cluster_queries = min_cluster_queries

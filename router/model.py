@@ -48,6 +48,7 @@ from flowfront.router.querymap import (
     soft_log_loss,
     unit_rows,
 )
+from flowfront.spec import Execution
 
 __all__ = ["LightGBMRouter", "candidate_features", "nn_cosine_distance"]
 
@@ -77,7 +78,7 @@ class LightGBMRouter(Router):
     def __init__(
         self,
         *,
-        execution: str = "parallel",
+        execution: Execution = "parallel",
         design: Design = "auto",
         max_per_candidate: int = 32,
         n_components: int = 32,

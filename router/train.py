@@ -26,6 +26,7 @@ from flowfront.compile.select import Scale, lambda_sweep, utility
 from flowfront.errors import RoutingError
 from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Router
 from flowfront.settings import Settings
+from flowfront.spec import Execution
 
 # name -> (module, class, candidate set)
 STRATEGIES: dict[str, tuple[str, str, str]] = {
@@ -54,7 +55,7 @@ class TrainingData:
     X_test: np.ndarray | None
 
 
-def make_router(strategy: str, *, seed: int = 0, execution: str = "parallel") -> Router:
+def make_router(strategy: str, *, seed: int = 0, execution: Execution = "parallel") -> Router:
     if strategy not in STRATEGIES:
         raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
     module, cls, _ = STRATEGIES[strategy]
@@ -123,7 +124,7 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
 
 
 def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
-                     execution: str = "parallel") -> np.ndarray:
+                     execution: Execution = "parallel") -> np.ndarray:
     """Per-query utility averaged over the λ sweep: mean_λ (correct − λ·normalised latency)."""
     from flowfront.compile.select import Preference
 

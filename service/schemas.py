@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flowfront.compile.select import Preference
+from flowfront.spec import Execution
 
 Strategy = Literal["router", "static"]
 # Bounds keep every product in selection finite; no meaningful trade-off needs more.
@@ -135,7 +136,7 @@ class FrontierCandidate(BaseModel):
 class FrontierOut(BaseModel):
     workflow: str
     benchmark: str
-    execution: str
+    execution: Execution
     objective: str
     frontier_hash: str
     router: bool

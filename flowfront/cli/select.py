@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from flowfront.cli._common import Workdir, echo_json, make_settings
+from flowfront.spec import Execution
 
 
 def _frontier(benchmark: str, workdir):
@@ -23,7 +24,7 @@ def _frontier(benchmark: str, workdir):
     return load(Frontier, path, expect_workflow_hash=bench.workflow.content_hash)
 
 
-def _row(c, execution: str) -> dict:
+def _row(c, execution: Execution) -> dict:
     e = c.estimates
     return {"id": c.id, "accuracy": round(e.accuracy, 4), "latency_s": round(getattr(e, f"latency_{execution}_s"), 4),
             "cost_usd": e.cost_usd, "config": c.config}

@@ -1,0 +1,96 @@
+"""Which first-party modules one `POST /v1/workflows/{name}/run` executes code in, and in what order.
+
+    .venv/bin/python scripts/request_path.py [--workflow qa-cascade] [--workdir runs]
+
+Needs the workflow compiled and its router trained in the workdir (`make run`). The app runs in
+process (FastAPI's TestClient); every thread's profiler records the modules whose functions are
+entered while the one request is handled, after a warm-up request on another query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("compile", "router", "eval", "service")
+
+
+def module_of(filename: str) -> str | None:
+    path = Path(filename).resolve()
+    try:
+        rel = path.relative_to(ROOT)
+    except ValueError:
+        return None
+    parts = [p for p in rel.with_suffix("").parts if p != "__init__"]
+    if not parts or parts[0] not in ("flowfront", *STAGES):
+        return None
+    return ".".join(parts if parts[0] == "flowfront" else ["flowfront", *parts])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workflow", default="qa-cascade")
+    parser.add_argument("--workdir", default=str(ROOT / "runs"))
+    args = parser.parse_args()
+
+    from fastapi.testclient import TestClient
+
+    from flowfront.service.app import create_app
+    from flowfront.service.config import ServiceSettings
+    from flowfront.settings import prepare_environment
+
+    prepare_environment()
+    config = ServiceSettings(workdir=Path(args.workdir))
+    seen: list[str] = []
+    active = [False]
+
+    def profile(frame, event, arg):  # noqa: ANN001 - the sys.setprofile signature
+        if active[0] and event == "call":
+            name = module_of(frame.f_code.co_filename)
+            if name is not None and name not in seen:
+                seen.append(name)
+
+    # Set before the app starts, so the client's event-loop thread and the service's worker
+    # threads (started after this) are profiled too; only the second request is recorded.
+    threading.setprofile(profile)
+    sys.setprofile(profile)
+    try:
+        with TestClient(create_app(config, config.configs_dir / "workflows")) as client:
+            queries = _queries(config, args.workflow)
+            client.post(f"/v1/workflows/{args.workflow}/run", json={"query": queries[0]}).raise_for_status()
+            active[0] = True
+            reply = client.post(f"/v1/workflows/{args.workflow}/run", json={"query": queries[1]})
+            active[0] = False
+            reply.raise_for_status()
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    packages = [m.split(".")[1] if m.split(".")[1] in STAGES else "kernel" for m in seen]
+    print(f"{len(seen)} first-party modules, packages in order of first visit: {_runs(packages)}")
+    for name in seen:
+        print(f"  {name}")
+
+
+def _runs(items: list[str]) -> str:
+    out: list[str] = []
+    for item in items:
+        if not out or out[-1] != item:
+            out.append(item)
+    return " -> ".join(out)
+
+
+def _queries(config, workflow: str) -> list[str]:
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.runtime import benchmark_queries, open_store, prepare_data
+
+    bench = load_benchmark(workflow, config.configs_dir)
+    with open_store(config) as store:
+        data = prepare_data(bench, store, config)
+        return [q.text for q in benchmark_queries(bench, store, data, "test")[:2]]
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError, SpecError
-from flowfront.router.base import OutcomeMatrix, Router
+from flowfront.router.base import OutcomeMatrix, Policy, Router
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 
@@ -189,7 +189,7 @@ def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: Execution) -> tupl
     return Y.correct[rows, idx], Y.latency(execution)[rows, idx], Y.cost_usd[rows, idx]
 
 
-def _outcomes(router: Router, cs: CandidateSet, ctx: Context) -> tuple[dict, dict, float | None]:
+def _outcomes(router: Policy, cs: CandidateSet, ctx: Context) -> tuple[dict, dict, float | None]:
     lam = {k: [] for k in ("correct", "latency_s", "cost_usd")}
     pred = router.predict(cs.X_test)
     ood = None if pred.fallback is None else pred.n_fallback / len(cs.test.query_ids)
@@ -210,7 +210,7 @@ def _stacked(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack(v).astype(np.float64) for k, v in rows.items()}
 
 
-def decision_latency(router: Router, X: np.ndarray, preference: Preference, scale: Scale,
+def decision_latency(router: Policy, X: np.ndarray, preference: Preference, scale: Scale,
                      n: int = DECISION_SAMPLE) -> np.ndarray:
     """Milliseconds of ``select`` (predict + select) on single rows, for up to ``n`` spread queries.
 

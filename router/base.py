@@ -114,31 +114,56 @@ class Predictions:
         return 0 if self.fallback is None else int(np.count_nonzero(self.fallback))
 
 
-class Router(abc.ABC):
-    """A per-query selector over a fixed candidate set.
+class Policy(abc.ABC):
+    """Chooses a candidate per query under a preference, over a fixed candidate set.
 
     ``X`` is a (Q, F) feature matrix (``router.features.featurize``). ``execution`` says which
-    latency the router predicts and selects on.
+    latency it predicts and selects on. A :class:`Router` is a policy whose choice is the shared
+    selection rules applied to its estimates; a policy that chooses by a rule of its own (random,
+    best single, the oracle, a composed or a trained policy) subclasses this directly.
     """
 
     execution: Execution = "parallel"
 
     @abc.abstractmethod
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Router:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Policy:
         """Learn from the outcome matrix of the train split; return self."""
 
     @abc.abstractmethod
     def predict(self, X: np.ndarray) -> Predictions:
         """Per-query estimates for every candidate."""
 
+    @abc.abstractmethod
     def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
-        """The candidate each query should use under a preference: the selection rules of static
-        selection applied to :meth:`predict`'s estimates (fallback rows included). Routers change
-        what they predict, not how a prediction becomes a choice; the service, train and eval all
-        choose through this."""
+        """The candidate each query should use under a preference."""
+
+    def select_by_estimates(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+        """The selection rules of static selection applied to :meth:`predict`'s estimates
+        (fallback rows included): a router's choice, and a policy's rule when its own cannot apply."""
         pred = self.predict(X)
         return select(pred.accuracy, pred.latency_s, pred.cost_usd, preference, scale)
 
     def _check_fitted(self) -> None:
         if not any(name.endswith("_") and not name.startswith("_") for name in vars(self)):
             raise RoutingError(f"{type(self).__name__} is not fitted", hint="call fit(X, Y) first")
+
+
+class Router(Policy):
+    """A policy that changes only what it predicts, never how a prediction becomes a choice: its
+    ``select`` is the shared rules (final; a subclass that overrides it is refused at class
+    creation). The service, train and eval all choose through it."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "select" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides Router.select: a router changes what it predicts; "
+                            "a policy with a choice rule of its own subclasses Policy")
+
+    @abc.abstractmethod
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Router:
+        """Learn from the outcome matrix of the train split; return self."""
+
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+        """The shared selection rules on :meth:`predict`'s estimates."""
+        return self.select_by_estimates(X, preference, scale)
+

@@ -19,7 +19,7 @@ import numpy as np
 from flowfront.compile.artifact import Frontier
 from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.base import OutcomeMatrix, Policy, Predictions, Router
 from flowfront.router.features import EMBEDDING_DIM
 from flowfront.spec import Execution
 
@@ -139,7 +139,7 @@ class StaticRouter(Router):
         return _broadcast(self.means_, X.shape[0])
 
 
-class _TrainMeansRouter(Router):
+class _TrainMeansRouter(Policy):
     """Shared by the strategies whose predictions are the candidates' train means for every query."""
 
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> _TrainMeansRouter:
@@ -165,7 +165,7 @@ class RandomRouter(_TrainMeansRouter):
         self._check_fitted()
         ok = _meets_limits(*self.means_, preference)
         if not ok.any():  # nothing meets the limits: the usual error or nearest fallback
-            return super().select(X, preference, scale)
+            return self.select_by_estimates(X, preference, scale)
         allowed = np.flatnonzero(ok)
         rng = np.random.default_rng(self.seed)
         index = allowed[rng.integers(0, len(allowed), size=X.shape[0])]
@@ -194,7 +194,7 @@ class BestSingleRouter(_TrainMeansRouter):
 # --- oracle ----------------------------------------------------------------------------------
 
 
-class OracleRouter(Router):
+class OracleRouter(Policy):
     """Per-query oracle: an upper bound, NOT a deployable router.
 
     ``fit(X, Y_eval)`` takes the TRUE outcome matrix of the very queries it will be asked about
@@ -336,7 +336,7 @@ class KNNRouter(Router):
 # --- factorised full-space router ------------------------------------------------------------
 
 
-class FactorisedRouter(Router):
+class FactorisedRouter(Policy):
     """Full-space router, factorised per node and per knob.
 
     Candidates are a uniform sample of the whole design space. For each factor (knob or node,
@@ -390,7 +390,7 @@ class FactorisedRouter(Router):
 
     def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
         if preference.has_limits:
-            return super().select(X, preference, scale)
+            return self.select_by_estimates(X, preference, scale)
         acc, lat, cost = self._factor_estimates(X)
         axis = lat if preference.objective == "latency" else cost
         score = utility(acc, axis, preference.lambda_, scale, preference.objective)  # (Q, T+1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.base import OutcomeMatrix, Policy, Predictions
 from flowfront.router.baselines import (
     BestSingleRouter,
     _broadcast,
@@ -57,7 +57,7 @@ def _softmax(S: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class _ReinforceRouter(Router):
+class _ReinforceRouter(Policy):
     """Shared machinery; subclasses choose the factors and the candidates the policy ranges over."""
 
     def __init__(self, embed: Embed | None = None, lambda_range: tuple[float, float] | None = None,
@@ -189,7 +189,7 @@ class _ReinforceRouter(Router):
         P = self.policy(X, preference.lambda_ or 0.0)
         ok = _meets_limits(*self.means_, preference) & np.isin(np.arange(P.shape[1]), self.columns_)
         if not ok.any():
-            return super().select(X, preference, scale)
+            return self.select_by_estimates(X, preference, scale)
         index = np.argmax(np.where(ok, P, -1.0), axis=1)
         return SelectionResult(index, np.ones(len(index), dtype=bool), np.zeros(len(index)))
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from flowfront.compile.select import Preference, Scale
+from flowfront.compile.select import Preference, Scale, SelectionResult
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Router
+from flowfront.router.base import OutcomeMatrix, Policy, Predictions, Router
 from flowfront.router.baselines import (
     BestSingleRouter,
     FactorisedRouter,
@@ -123,7 +123,7 @@ class TestRouterContract:
         learned = [a for a in vars(router) if a.endswith("_") and not a.startswith("_")]
         assert learned == []
         for cls in type(router).__mro__:
-            if cls is Router or not issubclass(cls, Router):
+            if cls in (Router, Policy) or not issubclass(cls, Policy):
                 continue
             for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
                 if param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
@@ -192,3 +192,17 @@ def test_feature_routers_beat_random(name: str, seed: int, data: dict, scale: Sc
     router, X, Y = _fitted(name, seed, data)
     random_router, _, _ = _fitted("random", seed, data)
     assert _utility(router, X, Y, scale) > _utility(random_router, X, Y, scale) + 0.05
+
+
+def test_a_router_cannot_override_the_shared_selection() -> None:
+    """Routers change what they predict; a choice rule of its own makes a Policy, not a Router."""
+    with pytest.raises(TypeError, match="overrides Router.select"):
+        class Sneaky(Router):  # noqa: F841 - defining it is the test
+            def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Sneaky:
+                return self
+
+            def predict(self, X: np.ndarray) -> Predictions:
+                raise NotImplementedError
+
+            def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+                raise NotImplementedError

@@ -24,7 +24,7 @@ from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.compile.artifact import Frontier, Profiles, load
 from flowfront.compile.select import Scale, lambda_sweep, utility
 from flowfront.errors import RoutingError
-from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Router
+from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 
@@ -55,7 +55,7 @@ class TrainingData:
     X_test: np.ndarray | None
 
 
-def make_router(strategy: str, *, seed: int = 0, execution: Execution = "parallel") -> Router:
+def make_router(strategy: str, *, seed: int = 0, execution: Execution = "parallel") -> Policy:
     if strategy not in STRATEGIES:
         raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
     module, cls, _ = STRATEGIES[strategy]
@@ -123,7 +123,7 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
                         features(settings, test.texts) if test is not None else None)
 
 
-def expected_utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
+def expected_utility(router: Policy, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
                      execution: Execution = "parallel") -> np.ndarray:
     """Per-query utility averaged over the λ sweep: mean_λ (correct − λ·normalised latency)."""
     from flowfront.compile.select import Preference

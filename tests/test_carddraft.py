@@ -89,3 +89,16 @@ def test_init_on_a_missing_table_is_one_line(tmp_path: Path) -> None:
     done = flowfront("models", "init", str(tmp_path / "nope.csv"), env=cli_env())
     assert done.returncode != 0 and "does not exist" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_token_counts_and_a_rate_in_a_card_give_modeled_latency() -> None:
+    """The table's third way: token counts, plus a per-model rate the user adds to a draft card."""
+    from flowfront.modelcards import ModelCard
+
+    card = ModelCard(name="lab/new-7b", litellm_model="openai/lab/new-7b", decode_tok_per_s=50.0)
+    rec = Recorded(response="answer", prompt_tokens=100, completion_tokens=200, latency_s=None, cost_usd=None,
+                   score=1.0, error=None)
+    request = CallRequest(model=card.name, messages=({"role": "user", "content": "q"},), budget=None)
+    done = completion_from_record(rec, request, cut(rec, None), {card.name: card}.get)
+    assert done.latency_source == "modeled" and done.latency_s == 200 / 50.0  # no ttft, no prefill rate given
+    assert done.cost_usd == 0.0  # no prices in the card, none recorded

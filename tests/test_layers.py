@@ -5,6 +5,7 @@ stage packages import each other in a cycle."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Collection
 from pathlib import Path
 
 from tests.helpers import PROJECT_ROOT
@@ -14,14 +15,16 @@ ORDER = {"flowfront": 0, "compile": 1, "router": 2, "eval": 3, "service": 3}  # 
 APP_LAYER = ("__init__.py", "__main__.py", "cli")
 
 
-def imports(path: Path) -> list[str]:
-    """Absolute imports of a module (function-level ones included: a lazy import is still an arrow)."""
+def imports(path: Path, modules: Collection[str] = ()) -> list[str]:
+    """Absolute imports of a module (function-level ones included: a lazy import is still an arrow).
+    ``from pkg import sub`` counts as importing ``pkg.sub`` when that is one of ``modules``."""
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.append(node.module)
+            subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+            out += subs if len(subs) == len(node.names) else [node.module, *subs]
     return out
 
 
@@ -85,17 +88,8 @@ def module_cycles(root: Path) -> list[list[str]]:
         for path in sorted((root / pkg).rglob("*.py")):
             parts = [p for p in path.relative_to(root).with_suffix("").parts if p != "__init__"]
             paths[".".join(["flowfront", *parts] if pkg != "flowfront" else parts)] = path
-    edges: dict[str, set[str]] = {}
-    for name, path in paths.items():
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # `from pkg import submodule` depends on the submodule, not on pkg's __init__
-                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
-                            for a in node.names}
-        edges[name] = {t for t in targets if t in paths and t != name}
+    # `from pkg import submodule` depends on the submodule, not on pkg's __init__
+    edges = {name: {t for t in imports(path, paths) if t in paths and t != name} for name, path in paths.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

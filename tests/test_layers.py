@@ -52,14 +52,18 @@ def violations(root: Path) -> list[str]:
     return bad
 
 
+def _empty_packages(root: Path) -> None:
+    for pkg in ORDER:
+        (root / pkg).mkdir()
+        (root / pkg / "__init__.py").write_text("")
+
+
 def test_layers_point_one_way() -> None:
     assert violations(PROJECT_ROOT) == []
 
 
 def test_the_layer_test_catches_an_inverted_import(tmp_path: Path) -> None:
-    for pkg in ORDER:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
+    _empty_packages(tmp_path)
     (tmp_path / "flowfront" / "executor.py").write_text("def f():\n    from flowfront.router.select import select\n")
     (tmp_path / "compile" / "proxy.py").write_text("import flowfront.service.app\n")
     (tmp_path / "router" / "model.py").write_text("from compile.artifact import Frontier\n")
@@ -125,9 +129,7 @@ def test_no_module_imports_itself_through_others() -> None:
 
 
 def test_the_cycle_test_catches_a_cycle(tmp_path: Path) -> None:
-    for pkg in ORDER:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
+    _empty_packages(tmp_path)
     (tmp_path / "eval" / "harness.py").write_text("def f():\n    from flowfront.eval.summary import g\n")
     (tmp_path / "eval" / "summary.py").write_text("from flowfront.eval import harness\n")
     assert module_cycles(tmp_path) == [["flowfront.eval.harness", "flowfront.eval.summary"]]

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError, SpecError
-from flowfront.router.base import OutcomeMatrix, Policy, Router
+from flowfront.router.base import OutcomeMatrix, Policy
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 
@@ -41,14 +41,17 @@ class Strategy:
 
     ``make(seed, execution)`` returns an unfitted router. ``candidates`` is ``"frontier"``,
     ``"sample"`` or ``"all"`` (their union; the oracle only). ``fit_on_test`` marks the oracle,
-    the one strategy that by definition is fitted on the true test outcomes.
+    the one strategy that by definition is fitted on the true test outcomes. ``hinted``: every
+    test query comes with its task label as the caller's hint (what a caller who knows the task
+    would send).
     """
 
     name: str
-    make: Callable[[int, str], Router]
+    make: Callable[[int, str], Policy]
     candidates: str = "frontier"
     seeded: bool = False
     fit_on_test: bool = False
+    hinted: bool = False
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Run:
     budget: dict[str, np.ndarray]
     decision_ms: np.ndarray | None = None
     ood_share: float | None = None
+    hinted_share: float | None = None
     wall_seconds: float = 0.0  # fit + every selection + the decision-latency probe
 
 
@@ -87,16 +91,24 @@ class Context:
 
 def strategy_from_name(name: str) -> Strategy:
     """A :class:`Strategy` for a name of ``router.train.STRATEGIES`` (or ``oracle``)."""
-    from flowfront.router.train import STRATEGIES, make_router
+    from flowfront.router.train import STRATEGIES
 
     if name == "oracle":
         return _oracle("oracle", "all")
     if name not in STRATEGIES:
         raise RoutingError(f"unknown strategy {name!r}", hint=f"choose from {', '.join(STRATEGIES)} or oracle")
-    # A strategy is seeded when make_router hands the seed on; the others would repeat one result.
-    seeded = getattr(make_router(name, seed=1), "seed", 0) == 1
-    return Strategy(name, lambda seed, execution: make_router(name, seed=seed, execution=execution),
-                    STRATEGIES[name][2], seeded)
+    entry = STRATEGIES[name]
+    return Strategy(name, entry.factory, entry.candidates, entry.seeded)
+
+
+def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Strategy]:
+    """``frontier-hinted`` beside ``frontier`` when both splits carry task labels and train has
+    several tasks (one says nothing): the same router, asked with each test query's task as its hint."""
+    cs = sets.get("frontier")
+    base = next((s for s in plan if s.name == "frontier"), None)
+    if base is None or cs is None or cs.test.tasks is None or cs.train is None or len(set(cs.train.tasks or ())) < 2:
+        return plan
+    return [*plan, Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True)]
 
 
 def _oracle(name: str, candidates: str) -> Strategy:
@@ -189,21 +201,25 @@ def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: Execution) -> tupl
     return Y.correct[rows, idx], Y.latency(execution)[rows, idx], Y.cost_usd[rows, idx]
 
 
-def _outcomes(router: Policy, cs: CandidateSet, ctx: Context) -> tuple[dict, dict, float | None]:
+def _outcomes(router: Policy, cs: CandidateSet, ctx: Context,
+              hints: list[str] | None) -> tuple[dict, dict, float | None, float | None]:
     lam = {k: [] for k in ("correct", "latency_s", "cost_usd")}
-    pred = router.predict(cs.X_test)
-    ood = None if pred.fallback is None else pred.n_fallback / len(cs.test.query_ids)
+    pred = router.predict(cs.X_test, hints=hints)
+    n = len(cs.test.query_ids)
+    ood = None if pred.fallback is None else pred.n_fallback / n
+    hinted = None if pred.hinted is None else pred.n_hinted / n
     for value in ctx.lambdas:  # a loop over the 9 lambdas; each select is vectorised over queries
-        chosen = router.select(cs.X_test, Preference(lambda_=float(value)), ctx.scale)
+        chosen = router.select(cs.X_test, Preference(lambda_=float(value)), ctx.scale, hints=hints)
         for key, arr in zip(lam, _realised(cs.test, chosen.index, ctx.execution), strict=True):
             lam[key].append(arr)
     bud = {k: [] for k in ("correct", "latency_s", "cost_usd", "infeasible", "over_budget")}
     for limit in ctx.budgets:
-        chosen = router.select(cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale)
+        chosen = router.select(cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale,
+                               hints=hints)
         correct, latency, cost = _realised(cs.test, chosen.index, ctx.execution)
         for key, arr in zip(bud, (correct, latency, cost, ~np.asarray(chosen.feasible), latency > limit), strict=True):
             bud[key].append(arr)
-    return _stacked(lam), _stacked(bud), ood
+    return _stacked(lam), _stacked(bud), ood, hinted
 
 
 def _stacked(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
@@ -237,12 +253,12 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
         check_disjoint(cs.train, cs.test)
         router.fit(cs.X_train, cs.train)
     fit_seconds = time.perf_counter() - started
-    lam, bud, ood = _outcomes(router, cs, ctx)
+    lam, bud, ood, hinted = _outcomes(router, cs, ctx, cs.test.tasks if strategy.hinted else None)
     decision = None
-    if time_decisions and not strategy.fit_on_test:  # the oracle only answers for the whole split
+    if time_decisions and not strategy.fit_on_test and not strategy.hinted:  # the oracle only answers for the whole split
         mid = Preference(lambda_=float(np.median(ctx.lambdas)))
         decision = decision_latency(router, cs.X_test, mid, ctx.scale)
-    return Run(seed, fit_seconds, lam, bud, decision, ood, time.perf_counter() - wall)
+    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, time.perf_counter() - wall)
 
 
 def run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:

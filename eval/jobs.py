@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flowfront.errors import SpecError
-from flowfront.eval.harness import Strategy, load_sets, make_context, plan_strategies, run_all
+from flowfront.eval.harness import Strategy, load_sets, make_context, plan_strategies, run_all, with_hinted
 from flowfront.eval.summary import summarise
 from flowfront.settings import Settings
 from flowfront.spec import Execution
@@ -39,7 +39,8 @@ def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str 
 
     ``benchmark`` is a built-in name, a path or a loaded ``Benchmark`` (passed to
     ``router.train.load_data`` as is). ``strategies`` defaults to every strategy of
-    ``router.train.STRATEGIES``; ``static``, ``best-single`` and ``oracle`` are always added.
+    ``router.train.STRATEGIES``; ``static``, ``best-single`` and ``oracle`` are always added, and
+    ``frontier-hinted`` beside ``frontier`` when the data labels tasks.
     Seeded strategies run once per seed, the others once. ``execution`` defaults to the
     frontier's. See docs/eval.md for every field of the result.
     """
@@ -48,6 +49,7 @@ def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str 
     started = time.perf_counter()
     plan = plan_strategies(strategies)
     data, sets = load_sets(settings, benchmark, any(s.candidates == "sample" for s in plan))
+    plan = with_hinted(plan, sets)
     ctx = make_context(data.frontier, execution, latency_budgets)
     ctx.sets = sets
     load_seconds = time.perf_counter() - started

@@ -23,7 +23,10 @@ from flowfront.eval.plots import plot_curves
 __all__ = ["headline", "plot_curves", "provenance", "refresh_report", "write_report", "write_results"]
 
 ROUTER = "frontier"
-KEY_STRATEGIES = ("frontier", "full-space", "static", "knn", "cluster", "best-single", "oracle")
+KEY_STRATEGIES = ("frontier", "frontier-hinted", "frontier-prior", "full-space", "static", "knn", "cluster",
+                  "best-single", "oracle")
+# The bar the frontier router must clear (issue #14): never significantly below these.
+FIELD = ("cluster", "frontier-prior")
 _PACKAGES = ("flowfront", "numpy", "scipy", "lightgbm", "scikit-learn", "sentence-transformers", "matplotlib")
 
 
@@ -255,6 +258,37 @@ def _flowcompile(results: list[dict]) -> list[str]:
             *[f"- {p}" for p in parts], ""]
 
 
+def _field(results: list[dict]) -> list[str]:
+    """The frontier router against the field's simple routers and its own prior, with a verdict."""
+    rows, short, ahead = [], [], []
+    for res in results:
+        st = res["strategies"]
+        if ROUTER not in st:
+            continue
+        minus = st[ROUTER]["compare"]["expected_utility_minus"]
+        hinted = st.get("frontier-hinted", {}).get("compare", {}).get("expected_utility_minus", {})
+        cells = [_iv(minus.get(o), sign=True) for o in (*FIELD, "static")]
+        rows.append([res["benchmark"], *cells, _iv(hinted.get(ROUTER), sign=True), _iv(hinted.get("static"), sign=True)])
+        short += [f"{res['benchmark']} vs {o}" for o in FIELD if o in minus and minus[o]["high"] < 0]
+        for label, iv in ((res["benchmark"], minus.get("static")), (f"{res['benchmark']} (hinted)", hinted.get("static"))):
+            if iv is not None and iv["low"] > 0:
+                ahead.append(label)
+    if not rows:
+        return []
+    header = ["benchmark", "router − cluster", "router − own prior", "router − static", "hinted − router",
+              "hinted − static"]
+    verdict = (f"**Significantly below** a simple router on: {', '.join(short)}." if short else
+               "The frontier router is never significantly below the cluster router or its own prior "
+               "(every interval's upper end is ≥ 0).")
+    verdict += (f" Its interval against static lies above 0 on: {', '.join(ahead)}." if ahead else
+                " Its interval against static lies above 0 on no benchmark.")
+    return ["## Against the field's simple routers", "",
+            "Paired differences in expected utility (95% CI). *cluster* is the Avengers-Pro-style router; "
+            "*own prior* is the frontier router's group prior without boosting; *hinted* is the frontier "
+            "router given each test query's task label as the caller's hint (only where the data labels tasks).",
+            "", *_table(header, rows), "", verdict, ""]
+
+
 def write_report(results: list[dict], path: Path, *, extra_sections: Mapping[str, str] | None = None) -> Path:
     """``report.md``: headline table, then one section per benchmark, then ``extra_sections`` (title → markdown)."""
     path = Path(path)
@@ -264,7 +298,8 @@ def write_report(results: list[dict], path: Path, *, extra_sections: Mapping[str
              "intervals are 95% paired bootstrap intervals over test queries. The MasRouter-style and MaAS-style "
              "baselines are trained offline from the outcome tables (rewards looked up in the train outcome "
              "matrix, no live LLM calls), unlike their papers. The oracle is an upper bound fitted on the test "
-             "outcomes, not a deployable router.", "", *_headline(results), *_flowcompile(results)]
+             "outcomes, not a deployable router.", "", *_headline(results), *_field(results),
+             *_flowcompile(results)]
     for res in results:
         lines += _section(res, path.parent)
     for title, body in (extra_sections or {}).items():

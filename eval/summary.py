@@ -128,6 +128,7 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
     hull_c = monotone_hull(curve["cost_usd"], curve["accuracy"])
     return {
         "candidates": s.candidates, "seeded": s.seeded, "fitted_on": "test (upper bound)" if s.fit_on_test else "train",
+        "hints": "test task labels" if s.hinted else None,
         "runs": len(runs), "lambda_sweep": sweep, "expected_utility": _iv(ci["eu"]),
         "curve": curve, "hull": {"latency": np.column_stack(hull_l), "cost": np.column_stack(hull_c)},
         "hypervolume": {ax: {"mean": np.mean([p[f"hypervolume_{ax}"] for p in per_seed]),
@@ -137,6 +138,7 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
         "wall_seconds": {"total": sum(r.wall_seconds for r in runs), "per_seed": [r.wall_seconds for r in runs]},
         "decision_latency": _decision(runs[0]),
         "ood_fallback_share": runs[0].ood_share,
+        "hinted_share": runs[0].hinted_share,
         "per_seed": per_seed,
     }
 

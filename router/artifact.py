@@ -53,7 +53,7 @@ class RouterArtifact(_Strict):
     schema_version: int = ROUTER_SCHEMA
     kind: Literal["router"] = "router"
     strategy: str
-    design: Literal["per-candidate", "conditioned"]
+    design: Literal["per-candidate", "conditioned", "prior"]
     frontier_hash: str
     outcomes_hash: str
     feature_config: FeatureConfig
@@ -69,7 +69,7 @@ class RouterArtifact(_Strict):
     ood_threshold: float
     reference_file: str
     reference_sha256: str
-    success_models: list[ModelFile] = Field(min_length=1)
+    success_models: list[ModelFile]  # none for the "prior" design; the size check is per design
     latency_model: ModelFile | None
     cost_model: ModelFile | None
     regressors: dict[str, dict[str, Any]]
@@ -280,7 +280,7 @@ def _query_map(folder: Path, art: RouterArtifact) -> Any:
 
 def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -> dict[str, Any]:
     k = len(art.candidate_ids)
-    expected_success = 1 if art.design == "conditioned" else k
+    expected_success = {"conditioned": 1, "prior": 0}.get(art.design, k)
     sizes = {"success_models": (len(art.success_models), expected_success),
              "candidate_features": (len(art.candidate_features), k), "static": (len(art.static.get("accuracy", [])), k)}
     bad = {n: v for n, (v, want) in sizes.items() if v != want}

@@ -10,6 +10,7 @@ attributes end in ``_``.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from flowfront.errors import RoutingError
 from flowfront.spec import Execution
 
 OUTCOMES_SCHEMA = 2  # 2: per-query task labels
+
+# Per query, the caller's task / domain label or None. A policy that learned groups from task
+# labels (``Policy.hint_groups``) uses a known one as the query's group; the others ignore hints.
+Hints = Sequence[str | None] | None
 
 
 @dataclass(frozen=True)
@@ -99,19 +104,25 @@ class OutcomeMatrix:
 class Predictions:
     """Per-query estimates over candidates, each (Q, K).
 
-    ``fallback`` (Q,) marks rows a router declined to estimate on its own (a query far from every
-    training query): their estimates are the router's fallback, its candidates' train means,
-    which is what static selection on train means would choose on. None: no row fell back.
+    ``fallback`` (Q,) marks rows a router declined to estimate from the text (a query far from
+    every training query): their estimates are the router's fallback, its candidates' train
+    means, or the hinted task's means when a known hint came with the query. ``hinted`` (Q,)
+    marks rows whose caller hint was used as their group. None: no such row.
     """
 
     accuracy: np.ndarray
     latency_s: np.ndarray
     cost_usd: np.ndarray
     fallback: np.ndarray | None = None
+    hinted: np.ndarray | None = None
 
     @property
     def n_fallback(self) -> int:
         return 0 if self.fallback is None else int(np.count_nonzero(self.fallback))
+
+    @property
+    def n_hinted(self) -> int:
+        return 0 if self.hinted is None else int(np.count_nonzero(self.hinted))
 
 
 class Policy(abc.ABC):
@@ -125,22 +136,28 @@ class Policy(abc.ABC):
 
     execution: Execution = "parallel"
 
+    @property
+    def hint_groups(self) -> tuple[str, ...]:
+        """The task hints this policy can use (seen as labels in training); empty: it ignores hints."""
+        return ()
+
     @abc.abstractmethod
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Policy:
         """Learn from the outcome matrix of the train split; return self."""
 
     @abc.abstractmethod
-    def predict(self, X: np.ndarray) -> Predictions:
-        """Per-query estimates for every candidate."""
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
+        """Per-query estimates for every candidate; ``hints`` (one per row) as in :data:`Hints`."""
 
     @abc.abstractmethod
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         """The candidate each query should use under a preference."""
 
-    def select_by_estimates(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select_by_estimates(self, X: np.ndarray, preference: Preference, scale: Scale, *,
+                            hints: Hints = None) -> SelectionResult:
         """The selection rules of static selection applied to :meth:`predict`'s estimates
         (fallback rows included): a router's choice, and a policy's rule when its own cannot apply."""
-        pred = self.predict(X)
+        pred = self.predict(X, hints=hints)
         return select(pred.accuracy, pred.latency_s, pred.cost_usd, preference, scale)
 
     def _check_fitted(self) -> None:
@@ -163,7 +180,7 @@ class Router(Policy):
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Router:
         """Learn from the outcome matrix of the train split; return self."""
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         """The shared selection rules on :meth:`predict`'s estimates."""
-        return self.select_by_estimates(X, preference, scale)
+        return self.select_by_estimates(X, preference, scale, hints=hints)
 

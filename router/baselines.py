@@ -19,7 +19,7 @@ import numpy as np
 from flowfront.compile.artifact import Frontier
 from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Policy, Predictions, Router
+from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions, Router
 from flowfront.router.features import EMBEDDING_DIM
 from flowfront.spec import Execution
 
@@ -134,7 +134,7 @@ class StaticRouter(Router):
         self.means_ = (np.array([e.accuracy for e in est]), np.array(lat), np.array([e.cost_usd for e in est]))
         return self
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_fitted()
         return _broadcast(self.means_, X.shape[0])
 
@@ -147,7 +147,7 @@ class _TrainMeansRouter(Policy):
         self.means_ = _train_means(Y, self.execution)
         return self
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_fitted()
         return _broadcast(self.means_, X.shape[0])
 
@@ -161,11 +161,11 @@ class RandomRouter(_TrainMeansRouter):
         self.seed = seed
         self.execution = execution
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         self._check_fitted()
         ok = _meets_limits(*self.means_, preference)
         if not ok.any():  # nothing meets the limits: the usual error or nearest fallback
-            return self.select_by_estimates(X, preference, scale)
+            return self.select_by_estimates(X, preference, scale, hints=hints)
         allowed = np.flatnonzero(ok)
         rng = np.random.default_rng(self.seed)
         index = allowed[rng.integers(0, len(allowed), size=X.shape[0])]
@@ -185,7 +185,7 @@ class BestSingleRouter(_TrainMeansRouter):
         self.best_ = int(_lex_argmin([-acc[None], cost[None], lat[None]])[0])
         return self
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         self._check_fitted()
         q = X.shape[0]
         return SelectionResult(np.full(q, self.best_), np.ones(q, dtype=bool), np.zeros(q))
@@ -221,11 +221,11 @@ class OracleRouter(Policy):
             raise RoutingError("the oracle only answers for the queries it was fitted on",
                                hint="fit OracleRouter on the evaluation split's outcome matrix, then select on it")
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_same_queries(X)
         return Predictions(*(a.copy() for a in self.truth_))
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         self._check_same_queries(X)
         acc, lat, cost = self.truth_
         axis = lat if preference.objective == "latency" else cost
@@ -319,7 +319,7 @@ class KNNRouter(Router):
         np.put_along_axis(W, top, w / w.sum(axis=1, keepdims=True), axis=1)
         return W
 
-    def predict(self, X: np.ndarray, chunk: int = 1024) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None, chunk: int = 1024) -> Predictions:
         self._check_fitted()
         emb = _unit(X[:, : self.embedding_dim])
         n_ref = len(self.embeddings_)
@@ -380,7 +380,7 @@ class FactorisedRouter(Policy):
         Z = np.hstack([(X - self.mu_) / self.sd_, np.ones((len(X), 1))])
         return tuple(np.split(Z @ self.coef_, 3, axis=1))
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         out = []
         for est in self._factor_estimates(X):
             overall = est[:, -1:]
@@ -388,9 +388,9 @@ class FactorisedRouter(Policy):
         acc, lat, cost = out
         return Predictions(np.clip(acc, 0.0, 1.0), np.maximum(lat, 0.0), np.maximum(cost, 0.0))
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         if preference.has_limits:
-            return self.select_by_estimates(X, preference, scale)
+            return self.select_by_estimates(X, preference, scale, hints=hints)
         acc, lat, cost = self._factor_estimates(X)
         axis = lat if preference.objective == "latency" else cost
         score = utility(acc, axis, preference.lambda_, scale, preference.objective)  # (Q, T+1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Policy, Predictions
+from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions
 from flowfront.router.baselines import (
     BestSingleRouter,
     _broadcast,
@@ -174,12 +174,12 @@ class _ReinforceRouter(Policy):
         out[:, self.columns_] = self._probabilities(U, self.weights_)
         return out
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         """The train-mean outcomes per candidate: the policy has no value head, it only ranks."""
         self._check_fitted()
         return _broadcast(self.means_, X.shape[0])
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         """The policy's most probable candidate at the preference's lambda; under hard limits the most
         probable one meeting them by the train-mean estimates (none: the usual error/nearest rule)."""
         self._check_fitted()
@@ -189,7 +189,7 @@ class _ReinforceRouter(Policy):
         P = self.policy(X, preference.lambda_ or 0.0)
         ok = _meets_limits(*self.means_, preference) & np.isin(np.arange(P.shape[1]), self.columns_)
         if not ok.any():
-            return self.select_by_estimates(X, preference, scale)
+            return self.select_by_estimates(X, preference, scale, hints=hints)
         index = np.argmax(np.where(ok, P, -1.0), axis=1)
         return SelectionResult(index, np.ones(len(index), dtype=bool), np.zeros(len(index)))
 

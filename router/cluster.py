@@ -18,7 +18,7 @@ import numpy as np
 
 from flowfront.compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.base import Hints, OutcomeMatrix, Predictions, Router
 from flowfront.router.baselines import _check_rows, _default_scale, _unit, realised_utility
 from flowfront.router.features import EMBEDDING_DIM
 from flowfront.spec import Execution
@@ -101,7 +101,7 @@ class ClusterRouter(Router):
                                      lam, scale, self.execution) for lam in lams]))
         return scores or {grid[0]: 0.0}
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_fitted()
         emb = _unit(X[:, : self.embedding_dim])
         acc, lat, cost = np.moveaxis(self._estimate(emb, self.centres_, self.sizes_, self.means_, self.top_), -1, 0)

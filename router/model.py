@@ -34,7 +34,7 @@ import numpy as np
 
 from flowfront.compile.select import Preference, Scale, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Predictions, Router
+from flowfront.router.base import Hints, OutcomeMatrix, Predictions, Router
 from flowfront.router.candidates import candidate_features
 from flowfront.router.querymap import (
     QueryMap,
@@ -52,7 +52,7 @@ from flowfront.spec import Execution
 
 __all__ = ["LightGBMRouter", "candidate_features", "nn_cosine_distance"]
 
-Design = Literal["auto", "per-candidate", "conditioned"]
+Design = Literal["auto", "per-candidate", "conditioned", "prior"]
 _CLIP = 1e-3  # priors stay inside (0.001, 0.999) so their logits are finite init scores
 
 
@@ -240,10 +240,33 @@ class LightGBMRouter(Router):
 
     # --- the boosters ---------------------------------------------------------------------------
 
-    def _query_parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """Per query: map features Z, group probabilities G and the priors (Q, K) they imply."""
+    @property
+    def hint_groups(self) -> tuple[str, ...]:
+        """The task labels the groups were learned from (none when the groups are k-means clusters)."""
+        self._check_fitted()
+        return tuple(self.query_map_.groups_) if self.validation_metrics_.get("group_source") == "labels" else ()
+
+    def hint_mask(self, hints: Hints, n: int) -> np.ndarray:
+        """(n,) rows whose hint names a group seen in training; the others are routed from the text."""
+        if hints is None:
+            return np.zeros(n, dtype=bool)
+        if len(hints) != n:
+            raise RoutingError(f"{len(hints)} hints for {n} queries", hint="pass one hint (or None) per query")
+        known = set(self.hint_groups)
+        return np.array([h in known for h in hints], dtype=bool)
+
+    def _query_parts(self, X: np.ndarray, hints: Hints = None) -> dict[str, np.ndarray]:
+        """Per query: map features Z, group probabilities G and the priors (Q, K) they imply.
+
+        A known hint replaces the predicted group distribution by that group: the caller's label
+        is what the prior was learned from, and the text only guesses it."""
         Z, G = self.query_map_.transform(X)
-        return {"Z": Z, "G": G, "acc": np.clip(G @ self.prior_accuracy_, _CLIP, 1.0 - _CLIP),
+        used = self.hint_mask(hints, len(X))
+        if used.any():
+            index = {g: i for i, g in enumerate(self.query_map_.groups_)}
+            G = G.copy()
+            G[used] = np.eye(len(index))[[index[h] for h, u in zip(hints, used, strict=True) if u]]
+        return {"Z": Z, "G": G, "hinted": used, "acc": np.clip(G @ self.prior_accuracy_, _CLIP, 1.0 - _CLIP),
                 "latency": G @ self.prior_latency_s_, "cost": G @ self.prior_cost_usd_}
 
     def _pair_rows(self, Q: dict[str, np.ndarray], prior: str) -> np.ndarray:
@@ -281,24 +304,32 @@ class LightGBMRouter(Router):
         better log-loss spread over candidates that are never close contenders does not make a
         better choice, and on model-route the two criteria disagreed.
         """
-        designs = ["per-candidate", "conditioned"] if self.design == "auto" else [self.design]
+        designs = ["per-candidate", "conditioned", "prior"] if self.design == "auto" else [self.design]
         if self.design == "auto" and s.shape[1] > self.max_per_candidate:
-            designs = ["conditioned"]  # one booster per candidate costs minutes at this size
+            designs = ["conditioned", "prior"]  # one booster per candidate costs minutes at this size
         score_utility = _valid_utility_scorer(s, lat, cost, fit, valid, Q)
         fitted, losses, utilities, seconds = {}, {}, {}, {}
         for design in designs:  # at most two
             started = time.perf_counter()
-            fitted[design] = self._fit_per_candidate(Q, s, fit, valid) if design == "per-candidate" \
-                else self._fit_conditioned(Q, s, fit, valid)
+            fitted[design] = self._fit_design(design, Q, s, fit, valid)
             seconds[design] = time.perf_counter() - started
             p = self._raw_success(_rows(Q, valid), design, fitted[design])
             losses[design], utilities[design] = soft_log_loss(p, s[valid]), score_utility(p)
-        self.design_ = max(utilities, key=lambda d: (utilities[d], -losses[d]))
+        # Boosting is kept only when it routes better than the prior it starts from; a tie keeps the prior.
+        self.design_ = max(utilities, key=lambda d: (utilities[d], d == "prior", -losses[d]))
         self.success_models_ = fitted[self.design_]
         prior_loss = soft_log_loss(Q["acc"][valid], s[valid])
         return {"valid_utility": utilities, "valid_utility_prior": score_utility(Q["acc"][valid]),
                 "valid_log_loss": losses, "valid_log_loss_prior": prior_loss, "design_seconds": seconds,
                 "valid_rows": int(len(valid)), "fit_rows": int(len(fit))}
+
+    def _fit_design(self, design: str, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
+                    valid: np.ndarray) -> list[Any]:
+        if design == "prior":
+            return []  # the group prior alone: nothing to fit beyond it
+        if design == "per-candidate":
+            return self._fit_per_candidate(Q, s, fit, valid)
+        return self._fit_conditioned(Q, s, fit, valid)
 
     def _fit_per_candidate(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
                            valid: np.ndarray) -> list[Any]:
@@ -376,23 +407,27 @@ class LightGBMRouter(Router):
 
     # --- predict --------------------------------------------------------------------------------
 
-    def predict(self, X: np.ndarray) -> Predictions:
+    def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         """Calibrated success, latency (``self.execution``) and cost, each (Q, K); with
-        ``ood_fallback``, out-of-distribution rows carry the candidates' train means instead."""
+        ``ood_fallback``, out-of-distribution rows carry the candidates' train means instead, or
+        their hinted task's prior when a known hint came with them."""
         X = self._check_X(X)
-        Q = self._query_parts(X)
+        Q = self._query_parts(X, hints)
+        hinted = Q["hinted"] if hints is not None else None
         raw = self._raw_success(Q, self.design_, self.success_models_)
         # A candidate that was always right (or wrong) keeps its constant: calibration is for boosters.
         acc = np.where(self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0))
         lat, cost = self._regress(Q, self.latency_model_, "latency"), self._regress(Q, self.cost_model_, "cost")
         if not self.ood_fallback:
-            return Predictions(acc, lat, cost)
+            return Predictions(acc, lat, cost, hinted=hinted)
         mask = self.ood_mask(X)
         if mask.any():
-            m = mask[:, None]
-            acc, lat, cost = (np.where(m, static, est) for static, est in
-                              ((self.static_accuracy_, acc), (self.static_latency_s_, lat), (self.static_cost_usd_, cost)))
-        return Predictions(acc, lat, cost, fallback=mask)
+            m, h = mask[:, None], Q["hinted"][:, None]
+            fallback = ((np.where(h, Q["acc"], self.static_accuracy_), acc),
+                        (np.where(h, Q["latency"], self.static_latency_s_), lat),
+                        (np.where(h, Q["cost"], self.static_cost_usd_), cost))
+            acc, lat, cost = (np.where(m, back, est) for back, est in fallback)
+        return Predictions(acc, lat, cost, fallback=mask, hinted=hinted)
 
     def ood_mask(self, X: np.ndarray) -> np.ndarray:
         """Rows farther (cosine, on the embedding columns) from every train query than the threshold."""
@@ -404,6 +439,8 @@ class LightGBMRouter(Router):
         return 1.0 - (q @ ref.T).max(axis=1) > self.ood_threshold_
 
     def _constant_columns(self) -> np.ndarray:
+        if self.design_ == "prior":
+            return np.zeros(len(self.candidate_ids_), dtype=bool)
         if self.design_ == "conditioned":
             return np.full(len(self.candidate_ids_), isinstance(self.success_models_[0], float))
         return np.array([isinstance(m, float) for m in self.success_models_])
@@ -422,6 +459,8 @@ class LightGBMRouter(Router):
 
     def _raw_success(self, Q: dict[str, np.ndarray], design: str, models: list[Any]) -> np.ndarray:
         n, k = Q["acc"].shape
+        if design == "prior":
+            return Q["acc"].copy()
         if design == "conditioned":
             m = models[0]
             if isinstance(m, float):

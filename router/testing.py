@@ -18,7 +18,7 @@ import pytest
 
 from flowfront.compile.select import Preference, Scale, SelectionResult
 from flowfront.errors import RoutingError
-from flowfront.router.base import OutcomeMatrix, Policy, Predictions, Router
+from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions, Router
 from flowfront.router.baselines import (
     BestSingleRouter,
     FactorisedRouter,
@@ -75,7 +75,8 @@ def synthetic(n: int, seed: int, swap: bool = False) -> tuple[np.ndarray, Outcom
     cost = 1e-3 * latency
     ids = [f"c{j}" for j in range(len(CANDIDATES))]
     Y = OutcomeMatrix([f"q{i}" for i in range(n)], [f"cluster {c} query {i}" for i, c in enumerate(cluster)], ids, CANDIDATES, correct,
-                      latency, latency, cost, source_hash="synthetic")
+                      latency, latency, cost, source_hash="synthetic",
+                      tasks=[f"task-{c}" for c in cluster])  # labelled: a router that learns groups takes hints
     return X, Y
 
 
@@ -164,6 +165,18 @@ class TestRouterContract:
         assert result.feasible.any()
         assert (chosen[result.feasible] <= limit).all()
 
+    def test_hints_are_accepted_and_only_used_when_known(self, name: str, seed: int, data: dict,
+                                                         scale: Scale) -> None:
+        router, X, _ = _fitted(name, seed, data)
+        unknown = ["never-seen-task"] * len(X)
+        np.testing.assert_array_equal(router.predict(X, hints=unknown).accuracy, router.predict(X).accuracy)
+        pref = Preference(**{"lambda": 0.3})
+        np.testing.assert_array_equal(router.select(X, pref, scale, hints=unknown).index,
+                                      router.select(X, pref, scale).index)
+        assert not router.predict(X, hints=unknown).n_hinted
+        for group in router.hint_groups:  # a known hint is used for every row that carries it
+            assert router.predict(X, hints=[group] * len(X)).n_hinted == len(X)
+
     def test_deterministic_per_seed(self, name: str, seed: int, data: dict, scale: Scale) -> None:
         first, X, _ = _fitted(name, seed, data)
         second, _, _ = _fit(name, seed, data)
@@ -201,8 +214,8 @@ def test_a_router_cannot_override_the_shared_selection() -> None:
             def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Sneaky:
                 return self
 
-            def predict(self, X: np.ndarray) -> Predictions:
+            def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
                 raise NotImplementedError
 
-            def select(self, X: np.ndarray, preference: Preference, scale: Scale) -> SelectionResult:
+            def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
                 raise NotImplementedError

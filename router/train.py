@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -28,19 +28,54 @@ from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 
-# name -> (module, class, candidate set)
-STRATEGIES: dict[str, tuple[str, str, str]] = {
-    "frontier": ("flowfront.router.model", "LightGBMRouter", "frontier"),
-    "static": ("flowfront.router.baselines", "StaticRouter", "frontier"),
-    "knn": ("flowfront.router.baselines", "KNNRouter", "frontier"),
-    "cluster": ("flowfront.router.cluster", "ClusterRouter", "frontier"),
-    "random": ("flowfront.router.baselines", "RandomRouter", "frontier"),
-    "best-single": ("flowfront.router.baselines", "BestSingleRouter", "frontier"),
-    "full-space": ("flowfront.router.model", "LightGBMRouter", "sample"),
-    "full-space-factorised": ("flowfront.router.baselines", "FactorisedRouter", "sample"),
-    "masrouter-style": ("flowfront.router.baselines_rl", "MasRouterStyle", "sample"),
-    "maas-style": ("flowfront.router.baselines_rl", "MaasStyle", "sample"),
-}
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """One trainable strategy: how to build it and what it chooses among.
+
+    ``factory(seed, execution)`` returns an unfitted policy; ``seeded`` says whether different
+    seeds give different fits (eval runs those once per seed); ``persisted`` whether
+    ``flowfront train`` writes it as an artifact (the LightGBM routers; the rest refit in seconds).
+    The classes are imported when a strategy is built, not when this table is read.
+    """
+
+    name: str
+    module: str
+    cls: str
+    candidates: Literal["frontier", "sample"]
+    seeded: bool
+    persisted: bool = False
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def factory(self, seed: int = 0, execution: Execution = "parallel") -> Policy:
+        kwargs: dict[str, Any] = {"execution": execution, **dict(self.params)}
+        if self.seeded:
+            kwargs["seed"] = seed
+        policy: Policy = getattr(import_module(self.module), self.cls)(**kwargs)
+        return policy
+
+
+_ROUTERS = "flowfront.router"
+STRATEGIES: dict[str, StrategyEntry] = {e.name: e for e in (
+    StrategyEntry("frontier", f"{_ROUTERS}.model", "LightGBMRouter", "frontier", seeded=True, persisted=True),
+    StrategyEntry("frontier-prior", f"{_ROUTERS}.model", "LightGBMRouter", "frontier", seeded=True,
+                  params=(("design", "prior"),)),
+    StrategyEntry("static", f"{_ROUTERS}.baselines", "StaticRouter", "frontier", seeded=False),
+    StrategyEntry("knn", f"{_ROUTERS}.baselines", "KNNRouter", "frontier", seeded=True),
+    StrategyEntry("cluster", f"{_ROUTERS}.cluster", "ClusterRouter", "frontier", seeded=True),
+    StrategyEntry("random", f"{_ROUTERS}.baselines", "RandomRouter", "frontier", seeded=True),
+    StrategyEntry("best-single", f"{_ROUTERS}.baselines", "BestSingleRouter", "frontier", seeded=False),
+    StrategyEntry("full-space", f"{_ROUTERS}.model", "LightGBMRouter", "sample", seeded=True, persisted=True),
+    StrategyEntry("full-space-factorised", f"{_ROUTERS}.baselines", "FactorisedRouter", "sample", seeded=False),
+    StrategyEntry("masrouter-style", f"{_ROUTERS}.baselines_rl", "MasRouterStyle", "sample", seeded=True),
+    StrategyEntry("maas-style", f"{_ROUTERS}.baselines_rl", "MaasStyle", "sample", seeded=True),
+)}
+
+
+def strategy_entry(strategy: str) -> StrategyEntry:
+    if strategy not in STRATEGIES:
+        raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[strategy]
 
 
 @dataclass
@@ -56,13 +91,7 @@ class TrainingData:
 
 
 def make_router(strategy: str, *, seed: int = 0, execution: Execution = "parallel") -> Policy:
-    if strategy not in STRATEGIES:
-        raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
-    module, cls, _ = STRATEGIES[strategy]
-    kwargs: dict[str, Any] = {"execution": execution}
-    if cls in {"LightGBMRouter", "RandomRouter", "MasRouterStyle", "MaasStyle", "ClusterRouter", "KNNRouter"}:
-        kwargs["seed"] = seed
-    return getattr(import_module(module), cls)(**kwargs)
+    return strategy_entry(strategy).factory(seed, execution)
 
 
 def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: str, seed: int) -> tuple[list, list]:
@@ -139,10 +168,9 @@ def expected_utility(router: Policy, X: np.ndarray, Y: OutcomeMatrix, scale: Sca
 
 def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, seed: int = 0) -> tuple[Path | None, dict]:
     """Fit a strategy on the train split; report training time and a held-out-fold utility."""
-    if strategy not in STRATEGIES:
-        raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
+    entry = strategy_entry(strategy)
     started_all = time.perf_counter()
-    data = load_data(settings, benchmark, STRATEGIES[strategy][2], seed, include_test=False)
+    data = load_data(settings, benchmark, entry.candidates, seed, include_test=False)
     execution = data.frontier.execution
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.train.query_ids))
@@ -164,7 +192,7 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
                     "valid_utility_prior": vm["valid_utility_prior"], "valid_log_loss": vm["valid_log_loss"],
                     "valid_log_loss_prior": vm["valid_log_loss_prior"], "calibration": vm.get("calibration")}
     path = None
-    if STRATEGIES[strategy][1] == "LightGBMRouter":
+    if entry.persisted:
         from flowfront.router.artifact import save_router
         from flowfront.router.features import FeatureConfig
 

@@ -127,3 +127,39 @@ def test_eval_job_and_report_say_where_the_router_loses(compiled, tmp_path: Path
     (compiled.workdir / "code-budget" / "validation.png").write_bytes(b"\x89PNG")
     report = write_report([res], tmp_path / "report.md").read_text()
     assert "](" in report and "validation.png)" in report
+
+
+def test_the_router_is_evaluated_beside_its_prior_and_the_cluster_router(compiled, tmp_path: Path) -> None:
+    res = evaluate(compiled, "code-budget", strategies=["frontier", "frontier-prior", "cluster"], seeds=(0,),
+                   n_boot=200, progress=False)
+    st = res["strategies"]
+    assert set(load_data(compiled, "code-budget", "frontier").train.tasks) == {"mbpp"}
+    assert "frontier-hinted" not in st  # one task: a hint would say nothing
+    assert st["frontier"]["hints"] is None and st["frontier"]["hinted_share"] is None
+    minus = st["frontier"]["compare"]["expected_utility_minus"]
+    assert {"cluster", "frontier-prior", "static"} <= set(minus)
+    report = write_report([res], tmp_path / "report.md").read_text()
+    section = report[report.index("## Against the field's simple routers"):]
+    assert "| code-budget |" in section and ("never significantly below" in section or "Significantly below" in section)
+
+
+def test_the_hinted_run_hands_each_test_query_its_task() -> None:
+    import dataclasses
+
+    from flowfront.compile.select import Scale
+    from flowfront.eval.harness import CandidateSet, Context, run_strategy, with_hinted
+    from flowfront.router.model import LightGBMRouter
+    from flowfront.router.testing import DIM, synthetic
+
+    (X_tr, Y_tr), (X_te, Y_te) = synthetic(300, 1), synthetic(120, 2)
+    Y_te = dataclasses.replace(Y_te, query_ids=[f"test-{q}" for q in Y_te.query_ids])
+    sets = {"frontier": CandidateSet(Y_te, X_te, Y_tr, X_tr)}
+    router = Strategy("frontier", lambda seed, execution: LightGBMRouter(seed=seed, n_estimators=40, embedding_dim=DIM),
+                      seeded=True)
+    plan = with_hinted([router], sets)
+    assert [s.name for s in plan] == ["frontier", "frontier-hinted"] and plan[1].hinted
+    ctx = Context("parallel", Scale.from_estimates(Y_tr.latency_parallel_s.mean(0), Y_tr.cost_usd.mean(0)),
+                  np.array([0.0, 0.3]), np.array([2.0, 4.0]), sets)
+    plain, hinted = (run_strategy(s, 0, ctx, time_decisions=False) for s in plan)
+    assert plain.hinted_share is None and hinted.hinted_share == 1.0
+    assert with_hinted(plan[:1], {"frontier": CandidateSet(Y_te, X_te, Y_tr.rows(np.arange(1)), X_tr[:1])}) == plan[:1]

@@ -93,8 +93,12 @@ def test_single_row_prediction_matches_batch(router: LightGBMRouter, data: dict)
 
 def test_design_choice_is_recorded_from_validation_routing_utility(router: LightGBMRouter) -> None:
     vm = router.validation_metrics_
-    assert set(vm["valid_log_loss"]) == set(vm["valid_utility"]) == {"per-candidate", "conditioned"}
-    assert router.design_ == max(vm["valid_utility"], key=vm["valid_utility"].get)
+    assert set(vm["valid_log_loss"]) == set(vm["valid_utility"]) == {"per-candidate", "conditioned", "prior"}
+    best = max(vm["valid_utility"].values())
+    assert vm["valid_utility"][router.design_] == best
+    if vm["valid_utility"]["prior"] == best:  # boosting must beat the prior to be kept
+        assert router.design_ == "prior"
+    assert vm["valid_utility"]["prior"] == vm["valid_utility_prior"]
     # Utilities are means of correct - lambda * normalised latency: at most 1, and the boosted
     # designs start from the prior, so neither is far below the prior's own choices.
     for utility in vm["valid_utility"].values():
@@ -318,7 +322,8 @@ def test_group_prior_carries_the_signal_and_many_candidates_force_conditioned() 
     X, Y, groups = _group_signal(600, 40, seed=0)
     X_test, Y_test, groups_test = _group_signal(200, 40, seed=1)
     router = LightGBMRouter(design="auto", max_per_candidate=32, **FAST).fit(X, Y, groups=groups)
-    assert router.design_ == "conditioned" and set(router.validation_metrics_["valid_log_loss"]) == {"conditioned"}
+    assert router.design_ in {"conditioned", "prior"}
+    assert set(router.validation_metrics_["valid_log_loss"]) == {"conditioned", "prior"}
     acc = router.predict(X_test).accuracy
     truth = np.where((groups_test == "odd")[:, None] == (np.arange(40) % 2 == 1)[None, :], 0.9, 0.1)
     assert np.abs(acc - truth).mean() < 0.1
@@ -360,3 +365,73 @@ def test_rewriting_a_router_never_leaves_a_reader_without_one(router: LightGBMRo
     writer.join()
     assert loads > 0 and failures == []
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("router-frontier.")]) <= 2  # old versions pruned
+
+
+# --- the prior design and caller hints ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prior_router(data: dict) -> LightGBMRouter:
+    return LightGBMRouter(design="prior", **FAST).fit(data["Xtr"], data["train"], groups=data["tasks"]["train"])
+
+
+def test_prior_design_predicts_the_group_prior_mixture(prior_router: LightGBMRouter, data: dict) -> None:
+    from flowfront.router.querymap import apply_calibration
+
+    _, G = prior_router.query_map_.transform(data["Xte"])
+    expected = apply_calibration(np.clip(G @ prior_router.prior_accuracy_, 1e-3, 1 - 1e-3), prior_router.calibration_)
+    pred = prior_router.predict(data["Xte"])
+    keep = ~pred.fallback
+    np.testing.assert_allclose(pred.accuracy[keep], np.clip(expected, 0, 1)[keep], rtol=1e-12)
+    assert prior_router.success_models_ == []
+
+
+def test_prior_design_round_trips(prior_router: LightGBMRouter, data: dict, tmp_path: Path) -> None:
+    folder = save_router(prior_router, tmp_path / "router", frontier_hash=data["frontier"].content_hash(),
+                         feature_config=FEATURES, metrics={})
+    loaded = load_router(folder, expect_frontier_hash=data["frontier"].content_hash())
+    np.testing.assert_array_equal(loaded.predict(data["Xte"]).accuracy, prior_router.predict(data["Xte"]).accuracy)
+    assert not list((folder / "models").glob("success*"))
+
+
+def test_a_known_hint_is_the_group_an_unknown_one_is_ignored(prior_router: LightGBMRouter, data: dict) -> None:
+    X = data["Xte"][:30]
+    groups = prior_router.hint_groups
+    assert set(groups) == set(data["tasks"]["train"].tolist())
+    first, second = (prior_router.predict(X, hints=[g] * len(X)) for g in groups[:2])
+    assert first.hinted.all() and first.n_hinted == len(X)
+    # every query told the same task gets the same estimates (the task's prior), and tasks differ
+    np.testing.assert_allclose(first.accuracy, np.broadcast_to(first.accuracy[0], first.accuracy.shape))
+    assert not np.allclose(first.accuracy[0], second.accuracy[0])
+    unknown = prior_router.predict(X, hints=["no-such-task"] * (len(X) - 1) + [None])
+    assert not unknown.hinted.any()
+    np.testing.assert_array_equal(unknown.accuracy, prior_router.predict(X).accuracy)
+    assert prior_router.predict(X).hinted is None
+
+
+def test_hints_reach_the_boosters_and_must_match_the_rows(router: LightGBMRouter, data: dict, scale: Scale) -> None:
+    X = data["Xte"][:20]
+    task = router.hint_groups[0]
+    hinted = router.select(X, Preference(), scale, hints=[task] * len(X))
+    assert hinted.index.shape == (len(X),)
+    if router.design_ != "prior":  # the group columns are booster features too
+        assert not np.allclose(router.predict(X, hints=[task] * len(X)).accuracy, router.predict(X).accuracy)
+    with pytest.raises(RoutingError, match="2 hints for 20 queries"):
+        router.predict(X, hints=[task, task])
+
+
+def test_clusters_take_no_hints(data: dict) -> None:
+    Y = dataclasses.replace(data["train"], tasks=None)
+    router = LightGBMRouter(design="prior", n_clusters=4, **FAST).fit(data["Xtr"], Y)
+    assert router.hint_groups == ()
+    assert not router.predict(data["Xte"][:5], hints=["cluster00"] * 5).hinted.any()
+
+
+def test_an_ood_query_with_a_known_hint_falls_back_to_its_task(router: LightGBMRouter) -> None:
+    noise = np.random.default_rng(3).standard_normal((4, router.n_features_)).astype(np.float32)
+    task = router.hint_groups[0]
+    pred = router.predict(noise, hints=[task] * 4)
+    assert pred.fallback.all() and pred.hinted.all()
+    row = router.hint_groups.index(task)
+    np.testing.assert_allclose(pred.accuracy, np.broadcast_to(np.clip(router.prior_accuracy_[row], 1e-3, 1 - 1e-3),
+                                                              pred.accuracy.shape))

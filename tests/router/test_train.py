@@ -23,7 +23,7 @@ def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
     assert metrics["train_queries"] > 200 and metrics["candidates"] >= 2
     # The success design is chosen on validation routing utility, and the winner is reported.
     assert metrics["design"] == max(metrics["valid_utility"], key=metrics["valid_utility"].get)
-    assert set(metrics["valid_log_loss"]) == set(metrics["valid_utility"]) == {"per-candidate", "conditioned"}
+    assert set(metrics["valid_log_loss"]) == set(metrics["valid_utility"]) == {"per-candidate", "conditioned", "prior"}
     frontier_hash = load_data(compiled, "code-budget", "frontier").frontier.content_hash()
     router = load_router(path, expect_frontier_hash=frontier_hash)
     data = load_data(compiled, "code-budget", "frontier")

@@ -111,6 +111,10 @@ class Router:
 
     >>> # router = ff.Router.load("runs/qa-cascade/router-frontier", frontier)
     >>> # router.route(["2 + 2 = ?"], ff.Preference(lambda_=0.3))[0].id
+    >>> # router.route(["2 + 2 = ?"], tasks=["gsm8k"])  # a task it was trained on is used as the group
+
+    ``tasks`` (one per query, None for unknown) are caller hints: a task seen in training is used
+    as the query's group instead of the one predicted from the text; ``known_tasks`` lists them.
     """
 
     def __init__(self, learned: Any, feature_config: Any, frontier: Frontier) -> None:
@@ -135,16 +139,24 @@ class Router:
             self._embedder = Embedder(self.feature_config)
         return featurize(list(queries), self.feature_config, self._embedder)
 
-    def predict(self, queries: Sequence[str]) -> Any:
-        """Per query and candidate: predicted accuracy, latency (s) and cost (USD), each (Q, K)."""
-        return self.learned.predict(self.features(queries))
+    @property
+    def known_tasks(self) -> tuple[str, ...]:
+        """The task hints the router can use (the labels it was trained on)."""
+        return tuple(self.learned.hint_groups)
 
-    def route(self, queries: Sequence[str], preference: Preference | None = None) -> list[Candidate]:
+    def predict(self, queries: Sequence[str], tasks: Sequence[str | None] | None = None) -> Any:
+        """Per query and candidate: predicted accuracy, latency (s) and cost (USD), each (Q, K);
+        ``.hinted`` marks the queries whose task hint was used."""
+        return self.learned.predict(self.features(queries), hints=tasks)
+
+    def route(self, queries: Sequence[str], preference: Preference | None = None,
+              tasks: Sequence[str | None] | None = None) -> list[Candidate]:
         """The candidate each query should use under ``preference`` (the router contract's ``select``)."""
         from flowfront.compile.select import Preference, Scale, frontier_estimates
 
         _, lat, cost = frontier_estimates(self.frontier)
-        picked = self.learned.select(self.features(queries), preference or Preference(), Scale.from_estimates(lat, cost))
+        picked = self.learned.select(self.features(queries), preference or Preference(), Scale.from_estimates(lat, cost),
+                                     hints=tasks)
         return [self.frontier.candidates[int(i)] for i in picked.index]
 
 

@@ -41,6 +41,7 @@ class Outcome:
     attempts: list[dict] = field(default_factory=list)
     decision_s: float = 0.0
     execution_s: float = 0.0
+    hint: dict | None = None  # {"task", "used", "reason"} when the request named a task
 
     @property
     def fell_back(self) -> bool:
@@ -52,10 +53,11 @@ class _Decision:
     strategy: str
     estimates: tuple[np.ndarray, np.ndarray, np.ndarray]  # (K,) accuracy, latency, cost for this query
     ood: bool
+    hint: dict | None = None
 
 
 async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preference: Preference,
-                      strategy: str | None) -> Outcome:
+                      strategy: str | None, task: str | None = None) -> Outcome:
     """Serve one query; raises a FlowfrontError the handlers map to HTTP."""
     limit = shared.settings.max_query_chars
     if len(query) > limit:
@@ -69,7 +71,7 @@ async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preferen
     token = current_log.set(log)
     try:
         async with asyncio.timeout(shared.settings.request_deadline_s):
-            return await _serve(shared, entry, query, preference, strategy, trace_id, log)
+            return await _serve(shared, entry, query, preference, (strategy, task), trace_id, log)
     except TimeoutError:
         raise DeadlineExceeded(shared.settings.request_deadline_s) from None
     finally:
@@ -77,10 +79,10 @@ async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preferen
         await shared.writer.record(trace_id, entry.name, log.events)
 
 
-async def _serve(shared: Shared, entry: WorkflowEntry, query: str, preference: Preference, strategy: str | None,
-                 trace_id: str, log: CallLog) -> Outcome:
+async def _serve(shared: Shared, entry: WorkflowEntry, query: str, preference: Preference,
+                 asked: tuple[str | None, str | None], trace_id: str, log: CallLog) -> Outcome:
     started = time.perf_counter()
-    decision = await _decide(entry, query, strategy)
+    decision = await _decide(entry, query, *asked)
     avoid = shared.breakers.unavailable(entry.all_models)
     try:
         index, feasible, attempts = _choose(entry, decision, preference, avoid)
@@ -98,7 +100,7 @@ async def _serve(shared: Shared, entry: WorkflowEntry, query: str, preference: P
     shared.metrics.chosen.labels(workflow=entry.name, candidate=entry.ids[index]).inc()
     acc, lat, cost = decision.estimates
     return Outcome(trace_id, entry, decision.strategy, index, (float(acc[index]), float(lat[index]), float(cost[index])),
-                   feasible, decision.ood, result, log, attempts, decided - started, done - decided)
+                   feasible, decision.ood, result, log, attempts, decided - started, done - decided, decision.hint)
 
 
 async def _execute(shared: Shared, entry: WorkflowEntry, decision: _Decision, preference: Preference,
@@ -135,15 +137,26 @@ def _for_caller(error: BackendError) -> Exception:
     return error
 
 
-async def _decide(entry: WorkflowEntry, query: str, strategy: str | None) -> _Decision:
+async def _decide(entry: WorkflowEntry, query: str, strategy: str | None, task: str | None) -> _Decision:
     chosen = strategy or ("router" if entry.router is not None else "static")
     if chosen == "static":
-        return _Decision("static", entry.static, False)
+        hint = None if task is None else {"task": task, "used": False, "reason": "static selection takes no hints"}
+        return _Decision("static", entry.static, False, hint)
     if entry.router is None:
         raise NotReady(f"workflow {entry.name!r} has no usable router: {entry.router_problem}",
                        hint="send strategy=static, or train a router and POST /admin/reload")
-    row = await entry.front.estimate(query)  # a row far from every training query carries the fallback
-    return _Decision("router", (row.accuracy, row.latency_s, row.cost_usd), row.ood)
+    row = await entry.front.estimate(query, task)  # a row far from every training query carries the fallback
+    return _Decision("router", (row.accuracy, row.latency_s, row.cost_usd), row.ood,
+                     None if task is None else _hint_report(entry, task, row.hinted))
+
+
+def _hint_report(entry: WorkflowEntry, task: str, used: bool) -> dict:
+    if used:
+        return {"task": task, "used": True, "reason": None}
+    known = sorted(entry.front.hint_groups)
+    reason = ("the router was trained without task labels; the task was predicted from the text" if not known else
+              f"not a task the router was trained on ({', '.join(known)}); the task was predicted from the text")
+    return {"task": task, "used": False, "reason": reason}
 
 
 def _choose(entry: WorkflowEntry, decision: _Decision, preference: Preference,

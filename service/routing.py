@@ -34,12 +34,14 @@ __all__ = ["FeatureSource", "RouterFront", "RouterRow", "text_key"]
 
 @dataclass(frozen=True, slots=True)
 class RouterRow:
-    """The router's view of one query: per-candidate estimates (K,) and the OOD flag."""
+    """The router's view of one query: per-candidate estimates (K,), the OOD flag and whether a
+    task hint was used as its group."""
 
     accuracy: np.ndarray
     latency_s: np.ndarray
     cost_usd: np.ndarray
     ood: bool
+    hinted: bool = False
 
 
 def text_key(text: str) -> bytes:
@@ -88,7 +90,8 @@ class RouterFront:
         self.router = router
         self.memo = LRUCache(memo_size)
         self.lookups = source.lookups
-        self.batcher: MicroBatcher[tuple[bytes, str], RouterRow] = MicroBatcher(
+        self.hint_groups = frozenset(router.hint_groups)
+        self.batcher: MicroBatcher[tuple[bytes, str, str | None], RouterRow] = MicroBatcher(
             self._route_batch, pool, max_size=max_size, max_wait_s=max_wait_s, on_batch=on_batch)
 
     def start(self) -> None:
@@ -97,20 +100,32 @@ class RouterFront:
     async def aclose(self) -> None:
         await self.batcher.aclose()
 
-    async def estimate(self, text: str) -> RouterRow:
-        """The router's per-candidate estimates for one query."""
+    async def estimate(self, text: str, task: str | None = None) -> RouterRow:
+        """The router's per-candidate estimates for one query, with the caller's task hint if any."""
         key = text_key(text)
-        hit = self.memo.get_many((key,))
+        hint = task if task in self.hint_groups else None  # an unknown hint changes nothing: share the memo
+        memo_key = _memo_key(key, hint)
+        hit = self.memo.get_many((memo_key,))
         if hit:
             self.lookups.labels(result="memo").inc()
-            return hit[key]
-        return await self.batcher.submit((key, text))
+            return hit[memo_key]
+        return await self.batcher.submit((key, text, hint))
 
-    def _route_batch(self, items: list[tuple[bytes, str]]) -> list[RouterRow]:
-        keys = [k for k, _ in items]
-        X = self.source.features(keys, [t for _, t in items])
-        pred = self.router.predict(X)  # fallback rows already carry the router's own fallback estimates
+    def _route_batch(self, items: list[tuple[bytes, str, str | None]]) -> list[RouterRow]:
+        keys = [k for k, _, _ in items]
+        X = self.source.features(keys, [t for _, t, _ in items])
+        hints = [h for _, _, h in items]
+        # fallback rows already carry the router's own fallback estimates
+        pred = self.router.predict(X, hints=hints if any(h is not None for h in hints) else None)
         ood = pred.fallback if pred.fallback is not None else np.zeros(len(X), dtype=bool)
-        rows = [RouterRow(pred.accuracy[i], pred.latency_s[i], pred.cost_usd[i], bool(ood[i])) for i in range(len(X))]
-        self.memo.put_many(dict(zip(keys, rows, strict=True)))
+        used = pred.hinted if pred.hinted is not None else np.zeros(len(X), dtype=bool)
+        rows = [RouterRow(pred.accuracy[i], pred.latency_s[i], pred.cost_usd[i], bool(ood[i]), bool(used[i]))
+                for i in range(len(X))]
+        self.memo.put_many({_memo_key(k, h): row for (k, _, h), row in zip(items, rows, strict=True)})
         return rows
+
+
+def _memo_key(key: bytes, hint: str | None) -> bytes:
+    """A text's memo key, or the same text's under a used hint (the digest has a fixed length, so
+    digest + hint never equals another text's key)."""
+    return key if hint is None else key + hint.encode("utf-8", "surrogatepass")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -10,6 +10,9 @@ from flowfront.compile.select import Preference
 from flowfront.spec import Execution
 
 Strategy = Literal["router", "static"]
+TaskHint = Annotated[str | None, Field(default=None, min_length=1, max_length=200, description=(
+    "the query's task or domain, if the caller knows it: a task the router was trained on is used as the "
+    "query's group; any other is reported as unused and the router predicts the task from the text"))]
 # Bounds keep every product in selection finite; no meaningful trade-off needs more.
 _MAX_LAMBDA = 1e6
 _MAX_LIMIT = 1e9
@@ -46,6 +49,7 @@ class RunRequest(BaseModel):
     query: str = Field(min_length=1, description="the input the workflow answers")
     preference: PreferenceIn = Field(default_factory=PreferenceIn)
     strategy: Strategy | None = Field(default=None, description="router (per query) or static; default: router when trained")
+    task: TaskHint = None
 
     @field_validator("query")
     @classmethod
@@ -92,6 +96,12 @@ class Attempt(BaseModel):
     model: str | None
 
 
+class HintOut(BaseModel):
+    task: str
+    used: bool
+    reason: str | None = Field(default=None, description="why an unused hint was not used")
+
+
 class RunResponse(BaseModel):
     """What one served request did."""
 
@@ -105,6 +115,7 @@ class RunResponse(BaseModel):
     measured: Measured
     feasible: bool = Field(description="false when on_infeasible='nearest' had to relax the limits")
     out_of_distribution: bool = Field(description="the router fell back to the static choice for this query")
+    hint: HintOut | None = Field(default=None, description="what became of the request's task hint (none sent: null)")
     fell_back: bool = Field(description="a failed call made the service run another candidate")
     attempts: list[Attempt] = Field(description="failed candidates before the one that answered")
     calls: list[CallOut]
@@ -183,6 +194,7 @@ class ChatRequest(BaseModel):
     stream: bool = Field(default=False, strict=True)
     preference: PreferenceIn = Field(default_factory=PreferenceIn)
     strategy: Strategy | None = None
+    task: TaskHint = None
     user: str | None = None
     n: int | None = Field(default=None, description="one answer per request: 1 or absent")
     max_tokens: int | None = Field(default=None, description="refused: each node's budget is compiled")

@@ -103,6 +103,8 @@ def route(
     lambda_: Annotated[float | None, typer.Option("--lambda", min=0.0, help="weight of the objective vs accuracy")] = None,
     objective: Annotated[str, typer.Option(help="latency | cost")] = "latency",
     max_latency_s: Annotated[float | None, typer.Option(min=0.0, help="hard latency limit (s)")] = None,
+    task: Annotated[str | None, typer.Option(help="the query's task, if known (a task the router was trained on is "
+                                                  "used as its group)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     workdir: Workdir = None,
 ) -> None:
@@ -115,19 +117,26 @@ def route(
     router = Router.load(settings.workspace.benchmark(f.benchmark).router(), f)
     pref = Preference.model_validate({"lambda": lambda_, "objective": objective, "max_latency_s": max_latency_s,
                                       "on_infeasible": "nearest"})
-    pred = router.predict([query])
-    pick = router.route([query], pref)[0]
+    tasks = None if task is None else [task]
+    pred = router.predict([query], tasks)
+    pick = router.route([query], pref, tasks)[0]
+    hint = None if task is None else {"task": task, "used": bool(pred.n_hinted),
+                                      "known": list(router.known_tasks)}
     rows = [{"id": c.id, "accuracy": round(float(pred.accuracy[0, i]), 4), "latency_s": round(float(pred.latency_s[0, i]), 4),
              "cost_usd": float(pred.cost_usd[0, i])} for i, c in enumerate(f.candidates)]
     fell_back = bool(pred.fallback is not None and pred.fallback[0])
     if as_json:
-        echo_json({"benchmark": f.benchmark, "pick": pick.id, "fallback": fell_back, "predictions": rows,
-                   "config": pick.config})
+        echo_json({"benchmark": f.benchmark, "pick": pick.id, "fallback": fell_back, "hint": hint,
+                   "predictions": rows, "config": pick.config})
         return
     for r in sorted(rows, key=lambda r: -r["accuracy"]):
         mark = "  <- pick" if r["id"] == pick.id else ""
         typer.echo(f"{r['id']:>5}  accuracy {r['accuracy']:.3f}  latency {r['latency_s']:.3f} s  "
                    f"cost ${r['cost_usd']:.3g}{mark}")
     if fell_back:
-        typer.echo("(far from every training query: the router's train means were used)")
+        means = "the task's train means" if hint is not None and hint["used"] else "the router's train means"
+        typer.echo(f"(far from every training query: {means} were used)")
+    if hint is not None and not hint["used"]:
+        known = ", ".join(hint["known"]) or "none: it was trained without task labels"
+        typer.echo(f"(task {task!r} is not one the router was trained on ({known}); predicted from the text)")
     echo_json(pick.config)

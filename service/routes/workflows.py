@@ -59,7 +59,8 @@ async def run(name: str, body: RunRequest, served: ServedDep, request: Request) 
     """Route the query to a frontier candidate for this preference, execute it, return the answer."""
     entry = lookup(served.state, name)
     request.state.workflow = entry.name
-    outcome = await run_request(served.shared, entry, body.query, body.preference.to_preference(), body.strategy)
+    outcome = await run_request(served.shared, entry, body.query, body.preference.to_preference(), body.strategy,
+                                body.task)
     # Built by hand (the schema above documents it): validating our own output costs a third of a request.
     return JSONBody(run_response(outcome, served.shared.redactor.scrub), headers=headers(outcome))
 
@@ -86,7 +87,8 @@ def run_response(outcome: Outcome, scrub: Callable[[str], str]) -> dict[str, Any
         "predicted": {"accuracy": outcome.predicted[0], "latency_s": outcome.predicted[1], "cost_usd": outcome.predicted[2]},
         "measured": {"latency_s": result.latency_parallel_s if parallel else result.latency_sequential_s,
                      "latency_wall_s": result.latency_wall_s, "cost_usd": outcome.log.cost_usd()},
-        "feasible": outcome.feasible, "out_of_distribution": outcome.ood, "fell_back": outcome.fell_back,
+        "feasible": outcome.feasible, "out_of_distribution": outcome.ood, "hint": outcome.hint,
+        "fell_back": outcome.fell_back,
         "attempts": outcome.attempts,
         "calls": [{"node": c.node, "index": c.index, "model": c.model, "budget": c.budget,
                    "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,

@@ -15,8 +15,8 @@ from tests.service.conftest import BENCH, copy_workdir, make_client
 RUN = f"/v1/workflows/{BENCH}/run"
 
 
-def expected_candidate(router, query: str, pref: Preference) -> str:
-    """What the trained router's own featurize -> select says for one query."""
+def expected_candidate(router, query: str, pref: Preference, task: str | None = None) -> str:
+    """What the trained router's own featurize -> select says for one query (and task hint)."""
     model, config, frontier = router
     from flowfront.compile.select import Scale
 
@@ -24,7 +24,7 @@ def expected_candidate(router, query: str, pref: Preference) -> str:
     lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
     scale = Scale.from_estimates(lat, np.array([e.cost_usd for e in est]))
     X = featurize([query], config, Embedder(config, cache_dir=None))
-    return model.candidate_ids_[int(model.select(X, pref, scale).index[0])]
+    return model.candidate_ids_[int(model.select(X, pref, scale, hints=[task]).index[0])]
 
 
 def test_lists_workflows_and_the_frontier(client) -> None:
@@ -52,6 +52,32 @@ def test_run_routes_each_query_as_the_router_predicts(client, router, test_queri
             assert r.headers["x-flowfront-candidate"] == body["candidate"]["id"]
             assert body["calls"] and body["measured"]["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in body["calls"]))
             assert body["answer"] is not None and len(body["trace_id"]) == 32
+
+
+def test_a_task_hint_is_used_when_the_router_knows_the_task_and_said_otherwise(client, router, test_queries) -> None:
+    model = router[0]
+    known = model.hint_groups
+    assert len(known) >= 2  # qa-cascade's router learned its groups from the task labels
+    query, pref = test_queries[5], {"lambda": 0.0}
+    seen = set()
+    for task in known:
+        body = client.post(RUN, json={"query": query, "preference": pref, "task": task}).json()
+        assert body["hint"] == {"task": task, "used": True, "reason": None}
+        assert body["candidate"]["id"] == expected_candidate(router, query, Preference(lambda_=0.0), task)
+        seen.add(body["predicted"]["accuracy"])
+    assert len(seen) > 1  # the hint moved the estimate
+    plain = client.post(RUN, json={"query": query, "preference": pref}).json()
+    assert plain["hint"] is None
+    unknown = client.post(RUN, json={"query": query, "preference": pref, "task": "astrology"}).json()
+    assert unknown["hint"]["used"] is False and all(t in unknown["hint"]["reason"] for t in known)
+    assert unknown["candidate"] == plain["candidate"] and unknown["predicted"] == plain["predicted"]
+    static = client.post(RUN, json={"query": query, "strategy": "static", "task": known[0]}).json()
+    assert static["hint"] == {"task": known[0], "used": False, "reason": "static selection takes no hints"}
+    chat = client.post("/v1/chat/completions", json={"model": BENCH, "task": known[0],
+                                                     "messages": [{"role": "user", "content": query}]}).json()
+    assert chat["flowfront"]["hint"]["used"] is True and "task" not in chat["flowfront"]["ignored"]
+    r = client.post(RUN, json={"query": query, "task": ""})
+    assert r.status_code == 422 and "task" in r.text
 
 
 def test_static_strategy_matches_static_selection(client, router, test_queries) -> None:

@@ -149,8 +149,10 @@ class Shared:
             found = self.features.get(config)
             if found is None:
                 cache = s.workspace.embeddings
-                # The row cache in FeatureSource answers repeats; the embedder's own LRU stays small.
-                embedder = Embedder(config, cache_dir=cache if s.embedding_disk_cache else None, lru_size=1024,
+                # The row cache in FeatureSource answers repeats; the embedder's own LRU stays small
+                # (and off with it, so feature_lru_size=0 makes every new request run the model).
+                embedder = Embedder(config, cache_dir=cache if s.embedding_disk_cache else None,
+                                    lru_size=min(1024, s.feature_lru_size),
                                     num_threads=s.embed_threads, export_dir=cache / "onnx")
                 embedder.encode(["warm-up: load the model before the first request"])
                 found = self.features[config] = FeatureSource(embedder, config, lru_size=s.feature_lru_size,

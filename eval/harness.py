@@ -102,13 +102,19 @@ def strategy_from_name(name: str) -> Strategy:
 
 
 def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Strategy]:
-    """``frontier-hinted`` beside ``frontier`` when both splits carry task labels and train has
-    several tasks (one says nothing): the same router, asked with each test query's task as its hint."""
+    """Where the data labels several tasks (one says nothing), two strategies that are handed each
+    test query's task as the caller's hint, beside ``frontier``: ``frontier-hinted`` (the same
+    router) and ``per-task`` (the router's group prior with the task given, i.e. per task the
+    candidate with the best shrunk train means: the per-task best selection of the field)."""
+    from flowfront.router.train import STRATEGIES
+
     cs = sets.get("frontier")
     base = next((s for s in plan if s.name == "frontier"), None)
     if base is None or cs is None or cs.test.tasks is None or cs.train is None or len(set(cs.train.tasks or ())) < 2:
         return plan
-    return [*plan, Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True)]
+    prior = STRATEGIES["frontier-prior"]
+    return [*plan, Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True),
+            Strategy("per-task", prior.factory, prior.candidates, False, hinted=True)]
 
 
 def _oracle(name: str, candidates: str) -> Strategy:

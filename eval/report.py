@@ -23,8 +23,8 @@ from flowfront.eval.plots import plot_curves
 __all__ = ["headline", "plot_curves", "provenance", "refresh_report", "write_report", "write_results"]
 
 ROUTER = "frontier"
-KEY_STRATEGIES = ("frontier", "frontier-hinted", "frontier-prior", "full-space", "static", "knn", "cluster",
-                  "best-single", "oracle")
+KEY_STRATEGIES = ("frontier", "frontier-hinted", "frontier-prior", "per-task", "full-space", "static", "knn",
+                  "cluster", "best-single", "oracle")
 # The bar the frontier router must clear (issue #14): never significantly below these.
 FIELD = ("cluster", "frontier-prior")
 _PACKAGES = ("flowfront", "numpy", "scipy", "lightgbm", "scikit-learn", "sentence-transformers", "matplotlib")
@@ -268,7 +268,8 @@ def _field(results: list[dict]) -> list[str]:
         minus = st[ROUTER]["compare"]["expected_utility_minus"]
         hinted = st.get("frontier-hinted", {}).get("compare", {}).get("expected_utility_minus", {})
         cells = [_iv(minus.get(o), sign=True) for o in (*FIELD, "static")]
-        rows.append([res["benchmark"], *cells, _iv(hinted.get(ROUTER), sign=True), _iv(hinted.get("static"), sign=True)])
+        rows.append([res["benchmark"], *cells, _iv(hinted.get(ROUTER), sign=True), _iv(hinted.get("static"), sign=True),
+                     _iv(hinted.get("per-task"), sign=True)])
         short += [f"{res['benchmark']} vs {o}" for o in FIELD if o in minus and minus[o]["high"] < 0]
         for label, iv in ((res["benchmark"], minus.get("static")), (f"{res['benchmark']} (hinted)", hinted.get("static"))):
             if iv is not None and iv["low"] > 0:
@@ -276,7 +277,7 @@ def _field(results: list[dict]) -> list[str]:
     if not rows:
         return []
     header = ["benchmark", "router − cluster", "router − own prior", "router − static", "hinted − router",
-              "hinted − static"]
+              "hinted − static", "hinted − per-task"]
     verdict = (f"**Significantly below** a simple router on: {', '.join(short)}." if short else
                "The frontier router is never significantly below the cluster router or its own prior "
                "(every interval's upper end is ≥ 0).")
@@ -285,7 +286,8 @@ def _field(results: list[dict]) -> list[str]:
     return ["## Against the field's simple routers", "",
             "Paired differences in expected utility (95% CI). *cluster* is the Avengers-Pro-style router; "
             "*own prior* is the frontier router's group prior without boosting; *hinted* is the frontier "
-            "router given each test query's task label as the caller's hint (only where the data labels tasks).",
+            "router given each test query's task label as the caller's hint, *per-task* the per-task best "
+            "selection given the same label (the prior's shrunk task means; both only where the data labels tasks).",
             "", *_table(header, rows), "", verdict, ""]
 
 

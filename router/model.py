@@ -36,6 +36,7 @@ from flowfront.compile.select import Preference, Scale, lambda_sweep, select, ut
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Predictions, Router
 from flowfront.router.candidates import candidate_features
+from flowfront.router.design import choose_design
 from flowfront.router.querymap import (
     QueryMap,
     apply_calibration,
@@ -101,6 +102,7 @@ class LightGBMRouter(Router):
         embedding_dim: int = 384,
         reference_size: int = 2000,
         max_conditioned_rows: int = 1_000_000,
+        design_folds: int = 3,
     ) -> None:
         self.execution = execution
         self.design = design
@@ -125,6 +127,7 @@ class LightGBMRouter(Router):
         self.embedding_dim = embedding_dim
         self.reference_size = reference_size
         self.max_conditioned_rows = max_conditioned_rows
+        self.design_folds = design_folds
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters (sklearn convention); JSON-serialisable."""
@@ -176,7 +179,8 @@ class LightGBMRouter(Router):
         self._fit_priors(s[fit], lat[fit], cost[fit])
         self.candidate_features_ = self._candidate_matrix(Y, s[fit], lat[fit], cost[fit], candidate_features)
         Q = self._query_parts(X)
-        metrics = self._fit_success(Q, s, fit, valid, lat, cost)
+        designs, cv = self._designs(X, Y, candidate_features, groups)
+        metrics = self._fit_success(Q, s, fit, valid, lat, cost, designs) | cv
         cal = calib if len(calib) else valid  # without its own fold, calibration shares the valid fold
         metrics |= self._fit_calibration(_rows(Q, cal), s[cal])
         self.latency_model_, lat_meta = self._fit_regressor(Q, lat, fit, valid, "latency")
@@ -295,21 +299,32 @@ class LightGBMRouter(Router):
         # Re-parsing the trimmed text makes the in-memory model exactly what the artifact stores.
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
-    def _fit_success(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray, valid: np.ndarray,
-                     lat: np.ndarray, cost: np.ndarray) -> dict[str, Any]:
-        """Fit the success boosters; with ``design="auto"`` keep the design that routes best on valid.
+    def _designs(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None,
+                 groups: np.ndarray | None) -> tuple[list[str], dict[str, Any]]:
+        """The designs to fit on the fit fold: the one cross-validation chose (``router.design``), or
+        every candidate design, then scored on the valid fold, where CV would cost too much."""
+        if self.design != "auto":
+            return [self.design], {}
+        if Y.correct.shape[1] > self.max_per_candidate:
+            return ["conditioned", "prior"], {}  # per candidate costs minutes at this size, CV thrice that
+        designs = ["per-candidate", "conditioned", "prior"]
+        if self.design_folds < 2 or len(X) < self.design_folds * MIN_TRAIN_QUERIES:
+            return designs, {}
+        chosen, record = choose_design(self, X, Y, designs, candidate_features, groups)
+        return [chosen], record
 
-        Both designs are scored by the utility their choices realise on the valid fold over a
-        9-value lambda sweep (the quantity routing is for); log-loss is reported beside it. A
-        better log-loss spread over candidates that are never close contenders does not make a
-        better choice, and on model-route the two criteria disagreed.
+    def _fit_success(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray, valid: np.ndarray,
+                     lat: np.ndarray, cost: np.ndarray, designs: list[str]) -> dict[str, Any]:
+        """Fit the success boosters of ``designs``; of several, keep the one that routes best on valid.
+
+        Designs are scored by the utility their choices realise on the valid fold over a 9-value
+        lambda sweep (the quantity routing is for); log-loss is reported beside it. A better
+        log-loss spread over candidates that are never close contenders does not make a better
+        choice, and on model-route the two criteria disagreed.
         """
-        designs = ["per-candidate", "conditioned", "prior"] if self.design == "auto" else [self.design]
-        if self.design == "auto" and s.shape[1] > self.max_per_candidate:
-            designs = ["conditioned", "prior"]  # one booster per candidate costs minutes at this size
         score_utility = _valid_utility_scorer(s, lat, cost, fit, valid, Q)
         fitted, losses, utilities, seconds = {}, {}, {}, {}
-        for design in designs:  # at most two
+        for design in designs:  # at most three
             started = time.perf_counter()
             fitted[design] = self._fit_design(design, Q, s, fit, valid)
             seconds[design] = time.perf_counter() - started

@@ -90,11 +90,12 @@ class QueryMap:
     """
 
     def __init__(self, *, n_components: int = 32, embedding_dim: int = 384, n_clusters: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, min_cluster_queries: int = 10) -> None:
         self.n_components = n_components
         self.embedding_dim = embedding_dim
         self.n_clusters = n_clusters
         self.seed = seed
+        self.min_cluster_queries = min_cluster_queries
 
     def fit(self, X: np.ndarray, groups: np.ndarray | None) -> QueryMap:
         """Learn the projection and the group model; ``groups`` None means k-means clusters."""
@@ -116,7 +117,9 @@ class QueryMap:
     def _cluster(self, P: np.ndarray) -> np.ndarray:
         from sklearn.cluster import KMeans
 
-        n = min(self.n_clusters, len(P))
+        # A cluster needs queries enough for its mean to be one: 16 clusters of 23 live-math queries
+        # made the prior a per-query memory that did not carry to new queries.
+        n = min(self.n_clusters, max(1, len(P) // self.min_cluster_queries))
         km = KMeans(n_clusters=n, n_init=3, random_state=self.seed).fit(P)
         return np.array([f"cluster{c:02d}" for c in km.labels_])
 
@@ -141,7 +144,7 @@ class QueryMap:
     def state(self) -> dict[str, Any]:
         """Parameters and learned arrays as JSON-ready lists."""
         params = {"n_components": self.n_components, "embedding_dim": self.embedding_dim,
-                  "n_clusters": self.n_clusters, "seed": self.seed}
+                  "n_clusters": self.n_clusters, "seed": self.seed, "min_cluster_queries": self.min_cluster_queries}
         arrays = {name: getattr(self, name).tolist() for name in ("center_", "components_", "mu_", "sd_", "coef_",
                                                                   "intercept_")}
         return {"params": params, "groups": list(self.groups_), **arrays}

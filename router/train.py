@@ -190,7 +190,8 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
         vm = router.validation_metrics_
         metrics |= {"design": router.design_, "valid_utility": vm["valid_utility"],
                     "valid_utility_prior": vm["valid_utility_prior"], "valid_log_loss": vm["valid_log_loss"],
-                    "valid_log_loss_prior": vm["valid_log_loss_prior"], "calibration": vm.get("calibration")}
+                    "valid_log_loss_prior": vm["valid_log_loss_prior"], "calibration": vm.get("calibration"),
+                    **{k: vm[k] for k in ("cv_utility", "cv_se_of_gap_to_best", "rule") if k in vm}}
     path = None
     if entry.persisted:
         from flowfront.router.artifact import save_router

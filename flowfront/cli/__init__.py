@@ -324,10 +324,15 @@ def train(
 
 
 def _design_line(m: dict) -> str:
+    if "cv_utility" in m:  # chosen by cross-validation over the train split
+        cv = m["cv_utility"]
+        scores = ", ".join(f"{d} {cv[d]:.4f}" for d in sorted(cv, key=cv.get, reverse=True))
+        return (f"\nsuccess design: {m['design']} by {len(cv)}-design cross-validated routing utility ({scores}; "
+                f"{m['rule']}); calibration: {m['calibration']}")
     designs = sorted(m["valid_utility"], key=m["valid_utility"].get, reverse=True)
     scores = ", ".join(f"{d} {m['valid_utility'][d]:.4f} (log-loss {m['valid_log_loss'][d]:.4f})" for d in designs)
-    return (f"\nsuccess design: {m['design']} won on validation routing utility ({scores}; group prior alone "
-            f"{m['valid_utility_prior']:.4f} (log-loss {m['valid_log_loss_prior']:.4f})); calibration: {m['calibration']}")
+    return (f"\nsuccess design: {m['design']} won on validation routing utility ({scores}); "
+            f"calibration: {m['calibration']}")
 
 
 @app.command("eval")

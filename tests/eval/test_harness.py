@@ -157,9 +157,9 @@ def test_the_hinted_run_hands_each_test_query_its_task() -> None:
     router = Strategy("frontier", lambda seed, execution: LightGBMRouter(seed=seed, n_estimators=40, embedding_dim=DIM),
                       seeded=True)
     plan = with_hinted([router], sets)
-    assert [s.name for s in plan] == ["frontier", "frontier-hinted"] and plan[1].hinted
+    assert [s.name for s in plan] == ["frontier", "frontier-hinted", "per-task"] and plan[1].hinted and plan[2].hinted
     ctx = Context("parallel", Scale.from_estimates(Y_tr.latency_parallel_s.mean(0), Y_tr.cost_usd.mean(0)),
                   np.array([0.0, 0.3]), np.array([2.0, 4.0]), sets)
-    plain, hinted = (run_strategy(s, 0, ctx, time_decisions=False) for s in plan)
+    plain, hinted = (run_strategy(s, 0, ctx, time_decisions=False) for s in plan[:2])
     assert plain.hinted_share is None and hinted.hinted_share == 1.0
     assert with_hinted(plan[:1], {"frontier": CandidateSet(Y_te, X_te, Y_tr.rows(np.arange(1)), X_tr[:1])}) == plan[:1]

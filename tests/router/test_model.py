@@ -60,7 +60,9 @@ def data(shared_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def router(data: dict) -> LightGBMRouter:
-    return LightGBMRouter(design="auto", **FAST).fit(data["Xtr"], data["train"], groups=data["tasks"]["train"])
+    # design_folds=0: the three designs compete on the valid fold (cheaper; CV has its own test)
+    return LightGBMRouter(design="auto", design_folds=0, **FAST).fit(data["Xtr"], data["train"],
+                                                                     groups=data["tasks"]["train"])
 
 
 @pytest.fixture(scope="module")
@@ -435,3 +437,22 @@ def test_an_ood_query_with_a_known_hint_falls_back_to_its_task(router: LightGBMR
     row = router.hint_groups.index(task)
     np.testing.assert_allclose(pred.accuracy, np.broadcast_to(np.clip(router.prior_accuracy_[row], 1e-3, 1 - 1e-3),
                                                               pred.accuracy.shape))
+
+
+def test_cross_validation_keeps_boosting_only_when_it_earns_it() -> None:
+    from flowfront.router.design import SIMPLEST_FIRST
+    from flowfront.router.testing import DIM, synthetic
+
+    X, Y = synthetic(600, 1)
+    small = dict(embedding_dim=DIM, n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)
+    noise = np.random.default_rng(0).choice(["x", "y"], size=len(X))  # labels that say nothing
+    boosted = LightGBMRouter(**small).fit(X, Y, groups=noise)
+    vm = boosted.validation_metrics_
+    cv, se = vm["cv_utility"], vm["cv_se_of_gap_to_best"]
+    assert set(cv) == set(SIMPLEST_FIRST) and vm["cv_folds"] == 3
+    assert boosted.design_ != "prior" and cv[vm["cv_best"]] - cv["prior"] > se["prior"]  # the signal is in the text
+    # the simplest design within one standard error of the best is the one kept
+    assert boosted.design_ == next(d for d in SIMPLEST_FIRST if cv[vm["cv_best"]] - cv[d] <= se[d])
+    labelled = LightGBMRouter(**small).fit(X, Y)  # the labels are the planted clusters: the prior holds nearly all
+    cv = labelled.validation_metrics_["cv_utility"]
+    assert cv["prior"] > max(cv.values()) - 0.01 and cv["prior"] > boosted.validation_metrics_["cv_utility"]["prior"] + 0.05

@@ -21,9 +21,10 @@ def compiled(imported_settings, tmp_path_factory):
 def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
     path, metrics = train_job(compiled, "code-budget", "frontier")
     assert metrics["train_queries"] > 200 and metrics["candidates"] >= 2
-    # The success design is chosen on validation routing utility, and the winner is reported.
-    assert metrics["design"] == max(metrics["valid_utility"], key=metrics["valid_utility"].get)
-    assert set(metrics["valid_log_loss"]) == set(metrics["valid_utility"]) == {"per-candidate", "conditioned", "prior"}
+    # The success design is chosen by cross-validated routing utility, and the record is reported.
+    assert set(metrics["cv_utility"]) == {"per-candidate", "conditioned", "prior"}
+    assert metrics["rule"].startswith("simplest design within one standard error")
+    assert list(metrics["valid_utility"]) == [metrics["design"]]
     frontier_hash = load_data(compiled, "code-budget", "frontier").frontier.content_hash()
     router = load_router(path, expect_frontier_hash=frontier_hash)
     data = load_data(compiled, "code-budget", "frontier")

@@ -52,6 +52,7 @@ class Strategy:
     seeded: bool = False
     fit_on_test: bool = False
     hinted: bool = False
+    fit_of: str | None = None  # reuse this strategy's fit for the same seed (the same router, asked otherwise)
 
 
 @dataclass
@@ -113,7 +114,7 @@ def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Str
     if base is None or cs is None or cs.test.tasks is None or cs.train is None or len(set(cs.train.tasks or ())) < 2:
         return plan
     prior = STRATEGIES["frontier-prior"]
-    return [*plan, Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True),
+    return [*plan, Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True, fit_of="frontier"),
             Strategy("per-task", prior.factory, prior.candidates, False, hinted=True)]
 
 
@@ -248,17 +249,27 @@ def decision_latency(router: Policy, X: np.ndarray, preference: Preference, scal
     return out
 
 
-def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_decisions: bool) -> Run:
-    """Fit one strategy (train split only, except the oracle) and record its realised outcomes."""
+def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_decisions: bool,
+                 fitted: dict[tuple[str, int | None], tuple[Policy, float]] | None = None) -> Run:
+    """Fit one strategy (train split only, except the oracle) and record its realised outcomes.
+
+    ``fitted`` maps (strategy, seed) to a fitted policy and its fit time: a strategy with
+    ``fit_of`` reuses that entry instead of fitting the same router again, and every fit is added."""
     cs = ctx.sets[strategy.candidates]
-    router = strategy.make(0 if seed is None else seed, ctx.execution)
     started = wall = time.perf_counter()
-    if strategy.fit_on_test:
-        router.fit(cs.X_test, cs.test)
+    shared = None if fitted is None or strategy.fit_of is None else fitted.get((strategy.fit_of, seed))
+    if shared is not None:
+        router, fit_seconds = shared
     else:
-        check_disjoint(cs.train, cs.test)
-        router.fit(cs.X_train, cs.train)
-    fit_seconds = time.perf_counter() - started
+        router = strategy.make(0 if seed is None else seed, ctx.execution)
+        if strategy.fit_on_test:
+            router.fit(cs.X_test, cs.test)
+        else:
+            check_disjoint(cs.train, cs.test)
+            router.fit(cs.X_train, cs.train)
+        fit_seconds = time.perf_counter() - started
+    if fitted is not None:
+        fitted[strategy.name, seed] = (router, fit_seconds)
     lam, bud, ood, hinted = _outcomes(router, cs, ctx, cs.test.tasks if strategy.hinted else None)
     decision = None
     if time_decisions and not strategy.fit_on_test and not strategy.hinted:  # the oracle only answers for the whole split
@@ -270,14 +281,21 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
 def run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:
     jobs = [(s, seed) for s in plan for seed in (seeds if s.seeded else [None])]
     runs: dict[str, list[Run]] = {s.name: [] for s in plan}
+    reused = {s.fit_of for s in plan if s.fit_of}
+    fitted: dict[tuple[str, int | None], tuple[Policy, float]] = {}
+
+    def one(s: Strategy, seed: int | None) -> None:
+        runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name],
+                                         fitted=fitted if s.name in reused or s.fit_of else None))
+
     if not progress:
         for s, seed in jobs:
-            runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
+            one(s, seed)
         return runs
     from flowfront.progress import progress_bar
 
     with progress_bar("eval", total=len(jobs)) as advance:
         for s, seed in jobs:
-            runs[s.name].append(run_strategy(s, seed, ctx, time_decisions=not runs[s.name]))
+            one(s, seed)
             advance(1, note=f"{s.name} seed {'-' if seed is None else seed}")
     return runs

@@ -147,7 +147,7 @@ def test_the_hinted_run_hands_each_test_query_its_task() -> None:
     import dataclasses
 
     from flowfront.compile.select import Scale
-    from flowfront.eval.harness import CandidateSet, Context, run_strategy, with_hinted
+    from flowfront.eval.harness import CandidateSet, Context, run_all, with_hinted
     from flowfront.router.model import LightGBMRouter
     from flowfront.router.testing import DIM, synthetic
 
@@ -160,6 +160,9 @@ def test_the_hinted_run_hands_each_test_query_its_task() -> None:
     assert [s.name for s in plan] == ["frontier", "frontier-hinted", "per-task"] and plan[1].hinted and plan[2].hinted
     ctx = Context("parallel", Scale.from_estimates(Y_tr.latency_parallel_s.mean(0), Y_tr.cost_usd.mean(0)),
                   np.array([0.0, 0.3]), np.array([2.0, 4.0]), sets)
-    plain, hinted = (run_strategy(s, 0, ctx, time_decisions=False) for s in plan[:2])
+    runs = run_all(plan[:2], ctx, [0, 1], progress=False)
+    plain, hinted = runs["frontier"][0], runs["frontier-hinted"][0]
     assert plain.hinted_share is None and hinted.hinted_share == 1.0
+    # the hinted runs reuse the frontier fits of the same seeds: one router, asked two ways
+    assert [r.fit_seconds for r in runs["frontier-hinted"]] == [r.fit_seconds for r in runs["frontier"]]
     assert with_hinted(plan[:1], {"frontier": CandidateSet(Y_te, X_te, Y_tr.rows(np.arange(1)), X_tr[:1])}) == plan[:1]

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from flowfront.codefns import PROXY_RULES
 from flowfront.compile.artifact import Profiles
 from flowfront.errors import CompileError
 from flowfront.space import call_slots, knob_assignments, knob_value
@@ -232,7 +233,7 @@ class Proxy:
                 est, lat = self._call(step, node, ctx, gate, cond)
                 ctx.env[step] = est
                 return gate * lat, gate * lat
-            ctx.env[step] = self._code(node, ctx)
+            ctx.env[step] = self._code(step, node, ctx)
             zero = np.zeros(ctx.n)
             return zero, zero
         if isinstance(step, Sample):
@@ -298,23 +299,27 @@ class Proxy:
         return 1 - p if negate else p
 
     # -- code nodes -----------------------------------------------------------------------------
-    def _code(self, node: CodeNode, ctx: _Ctx) -> _Est:
+    def _code(self, name: str, node: CodeNode, ctx: _Ctx) -> _Est:
         values = [ctx.env.get(name) for name in node.inputs]
-        if node.fn == "agree":
+        rule = PROXY_RULES.get(node.fn)
+        if rule == "agreement":
             return self._agree(values[0], values[1], ctx.n)
-        if node.fn == "majority_vote":
+        if rule == "vote":
             samples = values[0] if isinstance(values[0], list) else values
             return self._vote([s for s in samples if s is not None], ctx.n)
-        if node.fn == "coalesce":
+        if rule == "first-present":
             return self._coalesce([v for v in values if v is not None], ctx.n)
-        if node.fn == "run_tests":  # the tests grade the code: P(pass) is the code's accuracy
+        if rule == "graded-by-tests":  # the tests grade the code: P(pass) is the code's accuracy
             code = values[0]
             return _Est(p=code.p, ran=code.ran, p_true=code.p, joint_correct=code.p, inputs=(code,), feedback=True)
-        if node.fn == "first_passing":  # at-least-one: right unless every sample is wrong
+        if rule == "any-passes":  # at-least-one: right unless every sample is wrong
             samples = [s for v in values for s in (v if isinstance(v, list) else [v]) if s is not None]
             p_all_wrong = np.prod(np.stack([1 - s.p for s in samples]), axis=0)
             return _Est(p=1 - p_all_wrong, ran=samples[0].ran)
-        return values[0] if values and isinstance(values[0], _Est) else _Est(np.zeros(ctx.n), np.zeros(ctx.n))
+        if rule == "pass-through":
+            return values[0] if values and isinstance(values[0], _Est) else _Est(np.zeros(ctx.n), np.zeros(ctx.n))
+        raise CompileError(f"code node {name!r}: function {node.fn!r} declares no proxy rule",
+                           hint="add it to flowfront.codefns.PROXY_RULES with the rule that composes its inputs")
 
     def _pair(self, a: _Est, b: _Est, stat: str) -> np.ndarray | None:
         if self.mode != "correlated" or a.group is None or a.group != b.group or a.group not in self._joint:

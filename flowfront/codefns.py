@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from flowfront.parsers import extract_choice, extract_code, extract_number
 from flowfront.values import Value
 
 CodeFn = Callable[..., Value]
+
+# How the compiler's proxy composes a code node's accuracy from its inputs' (compile/proxy.py):
+# "agreement" (P(two answers match)), "vote" (majority of samples), "first-present" (the first
+# input that ran), "graded-by-tests" (the tests' verdict is the code's accuracy), "any-passes"
+# (right unless every sample is wrong), "pass-through" (a re-parse: its input's accuracy).
+ProxyRule = Literal["agreement", "vote", "first-present", "graded-by-tests", "any-passes", "pass-through"]
 
 
 def _flatten(inputs: list[Any]) -> list[Value | None]:
@@ -121,4 +127,17 @@ CODE_FUNCTIONS: dict[str, CodeFn] = {
     "extract_choice": _reparse(extract_choice),
     "extract_number": _reparse(extract_number),
     "extract_code": _reparse(extract_code),
+}
+
+# Every code function declares its proxy rule; a function without one cannot be compiled
+# (the proxy refuses it rather than guess), which a test keeps true for every registered one.
+PROXY_RULES: dict[str, ProxyRule] = {
+    "majority_vote": "vote",
+    "agree": "agreement",
+    "coalesce": "first-present",
+    "first_passing": "any-passes",
+    "run_tests": "graded-by-tests",
+    "extract_choice": "pass-through",
+    "extract_number": "pass-through",
+    "extract_code": "pass-through",
 }

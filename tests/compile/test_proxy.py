@@ -175,3 +175,19 @@ def test_loop_is_unrolled_by_the_probability_it_keeps_running() -> None:
     # each extra round adds the verify call, weighted by the chance the loop is still running
     assert lat[0] < lat[1] < lat[2]
     assert lat[2] - lat[1] < lat[1] - lat[0]
+
+
+def test_every_code_function_declares_a_proxy_rule_and_an_undeclared_one_is_refused(monkeypatch) -> None:
+    from flowfront import codefns
+    from flowfront.errors import CompileError
+
+    assert set(codefns.PROXY_RULES) == set(codefns.CODE_FUNCTIONS)
+    acc, lat, cost = np.linspace(0.3, 0.9, 11), np.linspace(1, 3, 11), np.linspace(1e-4, 1e-3, 11)
+    proxy = Proxy(CASCADE, make_profiles(CASCADE, acc, lat, cost))
+    structure = on_structure(proxy, checker="on")
+    choices = np.zeros((1, len(structure.slots)), dtype=np.int64)
+    assert np.isfinite(proxy.evaluate(structure, choices)["accuracy"]).all()
+    # a registered function whose rule was never declared: the proxy says so instead of guessing
+    monkeypatch.delitem(codefns.PROXY_RULES, "agree")
+    with pytest.raises(CompileError, match="code node 'agree': function 'agree' declares no proxy rule"):
+        Proxy(CASCADE, make_profiles(CASCADE, acc, lat, cost)).evaluate(structure, choices)

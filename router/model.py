@@ -174,12 +174,15 @@ class LightGBMRouter(Router):
         lat, cost = np.asarray(Y.latency(self.execution), dtype=np.float64), np.asarray(Y.cost_usd, dtype=np.float64)
         self.n_features_, self.candidate_ids_, self.source_hash_ = X.shape[1], list(Y.candidate_ids), Y.source_hash
         self.static_accuracy_, self.static_latency_s_, self.static_cost_usd_ = s.mean(0), lat.mean(0), cost.mean(0)
+        designs, cv = self._designs(X, Y, candidate_features, groups)
+        # The prior alone has nothing to early-stop and its group means are frequencies already:
+        # its map and means learn from every train query (one group is then exactly static).
+        learn = np.arange(len(X)) if designs == ["prior"] else fit
         self.query_map_ = QueryMap(n_components=self.n_components, embedding_dim=self.embedding_dim,
-                                   n_clusters=self.n_clusters, seed=self.seed).fit(X[fit], _take(groups, fit))
-        self._fit_priors(s[fit], lat[fit], cost[fit])
+                                   n_clusters=self.n_clusters, seed=self.seed).fit(X[learn], _take(groups, learn))
+        self._fit_priors(s[learn], lat[learn], cost[learn])
         self.candidate_features_ = self._candidate_matrix(Y, s[fit], lat[fit], cost[fit], candidate_features)
         Q = self._query_parts(X)
-        designs, cv = self._designs(X, Y, candidate_features, groups)
         metrics = self._fit_success(Q, s, fit, valid, lat, cost, designs) | cv
         cal = calib if len(calib) else valid  # without its own fold, calibration shares the valid fold
         metrics |= self._fit_calibration(_rows(Q, cal), s[cal])
@@ -396,7 +399,7 @@ class LightGBMRouter(Router):
     def _fit_calibration(self, Q_cal: dict[str, np.ndarray], s_cal: np.ndarray) -> dict[str, Any]:
         """Choose identity / Platt / isotonic by 2-fold cross-fitted Brier on the calib fold."""
         learned = ~self._constant_columns()
-        if not learned.any() or len(s_cal) < 2:
+        if self.design_ == "prior" or not learned.any() or len(s_cal) < 2:  # nothing boosted to calibrate
             self.calibration_ = {"method": "identity"}
             return {"calibration": "identity", "calib_rows": int(len(s_cal))}
         p = self._raw_success(Q_cal, self.design_, self.success_models_)[:, learned]

@@ -456,3 +456,13 @@ def test_cross_validation_keeps_boosting_only_when_it_earns_it() -> None:
     labelled = LightGBMRouter(**small).fit(X, Y)  # the labels are the planted clusters: the prior holds nearly all
     cv = labelled.validation_metrics_["cv_utility"]
     assert cv["prior"] > max(cv.values()) - 0.01 and cv["prior"] > boosted.validation_metrics_["cv_utility"]["prior"] + 0.05
+
+
+def test_the_prior_learns_from_every_train_query_and_one_group_is_static(data: dict) -> None:
+    few = data["train"].rows(np.arange(19))
+    Y = dataclasses.replace(few, tasks=None)  # 19 unlabelled queries: one k-means group (10 queries a group at least)
+    router = LightGBMRouter(design="prior", ood_fallback=False, **FAST).fit(data["Xtr"][:19], Y)
+    assert router.query_map_.groups_ == ["cluster00"] and router.calibration_ == {"method": "identity"}
+    pred = router.predict(data["Xte"][:10])
+    np.testing.assert_allclose(pred.accuracy, np.broadcast_to(np.clip(Y.correct.mean(0), 1e-3, 1 - 1e-3), pred.accuracy.shape))
+    np.testing.assert_allclose(pred.latency_s[0], Y.latency_parallel_s.mean(0))

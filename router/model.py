@@ -311,8 +311,13 @@ class LightGBMRouter(Router):
         if Y.correct.shape[1] > self.max_per_candidate:
             return ["conditioned", "prior"], {}  # per candidate costs minutes at this size, CV thrice that
         designs = ["per-candidate", "conditioned", "prior"]
-        if self.design_folds < 2 or len(X) < self.design_folds * MIN_TRAIN_QUERIES:
+        if self.design_folds < 2:
             return designs, {}
+        if len(X) < self.design_folds * MIN_TRAIN_QUERIES:  # each fold fit needs MIN_TRAIN_QUERIES
+            # No way to show boosting beats its prior, so the simplest design stands (the 1-SE rule
+            # with no evidence); a 5-query valid fold picked boosting by chance on live-math.
+            return ["prior"], {"rule": f"{len(X)} train queries are too few to cross-validate the design "
+                                       f"({self.design_folds * MIN_TRAIN_QUERIES} needed): the prior"}
         chosen, record = choose_design(self, X, Y, designs, candidate_features, groups)
         return [chosen], record
 

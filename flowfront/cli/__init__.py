@@ -324,6 +324,8 @@ def train(
 
 
 def _design_line(m: dict) -> str:
+    if "cv_utility" not in m and "rule" in m:  # too few queries to cross-validate
+        return f"\nsuccess design: {m['design']} ({m['rule']}); calibration: {m['calibration']}"
     if "cv_utility" in m:  # chosen by cross-validation over the train split
         cv = m["cv_utility"]
         scores = ", ".join(f"{d} {cv[d]:.4f}" for d in sorted(cv, key=cv.get, reverse=True))

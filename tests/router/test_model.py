@@ -466,3 +466,8 @@ def test_the_prior_learns_from_every_train_query_and_one_group_is_static(data: d
     pred = router.predict(data["Xte"][:10])
     np.testing.assert_allclose(pred.accuracy, np.broadcast_to(np.clip(Y.correct.mean(0), 1e-3, 1 - 1e-3), pred.accuracy.shape))
     np.testing.assert_allclose(pred.latency_s[0], Y.latency_parallel_s.mean(0))
+
+
+def test_too_few_queries_to_cross_validate_keep_the_prior(data: dict) -> None:
+    router = LightGBMRouter(**FAST).fit(data["Xtr"][:30], data["train"].rows(np.arange(30)))
+    assert router.design_ == "prior" and "too few to cross-validate" in router.validation_metrics_["rule"]

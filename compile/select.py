@@ -11,8 +11,9 @@ Rules, in order of precedence:
 * **ranking** inside the feasible set: ``acc - lambda * normalised(objective)`` when lambda is
   given; otherwise the most accurate candidate when a latency or cost cap is given; otherwise
   (only ``min_accuracy``) the one with the lowest value on the objective axis.
-* **ties** are broken by lower cost, then lower latency, then lower index, on exact values, so
-  one input always gives one answer.
+* **ties** are broken by lower cost, then lower latency, then higher accuracy (which only
+  decides when the ranking is by the objective axis alone), then lower index, on exact values,
+  so one input always gives one answer and equal estimates give equal answers in any order.
 * **infeasible rows**: ``on_infeasible="error"`` raises :class:`InfeasibleError`;
   ``"nearest"`` takes the candidate with the least summed relative excess over the limits
   (ties: the ranking above) and marks the row infeasible.
@@ -174,9 +175,9 @@ def select(
     feasible, violation = _limits(A, L, C, pref)
     row_ok = feasible.any(axis=1)
     score = _score(A, L, C, pref, scale)
-    index = _lex_argmin([np.where(feasible, -score, np.inf), C, L])
+    index = _lex_argmin([np.where(feasible, -score, np.inf), C, L, -A])
     if not row_ok.all():
-        nearest = _lex_argmin([violation, -score, C, L])
+        nearest = _lex_argmin([violation, -score, C, L, -A])
         if pref.on_infeasible == "error":
             raise _infeasible_error(A, L, C, pref, row_ok, violation, nearest, one_d)
         index = np.where(row_ok, index, nearest)

@@ -21,7 +21,8 @@ def make_pref(**kwargs) -> Preference:
 
 
 def reference(acc, lat, cost, pref: Preference, scale: Scale) -> tuple[int | None, bool]:
-    """The documented rules, one candidate at a time; (None, False) means "raise"."""
+    """The documented rules, one candidate at a time; (None, False) means "raise". Ties: cost, latency,
+    then accuracy (higher first), then index."""
     axis = lat if pref.objective == "latency" else cost
     norm = scale.normalise(axis, pref.objective)
 
@@ -51,10 +52,10 @@ def reference(acc, lat, cost, pref: Preference, scale: Scale) -> tuple[int | Non
 
     feasible = [i for i in range(len(acc)) if meets(i)]
     if feasible:
-        return min(feasible, key=lambda i: (-score(i), cost[i], lat[i], i)), True
+        return min(feasible, key=lambda i: (-score(i), cost[i], lat[i], -acc[i], i)), True
     if pref.on_infeasible == "error":
         return None, False
-    return min(range(len(acc)), key=lambda i: (violation(i), -score(i), cost[i], lat[i], i)), False
+    return min(range(len(acc)), key=lambda i: (violation(i), -score(i), cost[i], lat[i], -acc[i], i)), False
 
 
 @st.composite

@@ -7,8 +7,6 @@ validates a copy before anything uses it; a mismatch or a corrupt file is a clea
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,21 +14,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flowfront.artifacts import write_atomic
 from flowfront.errors import CompileError
 from flowfront.spec import Execution
 
+__all__ = ["Candidate", "Estimates", "Frontier", "Profiles", "load", "save"]
+
 PROFILES_SCHEMA = 1
 FRONTIER_SCHEMA = 1
-
-
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in ("flowfront", "numpy", "optuna", "litellm", "lightgbm"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 class _Artifact(BaseModel):
@@ -127,15 +118,8 @@ def _checksum(data: dict) -> str:
 def save(artifact: _Artifact, path: Path) -> Path:
     """Write atomically (beside, fsync, rename): a reader never sees a half-written artifact, and a
     checksum over the content lets ``load`` refuse one edited or damaged since."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = artifact.model_dump(mode="json")
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    with tmp.open("wb") as fh:
-        fh.write(orjson.dumps({**data, "checksum": _checksum(data)}, option=orjson.OPT_INDENT_2))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-    return path
+    return write_atomic(path, orjson.dumps({**data, "checksum": _checksum(data)}, option=orjson.OPT_INDENT_2))
 
 
 def load(cls: type[_Artifact], path: Path, *, expect_workflow_hash: str | None = None) -> Any:

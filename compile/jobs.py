@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
+from flowfront.artifacts import package_versions
 from flowfront.benchmarks import Benchmark, load_benchmark
-from flowfront.compile.artifact import Candidate, Estimates, Frontier, Profiles, load, package_versions, save
+from flowfront.compile.artifact import Candidate, Estimates, Frontier, Profiles, load, save
 from flowfront.errors import CompileError
 from flowfront.runtime import (
     backend_name,

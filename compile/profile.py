@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from flowfront.artifacts import package_versions
 from flowfront.backends.base import Backend, CallRequest
 from flowfront.benchmarks import Benchmark, grade
-from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles, package_versions
+from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
 from flowfront.errors import BackendError, CompileError, SpecError
 from flowfront.executor import Executor, Query, completion_value
 from flowfront.parsers import PARSERS, normalize_text

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from flowfront.artifacts import write_atomic
 from flowfront.eval.plots import plot_curves
 
 __all__ = ["headline", "plot_curves", "provenance", "refresh_report", "write_report", "write_results"]
@@ -64,14 +65,9 @@ def provenance() -> dict[str, Any]:
 
 def write_results(result: dict, folder: Path) -> Path:
     """``folder/results.json``: the result plus provenance, written atomically. ``result`` is not modified."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {**result, "provenance": provenance()}
-    path = folder / "results.json"
-    tmp = path.with_suffix(f".json.tmp{os.getpid()}")
-    tmp.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(folder) / "results.json",
+                        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
 
 
 # --- formatting -------------------------------------------------------------------------------

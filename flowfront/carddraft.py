@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowfront.artifacts import write_atomic
 from flowfront.modelcards import ModelCard, slugify
 from flowfront.outcomes import OutcomeRow, OutcomeTable
 
@@ -98,8 +99,5 @@ def write_drafts(table: OutcomeTable, folder: Path, *, skip: set[str], overwrite
         path = folder / f"{slugify(model)}.yaml"
         if path.exists() and not overwrite:
             continue
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(draft_card(model, by_model[model]).yaml(), encoding="utf-8")
-        tmp.replace(path)
-        written.append(path)
+        written.append(write_atomic(path, draft_card(model, by_model[model]).yaml().encode("utf-8")))
     return written

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from flowfront.artifacts import write_atomic
 from flowfront.errors import BackendError, SpecError
 from flowfront.modelcards import ModelCard
 from flowfront.processes import pid_alive
@@ -140,10 +141,8 @@ def read_servers(models_dir: Path) -> dict[str, ServerInfo]:
 
 
 def _write_servers(models_dir: Path, servers: dict[str, ServerInfo]) -> None:
-    path = Path(models_dir) / SERVERS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps({n: vars(s) for n, s in servers.items()}, option=orjson.OPT_INDENT_2))
-    tmp.replace(path)
+    write_atomic(Path(models_dir) / SERVERS_FILE,
+                 orjson.dumps({n: vars(s) for n, s in servers.items()}, option=orjson.OPT_INDENT_2), durable=False)
 
 
 def _free_port() -> int:

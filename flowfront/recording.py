@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from flowfront.artifacts import write_atomic
 from flowfront.backends.base import Backend
 from flowfront.benchmarks import Benchmark
 from flowfront.errors import DataError
@@ -132,11 +133,8 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict[str
                "created_at": t.created_at}
         lines.append(orjson.dumps({"trace": row}))
         n += 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with gzip.open(tmp, "wb", compresslevel=9) as fh:
-        fh.write(b"\n".join(lines) + b"\n")
-    os.replace(tmp, path)
+    # mtime=0: the same traces give the same bytes, so a re-export does not change the committed file
+    write_atomic(path, gzip.compress(b"\n".join(lines) + b"\n", compresslevel=9, mtime=0))
     return {"queries": len(queries), "traces": n, "bytes": path.stat().st_size}
 
 

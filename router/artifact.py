@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowfront.compile.artifact import package_versions
+from flowfront.artifacts import package_versions
 from flowfront.errors import RoutingError
 from flowfront.router.features import FeatureConfig
 from flowfront.router.model import LightGBMRouter

@@ -10,6 +10,7 @@ attributes end in ``_``.
 from __future__ import annotations
 
 import abc
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from flowfront.artifacts import write_atomic
 from flowfront.compile.select import Preference, Scale, SelectionResult, select
 from flowfront.errors import RoutingError
 from flowfront.spec import Execution
@@ -74,15 +76,13 @@ class OutcomeMatrix:
         meta = {"schema_version": OUTCOMES_SCHEMA, "query_ids": self.query_ids, "texts": self.texts,
                 "candidate_ids": self.candidate_ids, "candidates": self.candidates, "source_hash": self.source_hash,
                 "tasks": self.tasks}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
+        buffer = io.BytesIO()
         np.savez_compressed(
-            tmp, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), correct=self.correct,
+            buffer, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), correct=self.correct,
             latency_sequential_s=self.latency_sequential_s, latency_parallel_s=self.latency_parallel_s,
             cost_usd=self.cost_usd,
         )
-        tmp.replace(path)
-        return path
+        return write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path, *, expect_source_hash: str | None = None) -> OutcomeMatrix:

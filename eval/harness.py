@@ -66,6 +66,7 @@ class Run:
     decision_ms: np.ndarray | None = None
     ood_share: float | None = None
     hinted_share: float | None = None
+    design: str | None = None  # the success design a LightGBM router chose for this seed
     wall_seconds: float = 0.0  # fit + every selection + the decision-latency probe
 
 
@@ -275,7 +276,8 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
     if time_decisions and not strategy.fit_on_test and not strategy.hinted:  # the oracle only answers for the whole split
         mid = Preference(lambda_=float(np.median(ctx.lambdas)))
         decision = decision_latency(router, cs.X_test, mid, ctx.scale)
-    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, time.perf_counter() - wall)
+    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, getattr(router, "design_", None),
+               time.perf_counter() - wall)
 
 
 def run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:

@@ -87,7 +87,7 @@ def _curves(runs: list[Run], ctx: Context) -> tuple[dict[str, np.ndarray], list[
     for r in runs:
         acc, lat, cost = (r.lam[k].mean(axis=1) for k in _LAM_KEYS)
         per_seed.append({
-            "seed": r.seed, "fit_seconds": r.fit_seconds,
+            "seed": r.seed, "fit_seconds": r.fit_seconds, "design": r.design,
             "expected_utility": expected_utility(r.lam["correct"], r.lam["latency_s"], ctx.lambdas, ctx.scale).mean(),
             "hypervolume_latency": normalised_hypervolume(acc, ctx.scale.normalise_latency(lat)),
             "hypervolume_cost": normalised_hypervolume(acc, ctx.scale.normalise_cost(cost)),

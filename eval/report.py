@@ -8,7 +8,6 @@ utility difference entirely below zero), where it ties, and where it wins.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import os
 import platform
 import subprocess
@@ -18,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from flowfront.artifacts import write_atomic
+from flowfront.artifacts import package_versions, write_atomic
 from flowfront.eval.plots import plot_curves
 
 __all__ = ["headline", "plot_curves", "provenance", "refresh_report", "write_report", "write_results"]
@@ -52,14 +51,8 @@ def _git_commit() -> tuple[str | None, bool | None]:
 
 def provenance() -> dict[str, Any]:
     """Package versions, git commit, date and platform of this run."""
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
     commit, dirty = _git_commit()
-    return {"packages": versions, "python": platform.python_version(), "platform": platform.platform(),
+    return {"packages": package_versions(_PACKAGES), "python": platform.python_version(), "platform": platform.platform(),
             "git_commit": commit, "git_dirty": dirty, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from flowfront.artifacts import write_atomic
+from flowfront.artifacts import read_json_artifact, write_atomic
 from flowfront.errors import CompileError
 from flowfront.spec import Execution
 
@@ -126,26 +126,8 @@ def load(cls: type[_Artifact], path: Path, *, expect_workflow_hash: str | None =
     """Read and validate an artifact; errors name the file and say how to rebuild it."""
     kind = cls.model_fields["kind"].default
     rebuild = f"re-run `flowfront {'profile' if kind == 'profiles' else 'compile'}`"
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise CompileError(f"{path}: not found", hint=rebuild) from None
-    except orjson.JSONDecodeError as exc:
-        raise CompileError(f"{path}: corrupt {kind} file ({exc})", hint=rebuild) from None
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise CompileError(f"{path}: not a {kind} artifact", hint=rebuild)
-    if data.get("schema_version") != cls.model_fields["schema_version"].default:
-        raise CompileError(f"{path}: schema version {data.get('schema_version')} is not supported", hint=rebuild)
-    if data.get("checksum") != _checksum(data):
-        raise CompileError(f"{path}: checksum mismatch: the {kind} file was edited or damaged after it was written",
-                           hint=rebuild)
-    data = {k: v for k, v in data.items() if k != "checksum"}
-    try:
-        artifact = cls.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise CompileError(f"{path}: invalid {kind} at `{where}`: {err['msg']}", hint=rebuild) from None
+    artifact = read_json_artifact(path, cls, kind=kind, schema_version=cls.model_fields["schema_version"].default,
+                                  error=CompileError, hint=rebuild, checksum=_checksum)
     if expect_workflow_hash is not None and artifact.workflow_hash != expect_workflow_hash:
         raise CompileError(
             f"{path}: made for another version of workflow {artifact.workflow!r} "

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from flowfront.artifacts import package_versions
+from flowfront.artifacts import package_versions, read_json_artifact
 from flowfront.errors import RoutingError
 from flowfront.router.features import FeatureConfig
 from flowfront.router.model import LightGBMRouter
@@ -194,24 +194,8 @@ def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
 
 def read_artifact(folder: Path) -> RouterArtifact:
     """Parse and validate ``router.json`` alone (no model files)."""
-    path = Path(folder) / "router.json"
-    try:
-        data = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise RoutingError(f"{path}: no router artifact here", hint=_RETRAIN) from None
-    except orjson.JSONDecodeError as exc:
-        raise RoutingError(f"{path}: corrupt router.json ({exc})", hint=_RETRAIN) from None
-    if not isinstance(data, dict) or data.get("kind") != "router":
-        raise RoutingError(f"{path}: not a router artifact", hint=_RETRAIN)
-    if data.get("schema_version") != ROUTER_SCHEMA:
-        raise RoutingError(f"{path}: router schema version {data.get('schema_version')} is not supported "
-                           f"(this flowfront reads {ROUTER_SCHEMA})", hint=_RETRAIN)
-    try:
-        return RouterArtifact.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise RoutingError(f"{path}: invalid router artifact at `{where}`: {err['msg']}", hint=_RETRAIN) from None
+    return read_json_artifact(Path(folder) / "router.json", RouterArtifact, kind="router", schema_version=ROUTER_SCHEMA,
+                              error=RoutingError, hint=_RETRAIN)
 
 
 def _read_checked(folder: Path, rel: str, sha256: str | None) -> bytes:

@@ -78,7 +78,7 @@ def expected_utility(correct: np.ndarray, latency_s: np.ndarray, lambdas: np.nda
     """Per-query utility averaged over the λ sweep: mean_λ (correct − λ · normalised latency).
 
     ``correct`` and ``latency_s`` are (L, Q): the realised outcome of the candidate chosen for
-    each query at each of the L lambdas. Same definition as ``router.train.expected_utility``.
+    each query at each of the L lambdas. Same definition as ``router.base.expected_utility``.
     """
     lam = np.asarray(lambdas, dtype=np.float64)
     C, T = np.asarray(correct, dtype=np.float64), np.asarray(latency_s, dtype=np.float64)

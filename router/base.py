@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from flowfront.artifacts import write_atomic
-from flowfront.compile.select import Preference, Scale, SelectionResult, select
+from flowfront.compile.select import Preference, Scale, SelectionResult, select, utility
 from flowfront.errors import RoutingError
 from flowfront.spec import Execution
 
@@ -184,3 +184,14 @@ class Router(Policy):
         """The shared selection rules on :meth:`predict`'s estimates."""
         return self.select_by_estimates(X, preference, scale, hints=hints)
 
+
+def expected_utility(router: Policy, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
+                     execution: Execution = "parallel") -> np.ndarray:
+    """Per-query utility averaged over the λ sweep: mean_λ (correct − λ·normalised latency)."""
+    rows = np.arange(len(Y.query_ids))
+    lat = Y.latency(execution)
+    per_query = np.zeros(len(rows))
+    for lam in lambdas:
+        index = np.asarray(router.select(X, Preference(lambda_=float(lam)), scale).index)
+        per_query += utility(Y.correct[rows, index], lat[rows, index], float(lam), scale)
+    return per_query / len(lambdas)

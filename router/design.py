@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep, select, utility
-from flowfront.router.base import OutcomeMatrix, Router
+from flowfront.compile.select import Scale, lambda_sweep
+from flowfront.router.base import OutcomeMatrix, expected_utility
+from flowfront.spec import Execution
 
 __all__ = ["SIMPLEST_FIRST", "choose_design"]
 
@@ -46,7 +47,7 @@ def choose_design(router: Any, X: np.ndarray, Y: OutcomeMatrix, designs: list[st
             clone = type(router)(**{**router.get_params(), "design": design, "design_folds": 0, "ood_fallback": False,
                                     "variation_threshold": float("inf")})
             clone.fit(X[rest], sub, candidate_features, None if groups is None else groups[rest])
-            per_query[design][held] = _realised(clone, X[held], Y.rows(held), scale, lambdas)
+            per_query[design][held] = expected_utility(clone, X[held], Y.rows(held), scale, lambdas, router.execution)
     means = {d: float(v.mean()) for d, v in per_query.items()}
     best = max(means, key=means.__getitem__)
     se = {d: float(np.std(per_query[best] - per_query[d], ddof=1) / np.sqrt(n)) if n > 1 else 0.0 for d in designs}
@@ -55,18 +56,7 @@ def choose_design(router: Any, X: np.ndarray, Y: OutcomeMatrix, designs: list[st
                     "cv_se_of_gap_to_best": se, "rule": "simplest design within one standard error of the best"}
 
 
-def _sweep(Y: OutcomeMatrix, execution: str) -> tuple[Scale, np.ndarray]:
-    means = (Y.correct.mean(axis=0), Y.latency(execution).mean(axis=0), Y.cost_usd.mean(axis=0))  # type: ignore[arg-type]
+def _sweep(Y: OutcomeMatrix, execution: Execution) -> tuple[Scale, np.ndarray]:
+    means = (Y.correct.mean(axis=0), Y.latency(execution).mean(axis=0), Y.cost_usd.mean(axis=0))
     scale = Scale.from_estimates(means[1], means[2])
     return scale, lambda_sweep(scale, *means)
-
-
-def _realised(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray) -> np.ndarray:
-    """Per query: the mean over lambdas of the true utility of the router's choice."""
-    pred = router.predict(X)
-    rows, lat = np.arange(len(X)), Y.latency(router.execution)
-    total = np.zeros(len(X))
-    for lam in lambdas:
-        index = select(pred.accuracy, pred.latency_s, pred.cost_usd, Preference(**{"lambda": float(lam)}), scale).index
-        total += utility(Y.correct[rows, index], lat[rows, index], float(lam), scale)
-    return total / len(lambdas)

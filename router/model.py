@@ -304,8 +304,10 @@ class LightGBMRouter(Router):
 
     def _designs(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None,
                  groups: np.ndarray | None) -> tuple[list[str], dict[str, Any]]:
-        """The designs to fit on the fit fold: the one cross-validation chose (``router.design``), or
-        every candidate design, then scored on the valid fold, where CV would cost too much."""
+        """The designs to fit on the fit fold: the given one (``design`` not "auto"), the one
+        cross-validation chose, the prior when there are too few queries to cross-validate, or
+        (above ``max_per_candidate`` candidates, where CV would cost minutes) the two to score on
+        the valid fold."""
         if self.design != "auto":
             return [self.design], {}
         if Y.correct.shape[1] > self.max_per_candidate:

@@ -22,9 +22,9 @@ import orjson
 
 from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.compile.artifact import Frontier, Profiles, load
-from flowfront.compile.select import Scale, lambda_sweep, utility
+from flowfront.compile.select import Scale, lambda_sweep
 from flowfront.errors import RoutingError
-from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy
+from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy, expected_utility
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 
@@ -150,20 +150,6 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
     lambdas = lambda_sweep(scale, np.array([e.accuracy for e in est]), lat, cost, n=9)
     return TrainingData(bench, frontier, scale, lambdas, train, test, features(settings, train.texts),
                         features(settings, test.texts) if test is not None else None)
-
-
-def expected_utility(router: Policy, X: np.ndarray, Y: OutcomeMatrix, scale: Scale, lambdas: np.ndarray,
-                     execution: Execution = "parallel") -> np.ndarray:
-    """Per-query utility averaged over the λ sweep: mean_λ (correct − λ·normalised latency)."""
-    from flowfront.compile.select import Preference
-
-    rows = np.arange(len(Y.query_ids))
-    lat = Y.latency(execution)
-    per_query = np.zeros(len(rows))
-    for lam in lambdas:
-        index = np.asarray(router.select(X, Preference(lambda_=float(lam)), scale).index)
-        per_query += utility(Y.correct[rows, index], lat[rows, index], float(lam), scale)
-    return per_query / len(lambdas)
 
 
 def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, seed: int = 0) -> tuple[Path | None, dict]:

@@ -43,13 +43,13 @@ BENCHMARK = "qa-cascade"
 def _artifacts(settings: Settings) -> tuple[Settings, Path | None]:
     """Settings whose workdir holds qa-cascade's frontier and router; built in a temp dir if missing."""
     from flowfront.benchmarks import load_benchmark
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
     from flowfront.errors import FlowfrontError
     from flowfront.router.artifact import load_router
 
     bench = load_benchmark(BENCHMARK, settings.configs_dir)
     try:
-        frontier = load(Frontier, settings.workdir / BENCHMARK / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
+        frontier = Frontier.load(settings.workdir / BENCHMARK / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
         load_router(settings.workdir / BENCHMARK / "router-frontier", expect_frontier_hash=frontier.content_hash())
         return settings, None
     except FlowfrontError as exc:
@@ -305,13 +305,13 @@ def _pass_stats(run: dict, metrics: dict[str, float], cpu: float, load: float) -
 def _direct(settings: Settings, pairs: list[tuple[str, str]]) -> dict:
     """The same (query, candidate) pairs through the Executor in process: no HTTP, no routing."""
     from flowfront.benchmarks import load_benchmark
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
     from flowfront.executor import Executor, Query
     from flowfront.runtime import load_cards, make_backend, open_store
     from flowfront.space import Configuration, resolve
 
     bench = load_benchmark(BENCHMARK, settings.configs_dir)
-    frontier = load(Frontier, settings.workdir / BENCHMARK / "frontier.json")
+    frontier = Frontier.load(settings.workdir / BENCHMARK / "frontier.json")
     resolved = {c.id: resolve(bench.workflow, Configuration.parse(c.config)) for c in frontier.candidates}
     with open_store(settings) as store:
         backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from flowfront.artifacts import package_versions
+from flowfront.artifacts import Provenance
 from flowfront.benchmarks import Benchmark, load_benchmark
-from flowfront.compile.artifact import Candidate, Estimates, Frontier, Profiles, load, save
+from flowfront.compile.artifact import Candidate, Estimates, Frontier, Profiles
 from flowfront.errors import CompileError
 from flowfront.runtime import (
     backend_name,
@@ -53,7 +53,7 @@ def profile_job(
             concurrency=settings.default_concurrency, show_progress=progress,
             judge=Judge.load(settings.configs_dir / "judge.yaml") if judge else None,
         )
-    return save(profiles, settings.workspace.benchmark(bench.name).profiles)
+    return profiles.save(settings.workspace.benchmark(bench.name).profiles)
 
 
 def compile_frontier(
@@ -91,12 +91,12 @@ def compile_frontier(
         for i, pt in enumerate(points)
     ]
     frontier = Frontier(
-        workflow=bench.workflow.name, workflow_hash=bench.workflow.content_hash, profiles_hash=profiles.content_hash(),
+        workflow=bench.workflow.name,
+        provenance=Provenance(workflow_hash=bench.workflow.content_hash, data_hash=profiles.content_hash()),
         benchmark=bench.name, objective=objective, execution=execution, proxy_mode=mode, method=result.method,
         filters={"models": models, "max_budget": max_budget, "knobs": knobs, "near_front": near_front,
                  "max_candidates": max_candidates}, space_size=result.space_size,
         n_evaluated=result.n_evaluated, search_seconds=result.seconds, candidates=candidates,
-        packages=package_versions(),
     )
     return frontier, result.sample
 
@@ -142,12 +142,12 @@ def compile_job(
 
     bench = load_benchmark(benchmark, settings.configs_dir)
     folder = artifact_dir(settings, bench)
-    profiles = load(Profiles, settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
+    profiles = Profiles.load(settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
     frontier, sample = compile_frontier(bench, profiles, objective=objective, execution=execution, mode=mode,
                                         models=models, max_budget=max_budget, knobs=knobs, seed=seed,
                                         near_front=near_front, max_candidates=max_candidates)
     name = out_name
-    path = save(frontier, folder / f"{name}.json")
+    path = frontier.save(folder / f"{name}.json")
     x_key = "cost_usd" if objective == "cost" else f"latency_{execution}_s"
     plot_frontier(sample, [c.estimates.model_dump() for c in frontier.candidates], x_key, folder / f"{name}.png",
                   f"{bench.name}: {len(frontier.candidates)} of {frontier.space_size:,} configurations ({mode} proxy)")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from flowfront.artifacts import package_versions
+from flowfront.artifacts import Provenance
 from flowfront.backends.base import Backend, CallRequest
 from flowfront.benchmarks import Benchmark, grade
 from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
@@ -286,8 +286,8 @@ def run_profile(
     else:
         nodes, groups, n_correct = asyncio.run(go(None))
     return Profiles(
-        workflow=bench.workflow.name, workflow_hash=bench.workflow.content_hash, benchmark=bench.name,
-        data_source=data_source, data_hash=data_hash, split="train", seed=seed,
+        workflow=bench.workflow.name, benchmark=bench.name, data_source=data_source, split="train", seed=seed,
+        provenance=Provenance(workflow_hash=bench.workflow.content_hash, data_hash=data_hash),
         n_queries=len(chosen), n_reference_correct=n_correct,
-        reference=reference.model_dump(mode="json"), nodes=nodes, groups=groups, packages=package_versions(),
+        reference=reference.model_dump(mode="json"), nodes=nodes, groups=groups,
     )

@@ -137,7 +137,7 @@ class Proxy:
         max_budget: int | None = None,
         knobs: dict[str, list[Any]] | None = None,
     ) -> None:
-        if profiles.workflow_hash != workflow.content_hash:
+        if profiles.provenance.workflow_hash != workflow.content_hash:
             raise CompileError(
                 f"profiles were made for another version of workflow {workflow.name!r}",
                 hint="re-run `flowfront profile` for this workflow",

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from flowfront.benchmarks import Benchmark, load_benchmark
-from flowfront.compile.artifact import Frontier, Profiles, load
+from flowfront.compile.artifact import Frontier, Profiles
 from flowfront.compile.pareto import hypervolume, pareto_mask
 from flowfront.compile.proxy import Proxy
 from flowfront.compile.search import sample_configurations
@@ -46,8 +46,8 @@ def validate_job(
 
     bench = load_benchmark(benchmark, settings.configs_dir)
     folder = settings.workspace.benchmark(bench.name)
-    frontier = load(Frontier, folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
-    profiles = load(Profiles, folder.profiles, expect_workflow_hash=bench.workflow.content_hash)
+    frontier = Frontier.load(folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
+    profiles = Profiles.load(folder.profiles, expect_workflow_hash=bench.workflow.content_hash)
     proxy = Proxy(bench.workflow, profiles, mode=frontier.proxy_mode, **{
         k: v for k, v in frontier.filters.items() if k in {"models", "max_budget", "knobs"}})
     lat_key = f"latency_{frontier.execution}_s"

@@ -7,20 +7,24 @@ utility difference entirely below zero), where it ties, and where it wins.
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import orjson
+from pydantic import ConfigDict
 
-from flowfront.artifacts import package_versions, write_atomic
+from flowfront.artifacts import Artifact, Provenance, package_versions
+from flowfront.errors import FlowfrontError
 from flowfront.eval.plots import plot_curves
+from flowfront.eval.summary import RESULTS_SCHEMA
 
-__all__ = ["headline", "plot_curves", "provenance", "refresh_report", "write_report", "write_results"]
+__all__ = ["EvalResults", "environment", "headline", "plot_curves", "refresh_report", "write_report", "write_results"]
+
+log = logging.getLogger(__name__)
 
 ROUTER = "frontier"
 KEY_STRATEGIES = ("frontier", "frontier-hinted", "frontier-prior", "per-task", "full-space", "static", "knn",
@@ -49,18 +53,32 @@ def _git_commit() -> tuple[str | None, bool | None]:
     return head, dirty
 
 
-def provenance() -> dict[str, Any]:
-    """Package versions, git commit, date and platform of this run."""
+def environment() -> dict[str, Any]:
+    """Git commit and platform of this run."""
     commit, dirty = _git_commit()
-    return {"packages": package_versions(_PACKAGES), "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit, "git_dirty": dirty, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    return {"python": platform.python_version(), "platform": platform.platform(), "git_commit": commit,
+            "git_dirty": dirty}
+
+
+class EvalResults(Artifact):
+    """``results.json``. Its body is the summary documented in docs/eval.md (built by
+    ``eval.summary``), kept as extra keys; ``provenance.data_hash`` is the frontier's hash."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    ERROR = FlowfrontError
+    REBUILD = "re-run `flowfront eval`"
+    kind: Literal["eval"] = "eval"
+    schema_version: Literal[2] = RESULTS_SCHEMA
+    benchmark: str
 
 
 def write_results(result: dict, folder: Path) -> Path:
-    """``folder/results.json``: the result plus provenance, written atomically. ``result`` is not modified."""
-    payload = {**result, "provenance": provenance()}
-    return write_atomic(Path(folder) / "results.json",
-                        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    """``folder/results.json``: the result with its provenance completed, written atomically and
+    checksummed. ``result`` is not modified."""
+    base = result["provenance"]
+    stamped = Provenance(workflow_hash=base["workflow_hash"], data_hash=base["data_hash"],
+                         packages=package_versions(_PACKAGES), environment=environment())
+    return EvalResults.model_validate({**result, "provenance": stamped}).save(Path(folder) / "results.json")
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -307,11 +325,9 @@ def refresh_report(workdir: Path, first: Sequence[str] = ()) -> Path:
     results = []
     for path in sorted(workdir.glob("*/eval/results.json")):
         try:
-            result = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            continue  # a half-written or foreign file: that benchmark is missing from the report
-        if isinstance(result, dict) and result.get("kind") == "eval" and "benchmark" in result:
-            results.append(result)
+            results.append(EvalResults.load(path).model_dump(mode="json"))
+        except FlowfrontError as exc:  # an older schema or an edited file: say so, report the rest
+            log.warning("report.md leaves out %s: %s", path.parent.parent.name, exc)
     order = {name: i for i, name in enumerate(first)}
     results.sort(key=lambda r: (order.get(r["benchmark"], len(order)), r["benchmark"]))
     return write_report(results, workdir / "report.md")

@@ -30,7 +30,7 @@ from flowfront.eval.metrics import (
 
 __all__ = ["RESULTS_SCHEMA", "jsonable", "summarise"]
 
-RESULTS_SCHEMA = 1
+RESULTS_SCHEMA = 2  # 2: an Artifact (checksum; workflow and frontier hashes in the provenance)
 BOOTSTRAP_SEED = 20240601  # fixed so a re-run reproduces the intervals exactly
 CI_LEVEL = 0.95
 _LAM_KEYS = ("correct", "latency_s", "cost_usd")
@@ -192,6 +192,7 @@ def summarise(data, ctx: Context, plan: list[Strategy], runs: dict[str, list[Run
     return jsonable({
         "schema_version": RESULTS_SCHEMA, "kind": "eval", "benchmark": bench.name, "workflow": bench.workflow.name,
         "data_source": bench.spec.data.source, "frontier_hash": frontier.content_hash(),
+        "provenance": {"workflow_hash": bench.workflow.content_hash, "data_hash": frontier.content_hash()},
         "proxy_mode": frontier.proxy_mode, "execution": ctx.execution, "frontier_execution": frontier.execution,
         "latency_source": ("unavailable (the data records no latency and its models have no cards)"
                            if not np.any(test.latency(ctx.execution)) else _latency_source(bench)),

@@ -65,11 +65,11 @@ def load_benchmark(name_or_path: str | Path, settings: Settings | None = None) -
 
 def profile(benchmark: Benchmark | str, settings: Settings | None = None, **options: Any) -> Profiles:
     """Profile every (model, budget) of every node (``compile.jobs.profile_job`` options); returns the profiles."""
-    from flowfront.compile.artifact import Profiles, load
+    from flowfront.compile.artifact import Profiles
     from flowfront.compile.jobs import profile_job
 
     path = profile_job(_settings(settings), benchmark, progress=False, **options)
-    return load(Profiles, path)
+    return Profiles.load(path)
 
 
 def compile_frontier(benchmark: Benchmark | str, profiles: Profiles, settings: Settings | None = None,
@@ -93,9 +93,8 @@ def compile_frontier(benchmark: Benchmark | str, profiles: Profiles, settings: S
 
 def save_frontier(frontier: Frontier, settings: Settings | None = None, name: str = "frontier") -> Path:
     """Write a frontier where `train`, `eval` and `serve` look for it (atomic)."""
-    from flowfront.compile.artifact import save
 
-    return save(frontier, _settings(settings).workspace.benchmark(frontier.benchmark).frontier(name))
+    return frontier.save(_settings(settings).workspace.benchmark(frontier.benchmark).frontier(name))
 
 
 def select(frontier: Frontier, preference: Preference | None = None) -> Candidate:
@@ -163,7 +162,7 @@ class Router:
 def train_router(benchmark: Benchmark | str, settings: Settings | None = None, *, strategy: str = "frontier",
                  seed: int = 0) -> Router:
     """Fit the LightGBM router on the train split over the saved frontier; returns it loaded."""
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
     from flowfront.router.train import train_job
 
     settings = _settings(settings)
@@ -171,7 +170,7 @@ def train_router(benchmark: Benchmark | str, settings: Settings | None = None, *
     path, _ = train_job(settings, bench, strategy, seed=seed)
     if path is None:
         raise RoutingError(f"strategy {strategy!r} learns nothing to save", hint="use strategy='frontier'")
-    frontier = load(Frontier, settings.workspace.benchmark(bench.name).frontier())
+    frontier = Frontier.load(settings.workspace.benchmark(bench.name).frontier())
     return Router.load(path, frontier)
 
 

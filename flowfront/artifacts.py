@@ -1,30 +1,35 @@
-"""What every file flowfront writes for later shares: atomic writes, validated reads, provenance.
+"""What every file flowfront writes for later shares: one :class:`Artifact` base, atomic writes,
+validated reads, provenance.
 
-Profiles, frontiers, router artifacts, outcome matrices, eval results, model-card drafts and
-recordings are all written through :func:`write_atomic`, so a reader (a serving process, a
-resumed run) never sees a half-written file and a crash leaves the previous version in place.
-The JSON artifacts (profiles, frontier, ``router.json``) are read by :func:`read_json_artifact`:
-kind, schema version and (where the artifact carries one) checksum are checked and the schema
-validated before anything uses the content. What they record about the software that made them
-is :func:`package_versions`.
+The five artifacts — profiles, frontier, router (``router.json``), outcome matrix (its header,
+inside the ``.npz``) and eval results — are :class:`Artifact` subclasses: a ``kind``, a
+``schema_version`` and a :class:`Provenance` naming the workflow and the content hash of the
+inputs they were made from. ``save`` writes through :func:`write_atomic` with a checksum, so a
+reader (a serving process, a resumed run) never sees a half-written file, a crash leaves the
+previous version in place and an edited file is refused; ``load`` checks kind, schema version,
+checksum and schema on a copy before anything uses the content, and, when asked, that the
+provenance matches what the caller has now. Recordings and card drafts use :func:`write_atomic`
+alone (they are line-oriented or human-edited).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowfront.errors import FlowfrontError
 
-__all__ = ["package_versions", "read_json_artifact", "write_atomic"]
+__all__ = ["Artifact", "Provenance", "checksum", "package_versions", "write_atomic"]
 
-M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A", bound="Artifact")
 
 _PROVENANCE_PACKAGES = ("flowfront", "numpy", "optuna", "litellm", "lightgbm")
 
@@ -61,33 +66,113 @@ def package_versions(names: Iterable[str] = _PROVENANCE_PACKAGES) -> dict[str, s
     return out
 
 
-def read_json_artifact(path: Path, model: type[M], *, kind: str, schema_version: int, error: type[FlowfrontError],
-                       hint: str, checksum: Callable[[dict[str, Any]], str] | None = None) -> M:
-    """Read ``path`` as a ``kind`` artifact: every failure is one ``error`` naming the file and the fix.
+class Provenance(BaseModel):
+    """Where an artifact came from.
 
-    ``checksum(data)`` recomputes the digest the writer stored under ``"checksum"``; a mismatch
-    means the file was edited or damaged after it was written.
+    ``data_hash`` is the content hash of its inputs: the data file for profiles, the profiles for
+    a frontier, the outcome matrix's candidate set for a router and for the matrix itself, the
+    frontier for eval results. ``environment`` holds what varies by machine and run (git commit,
+    platform); like ``packages`` and ``created_at`` it is outside every content hash.
     """
-    path = Path(path)
-    try:
-        data = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise error(f"{path}: not found", hint=hint) from None
-    except orjson.JSONDecodeError as exc:
-        raise error(f"{path}: corrupt {kind} file ({exc})", hint=hint) from None
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise error(f"{path}: not a {kind} artifact", hint=hint)
-    if data.get("schema_version") != schema_version:
-        raise error(f"{path}: {kind} schema version {data.get('schema_version')} is not supported "
-                    f"(this flowfront reads {schema_version})", hint=hint)
-    if checksum is not None:
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow_hash: str
+    data_hash: str
+    packages: dict[str, str] = Field(default_factory=package_versions)
+    created_at: float = Field(default_factory=time.time)
+    environment: dict[str, Any] = Field(default_factory=dict)
+
+
+def checksum(data: dict[str, Any]) -> str:
+    """The digest ``encode`` stores under ``"checksum"``: of every other key, sorted."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
+
+
+class Artifact(BaseModel):
+    """Base of the artifacts: subclasses fix ``kind`` and ``schema_version`` as defaults and set
+    ``ERROR`` (the exception a bad file raises) and ``REBUILD`` (the command that makes it again)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ERROR: ClassVar[type[FlowfrontError]] = FlowfrontError
+    REBUILD: ClassVar[str] = "rebuild it"
+    VOLATILE: ClassVar[frozenset[str]] = frozenset()  # fields outside the content hash (timings)
+
+    kind: str
+    schema_version: int
+    provenance: Provenance
+
+    @classmethod
+    def expected(cls) -> tuple[str, int]:
+        """The (kind, schema version) this class reads."""
+        return cls.model_fields["kind"].default, cls.model_fields["schema_version"].default
+
+    def content_hash(self) -> str:
+        """Of what the artifact says, not when, where or how fast it was made: identical inputs give
+        identical hashes, so remaking them never invalidates what was built on the result."""
+        exclude: dict[str, Any] = {name: True for name in self.VOLATILE}
+        exclude["provenance"] = {"packages": True, "created_at": True, "environment": True}
+        payload = self.model_dump(mode="json", exclude=exclude)
+        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    def encode(self) -> bytes:
+        """Indented JSON with a checksum over the content."""
+        data = self.model_dump(mode="json")
+        return orjson.dumps({**data, "checksum": checksum(data)},
+                            option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+
+    def save(self, path: Path) -> Path:
+        """Atomically (beside, fsync, rename)."""
+        return write_atomic(Path(path), self.encode())
+
+    @classmethod
+    def decode(cls: type[A], raw: bytes, where: Path | str) -> A:
+        """Parse and validate ``raw``; every failure is one ``ERROR`` naming ``where`` and the fix."""
+        kind, version = cls.expected()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise cls.ERROR(f"{where}: corrupt {kind} file ({exc})", hint=cls.REBUILD) from None
+        if not isinstance(data, dict) or data.get("kind") != kind:
+            raise cls.ERROR(f"{where}: not a {kind} artifact", hint=cls.REBUILD)
+        if data.get("schema_version") != version:
+            raise cls.ERROR(f"{where}: {kind} schema version {data.get('schema_version')} is not supported "
+                            f"(this flowfront reads {version})", hint=cls.REBUILD)
         if data.get("checksum") != checksum(data):
-            raise error(f"{path}: checksum mismatch: the {kind} file was edited or damaged after it was written",
-                        hint=hint)
-        data = {k: v for k, v in data.items() if k != "checksum"}
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise error(f"{path}: invalid {kind} at `{where}`: {err['msg']}", hint=hint) from None
+            raise cls.ERROR(f"{where}: checksum mismatch: the {kind} file was edited or damaged after it was "
+                            "written", hint=cls.REBUILD)
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k != "checksum"})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            at = ".".join(str(p) for p in err["loc"])
+            raise cls.ERROR(f"{where}: invalid {kind} at `{at}`: {err['msg']}", hint=cls.REBUILD) from None
+
+    @classmethod
+    def load(cls: type[A], path: Path, *, expect_workflow_hash: str | None = None,
+             expect_data_hash: str | None = None) -> A:
+        """Read ``path``; with ``expect_*``, also refuse an artifact made for other inputs."""
+        path = Path(path)
+        kind = cls.expected()[0]
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise cls.ERROR(f"{path}: not found", hint=cls.REBUILD) from None
+        except OSError as exc:
+            raise cls.ERROR(f"{path}: cannot read the {kind} file ({exc.strerror})", hint=cls.REBUILD) from None
+        artifact = cls.decode(raw, path)
+        artifact.check(path, expect_workflow_hash=expect_workflow_hash, expect_data_hash=expect_data_hash)
+        return artifact
+
+    def check(self, where: Path | str, *, expect_workflow_hash: str | None = None,
+              expect_data_hash: str | None = None) -> None:
+        """Refuse an artifact whose provenance is not what the caller has now."""
+        p, kind = self.provenance, self.expected()[0]
+        if expect_workflow_hash is not None and p.workflow_hash != expect_workflow_hash:
+            raise self.ERROR(f"{where}: this {kind} was made for another version of the workflow "
+                             f"(hash {p.workflow_hash}, current {expect_workflow_hash})", hint=self.REBUILD)
+        if expect_data_hash is not None and p.data_hash != expect_data_hash:
+            raise self.ERROR(f"{where}: this {kind} was made from other inputs "
+                             f"(hash {p.data_hash}, current {expect_data_hash})", hint=self.REBUILD)

@@ -2,8 +2,9 @@
 
 Layout of a router folder::
 
-    router.json               schema version, provenance, design, query map, priors, calibration,
-                              OOD threshold, metrics
+    router.json               an Artifact: schema version, provenance (workflow hash, the outcome
+                              matrix's hash), design, query map, priors, calibration, OOD threshold,
+                              metrics; checksummed
     reference.npy             float16 (n, embedding_dim) train embeddings for the OOD check (no pickle)
     models/<name>.txt         one LightGBM text model per booster, sha256 recorded in router.json
 
@@ -21,17 +22,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowfront.artifacts import package_versions, read_json_artifact
+from flowfront.artifacts import Artifact, Provenance
 from flowfront.errors import RoutingError
 from flowfront.router.features import FeatureConfig
 from flowfront.router.model import LightGBMRouter
 
 __all__ = ["ROUTER_SCHEMA", "RouterArtifact", "load_router", "save_router"]
 
-ROUTER_SCHEMA = 2  # 2: query map + group priors, one conditioned latency / cost regressor
+ROUTER_SCHEMA = 3  # 2: query map + group priors; 3: provenance, checksum
 _RETRAIN = "re-run `flowfront train` for this frontier"
 
 
@@ -47,17 +47,19 @@ class ModelFile(_Strict):
     constant: float | None = None
 
 
-class RouterArtifact(_Strict):
-    """Schema of ``router.json``."""
+class RouterArtifact(Artifact):
+    """Schema of ``router.json``. ``provenance.data_hash`` is the hash of the outcome matrix's
+    candidate set it learned from; ``frontier_hash`` is the frontier it serves."""
 
-    schema_version: int = ROUTER_SCHEMA
+    ERROR = RoutingError
+    REBUILD = _RETRAIN
+    VOLATILE = frozenset({"fit_seconds"})
     kind: Literal["router"] = "router"
+    schema_version: Literal[3] = ROUTER_SCHEMA
     strategy: str
     design: Literal["per-candidate", "conditioned", "prior"]
     frontier_hash: str
-    outcomes_hash: str
     feature_config: FeatureConfig
-    packages: dict[str, str]
     params: dict[str, Any]
     candidate_ids: list[str] = Field(min_length=1)
     n_features: int = Field(ge=1)
@@ -104,6 +106,7 @@ def save_router(
     folder: Path,
     *,
     frontier_hash: str,
+    workflow_hash: str,
     feature_config: FeatureConfig,
     metrics: dict[str, Any],
     strategy: str = "frontier",
@@ -117,8 +120,9 @@ def save_router(
     ref = np.ascontiguousarray(router.reference_embeddings_, dtype=np.float16)
     np.save(tmp / "reference.npy", ref, allow_pickle=False)
     artifact = RouterArtifact(
-        strategy=strategy, design=router.design_, frontier_hash=frontier_hash, outcomes_hash=router.source_hash_,
-        feature_config=feature_config, packages=package_versions(), params=router.get_params(),
+        strategy=strategy, design=router.design_, frontier_hash=frontier_hash,
+        provenance=Provenance(workflow_hash=workflow_hash, data_hash=router.source_hash_),
+        feature_config=feature_config, params=router.get_params(),
         candidate_ids=router.candidate_ids_, n_features=router.n_features_,
         candidate_features=router.candidate_features_.tolist(),
         static={"accuracy": router.static_accuracy_.tolist(), "latency_s": router.static_latency_s_.tolist(),
@@ -134,8 +138,8 @@ def save_router(
         regressors=router.regressor_meta_, fit_seconds=router.fit_seconds_,
         validation_metrics=router.validation_metrics_, metrics=metrics,
     )
-    payload = orjson.dumps(artifact.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
-    (tmp / "router.json").write_bytes(payload)
+    payload = artifact.encode()
+    (tmp / "router.json").write_bytes(payload)  # the folder as a whole is swapped in atomically
     _swap_in(tmp, folder, _sha256(payload)[:12])
     return folder
 
@@ -194,8 +198,7 @@ def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
 
 def read_artifact(folder: Path) -> RouterArtifact:
     """Parse and validate ``router.json`` alone (no model files)."""
-    return read_json_artifact(Path(folder) / "router.json", RouterArtifact, kind="router", schema_version=ROUTER_SCHEMA,
-                              error=RoutingError, hint=_RETRAIN)
+    return RouterArtifact.load(Path(folder) / "router.json")
 
 
 def _read_checked(folder: Path, rel: str, sha256: str | None) -> bytes:
@@ -274,7 +277,7 @@ def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -
     _query_map(folder, art)
     return {
         "params": art.params, "design": art.design, "candidate_ids": art.candidate_ids,
-        "n_features": art.n_features, "outcomes_hash": art.outcomes_hash,
+        "n_features": art.n_features, "outcomes_hash": art.provenance.data_hash,
         "candidate_features": np.asarray(art.candidate_features, dtype=np.float32).reshape(k, -1),
         "static": art.static, "query_map": art.query_map, "priors": art.priors, "calibration": art.calibration,
         "ood_threshold": art.ood_threshold, "reference": reference,

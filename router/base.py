@@ -14,20 +14,35 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
-import orjson
 
-from flowfront.artifacts import write_atomic
+from flowfront.artifacts import Artifact, Provenance, write_atomic
 from flowfront.compile.select import Preference, Scale, SelectionResult, select, utility
 from flowfront.errors import RoutingError
 from flowfront.spec import Execution
 
-OUTCOMES_SCHEMA = 2  # 2: per-query task labels
+OUTCOMES_SCHEMA = 3  # 2: per-query task labels; 3: an Artifact header with provenance
 
 # Per query, the caller's task / domain label or None. A policy that learned groups from task
 # labels (``Policy.hint_groups``) uses a known one as the query's group; the others ignore hints.
 Hints = Sequence[str | None] | None
+
+
+class OutcomesHeader(Artifact):
+    """What an ``.npz`` outcome matrix says besides its arrays; ``provenance.data_hash`` is the
+    matrix's ``source_hash``."""
+
+    ERROR = RoutingError
+    REBUILD = "re-run `flowfront train`"
+    kind: Literal["outcomes"] = "outcomes"
+    schema_version: Literal[3] = OUTCOMES_SCHEMA
+    query_ids: list[str]
+    texts: list[str]
+    candidate_ids: list[str]
+    candidates: list[dict[str, Any]]
+    tasks: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -71,33 +86,32 @@ class OutcomeMatrix:
             self.source_hash, None if self.tasks is None else [self.tasks[i] for i in idx],
         )
 
-    def save(self, path: Path) -> Path:
-        """``.npz`` arrays plus the JSON metadata inside it; no pickle."""
-        meta = {"schema_version": OUTCOMES_SCHEMA, "query_ids": self.query_ids, "texts": self.texts,
-                "candidate_ids": self.candidate_ids, "candidates": self.candidates, "source_hash": self.source_hash,
-                "tasks": self.tasks}
+    def save(self, path: Path, *, workflow_hash: str) -> Path:
+        """``.npz`` arrays plus the :class:`OutcomesHeader` inside it, written atomically; no pickle."""
+        header = OutcomesHeader(provenance=Provenance(workflow_hash=workflow_hash, data_hash=self.source_hash),
+                                query_ids=self.query_ids, texts=self.texts, candidate_ids=self.candidate_ids,
+                                candidates=self.candidates, tasks=self.tasks)
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), correct=self.correct,
+            buffer, meta=np.frombuffer(header.encode(), dtype=np.uint8), correct=self.correct,
             latency_sequential_s=self.latency_sequential_s, latency_parallel_s=self.latency_parallel_s,
             cost_usd=self.cost_usd,
         )
         return write_atomic(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Path, *, expect_source_hash: str | None = None) -> OutcomeMatrix:
+    def load(cls, path: Path, *, expect_source_hash: str | None = None,
+             expect_workflow_hash: str | None = None) -> OutcomeMatrix:
         try:
             with np.load(path, allow_pickle=False) as data:
-                meta = orjson.loads(data["meta"].tobytes())
+                raw = data["meta"].tobytes()
                 arrays = {k: data[k] for k in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")}
-        except (OSError, KeyError, ValueError, orjson.JSONDecodeError) as exc:
-            raise RoutingError(f"{path}: not a readable outcome matrix ({exc})", hint="re-run `flowfront train`") from None
-        if meta.get("schema_version") != OUTCOMES_SCHEMA:
-            raise RoutingError(f"{path}: unsupported outcome matrix version", hint="re-run `flowfront train`")
-        if expect_source_hash is not None and meta["source_hash"] != expect_source_hash:
-            raise RoutingError(f"{path}: built for another frontier", hint="re-run `flowfront train`")
-        return cls(meta["query_ids"], meta["texts"], meta["candidate_ids"], meta["candidates"], **arrays,
-                   source_hash=meta["source_hash"], tasks=meta.get("tasks"))
+        except (OSError, KeyError, ValueError) as exc:
+            raise RoutingError(f"{path}: not a readable outcome matrix ({exc})", hint=OutcomesHeader.REBUILD) from None
+        meta = OutcomesHeader.decode(raw, path)
+        meta.check(path, expect_workflow_hash=expect_workflow_hash, expect_data_hash=expect_source_hash)
+        return cls(meta.query_ids, meta.texts, meta.candidate_ids, meta.candidates, **arrays,
+                   source_hash=meta.provenance.data_hash, tasks=meta.tasks)
 
 
 @dataclass(frozen=True)

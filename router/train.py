@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from flowfront.benchmarks import Benchmark, load_benchmark
-from flowfront.compile.artifact import Frontier, Profiles, load
+from flowfront.compile.artifact import Frontier, Profiles
 from flowfront.compile.select import Scale, lambda_sweep
 from flowfront.errors import RoutingError
 from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy, expected_utility
@@ -100,7 +100,7 @@ def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: 
     from flowfront.compile.proxy import Proxy
     from flowfront.compile.search import sample_configurations
 
-    profiles = load(Profiles, settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
+    profiles = Profiles.load(settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
     proxy = Proxy(bench.workflow, profiles, mode=frontier.proxy_mode)
     n = max(10 * len(frontier.candidates), 100)
     sample = sample_configurations(proxy, n, seed)
@@ -112,10 +112,12 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
     from flowfront.runtime import benchmark_backend, benchmark_queries, open_store, prepare_data
 
     # The schema version is part of the name, so a cache from an older layout is rebuilt, not misread.
-    digest = hashlib.sha256(orjson.dumps([OUTCOMES_SCHEMA, candidates], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    # The workflow's hash is part of it too: the same candidates under an edited prompt are new columns.
+    wf = bench.workflow.content_hash
+    digest = hashlib.sha256(orjson.dumps([OUTCOMES_SCHEMA, wf, candidates], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
     path = settings.workspace.benchmark(bench.name).outcomes(digest, split)
     if path.is_file():
-        return OutcomeMatrix.load(path, expect_source_hash=digest)
+        return OutcomeMatrix.load(path, expect_source_hash=digest, expect_workflow_hash=wf)
     with open_store(settings) as store:
         data = prepare_data(bench, store, settings)
         queries = benchmark_queries(bench, store, data, split)
@@ -123,7 +125,7 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
             raise RoutingError(f"the {split} split of {bench.name} is empty", hint="check the data and the split")
         backend = benchmark_backend(bench, store, settings)
         matrix = build_outcomes(bench, candidates, ids, queries, backend, settings, source_hash=digest, progress=True)
-    matrix.save(path)
+    matrix.save(path, workflow_hash=wf)
     return matrix
 
 
@@ -139,7 +141,7 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
               include_test: bool = True) -> TrainingData:
     """Outcome matrices (train, and test unless told) and features for one candidate set of a benchmark."""
     bench = load_benchmark(benchmark, settings.configs_dir)
-    frontier = load(Frontier, settings.workspace.benchmark(bench.name).frontier(), expect_workflow_hash=bench.workflow.content_hash)
+    frontier = Frontier.load(settings.workspace.benchmark(bench.name).frontier(), expect_workflow_hash=bench.workflow.content_hash)
     candidates, ids = _candidates(settings, bench, frontier, kind, seed)
     train = _matrix(settings, bench, candidates, ids, "train")
     test = _matrix(settings, bench, candidates, ids, "test") if include_test else None
@@ -184,6 +186,7 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
         from flowfront.router.features import FeatureConfig
 
         path = save_router(router, settings.workspace.benchmark(data.bench.name).router(strategy),
-                           frontier_hash=data.frontier.content_hash(), feature_config=FeatureConfig(),
+                           frontier_hash=data.frontier.content_hash(),
+                           workflow_hash=data.bench.workflow.content_hash, feature_config=FeatureConfig(),
                            metrics=metrics, strategy=strategy)
     return path, metrics

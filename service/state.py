@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from flowfront.backends.base import Backend, CallRequest
-from flowfront.compile.artifact import Frontier, load
+from flowfront.compile.artifact import Frontier
 from flowfront.compile.select import Scale, frontier_estimates
 from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
 from flowfront.executor import Executor
@@ -232,7 +232,7 @@ def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
         return WorkflowEntry(workflow, status=f"not compiled: no frontier for this workflow under {shared.settings.workdir}"
                              f"; run `flowfront profile` and `flowfront compile` for its benchmark")
     try:
-        frontier = load(Frontier, BenchmarkDir(folder).frontier(), expect_workflow_hash=workflow.content_hash)
+        frontier = Frontier.load(BenchmarkDir(folder).frontier(), expect_workflow_hash=workflow.content_hash)
     except CompileError as exc:
         if strict:
             raise

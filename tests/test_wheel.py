@@ -143,9 +143,9 @@ def _ok(done: subprocess.CompletedProcess, args: list[str]) -> None:
 
 
 def _frontier_hash(path: Path) -> str:
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
 
-    return load(Frontier, path).content_hash()
+    return Frontier.load(path).content_hash()
 
 
 def _check_report_matches_results(work: Path) -> None:

@@ -16,12 +16,12 @@ from flowfront.spec import Execution
 
 def _frontier(benchmark: str, workdir):
     from flowfront.benchmarks import load_benchmark
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
 
     settings = make_settings(None, workdir)
     bench = load_benchmark(benchmark, settings.configs_dir)
     path = settings.workspace.benchmark(bench.name).frontier()
-    return load(Frontier, path, expect_workflow_hash=bench.workflow.content_hash)
+    return Frontier.load(path, expect_workflow_hash=bench.workflow.content_hash)
 
 
 def _row(c, execution: Execution) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flowfront.compile.artifact import Frontier, Profiles, load
+from flowfront.compile.artifact import Frontier, Profiles
 from flowfront.compile.jobs import compile_job, profile_job
 from flowfront.errors import CompileError
 from flowfront.settings import Settings
@@ -30,7 +30,7 @@ def profiled(imported_settings, tmp_path_factory) -> Settings:
 
 
 def test_profiles_artifact(profiled) -> None:
-    profiles = load(Profiles, profiled.workdir / "qa-cascade" / "profiles.json")
+    profiles = Profiles.load(profiled.workdir / "qa-cascade" / "profiles.json")
     assert profiles.n_queries == 400 and 0 < profiles.n_reference_correct <= 400
     answer = profiles.nodes["answer"]
     assert len(answer.choices) == 11 and answer.group == profiles.nodes["check"].group
@@ -51,10 +51,10 @@ def test_restricting_to_any_single_model_leaves_a_frontier(profiled, model) -> N
 
 def test_frontier_artifact_and_plot(profiled) -> None:
     path, frontier = compile_job(profiled, "qa-cascade", objective="both", mode="correlated")
-    loaded = load(Frontier, path)
+    loaded = Frontier.load(path)
     assert loaded.candidates == frontier.candidates and loaded.objective == "both"
     assert path.with_suffix(".png").stat().st_size > 10_000
-    assert loaded.profiles_hash == load(Profiles, profiled.workdir / "qa-cascade" / "profiles.json").content_hash()
+    assert loaded.provenance.data_hash == Profiles.load(profiled.workdir / "qa-cascade" / "profiles.json").content_hash()
     est = [(c.estimates.accuracy, c.estimates.latency_parallel_s, c.estimates.cost_usd) for c in loaded.candidates]
     for i, a in enumerate(est):  # nothing on the frontier is dominated by another frontier point
         assert not any(b != a and b[0] >= a[0] and b[1] <= a[1] and b[2] <= a[2] for b in est[:i] + est[i + 1:])
@@ -106,8 +106,8 @@ def test_cli_compile_writes_the_default_frontier_and_filtered_ones_beside_it(pro
     assert (work / "qa-cascade" / "frontier.json").read_bytes() == first  # the default one is untouched
     assert len(list((work / "qa-cascade").glob("frontier-*.json"))) == 1
     again = flowfront("compile", "qa-cascade", "--workdir", str(work))
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
 
     assert again.returncode == 0
-    assert load(Frontier, work / "qa-cascade" / "frontier.json").content_hash() == \
+    assert Frontier.load(work / "qa-cascade" / "frontier.json").content_hash() == \
         Frontier.model_validate({k: v for k, v in orjson.loads(first).items() if k != "checksum"}).content_hash()

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from flowfront.artifacts import Provenance
 from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
 from flowfront.compile.proxy import Proxy
 from flowfront.compile.search import search
@@ -38,7 +39,7 @@ def profiles(wf: Workflow, seed: int) -> Profiles:
                    for m, a, lt, c in zip(MODELS, acc, lat, cost, strict=True)]
         nodes[name] = NodeProfile(group=name, induced_n=50, choices=choices)
         groups[name] = GroupProfile(nodes=[name], n_inputs=50)
-    return Profiles(workflow=wf.name, workflow_hash=wf.content_hash, benchmark="chain", data_source="t", data_hash="t",
+    return Profiles(workflow=wf.name, provenance=Provenance(workflow_hash=wf.content_hash, data_hash="t"), benchmark="chain", data_source="t",
                     split="train", seed=seed, n_queries=50, n_reference_correct=50, reference={}, nodes=nodes,
                     groups=groups)
 

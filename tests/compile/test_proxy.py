@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowfront.artifacts import Provenance
 from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
 from flowfront.compile.proxy import Proxy, vote_table
 from flowfront.compile.search import search
@@ -31,7 +32,7 @@ def make_profiles(wf, acc, lat, cost, joint=None) -> Profiles:
     for name in members:
         nodes[name] = NodeProfile(group=group, induced_n=100, choices=choices)
     return Profiles(
-        workflow=wf.name, workflow_hash=wf.content_hash, benchmark=wf.name, data_source="test", data_hash="x",
+        workflow=wf.name, provenance=Provenance(workflow_hash=wf.content_hash, data_hash="x"), benchmark=wf.name, data_source="test",
         split="train", seed=0, n_queries=100, n_reference_correct=90, reference={}, nodes=nodes,
         groups={group: GroupProfile(nodes=members, n_inputs=100, joint=joint)},
     )

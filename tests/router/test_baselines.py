@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flowfront.artifacts import Provenance
 from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix
@@ -103,7 +104,7 @@ def test_static_uses_frontier_estimates_only_for_matching_candidates(data: dict)
     X, Y = data["train"]
     est = [Estimates(accuracy=0.1 * j, latency_sequential_s=j + 1.0, latency_parallel_s=j + 0.5, cost_usd=1e-3)
            for j in range(len(CANDIDATES))]
-    frontier = Frontier(workflow="w", workflow_hash="h", profiles_hash="p", benchmark="b", objective="latency",
+    frontier = Frontier(workflow="w", provenance=Provenance(workflow_hash="h", data_hash="p"), benchmark="b", objective="latency",
                         execution="parallel", proxy_mode="independent", method="exact", filters={}, space_size=6,
                         n_evaluated=6, search_seconds=0.0,
                         candidates=[Candidate(id=i, config=c, estimates=e)

@@ -73,7 +73,7 @@ def scale(router: LightGBMRouter) -> Scale:
 @pytest.fixture(scope="module")
 def saved(router: LightGBMRouter, data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("artifact") / "router"
-    return save_router(router, folder, frontier_hash=data["frontier"].content_hash(), feature_config=FEATURES,
+    return save_router(router, folder, frontier_hash=data["frontier"].content_hash(), workflow_hash="w", feature_config=FEATURES,
                        metrics={"note": "test"})
 
 
@@ -232,13 +232,24 @@ def test_corrupt_or_missing_model_file_is_refused(saved: Path, tmp_path: Path) -
         load_router(folder, expect_frontier_hash=None)
 
 
-def test_schema_mismatch_is_refused(saved: Path, tmp_path: Path) -> None:
+def _write_signed(path: Path, meta: dict) -> None:
+    """Rewrite router.json as a writer would (checksum recomputed), to reach the checks after it."""
+    from flowfront.artifacts import checksum
+
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    path.write_text(json.dumps({**body, "checksum": checksum(body)}))
+
+
+def test_schema_mismatch_or_an_edit_is_refused(saved: Path, tmp_path: Path) -> None:
     folder = _copy(saved, tmp_path)
     meta = json.loads((folder / "router.json").read_text())
+    (folder / "router.json").write_text(json.dumps({**meta, "ood_threshold": 0.5}))
+    with pytest.raises(RoutingError, match="checksum mismatch"):
+        load_router(folder, expect_frontier_hash=None)
     (folder / "router.json").write_text(json.dumps({**meta, "schema_version": 99}))
     with pytest.raises(RoutingError, match="schema version 99"):
         load_router(folder, expect_frontier_hash=None)
-    (folder / "router.json").write_text(json.dumps({**meta, "ood_threshold": "far"}))
+    _write_signed(folder / "router.json", {**meta, "ood_threshold": "far"})
     with pytest.raises(RoutingError, match="ood_threshold"):
         load_router(folder, expect_frontier_hash=None)
 
@@ -256,12 +267,12 @@ def test_corrupt_query_map_is_refused(saved: Path, tmp_path: Path) -> None:
     folder = _copy(saved, tmp_path)
     meta = json.loads((folder / "router.json").read_text())
     meta["query_map"]["coef_"] = meta["query_map"]["coef_"][:1]  # one group fewer than the priors have
-    (folder / "router.json").write_text(json.dumps(meta))
+    _write_signed(folder / "router.json", meta)
     with pytest.raises(RoutingError, match="query map"):
         load_router(folder, expect_frontier_hash=None)
     meta["query_map"] = json.loads((saved / "router.json").read_text())["query_map"]
     meta["priors"]["accuracy"] = meta["priors"]["accuracy"][:1]
-    (folder / "router.json").write_text(json.dumps(meta))
+    _write_signed(folder / "router.json", meta)
     with pytest.raises(RoutingError, match="priors"):
         load_router(folder, expect_frontier_hash=None)
 
@@ -273,7 +284,7 @@ def test_outcome_matrix_carries_task_labels_and_the_router_uses_them_by_default(
     Y = data["train"]
     assert Y.tasks == data["tasks"]["train"].tolist()  # build_outcomes keeps each query's task
     assert Y.rows(np.array([2, 0])).tasks == [Y.tasks[2], Y.tasks[0]]
-    assert OutcomeMatrix.load(Y.save(tmp_path / "y.npz")).tasks == Y.tasks
+    assert OutcomeMatrix.load(Y.save(tmp_path / "y.npz", workflow_hash="w")).tasks == Y.tasks
     labelled = LightGBMRouter(**FAST).fit(data["Xtr"], Y)
     assert labelled.validation_metrics_["group_source"] == "labels"
     assert sorted(labelled.query_map_.groups_) == sorted(set(Y.tasks))
@@ -345,7 +356,7 @@ def test_rewriting_a_router_never_leaves_a_reader_without_one(router: LightGBMRo
     import threading
 
     folder = tmp_path / "router-frontier"
-    args = dict(frontier_hash=data["frontier"].content_hash(), feature_config=FEATURES, metrics={"note": "test"})
+    args = dict(frontier_hash=data["frontier"].content_hash(), workflow_hash="w", feature_config=FEATURES, metrics={"note": "test"})
     save_router(router, folder, **args)
     done, failures, loads = threading.Event(), [], 0
 
@@ -389,7 +400,7 @@ def test_prior_design_predicts_the_group_prior_mixture(prior_router: LightGBMRou
 
 
 def test_prior_design_round_trips(prior_router: LightGBMRouter, data: dict, tmp_path: Path) -> None:
-    folder = save_router(prior_router, tmp_path / "router", frontier_hash=data["frontier"].content_hash(),
+    folder = save_router(prior_router, tmp_path / "router", frontier_hash=data["frontier"].content_hash(), workflow_hash="w",
                          feature_config=FEATURES, metrics={})
     loaded = load_router(folder, expect_frontier_hash=data["frontier"].content_hash())
     np.testing.assert_array_equal(loaded.predict(data["Xte"]).accuracy, prior_router.predict(data["Xte"]).accuracy)

@@ -50,7 +50,7 @@ def copy_workdir(src: Settings, dst: Path, *, router: bool = True) -> Settings:
 def _reuse(work: Path, base: Settings) -> Settings | None:
     """A prepared workdir copied in, if it holds a valid frontier + router for the current workflow."""
     from flowfront.benchmarks import load_benchmark
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
     from flowfront.errors import FlowfrontError
     from flowfront.router.artifact import load_router
 
@@ -60,7 +60,7 @@ def _reuse(work: Path, base: Settings) -> Settings | None:
     src = base.model_copy(update={"workdir": Path(given)})
     try:
         bench = load_benchmark(BENCH, base.configs_dir)
-        frontier = load(Frontier, src.workdir / BENCH / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
+        frontier = Frontier.load(src.workdir / BENCH / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
         load_router(src.workdir / BENCH / "router-frontier", expect_frontier_hash=frontier.content_hash())
     except FlowfrontError:
         return None
@@ -107,10 +107,10 @@ def test_queries(trained: Settings) -> list[str]:
 @pytest.fixture(scope="session")
 def router(trained: Settings):
     """The trained router and its feature config, loaded the way the service loads them."""
-    from flowfront.compile.artifact import Frontier, load
+    from flowfront.compile.artifact import Frontier
     from flowfront.router.artifact import load_router, read_artifact
 
-    frontier = load(Frontier, trained.workdir / BENCH / "frontier.json")
+    frontier = Frontier.load(trained.workdir / BENCH / "frontier.json")
     folder = trained.workdir / BENCH / "router-frontier"
     return load_router(folder, expect_frontier_hash=frontier.content_hash()), read_artifact(folder).feature_config, frontier
 

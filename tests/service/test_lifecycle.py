@@ -159,20 +159,20 @@ def test_one_bad_frontier_degrades_only_its_workflow(trained, workflows_dir, tes
     """A candidate naming an unknown model, or estimates edited by hand, must not take the service down."""
     import orjson
 
-    from flowfront.compile.artifact import Frontier, load, save
+    from flowfront.compile.artifact import Frontier
 
     work = copy_workdir(trained, tmp_path)
     bench_dir = tmp_path / "code-budget"
     bench_dir.mkdir(exist_ok=True)
     shutil.copy(tmp_path / BENCH / "frontier.json", bench_dir / "frontier.json")
-    frontier = load(Frontier, tmp_path / BENCH / "frontier.json")
+    frontier = Frontier.load(tmp_path / BENCH / "frontier.json")
     from flowfront.benchmarks import load_benchmark
 
     code_hash = load_benchmark("code-budget", work.configs_dir).workflow.content_hash
-    bad = frontier.model_copy(update={"workflow": "code-budget", "workflow_hash": code_hash, "candidates": [
+    bad = frontier.model_copy(update={"workflow": "code-budget", "provenance": frontier.provenance.model_copy(update={"workflow_hash": code_hash}), "candidates": [
         c.model_copy(update={"config": {"nodes": {"solve": {"model": "no-such-model"}}, "knobs": {}}})
         for c in frontier.candidates]})
-    save(bad, bench_dir / "frontier.json")  # validly written, but unusable for code-budget
+    bad.save(bench_dir / "frontier.json")  # validly written, but unusable for code-budget
     with make_client(work, workflows_dir) as c:
         listed = {w["name"]: w["status"] for w in c.get("/v1/workflows").json()}
         assert listed["code-budget"].startswith("degraded") and "no-such-model" in listed["code-budget"], listed

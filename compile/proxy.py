@@ -34,6 +34,7 @@ import numpy as np
 from flowfront.codefns import PROXY_RULES
 from flowfront.compile.artifact import Profiles
 from flowfront.errors import CompileError
+from flowfront.flow import FlowVisitor, decided
 from flowfront.space import call_slots, knob_assignments, knob_value
 from flowfront.spec import CodeNode, If, LLMNode, Loop, Parallel, Sample, Workflow
 
@@ -90,6 +91,7 @@ class _Est:
 class _Ctx:
     choice: dict[tuple[str, int], np.ndarray]
     n: int
+    knobs: dict[str, Any]
     env: dict[str, Any] = field(default_factory=dict)
     cost: np.ndarray | None = None
     next_slot: dict[str, int] = field(default_factory=dict)
@@ -124,7 +126,17 @@ def vote_table(k: int, m: int) -> np.ndarray:
     return table
 
 
-class Proxy:
+@dataclass(frozen=True)
+class _At:
+    """Where the flow pass is: the evaluation, the probability each configuration reaches this
+    step (``gate``, shape (n,)), and the condition the enclosing branch was taken under."""
+
+    ctx: _Ctx
+    gate: np.ndarray
+    cond: tuple[Any, Any] | None = None
+
+
+class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
     """Estimates for configurations of one workflow from its profiles."""
 
     def __init__(
@@ -142,7 +154,8 @@ class Proxy:
                 f"profiles were made for another version of workflow {workflow.name!r}",
                 hint="re-run `flowfront profile` for this workflow",
             )
-        self.workflow, self.profiles, self.mode = workflow, profiles, mode
+        super().__init__(workflow)
+        self.profiles, self.mode = profiles, mode
         self.filters = {"models": models, "max_budget": max_budget, "knobs": knobs}
         self._arrays = {name: self._node_arrays(name) for name in workflow.llm_nodes()}
         self._joint = {
@@ -211,61 +224,63 @@ class Proxy:
         digits = np.atleast_2d(np.asarray(digits, dtype=np.int64))
         n = digits.shape[0]
         choice = {(s.node, s.index): s.choices[digits[:, j]] for j, s in enumerate(structure.slots)}
-        ctx = _Ctx(choice=choice, n=n, cost=np.zeros(n))
-        seq, par = self._flow(self.workflow.flow, ctx, np.ones(n), None, structure.knobs)
+        ctx = _Ctx(choice=choice, n=n, knobs=dict(structure.knobs), cost=np.zeros(n))
+        seq, par = self._flow(self.workflow.flow, _At(ctx, np.ones(n)))
         out = ctx.env.get(self.workflow.output)
         acc = np.clip(out.p, 0.0, 1.0) if isinstance(out, _Est) else np.zeros(n)
         return {"accuracy": acc, "latency_sequential_s": seq, "latency_parallel_s": par, "cost_usd": ctx.cost}
 
-    def _flow(self, flow, ctx: _Ctx, gate, cond, knobs) -> tuple[np.ndarray, np.ndarray]:
-        seq = np.zeros(ctx.n)
-        par = np.zeros(ctx.n)
+    def _flow(self, flow, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        seq = np.zeros(at.ctx.n)
+        par = np.zeros(at.ctx.n)
         for step in flow:
-            s, p = self._step(step, ctx, gate, cond, knobs)
+            s, p = self.step(step, at)
             seq, par = seq + s, par + p
         return seq, par
 
-    def _step(self, step, ctx: _Ctx, gate, cond, knobs):
-        wf = self.workflow
-        if isinstance(step, str):
-            node = wf.nodes[step]
-            if isinstance(node, LLMNode):
-                est, lat = self._call(step, node, ctx, gate, cond)
-                ctx.env[step] = est
-                return gate * lat, gate * lat
-            ctx.env[step] = self._code(step, node, ctx)
-            zero = np.zeros(ctx.n)
-            return zero, zero
-        if isinstance(step, Sample):
-            node = wf.nodes[step.sample]
-            calls = [self._call(step.sample, node, ctx, gate, cond) for _ in range(knob_value(step.k, knobs))]
-            ctx.env[step.sample] = [e for e, _ in calls]
-            lats = np.stack([lat for _, lat in calls])
-            return gate * lats.sum(axis=0), gate * lats.max(axis=0)
-        if isinstance(step, Parallel):
-            outs = [self._flow(branch, ctx, gate, cond, knobs) for branch in step.parallel]
-            return sum(s for s, _ in outs), np.max(np.stack([p for _, p in outs]), axis=0)
-        if isinstance(step, If):
-            if step.cond.knob is not None:
-                taken = (knobs[step.cond.knob] == step.cond.equals) != step.cond.negate
-                return self._flow(step.then if taken else step.orelse, ctx, gate, cond, knobs)
-            subject = ctx.env.get(step.cond.node)
-            p_yes = self._p_condition(subject, step.cond.equals, step.cond.negate, ctx.n)
-            # what the subject's value was when each branch ran (for boolean subjects such as agree)
-            value = step.cond.equals if not step.cond.negate else not step.cond.equals
-            s1, p1 = self._flow(step.then, ctx, gate * p_yes, (subject, value), knobs)
-            s2, p2 = self._flow(step.orelse, ctx, gate * (1 - p_yes), (subject, not value), knobs)
-            return s1 + s2, p1 + p2
-        if isinstance(step, Loop):
-            seq, par, running = np.zeros(ctx.n), np.zeros(ctx.n), gate
-            for _ in range(knob_value(step.max_iters, knobs)):
-                s, p = self._flow(step.loop, ctx, running, cond, knobs)
-                seq, par = seq + s, par + p
-                if step.until is not None:
-                    subject = ctx.env.get(step.until.node)
-                    running = running * (1 - self._p_condition(subject, step.until.equals, step.until.negate, ctx.n))
-            return seq, par
-        raise CompileError(f"the proxy cannot compose flow step {step!r}")
+    # One method per step kind (the flow visitor); each returns (sequential, parallel) latency, (n,).
+    def llm(self, name: str, node: LLMNode, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        est, lat = self._call(name, node, at.ctx, at.gate, at.cond)
+        at.ctx.env[name] = est
+        return at.gate * lat, at.gate * lat
+
+    def code(self, name: str, node: CodeNode, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        at.ctx.env[name] = self._code(name, node, at.ctx)
+        zero = np.zeros(at.ctx.n)
+        return zero, zero
+
+    def sample(self, step: Sample, node: LLMNode, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        calls = [self._call(step.sample, node, at.ctx, at.gate, at.cond)
+                 for _ in range(knob_value(step.k, at.ctx.knobs))]
+        at.ctx.env[step.sample] = [e for e, _ in calls]
+        lats = np.stack([lat for _, lat in calls])
+        return at.gate * lats.sum(axis=0), at.gate * lats.max(axis=0)
+
+    def parallel(self, step: Parallel, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        outs = [self._flow(branch, at) for branch in step.parallel]
+        return sum(s for s, _ in outs), np.max(np.stack([p for _, p in outs]), axis=0)
+
+    def branch(self, step: If, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        taken = decided(step.cond, at.ctx.knobs)
+        if taken is not None:
+            return self._flow(step.then if taken else step.orelse, at)
+        subject = at.ctx.env.get(step.cond.node)
+        p_yes = self._p_condition(subject, step.cond.equals, step.cond.negate, at.ctx.n)
+        # what the subject's value was when each branch ran (for boolean subjects such as agree)
+        value = step.cond.equals if not step.cond.negate else not step.cond.equals
+        s1, p1 = self._flow(step.then, _At(at.ctx, at.gate * p_yes, (subject, value)))
+        s2, p2 = self._flow(step.orelse, _At(at.ctx, at.gate * (1 - p_yes), (subject, not value)))
+        return s1 + s2, p1 + p2
+
+    def loop(self, step: Loop, at: _At) -> tuple[np.ndarray, np.ndarray]:
+        seq, par, running = np.zeros(at.ctx.n), np.zeros(at.ctx.n), at.gate
+        for _ in range(knob_value(step.max_iters, at.ctx.knobs)):
+            s, p = self._flow(step.loop, _At(at.ctx, running, at.cond))
+            seq, par = seq + s, par + p
+            if step.until is not None:
+                subject = at.ctx.env.get(step.until.node)
+                running = running * (1 - self._p_condition(subject, step.until.equals, step.until.negate, at.ctx.n))
+        return seq, par
 
     def _call(self, name: str, node: LLMNode, ctx: _Ctx, gate, cond) -> tuple[_Est, np.ndarray]:
         c = ctx.take(name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,8 +34,9 @@ from flowfront.compile.enumerate import (
 )
 from flowfront.compile.pareto import pareto_mask
 from flowfront.compile.proxy import Proxy, Slot, Structure
+from flowfront.flow import FlowVisitor, decided
 from flowfront.space import Configuration
-from flowfront.spec import Execution, If, LLMNode, Parallel
+from flowfront.spec import Execution
 
 Objective = Literal["latency", "cost", "both"]
 # Chosen by the router's cross-validated expected utility on the train splits (docs/router.md):
@@ -159,35 +160,53 @@ def _product_tree(proxy: Proxy, structure: Structure):
     estimate is a product of success over every call (each call feeds the output), latency a
     sum/max and cost a sum: then sub-frontiers compose exactly. None otherwise."""
     wf = proxy.workflow
-    position = {(s.node, s.index): j for j, s in enumerate(structure.slots)}
-    seen: dict[str, int] = {}
-
-    def build(flow):
-        children = []
-        for step in flow:
-            if isinstance(step, str) and isinstance(wf.nodes[step], LLMNode):
-                i = seen.get(step, 0)
-                seen[step] = i + 1
-                children.append(position[(step, i)])
-            elif isinstance(step, Parallel):
-                branches = [build(b) for b in step.parallel]
-                if any(b is None for b in branches):
-                    return None
-                children.append(("par", branches))
-            elif isinstance(step, If) and step.cond.knob is not None:
-                taken = (structure.knobs[step.cond.knob] == step.cond.equals) != step.cond.negate
-                sub = build(step.then if taken else step.orelse)
-                if sub is None:
-                    return None
-                children.append(sub)
-            else:
-                return None  # code nodes, samples, node conditions and loops are not product-form
-        return ("seq", children)
-
-    tree = build(wf.flow)
-    if tree is None or not _feeds_output(wf, {s.node for s in structure.slots}):
+    try:
+        tree = _ProductTree(wf, structure).flow(wf.flow)
+    except _NotProductForm:
         return None
-    return tree
+    return tree if _feeds_output(wf, {s.node for s in structure.slots}) else None
+
+
+class _NotProductForm(Exception):
+    """A step whose estimate is not a product of its calls' successes."""
+
+
+class _ProductTree(FlowVisitor[None, Any]):
+    """The flow pass behind :func:`_product_tree`: llm calls become slot positions, parallel
+    branches ("par", ...), a knob-decided branch the branch taken; any other step ends it."""
+
+    def __init__(self, workflow, structure: Structure) -> None:
+        super().__init__(workflow)
+        self.structure = structure
+        self.position = {(s.node, s.index): j for j, s in enumerate(structure.slots)}
+        self.seen: dict[str, int] = {}
+
+    def flow(self, flow, ctx: None = None):
+        return ("seq", [self.step(step, ctx) for step in flow])
+
+    def llm(self, name, node, ctx):
+        i = self.seen.get(name, 0)
+        self.seen[name] = i + 1
+        return self.position[(name, i)]
+
+    def parallel(self, step, ctx):
+        return ("par", [self.flow(b) for b in step.parallel])
+
+    def branch(self, step, ctx):
+        taken = decided(step.cond, self.structure.knobs)
+        if taken is None:
+            raise _NotProductForm  # a node-output condition mixes the branches' estimates
+        return self.flow(step.then if taken else step.orelse)
+
+    # code nodes, samples and loops are not product-form
+    def code(self, name, node, ctx):
+        raise _NotProductForm
+
+    def sample(self, step, node, ctx):
+        raise _NotProductForm
+
+    def loop(self, step, ctx):
+        raise _NotProductForm
 
 
 def _feeds_output(wf, nodes: set[str]) -> bool:

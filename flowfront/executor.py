@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.codefns import CODE_FUNCTIONS
 from flowfront.errors import BackendError, CallTimeoutError
+from flowfront.flow import FlowVisitor
 from flowfront.parsers import PARSERS
 from flowfront.space import Resolved, knob_value
-from flowfront.spec import Cond, If, LLMNode, Loop, Parallel, Sample, Workflow
+from flowfront.spec import CodeNode, Cond, If, LLMNode, Loop, Parallel, Sample, Workflow
 from flowfront.values import Value
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.(text|answer))?\}")
@@ -83,7 +84,7 @@ class _Run:
         return start
 
 
-class Executor:
+class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
     """Runs workflow configurations against a backend.
 
     >>> # executor = Executor(workflow, ReplayBackend(store, cards))
@@ -99,7 +100,7 @@ class Executor:
         timeout_s: float = 60.0,
         keep_requests: bool = False,
     ) -> None:
-        self.workflow = workflow
+        super().__init__(workflow)
         self.backend = backend
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -154,47 +155,49 @@ class Executor:
     async def _flow(self, flow: list[Any], run: _Run) -> tuple[float, float]:
         seq = par = 0.0
         for step in flow:
-            s, p = await self._step(step, run)
+            s, p = await self.step(step, run)
             seq += s
             par += p
         return seq, par
 
-    async def _step(self, step: Any, run: _Run) -> tuple[float, float]:
-        if isinstance(step, str):
-            node = self.workflow.nodes[step]
-            if isinstance(node, LLMNode):
-                value, lat = await self._call(step, node, run.take_slots(step, 1), run)
-                run.env[step] = value
-                return lat, lat
-            fn = CODE_FUNCTIONS[node.fn]
-            args = [run.query_value() if name == "query" else run.env.get(name) for name in node.inputs]
-            if getattr(fn, "blocking", False):  # e.g. runs a subprocess: keep the event loop free
-                run.env[step] = await asyncio.to_thread(fn, *args, **node.params)
-            else:
-                run.env[step] = fn(*args, **node.params)
-            return 0.0, 0.0
-        if isinstance(step, Sample):
-            k = knob_value(step.k, run.resolved.knobs)
-            node = self.workflow.llm_node(step.sample)
-            start = run.take_slots(step.sample, k)
-            outs = await asyncio.gather(*(self._call(step.sample, node, start + i, run) for i in range(k)))
-            run.env[step.sample] = [v for v, _ in outs]
-            lats = [lat for _, lat in outs]
-            return sum(lats), max(lats, default=0.0)
-        if isinstance(step, Parallel):
-            branches = await asyncio.gather(*(self._flow(branch, run) for branch in step.parallel))
-            return sum(s for s, _ in branches), max(p for _, p in branches)
-        if isinstance(step, If):
-            return await self._flow(step.then if self._holds(step.cond, run) else step.orelse, run)
-        if isinstance(step, Loop):
-            seq = par = 0.0
-            for _ in range(knob_value(step.max_iters, run.resolved.knobs)):
-                s, p = await self._flow(step.loop, run)
-                seq, par = seq + s, par + p
-                if step.until is not None and self._holds(step.until, run):
-                    break
-            return seq, par
-        raise TypeError(f"unknown flow step {step!r}")
+    # One method per step kind (the flow visitor); each returns (sequential, parallel) latency.
+    async def llm(self, name: str, node: LLMNode, run: _Run) -> tuple[float, float]:
+        value, lat = await self._call(name, node, run.take_slots(name, 1), run)
+        run.env[name] = value
+        return lat, lat
+
+    async def code(self, name: str, node: CodeNode, run: _Run) -> tuple[float, float]:
+        fn = CODE_FUNCTIONS[node.fn]
+        args = [run.query_value() if arg == "query" else run.env.get(arg) for arg in node.inputs]
+        if getattr(fn, "blocking", False):  # e.g. runs a subprocess: keep the event loop free
+            run.env[name] = await asyncio.to_thread(fn, *args, **node.params)
+        else:
+            run.env[name] = fn(*args, **node.params)
+        return 0.0, 0.0
+
+    async def sample(self, step: Sample, node: LLMNode, run: _Run) -> tuple[float, float]:
+        k = knob_value(step.k, run.resolved.knobs)
+        start = run.take_slots(step.sample, k)
+        outs = await asyncio.gather(*(self._call(step.sample, node, start + i, run) for i in range(k)))
+        run.env[step.sample] = [v for v, _ in outs]
+        lats = [lat for _, lat in outs]
+        return sum(lats), max(lats, default=0.0)
+
+    async def parallel(self, step: Parallel, run: _Run) -> tuple[float, float]:
+        branches = await asyncio.gather(*(self._flow(branch, run) for branch in step.parallel))
+        return sum(s for s, _ in branches), max(p for _, p in branches)
+
+    async def branch(self, step: If, run: _Run) -> tuple[float, float]:
+        return await self._flow(step.then if self._holds(step.cond, run) else step.orelse, run)
+
+    async def loop(self, step: Loop, run: _Run) -> tuple[float, float]:
+        seq = par = 0.0
+        for _ in range(knob_value(step.max_iters, run.resolved.knobs)):
+            s, p = await self._flow(step.loop, run)
+            seq, par = seq + s, par + p
+            if step.until is not None and self._holds(step.until, run):
+                break
+        return seq, par
 
     @staticmethod
     def _holds(cond: Cond, run: _Run) -> bool:
@@ -204,7 +207,7 @@ class Executor:
         else:
             value = run.env.get(cond.node) if cond.node is not None else None
             actual = value.answer if isinstance(value, Value) else None
-        return (actual == cond.equals) != cond.negate
+        return cond.holds(actual)
 
     # -- calls ----------------------------------------------------------------------------------
     async def _call(self, name: str, node: LLMNode, index: int, run: _Run) -> tuple[Value, float]:

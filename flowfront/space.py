@@ -17,7 +17,20 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowfront.errors import SpecError
-from flowfront.spec import Flow, If, KnobRef, KnobValue, LLMNode, Loop, Parallel, Sample, Workflow, format_loc
+from flowfront.flow import FlowVisitor, decided
+from flowfront.spec import (
+    CodeNode,
+    Flow,
+    If,
+    KnobRef,
+    KnobValue,
+    LLMNode,
+    Loop,
+    Parallel,
+    Sample,
+    Workflow,
+    format_loc,
+)
 
 
 class NodeSetting(BaseModel):
@@ -70,30 +83,43 @@ def call_slots(workflow: Workflow, knobs: dict[str, KnobValue]) -> dict[str, int
     Branches conditioned on a knob count only the branch taken; branches conditioned on a node's
     output count both, since either may run.
     """
-    slots: dict[str, int] = {}
+    counter = _SlotCounter(workflow, knobs)
+    counter.flow(workflow.flow, 1)
+    return counter.slots
 
-    def visit(flow: Flow, repeat: int) -> None:
+
+class _SlotCounter(FlowVisitor[int, None]):
+    """The flow pass behind :func:`call_slots`; its context is how often the current flow repeats."""
+
+    def __init__(self, workflow: Workflow, knobs: dict[str, KnobValue]) -> None:
+        super().__init__(workflow)
+        self.knobs = knobs
+        self.slots: dict[str, int] = {}
+
+    def flow(self, flow: Flow, repeat: int) -> None:
         for step in flow:
-            if isinstance(step, str):
-                if isinstance(workflow.nodes[step], LLMNode):
-                    slots[step] = slots.get(step, 0) + repeat
-            elif isinstance(step, Sample):
-                slots[step.sample] = slots.get(step.sample, 0) + repeat * knob_value(step.k, knobs)
-            elif isinstance(step, Parallel):
-                for branch in step.parallel:
-                    visit(branch, repeat)
-            elif isinstance(step, If):
-                if step.cond.knob is not None:
-                    taken = (knobs[step.cond.knob] == step.cond.equals) != step.cond.negate
-                    visit(step.then if taken else step.orelse, repeat)
-                else:
-                    visit(step.then, repeat)
-                    visit(step.orelse, repeat)
-            elif isinstance(step, Loop):
-                visit(step.loop, repeat * knob_value(step.max_iters, knobs))
+            self.step(step, repeat)
 
-    visit(workflow.flow, 1)
-    return slots
+    def llm(self, name: str, node: LLMNode, repeat: int) -> None:
+        self.slots[name] = self.slots.get(name, 0) + repeat
+
+    def code(self, name: str, node: CodeNode, repeat: int) -> None:
+        return None  # a code node makes no model call
+
+    def sample(self, step: Sample, node: LLMNode, repeat: int) -> None:
+        self.slots[step.sample] = self.slots.get(step.sample, 0) + repeat * knob_value(step.k, self.knobs)
+
+    def parallel(self, step: Parallel, repeat: int) -> None:
+        for branch in step.parallel:
+            self.flow(branch, repeat)
+
+    def branch(self, step: If, repeat: int) -> None:
+        taken = decided(step.cond, self.knobs)
+        for flow in (step.then, step.orelse) if taken is None else (step.then if taken else step.orelse,):
+            self.flow(flow, repeat)
+
+    def loop(self, step: Loop, repeat: int) -> None:
+        self.flow(step.loop, repeat * knob_value(step.max_iters, self.knobs))
 
 
 def resolve(workflow: Workflow, config: Configuration) -> Resolved:

@@ -129,6 +129,10 @@ class Cond(_Strict):
             raise ValueError("a condition names exactly one of `knob` or `node`")
         return self
 
+    def holds(self, actual: object) -> bool:
+        """Whether the condition holds when its subject (the knob's or the node's answer) is ``actual``."""
+        return (actual == self.equals) != self.negate
+
 
 class Sample(_Strict):
     sample: str
@@ -217,19 +221,24 @@ class Workflow(_Strict):
         return list(seen)
 
 
-def walk(flow: Flow, path: str = "flow") -> Iterator[tuple[str, Any]]:
+def nested(step: Step) -> list[tuple[str, Flow]]:
+    """The flows inside a step, each with its YAML key: the one statement of how steps nest."""
+    if isinstance(step, Parallel):
+        return [(f"parallel[{j}]", branch) for j, branch in enumerate(step.parallel)]
+    if isinstance(step, If):
+        return [("then", step.then), ("else", step.orelse)]
+    if isinstance(step, Loop):
+        return [("loop", step.loop)]
+    return []
+
+
+def walk(flow: Flow, path: str = "flow") -> Iterator[tuple[str, Step]]:
     """Every (YAML path, step) of a flow, depth first, nested steps included."""
     for i, step in enumerate(flow):
         here = f"{path}[{i}]"
         yield here, step
-        if isinstance(step, Parallel):
-            for j, branch in enumerate(step.parallel):
-                yield from walk(branch, f"{here}.parallel[{j}]")
-        elif isinstance(step, If):
-            yield from walk(step.then, f"{here}.then")
-            yield from walk(step.orelse, f"{here}.else")
-        elif isinstance(step, Loop):
-            yield from walk(step.loop, f"{here}.loop")
+        for key, inner in nested(step):
+            yield from walk(inner, f"{here}.{key}")
 
 
 def _check_references(wf: Workflow) -> None:

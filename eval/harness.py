@@ -276,7 +276,7 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
     if time_decisions and not strategy.fit_on_test and not strategy.hinted:  # the oracle only answers for the whole split
         mid = Preference(lambda_=float(np.median(ctx.lambdas)))
         decision = decision_latency(router, cs.X_test, mid, ctx.scale)
-    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, getattr(router, "design_", None),
+    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, router.describe().get("design"),
                time.perf_counter() - wall)
 
 

@@ -28,6 +28,7 @@ from flowfront.artifacts import Artifact, Provenance
 from flowfront.errors import RoutingError
 from flowfront.router.features import FeatureConfig
 from flowfront.router.model import LightGBMRouter
+from flowfront.router.querymap import QueryMap
 
 __all__ = ["ROUTER_SCHEMA", "RouterArtifact", "load_router", "save_router"]
 
@@ -243,13 +244,11 @@ def load_router(folder: Path, *, expect_frontier_hash: str | None) -> LightGBMRo
     del ref_bytes  # checksum verified; np.load reads the same file without pickle
     reference = np.load(folder / art.reference_file, allow_pickle=False)
     state = _validated_state(folder, art, reference)
-    return LightGBMRouter.from_state(state)
+    return _router_from_state(state)
 
 
 def _query_map(folder: Path, art: RouterArtifact) -> Any:
     """The query map, checked against the feature width and the priors' group count."""
-    from flowfront.router.querymap import QueryMap
-
     try:
         qmap = QueryMap.from_state(art.query_map)
         probe = np.zeros((1, art.n_features), dtype=np.float32)
@@ -286,3 +285,23 @@ def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -
         "cost_model": _load_regressor(folder, art.cost_model),
         "regressors": art.regressors, "fit_seconds": art.fit_seconds, "validation_metrics": art.validation_metrics,
     }
+
+
+def _router_from_state(state: dict[str, Any]) -> LightGBMRouter:
+    """Set a fitted router's learned attributes from validated artifact state (the inverse of ``save_router``)."""
+    router = LightGBMRouter(**state["params"])
+    router.design_, router.candidate_ids_ = state["design"], list(state["candidate_ids"])
+    router.n_features_, router.source_hash_ = int(state["n_features"]), state["outcomes_hash"]
+    router.candidate_features_ = state["candidate_features"]
+    router.static_accuracy_, router.static_latency_s_, router.static_cost_usd_ = (
+        np.asarray(state["static"][k]) for k in ("accuracy", "latency_s", "cost_usd"))
+    router.query_map_ = QueryMap.from_state(state["query_map"])
+    router.prior_accuracy_, router.prior_latency_s_, router.prior_cost_usd_ = (
+        np.asarray(state["priors"][k]) for k in ("accuracy", "latency_s", "cost_usd"))
+    router.calibration_, router.ood_threshold_ = state["calibration"], float(state["ood_threshold"])
+    router.reference_embeddings_ = state["reference"]
+    router.success_models_ = state["success_models"]
+    router.latency_model_, router.cost_model_ = state["latency_model"], state["cost_model"]
+    router.regressor_meta_, router.fit_seconds_ = state["regressors"], float(state["fit_seconds"])
+    router.validation_metrics_ = state["validation_metrics"]
+    return router

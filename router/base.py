@@ -167,6 +167,10 @@ class Policy(abc.ABC):
     def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
         """The candidate each query should use under a preference."""
 
+    def describe(self) -> dict[str, Any]:
+        """What the fit chose that a report should show (JSON-ready); empty when nothing."""
+        return {}
+
     def select_by_estimates(self, X: np.ndarray, preference: Preference, scale: Scale, *,
                             hints: Hints = None) -> SelectionResult:
         """The selection rules of static selection applied to :meth:`predict`'s estimates

@@ -32,20 +32,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Predictions, Router
+from flowfront.router.boosting import Boosting, raw_success, regress, rows, valid_utility_scorer
 from flowfront.router.candidates import candidate_features
 from flowfront.router.design import choose_design
 from flowfront.router.querymap import (
     QueryMap,
     apply_calibration,
-    brier,
-    fit_calibration_map,
+    choose_calibration,
     group_means,
-    logit,
     nn_cosine_distance,
-    sigmoid,
     soft_log_loss,
     unit_rows,
 )
@@ -136,26 +133,6 @@ class LightGBMRouter(Router):
         return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
                 if name != "self"}
 
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> LightGBMRouter:
-        """Rebuild a fitted router from validated artifact state (``router.artifact.load_router``)."""
-        router = cls(**state["params"])
-        router.design_, router.candidate_ids_ = state["design"], list(state["candidate_ids"])
-        router.n_features_, router.source_hash_ = int(state["n_features"]), state["outcomes_hash"]
-        router.candidate_features_ = state["candidate_features"]
-        router.static_accuracy_, router.static_latency_s_, router.static_cost_usd_ = (
-            np.asarray(state["static"][k]) for k in ("accuracy", "latency_s", "cost_usd"))
-        router.query_map_ = QueryMap.from_state(state["query_map"])
-        router.prior_accuracy_, router.prior_latency_s_, router.prior_cost_usd_ = (
-            np.asarray(state["priors"][k]) for k in ("accuracy", "latency_s", "cost_usd"))
-        router.calibration_, router.ood_threshold_ = state["calibration"], float(state["ood_threshold"])
-        router.reference_embeddings_ = state["reference"]
-        router.success_models_ = state["success_models"]
-        router.latency_model_, router.cost_model_ = state["latency_model"], state["cost_model"]
-        router.regressor_meta_, router.fit_seconds_ = state["regressors"], float(state["fit_seconds"])
-        router.validation_metrics_ = state["validation_metrics"]
-        return router
-
     # --- fit ------------------------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None = None,
@@ -185,15 +162,24 @@ class LightGBMRouter(Router):
         Q = self._query_parts(X)
         metrics = self._fit_success(Q, s, fit, valid, lat, cost, designs) | cv
         cal = calib if len(calib) else valid  # without its own fold, calibration shares the valid fold
-        metrics |= self._fit_calibration(_rows(Q, cal), s[cal])
-        self.latency_model_, lat_meta = self._fit_regressor(Q, lat, fit, valid, "latency")
-        self.cost_model_, cost_meta = self._fit_regressor(Q, cost, fit, valid, "cost")
+        metrics |= self._fit_calibration(rows(Q, cal), s[cal])
+        boosting, cf = self._boosting(), self.candidate_features_
+        self.latency_model_, lat_meta = boosting.fit_regressor(Q, cf, lat, fit, valid, "latency")
+        self.cost_model_, cost_meta = boosting.fit_regressor(Q, cf, cost, fit, valid, "cost")
         self.regressor_meta_ = {"latency": lat_meta, "cost": cost_meta}
         self._fit_ood(X, fit, np.concatenate([valid, calib]).astype(np.int64))
         self.validation_metrics_ = metrics | {"groups": len(self.query_map_.groups_),
                                               "group_source": "labels" if groups is not None else "k-means"}
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def describe(self) -> dict[str, Any]:
+        """The success design the fit chose, and the validation evidence for it."""
+        self._check_fitted()
+        vm = self.validation_metrics_
+        keys = ("valid_utility", "valid_utility_prior", "valid_log_loss", "valid_log_loss_prior", "calibration",
+                "cv_utility", "cv_se_of_gap_to_best", "rule")
+        return {"design": self.design_, **{k: vm.get(k) for k in keys if k in vm or k == "calibration"}}
 
     def _check_fit_inputs(self, X: np.ndarray, Y: OutcomeMatrix, extra: np.ndarray | None) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
@@ -276,31 +262,13 @@ class LightGBMRouter(Router):
         return {"Z": Z, "G": G, "hinted": used, "acc": np.clip(G @ self.prior_accuracy_, _CLIP, 1.0 - _CLIP),
                 "latency": G @ self.prior_latency_s_, "cost": G @ self.prior_cost_usd_}
 
-    def _pair_rows(self, Q: dict[str, np.ndarray], prior: str) -> np.ndarray:
-        """(n*K, F): row q*K + k is query q's map features, candidate k's features and their prior."""
-        cf = self.candidate_features_
-        n, k = len(Q["Z"]), len(cf)
-        head = np.hstack([Q["Z"], Q["G"]]).astype(np.float32)
-        p = Q[prior]
-        own = logit(p) if prior == "acc" else np.log(np.maximum(p, 1e-12))
-        return np.hstack([np.repeat(head, k, axis=0), np.tile(cf, (n, 1)), own.reshape(-1, 1).astype(np.float32)])
-
-    def _params(self, objective: str) -> dict[str, Any]:
-        return {"objective": objective, "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
-                "learning_rate": self.learning_rate, "feature_fraction": self.feature_fraction,
-                "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "verbose": -1, "deterministic": True,
-                "force_row_wise": True, "seed": self.seed}
-
-    def _train(self, objective: str, train: tuple, valid: tuple) -> Any:
-        """One booster (rows, target, init score) with early stopping on ``valid``, trimmed to its best iteration."""
-        import lightgbm as lgb
-
-        dtrain = lgb.Dataset(train[0], train[1], init_score=train[2], free_raw_data=True)
-        dvalid = lgb.Dataset(valid[0], valid[1], init_score=valid[2], reference=dtrain)
-        booster = lgb.train(self._params(objective), dtrain, num_boost_round=self.n_estimators, valid_sets=[dvalid],
-                            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
-        # Re-parsing the trimmed text makes the in-memory model exactly what the artifact stores.
-        return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    def _boosting(self) -> Boosting:
+        params = {"num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
+                  "learning_rate": self.learning_rate, "feature_fraction": self.feature_fraction,
+                  "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "verbose": -1, "deterministic": True,
+                  "force_row_wise": True, "seed": self.seed}
+        return Boosting(params, self.n_estimators, self.early_stopping_rounds, self.max_conditioned_rows,
+                        self.variation_threshold, self.seed)
 
     def _designs(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None,
                  groups: np.ndarray | None) -> tuple[list[str], dict[str, Any]]:
@@ -332,13 +300,14 @@ class LightGBMRouter(Router):
         log-loss spread over candidates that are never close contenders does not make a better
         choice, and on model-route the two criteria disagreed.
         """
-        score_utility = _valid_utility_scorer(s, lat, cost, fit, valid, Q)
+        score_utility = valid_utility_scorer(s, lat, cost, fit, valid, Q)
+        boosting, cf = self._boosting(), self.candidate_features_
         fitted, losses, utilities, seconds = {}, {}, {}, {}
         for design in designs:  # at most three
             started = time.perf_counter()
-            fitted[design] = self._fit_design(design, Q, s, fit, valid)
+            fitted[design] = boosting.fit_design(design, Q, cf, s, fit, valid)
             seconds[design] = time.perf_counter() - started
-            p = self._raw_success(_rows(Q, valid), design, fitted[design])
+            p = raw_success(rows(Q, valid), cf, design, fitted[design])
             losses[design], utilities[design] = soft_log_loss(p, s[valid]), score_utility(p)
         # Boosting is kept only when it routes better than the prior it starts from; a tie keeps the prior.
         self.design_ = max(utilities, key=lambda d: (utilities[d], d == "prior", -losses[d]))
@@ -348,79 +317,15 @@ class LightGBMRouter(Router):
                 "valid_log_loss": losses, "valid_log_loss_prior": prior_loss, "design_seconds": seconds,
                 "valid_rows": int(len(valid)), "fit_rows": int(len(fit))}
 
-    def _fit_design(self, design: str, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
-                    valid: np.ndarray) -> list[Any]:
-        if design == "prior":
-            return []  # the group prior alone: nothing to fit beyond it
-        if design == "per-candidate":
-            return self._fit_per_candidate(Q, s, fit, valid)
-        return self._fit_conditioned(Q, s, fit, valid)
-
-    def _fit_per_candidate(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
-                           valid: np.ndarray) -> list[Any]:
-        models: list[Any] = []
-        for k in range(s.shape[1]):  # one booster per candidate
-            if np.ptp(s[fit, k]) == 0.0:
-                models.append(float(s[fit[0], k]))
-                continue
-            rows = [(self._single_rows(_rows(Q, part), k), s[part, k], logit(Q["acc"][part, k])) for part in (fit, valid)]
-            models.append(self._train("cross_entropy", *rows))
-        return models
-
-    @staticmethod
-    def _single_rows(Q: dict[str, np.ndarray], k: int) -> np.ndarray:
-        return np.hstack([Q["Z"], Q["G"], logit(Q["acc"][:, k : k + 1])]).astype(np.float32)
-
-    def _fit_conditioned(self, Q: dict[str, np.ndarray], s: np.ndarray, fit: np.ndarray,
-                         valid: np.ndarray) -> list[Any]:
-        if np.ptp(s[fit]) == 0.0:
-            return [float(s[fit[0], 0])]
-        fit = self._cap_rows(fit, s.shape[1])
-        rows = [(self._pair_rows(_rows(Q, part), "acc"), s[part].ravel(), logit(Q["acc"][part]).ravel())
-                for part in (fit, valid)]
-        return [self._train("cross_entropy", *rows)]
-
-    def _cap_rows(self, fit: np.ndarray, k: int) -> np.ndarray:
-        """At most ``max_conditioned_rows`` query x candidate rows: a seeded subset of the queries."""
-        keep = max(self.max_conditioned_rows // k, 1)
-        if len(fit) <= keep:
-            return fit
-        return np.sort(np.random.default_rng(self.seed + 3).choice(fit, keep, replace=False))
-
-    def _fit_regressor(self, Q: dict[str, np.ndarray], V: np.ndarray, fit: np.ndarray, valid: np.ndarray,
-                       name: str) -> tuple[Any, dict[str, Any]]:
-        """One conditioned booster for log(value / prior), kept only when it beats the prior."""
-        resid = np.log(np.maximum(V, 1e-12)) - np.log(np.maximum(Q[name], 1e-12))
-        spread = float(resid[fit].std())
-        meta: dict[str, Any] = {"log_residual_std": spread, "used": False}
-        if spread <= self.variation_threshold:
-            return None, meta
-        part = self._cap_rows(fit, V.shape[1])
-        booster = self._train("regression", *[(self._pair_rows(_rows(Q, p), name), resid[p].ravel(), None)
-                                              for p in (part, valid)])
-        pred = booster.predict(self._pair_rows(_rows(Q, valid), name)).reshape(len(valid), -1)
-        mse, mse_prior = float(np.mean((pred - resid[valid]) ** 2)), float(np.mean(resid[valid] ** 2))
-        meta |= {"valid_mse_log": mse, "valid_mse_log_prior": mse_prior, "used": mse < mse_prior}
-        return (booster if mse < mse_prior else None), meta
-
     def _fit_calibration(self, Q_cal: dict[str, np.ndarray], s_cal: np.ndarray) -> dict[str, Any]:
         """Choose identity / Platt / isotonic by 2-fold cross-fitted Brier on the calib fold."""
         learned = ~self._constant_columns()
         if self.design_ == "prior" or not learned.any() or len(s_cal) < 2:  # nothing boosted to calibrate
             self.calibration_ = {"method": "identity"}
             return {"calibration": "identity", "calib_rows": int(len(s_cal))}
-        p = self._raw_success(Q_cal, self.design_, self.success_models_)[:, learned]
-        s_cal = s_cal[:, learned]
-        half = np.random.default_rng(self.seed + 1).permutation(len(p)) < len(p) // 2
-        scores = {}
-        for method in ("identity", "platt", "isotonic"):
-            out = np.empty_like(p)
-            for part in (half, ~half):  # fit on one half of the queries, score on the other
-                out[part] = apply_calibration(p[part], fit_calibration_map(method, p[~part].ravel(), s_cal[~part].ravel()))
-            scores[method] = brier(out, s_cal)
-        method = min(scores, key=scores.get)
-        self.calibration_ = fit_calibration_map(method, p.ravel(), s_cal.ravel())
-        return {"calib_brier": scores, "calibration": method, "calib_rows": int(len(p))}
+        p = raw_success(Q_cal, self.candidate_features_, self.design_, self.success_models_)[:, learned]
+        self.calibration_, metrics = choose_calibration(p, s_cal[:, learned], self.seed + 1)
+        return metrics
 
     def _fit_ood(self, X: np.ndarray, fit: np.ndarray, held_out: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed + 2)
@@ -439,10 +344,11 @@ class LightGBMRouter(Router):
         X = self._check_X(X)
         Q = self._query_parts(X, hints)
         hinted = Q["hinted"] if hints is not None else None
-        raw = self._raw_success(Q, self.design_, self.success_models_)
+        cf = self.candidate_features_
+        raw = raw_success(Q, cf, self.design_, self.success_models_)
         # A candidate that was always right (or wrong) keeps its constant: calibration is for boosters.
         acc = np.where(self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0))
-        lat, cost = self._regress(Q, self.latency_model_, "latency"), self._regress(Q, self.cost_model_, "cost")
+        lat, cost = regress(Q, cf, self.latency_model_, "latency"), regress(Q, cf, self.cost_model_, "cost")
         if not self.ood_fallback:
             return Predictions(acc, lat, cost, hinted=hinted)
         mask = self.ood_mask(X)
@@ -482,58 +388,6 @@ class LightGBMRouter(Router):
             raise RoutingError("features contain NaN or infinite values", hint="featurize the texts again")
         return X
 
-    def _raw_success(self, Q: dict[str, np.ndarray], design: str, models: list[Any]) -> np.ndarray:
-        n, k = Q["acc"].shape
-        if design == "prior":
-            return Q["acc"].copy()
-        if design == "conditioned":
-            m = models[0]
-            if isinstance(m, float):
-                return np.full((n, k), m)
-            return sigmoid(m.predict(self._pair_rows(Q, "acc"), raw_score=True, **_predict_kwargs(n * k))
-                            .reshape(n, k) + logit(Q["acc"]))
-        out = np.empty((n, k))
-        for j, m in enumerate(models):  # K boosters, each vectorised over the queries
-            out[:, j] = m if isinstance(m, float) else sigmoid(
-                m.predict(self._single_rows(Q, j), raw_score=True, **_predict_kwargs(n)) + logit(Q["acc"][:, j]))
-        return out
-
-    def _regress(self, Q: dict[str, np.ndarray], model: Any, name: str) -> np.ndarray:
-        if model is None:
-            return Q[name]
-        n, k = Q[name].shape
-        return Q[name] * np.exp(model.predict(self._pair_rows(Q, name), **_predict_kwargs(n * k)).reshape(n, k))
-
-
-def _valid_utility_scorer(s: np.ndarray, lat: np.ndarray, cost: np.ndarray, fit: np.ndarray, valid: np.ndarray,
-                          Q: dict[str, np.ndarray]) -> Any:
-    """``score(p)``: mean realised utility on the valid fold of choosing by success probabilities
-    ``p`` (valid rows x K) and the group priors' latency and cost, over the lambda sweep of the fit
-    fold's means (normalised like static selection)."""
-    means = (s[fit].mean(axis=0), lat[fit].mean(axis=0), cost[fit].mean(axis=0))
-    scale = Scale.from_estimates(means[1], means[2])
-    lambdas = lambda_sweep(scale, *means)
-    est_lat, est_cost = Q["latency"][valid], Q["cost"][valid]
-    rows = np.arange(len(valid))
-
-    def score(p: np.ndarray) -> float:
-        total = 0.0
-        for lam in lambdas:
-            idx = select(p, est_lat, est_cost, Preference(**{"lambda": float(lam)}), scale).index
-            total += float(np.mean(utility(s[valid][rows, idx], lat[valid][rows, idx], float(lam), scale)))
-        return total / len(lambdas)
-
-    return score
-
-
-def _rows(Q: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: value[index] for name, value in Q.items()}
-
 
 def _take(groups: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
     return None if groups is None else groups[index]
-
-
-def _predict_kwargs(n_rows: int) -> dict[str, int]:
-    # A few rows gain nothing from threads, and OpenMP spin-waiting on busy cores costs ~100 ms a call.
-    return {"num_threads": 1} if n_rows <= 256 else {}

@@ -181,3 +181,18 @@ def nn_cosine_distance(queries: np.ndarray, reference: np.ndarray) -> np.ndarray
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def choose_calibration(p: np.ndarray, s: np.ndarray, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Identity, Platt or isotonic, whichever has the lowest 2-fold cross-fitted Brier score on
+    these (queries x candidates) probabilities ``p`` and outcomes ``s``; fitted on all of them."""
+    half = np.random.default_rng(seed).permutation(len(p)) < len(p) // 2
+    scores = {}
+    for method in ("identity", "platt", "isotonic"):
+        out = np.empty_like(p)
+        for part in (half, ~half):  # fit on one half of the queries, score on the other
+            out[part] = apply_calibration(p[part], fit_calibration_map(method, p[~part].ravel(), s[~part].ravel()))
+        scores[method] = brier(out, s)
+    method = min(scores, key=scores.get)
+    return fit_calibration_map(method, p.ravel(), s.ravel()), {"calib_brier": scores, "calibration": method,
+                                                              "calib_rows": int(len(p))}

@@ -134,6 +134,13 @@ class TestRouterContract:
         router, _, _ = _fit(name, seed, data)
         assert any(a.endswith("_") and not a.startswith("_") for a in vars(router))
 
+    def test_describe_is_json_ready(self, name: str, seed: int, data: dict) -> None:
+        import json
+
+        router, _, _ = _fitted(name, seed, data)
+        described = router.describe()
+        assert isinstance(described, dict) and json.loads(json.dumps(described)) == described
+
     def test_predict_shapes_and_ranges(self, name: str, seed: int, data: dict) -> None:
         router, X, Y = _fitted(name, seed, data)
         pred = router.predict(X)

@@ -174,12 +174,7 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
                "candidates": len(data.train.candidate_ids), "fit_seconds": seconds,
                "total_seconds": time.perf_counter() - started_all,  # outcomes + embeddings + both fits
                "heldout_fold_expected_utility": utility, "lambdas": data.lambdas.tolist()}
-    if hasattr(router, "design_"):  # which success design won on validation, and by how much
-        vm = router.validation_metrics_
-        metrics |= {"design": router.design_, "valid_utility": vm["valid_utility"],
-                    "valid_utility_prior": vm["valid_utility_prior"], "valid_log_loss": vm["valid_log_loss"],
-                    "valid_log_loss_prior": vm["valid_log_loss_prior"], "calibration": vm.get("calibration"),
-                    **{k: vm[k] for k in ("cv_utility", "cv_se_of_gap_to_best", "rule") if k in vm}}
+    metrics |= router.describe()  # e.g. which success design won on validation, and by how much
     path = None
     if entry.persisted:
         from flowfront.router.artifact import save_router

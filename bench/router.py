@@ -33,8 +33,8 @@ import numpy as np
 
 from bench._common import write_result
 from bench.router_embed import load_queries, token_lengths
-from flowfront.compile.select import Preference
 from flowfront.router.features import Embedder, FeatureConfig, featurize
+from flowfront.router.select import Preference
 from flowfront.router.train import load_data, make_router
 from flowfront.settings import Settings, prepare_environment
 

@@ -75,7 +75,7 @@ def learning_curve(data: TrainingData) -> dict[str, dict[str, list[float]]]:
 
 
 def knn_blend(data: TrainingData) -> dict[str, list[float]]:
-    from flowfront.compile.select import Preference, select
+    from flowfront.router.select import Preference, select
 
     ex = data.frontier.execution
     out: dict[str, list[float]] = {}

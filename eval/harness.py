@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError, SpecError
 from flowfront.router.base import OutcomeMatrix, Policy
+from flowfront.router.select import Preference, Scale, lambda_sweep
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 

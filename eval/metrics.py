@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowfront.compile.pareto import hypervolume
-from flowfront.compile.select import Scale, utility
 from flowfront.errors import SpecError
+from flowfront.router.select import Scale, utility
 
 __all__ = [
     "HV_REFERENCE",

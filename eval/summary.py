@@ -212,7 +212,7 @@ def summarise(data, ctx: Context, plan: list[Strategy], runs: dict[str, list[Run
 
 
 def _denormalise(scale, axis: str, value: float) -> float:
-    """Inverse of compile.select's normalisation, so the reference is also given in seconds / USD."""
+    """Inverse of router.select's normalisation, so the reference is also given in seconds / USD."""
     lo = scale.latency_min if axis == "latency" else scale.cost_min
     unit = float(scale.normalise(np.array([lo + 1.0]), axis)[0])  # normalised size of one second (USD)
     return lo + value / unit

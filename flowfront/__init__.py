@@ -28,7 +28,7 @@ from flowfront.settings import Settings
 if TYPE_CHECKING:
     from flowfront.benchmarks import Benchmark
     from flowfront.compile.artifact import Candidate, Frontier, Profiles
-    from flowfront.compile.select import Preference
+    from flowfront.router.select import Preference
     from flowfront.spec import Workflow
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Preference":  # the one stage type re-exported by name, imported on first use
-        from flowfront.compile.select import Preference
+        from flowfront.router.select import Preference
 
         return Preference
     raise AttributeError(f"module 'flowfront' has no attribute {name!r}")
@@ -99,7 +99,7 @@ def save_frontier(frontier: Frontier, settings: Settings | None = None, name: st
 
 def select(frontier: Frontier, preference: Preference | None = None) -> Candidate:
     """The candidate static selection picks for a preference (what the service picks without a router)."""
-    from flowfront.compile.select import Preference, select_static
+    from flowfront.router.select import Preference, select_static
 
     index, _, _ = select_static(frontier, preference or Preference())
     return frontier.candidates[index]
@@ -151,7 +151,7 @@ class Router:
     def route(self, queries: Sequence[str], preference: Preference | None = None,
               tasks: Sequence[str | None] | None = None) -> list[Candidate]:
         """The candidate each query should use under ``preference`` (the router contract's ``select``)."""
-        from flowfront.compile.select import Preference, Scale, frontier_estimates
+        from flowfront.router.select import Preference, Scale, frontier_estimates
 
         _, lat, cost = frontier_estimates(self.frontier)
         picked = self.learned.select(self.features(queries), preference or Preference(), Scale.from_estimates(lat, cost),

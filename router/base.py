@@ -1,7 +1,7 @@
 """The router contract, and the outcome matrix every strategy learns from.
 
 A router estimates, per query, how each candidate configuration will do; selection turns those
-estimates into a choice with the same rules static selection uses (``compile.select``). Concrete
+estimates into a choice with the same rules static selection uses (``router.select``). Concrete
 strategies implement ``fit`` and ``predict`` only (RouteLLM's abstract score / concrete route split).
 scikit-learn conventions: ``__init__`` stores parameters, ``fit`` returns ``self``, learned
 attributes end in ``_``.
@@ -19,8 +19,8 @@ from typing import Any, Literal
 import numpy as np
 
 from flowfront.artifacts import Artifact, Provenance, write_atomic
-from flowfront.compile.select import Preference, Scale, SelectionResult, select, utility
 from flowfront.errors import RoutingError
+from flowfront.router.select import Preference, Scale, SelectionResult, select, utility
 from flowfront.spec import Execution
 
 OUTCOMES_SCHEMA = 3  # 2: per-query task labels; 3: an Artifact header with provenance

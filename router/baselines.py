@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from flowfront.compile.artifact import Frontier
-from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep, select, utility
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions, Router
 from flowfront.router.features import EMBEDDING_DIM
+from flowfront.router.select import Preference, Scale, SelectionResult, lambda_sweep, select, utility
 from flowfront.spec import Execution
 
 __all__ = [

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, SelectionResult, lambda_sweep
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions
 from flowfront.router.baselines import (
@@ -33,6 +32,7 @@ from flowfront.router.baselines import (
     config_factors,
 )
 from flowfront.router.features import EMBEDDING_DIM
+from flowfront.router.select import Preference, Scale, SelectionResult, lambda_sweep
 from flowfront.spec import Execution
 
 __all__ = ["MaasStyle", "MasRouterStyle"]

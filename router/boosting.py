@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep, select, utility
 from flowfront.router.querymap import logit, sigmoid
+from flowfront.router.select import Preference, Scale, lambda_sweep, select, utility
 
 __all__ = ["Boosting", "pair_rows", "raw_success", "regress", "rows", "valid_utility_scorer"]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Predictions, Router
 from flowfront.router.baselines import _check_rows, _default_scale, _unit, realised_utility
 from flowfront.router.features import EMBEDDING_DIM
+from flowfront.router.select import Preference, Scale, lambda_sweep, select
 from flowfront.spec import Execution
 
 __all__ = ["ClusterRouter"]

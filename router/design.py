@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from flowfront.compile.select import Scale, lambda_sweep
 from flowfront.router.base import OutcomeMatrix, expected_utility
+from flowfront.router.select import Scale, lambda_sweep
 from flowfront.spec import Execution
 
 __all__ = ["SIMPLEST_FIRST", "choose_design"]

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from flowfront.compile.select import Preference, Scale, SelectionResult
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions, Router
 from flowfront.router.baselines import (
@@ -30,6 +29,7 @@ from flowfront.router.baselines import (
 )
 from flowfront.router.baselines_rl import MaasStyle, MasRouterStyle
 from flowfront.router.cluster import ClusterRouter
+from flowfront.router.select import Preference, Scale, SelectionResult
 
 # A narrow embedding keeps every fit fast; routers that slice X take the width as a parameter.
 DIM = 24

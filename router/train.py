@@ -22,9 +22,9 @@ import orjson
 
 from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.compile.artifact import Frontier, Profiles
-from flowfront.compile.select import Scale, lambda_sweep
 from flowfront.errors import RoutingError
 from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy, expected_utility
+from flowfront.router.select import Scale, lambda_sweep
 from flowfront.settings import Settings
 from flowfront.spec import Execution
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flowfront.compile.select import Preference
+from flowfront.router.select import Preference
 from flowfront.spec import Execution
 
 Strategy = Literal["router", "static"]
@@ -19,7 +19,7 @@ _MAX_LIMIT = 1e9
 
 
 class PreferenceIn(BaseModel):
-    """How the caller trades accuracy for latency or cost (``compile.select.Preference``)."""
+    """How the caller trades accuracy for latency or cost (``router.select.Preference``)."""
 
     # strict: JSON `true` is not a number here, nor "0.3" (a string); integers are still numbers
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False, strict=True)

@@ -25,10 +25,10 @@ import orjson
 
 from flowfront.backends.base import Backend, CallRequest
 from flowfront.compile.artifact import Frontier
-from flowfront.compile.select import Scale, frontier_estimates
 from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
 from flowfront.executor import Executor
 from flowfront.redact import Redactor
+from flowfront.router.select import Scale, frontier_estimates
 from flowfront.service.breaker import BreakerBoard
 from flowfront.service.calls import GuardedBackend
 from flowfront.service.config import ServiceSettings

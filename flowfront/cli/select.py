@@ -1,6 +1,6 @@
 """``flowfront frontier`` and ``flowfront select``: the compiled frontier and the choice for a preference.
 
-``select`` uses the same static selection the service applies (``compile.select.select_static``
+``select`` uses the same static selection the service applies (``router.select.select_static``
 over the proxy's estimates), so the CLI and the service agree for a given preference.
 """
 
@@ -73,8 +73,8 @@ def select(
     workdir: Workdir = None,
 ) -> None:
     """The configuration static selection picks for a preference, its estimates and the runner-up."""
-    from flowfront.compile.select import Preference, select_static
     from flowfront.errors import SpecError
+    from flowfront.router.select import Preference, select_static
 
     if objective not in ("latency", "cost") or on_infeasible not in ("error", "nearest"):
         raise SpecError("--objective takes latency or cost; --on-infeasible takes error or nearest")
@@ -110,7 +110,7 @@ def route(
 ) -> None:
     """The trained router's per-candidate predictions for one query, and its pick."""
     from flowfront import Router
-    from flowfront.compile.select import Preference
+    from flowfront.router.select import Preference
 
     f = _frontier(benchmark, workdir)
     settings = make_settings(None, workdir)

@@ -146,9 +146,9 @@ def test_the_router_is_evaluated_beside_its_prior_and_the_cluster_router(compile
 def test_the_hinted_run_hands_each_test_query_its_task() -> None:
     import dataclasses
 
-    from flowfront.compile.select import Scale
     from flowfront.eval.harness import CandidateSet, Context, run_all, with_hinted
     from flowfront.router.model import LightGBMRouter
+    from flowfront.router.select import Scale
     from flowfront.router.testing import DIM, synthetic
 
     (X_tr, Y_tr), (X_te, Y_te) = synthetic(300, 1), synthetic(120, 2)

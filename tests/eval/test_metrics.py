@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowfront.compile.select import Preference, Scale
 from flowfront.errors import SpecError
 from flowfront.eval.metrics import (
     HV_REFERENCE,
@@ -20,6 +19,7 @@ from flowfront.eval.metrics import (
 )
 from flowfront.router.base import OutcomeMatrix
 from flowfront.router.baselines import StaticRouter
+from flowfront.router.select import Preference, Scale
 from flowfront.router.train import expected_utility as router_expected_utility
 
 

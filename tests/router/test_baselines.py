@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from flowfront.artifacts import Provenance
-from flowfront.compile.select import Preference, Scale, lambda_sweep
 from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix
 from flowfront.router.baselines import (
@@ -22,6 +21,7 @@ from flowfront.router.baselines import (
     realised_utility,
 )
 from flowfront.router.baselines_rl import MaasStyle, MasRouterStyle
+from flowfront.router.select import Preference, Scale, lambda_sweep
 from tests.router.test_contract import CANDIDATES, DIM, synthetic
 
 

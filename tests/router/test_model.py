@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowfront.compile.select import Preference, Scale, select
 from flowfront.errors import RoutingError
 from flowfront.router.artifact import load_router, save_router
 from flowfront.router.base import OutcomeMatrix
 from flowfront.router.features import Embedder, FeatureConfig, featurize
 from flowfront.router.model import LightGBMRouter, candidate_features
 from flowfront.router.querymap import QueryMap
+from flowfront.router.select import Preference, Scale, select
 
 ROOT = Path(__file__).parents[2]
 FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)

@@ -11,7 +11,6 @@ import numpy as np
 import pydantic
 import pytest
 
-from flowfront.compile.select import Preference
 from flowfront.errors import DataError, RoutingError
 from flowfront.router.base import OutcomeMatrix
 from flowfront.router.features import (
@@ -22,6 +21,7 @@ from flowfront.router.features import (
     resolve_embedding_model,
 )
 from flowfront.router.model import LightGBMRouter
+from flowfront.router.select import Preference
 
 
 @pytest.fixture

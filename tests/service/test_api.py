@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from flowfront.compile.select import Preference, select
 from flowfront.router.features import Embedder, featurize
+from flowfront.router.select import Preference, select
 from tests.service.conftest import BENCH, copy_workdir, make_client
 
 RUN = f"/v1/workflows/{BENCH}/run"
@@ -18,7 +18,7 @@ RUN = f"/v1/workflows/{BENCH}/run"
 def expected_candidate(router, query: str, pref: Preference, task: str | None = None) -> str:
     """What the trained router's own featurize -> select says for one query (and task hint)."""
     model, config, frontier = router
-    from flowfront.compile.select import Scale
+    from flowfront.router.select import Scale
 
     est = [c.estimates for c in frontier.candidates]
     lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
@@ -83,7 +83,7 @@ def test_a_task_hint_is_used_when_the_router_knows_the_task_and_said_otherwise(c
 def test_static_strategy_matches_static_selection(client, router, test_queries) -> None:
     _, _, frontier = router
     est = [c.estimates for c in frontier.candidates]
-    from flowfront.compile.select import Scale
+    from flowfront.router.select import Scale
 
     acc = np.array([e.accuracy for e in est])
     lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])

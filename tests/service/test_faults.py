@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from flowfront.compile.select import Preference
+from flowfront.router.select import Preference
 from tests.service.conftest import BENCH, make_client
 from tests.service.test_api import RUN, expected_candidate
 

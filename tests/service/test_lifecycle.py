@@ -127,7 +127,7 @@ def test_provider_and_service_keys_never_leave_the_process(drained) -> None:
 
 def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(trained, workflows_dir, tmp_path,
                                                                                 test_queries, router) -> None:
-    from flowfront.compile.select import Preference
+    from flowfront.router.select import Preference
     from tests.service.test_api import expected_candidate
 
     work = copy_workdir(trained, tmp_path)

@@ -8,7 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from flowfront.compile.select import Preference
+from flowfront.router.select import Preference
 from tests.service.conftest import BENCH, live_server
 from tests.service.test_api import expected_candidate
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from flowfront.compile.select import Preference, Scale, lambda_sweep, select
 from flowfront.errors import InfeasibleError, RoutingError
+from flowfront.router.select import Preference, Scale, lambda_sweep, select
 
 LAMBDAS = [0.0, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 1e6]
 

@@ -45,13 +45,19 @@ def main() -> None:
     prepare_environment()
     config = ServiceSettings(workdir=Path(args.workdir))
     seen: list[str] = []
+    edges: dict[tuple[str, str], set[str]] = {}
     active = [False]
 
     def profile(frame, event, arg):  # noqa: ANN001 - the sys.setprofile signature
         if active[0] and event == "call":
             name = module_of(frame.f_code.co_filename)
-            if name is not None and name not in seen:
+            if name is None:
+                return
+            if name not in seen:
                 seen.append(name)
+            caller = _first_party_caller(frame)
+            if caller is not None and package(caller) != package(name):
+                edges.setdefault((package(caller), package(name)), set()).add(f"{caller} -> {name}.{frame.f_code.co_name}")
 
     # Set before the app starts, so the client's event-loop thread and the service's worker
     # threads (started after this) are profiled too; only the second request is recorded.
@@ -68,10 +74,35 @@ def main() -> None:
     finally:
         sys.setprofile(None)
         threading.setprofile(None)
-    packages = [m.split(".")[1] if m.split(".")[1] in STAGES else "kernel" for m in seen]
+    packages = [package(m) for m in seen]
     print(f"{len(seen)} first-party modules, packages in order of first visit: {_runs(packages)}")
     for name in seen:
         print(f"  {name}")
+    # Calls between packages on the call stack (a return is not a visit): downward arrows are the
+    # layering; an upward one is the kernel calling an object the service handed it (a contract).
+    print("calls between packages (caller package -> callee package):")
+    for (a, b), sites in sorted(edges.items()):
+        kind = "up, through a contract" if LAYER[a] < LAYER[b] else "down"
+        print(f"  {a} -> {b} ({kind}): " + "; ".join(sorted(sites)[:4]) + (" ..." if len(sites) > 4 else ""))
+
+
+LAYER = {"kernel": 0, "compile": 1, "router": 2, "eval": 3, "service": 3}
+
+
+def package(module: str) -> str:
+    part = module.split(".")[1]
+    return part if part in STAGES else "kernel"
+
+
+def _first_party_caller(frame) -> str | None:  # noqa: ANN001
+    """The nearest first-party module below ``frame`` on the stack (through asyncio, FastAPI, ...)."""
+    back, depth = frame.f_back, 0
+    while back is not None and depth < 40:
+        name = module_of(back.f_code.co_filename)
+        if name is not None:
+            return name
+        back, depth = back.f_back, depth + 1
+    return None
 
 
 def _runs(items: list[str]) -> str:

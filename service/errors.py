@@ -77,14 +77,20 @@ class DeadlineExceeded(BackendError):
         )
 
 
-def status_for(exc: FlowfrontError) -> int:
-    """HTTP status of a flowfront error; the order matters (subclasses first)."""
+def status_for(exc: FlowfrontError, *, provider: bool = False) -> int:
+    """HTTP status of a flowfront error; the order matters (subclasses first).
+
+    ``provider``: the app stands in for a model provider (``replay-serve``). A missing record is
+    then 404, a provider's "no such completion": OpenAI clients and litellm expect that from a
+    provider and fail to read a 422 (litellm raised ``'NoneType' object has no attribute
+    'choices'``). To a caller of a served workflow it is 422: send another query.
+    """
     if isinstance(exc, Unauthorized):
         return 401
     if isinstance(exc, UnknownWorkflow):
         return 404
     if isinstance(exc, ReplayMissError):
-        return 422  # the query is not in the recorded data: the caller must send another one
+        return 404 if provider else 422
     if isinstance(exc, (DeadlineExceeded, CallTimeoutError)):
         return 504
     if isinstance(exc, BackendError):
@@ -118,7 +124,7 @@ def _redact(request: Request, text: str) -> str:
 
 def flowfront_response(request: Request, exc: FlowfrontError) -> JSONBody:
     """Render a flowfront error (also used by routes that answer errors inside a stream)."""
-    status = status_for(exc)
+    status = status_for(exc, provider=getattr(request.app.state, "provider", False))
     extra: dict[str, Any] = {"hint": _redact(request, exc.hint) if exc.hint else None}
     if isinstance(exc, InvalidRequest):
         extra["field"] = exc.field
@@ -198,8 +204,9 @@ async def _on_bug(request: Request, exc: Exception) -> JSONBody:
                                      hint="report this as a bug"), status_code=500)
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+def install_handlers(app: FastAPI, *, provider: bool = False) -> None:
+    """Register the handlers on ``app``; ``provider`` as in :func:`status_for`."""
+    app.state.provider = provider
     app.add_exception_handler(FlowfrontError, _on_flowfront)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

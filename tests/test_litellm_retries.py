@@ -44,3 +44,18 @@ def test_budget_maps_onto_the_providers_knob(imported_settings) -> None:
     assert budget_params(thinking, 2048) == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
     effort = card.model_copy(update={"budget_style": "reasoning_effort"})
     assert budget_params(effort, 8192)["reasoning_effort"] == "high"
+
+
+def test_replay_server_answers_errors_like_the_service(imported_settings) -> None:
+    """One error mapping (as a provider): a miss is 404 with the service's body, a bad body names its field."""
+    with replay_server(imported_settings.workdir, "--fail-model", "claude-v2") as url:
+        miss = httpx.post(f"{url}/v1/chat/completions",
+                          json={"model": "claude-v1", "messages": [{"role": "user", "content": "never recorded"}]})
+        bad = httpx.post(f"{url}/v1/chat/completions", json={"model": "claude-v1", "messages": []})
+        down = httpx.post(f"{url}/v1/chat/completions",
+                          json={"model": "claude-v2", "messages": [{"role": "user", "content": "x"}]})
+    assert miss.status_code == 404 and miss.json()["error"]["field"] == "query"
+    assert "no record" in miss.json()["error"]["message"] and miss.json()["error"]["hint"]
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "messages"
+    assert down.status_code == 503 and down.json()["error"]["retryable"] is True
+    assert "Retry-After" in down.headers

@@ -204,8 +204,8 @@ def replay_serve(
     import uvicorn
 
     from flowfront.backends.replay import ReplayBackend
-    from flowfront.replay_server import create_replay_app
     from flowfront.runtime import load_cards
+    from flowfront.service.replay_server import create_replay_app
     from flowfront.store import TraceStore
 
     settings = make_settings(data_dir, workdir)

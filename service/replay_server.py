@@ -2,7 +2,10 @@
 
 Any OpenAI client (or litellm's ``openai/`` provider with ``api_base``) can be pointed at it. The
 answers are exactly the in-process replay backend's: same lookup, same budget cut (``max_tokens``),
-same missing-record error (HTTP 404 naming the model and the prompt key).
+same missing-record error. Errors go through the service's one mapping (``service.errors``, as a
+provider): the same body shape and hints as the service, a miss 404 naming the model and the
+prompt key (what a provider answers; the service says 422), a malformed body 422 with the field,
+an injected or backend failure 503/502 with ``retryable``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from collections import Counter
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from flowfront.backends.base import CallRequest
 from flowfront.backends.replay import ReplayBackend
-from flowfront.errors import BackendError, ReplayMissError
+from flowfront.errors import BackendError
+from flowfront.service.errors import InvalidRequest, install_handlers
 
 SAMPLING_KEYS = ("temperature", "top_p", "seed")
 
@@ -25,6 +28,7 @@ SAMPLING_KEYS = ("temperature", "top_p", "seed")
 def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = frozenset()) -> Any:
     """Build the app. ``fail_models`` answer 503 (fault injection for tests and drills)."""
     app = FastAPI(title="flowfront replay", version="1")
+    install_handlers(app, provider=True)
     served: Counter[str] = Counter()
     refused: Counter[str] = Counter()
 
@@ -39,26 +43,23 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
-        body = await request.json()
-        problem = _check_body(body)
-        if problem:
-            return JSONResponse(status_code=400, content=_error(problem, "invalid_request_error"))
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidRequest("the body is not JSON", field="body", hint="send a JSON chat completion request") from None
+        _check_body(body)
         model = body["model"]
         if model in fail_models:
             refused[model] += 1
-            return JSONResponse(status_code=503, content=_error(f"model {model!r} is unavailable (injected)", "server_error"))
+            raise BackendError(f"model {model!r} is unavailable (injected)", model=model, retryable=True,
+                               hint="a fault drill: restart replay-serve without --fail-model")
         call = CallRequest(
             model=model,
             messages=tuple({"role": m["role"], "content": m["content"]} for m in body["messages"]),
             budget=body.get("max_tokens") or body.get("max_completion_tokens"),
             sampling={k: body[k] for k in SAMPLING_KEYS if k in body},
         )
-        try:
-            done = replay.answer(call)
-        except ReplayMissError as exc:
-            return JSONResponse(status_code=404, content=_error(str(exc), "not_found_error"))
-        except BackendError as exc:
-            return JSONResponse(status_code=502, content=_error(str(exc), "server_error"))
+        done = replay.answer(call)  # a miss or a backend failure is answered by service.errors
         served[call.key] += 1
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -81,22 +82,18 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
     return app
 
 
-def _check_body(body: Any) -> str | None:
+def _check_body(body: Any) -> None:
+    """Refuse what the replay lookup cannot use; the error names the field to fix."""
     if not isinstance(body, dict):
-        return "the body must be a JSON object"
+        raise InvalidRequest("the body must be a JSON object", field="body")
     if not isinstance(body.get("model"), str):
-        return "`model` is required and must be a string"
+        raise InvalidRequest("`model` is required and must be a string", field="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return "`messages` must be a non-empty list"
+        raise InvalidRequest("`messages` must be a non-empty list", field="messages")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or "role" not in m:
-            return f"`messages[{i}]` needs a `role` and a string `content`"
+            raise InvalidRequest(f"`messages[{i}]` needs a `role` and a string `content`", field=f"messages[{i}]")
     budget = body.get("max_tokens")
-    if budget is not None and (not isinstance(budget, int) or budget <= 0):
-        return "`max_tokens` must be a positive integer"
-    return None
-
-
-def _error(message: str, kind: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind}}
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
+        raise InvalidRequest("`max_tokens` must be a positive integer", field="max_tokens")

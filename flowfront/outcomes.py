@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -283,8 +283,9 @@ def _csv_records(path: Path, where: _Where) -> Iterator[tuple[int, dict[str, Any
             start = reader.line_num + 1
 
 
-def _jsonl_records(path: Path, where: _Where) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line of a JSON-lines file."""
+def read_jsonl(path: Path, bad: Callable[[int, str, str], Exception]) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for every non-blank line of a JSON-lines file; a line that is not
+    JSON raises ``bad(line number, message, hint)``."""
     import orjson
 
     with path.open("rb") as handle:
@@ -292,21 +293,26 @@ def _jsonl_records(path: Path, where: _Where) -> Iterator[tuple[int, dict[str, A
             if not raw_line.strip():
                 continue
             try:
-                record = orjson.loads(raw_line)
+                yield number, orjson.loads(raw_line)
             except orjson.JSONDecodeError as exc:
                 hint = "write one JSON object per line"
                 if number == 1 and raw_line.lstrip().startswith(b"["):
                     hint = "the file looks like one JSON array; write one object per line (JSON lines)"
-                raise where.error(number, None, f"bad JSON ({exc})", hint) from None
-            if not isinstance(record, dict):
-                raise where.error(
-                    number,
-                    None,
-                    f"a {type(record).__name__} instead of an object",
-                    "write one JSON object per line",
-                )
-            _check_columns(record, where, number)
-            yield number, record
+                raise bad(number, f"bad JSON ({exc})", hint) from None
+
+
+def _jsonl_records(path: Path, where: _Where) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSON-lines outcome file."""
+    for number, record in read_jsonl(path, lambda n, message, hint: where.error(n, None, message, hint)):
+        if not isinstance(record, dict):
+            raise where.error(
+                number,
+                None,
+                f"a {type(record).__name__} instead of an object",
+                "write one JSON object per line",
+            )
+        _check_columns(record, where, number)
+        yield number, record
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

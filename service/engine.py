@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flowfront.backends.guard import CallLog, current_log
 from flowfront.errors import BackendError, InfeasibleError, ReplayMissError
 from flowfront.executor import Query, RunResult
 from flowfront.router.select import Preference, select
-from flowfront.service.calls import CallLog, current_log
 from flowfront.service.errors import DeadlineExceeded, InvalidRequest, NotReady
 from flowfront.service.state import Shared, WorkflowEntry
 

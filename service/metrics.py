@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from flowfront.service.breaker import STATE_CODE, State
+from flowfront.backends.guard import STATE_CODE, State
 
 __all__ = ["Metrics"]
 
@@ -63,6 +63,9 @@ class Metrics:
 
     def breaker_changed(self, model: str, state: State) -> None:
         self.breaker_state.labels(model=model).set(STATE_CODE[state])
+
+    def backend_error(self, model: str, kind: str) -> None:
+        self.backend_errors.labels(model=model, kind=kind).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -24,13 +24,12 @@ import numpy as np
 import orjson
 
 from flowfront.backends.base import Backend, CallRequest
+from flowfront.backends.guard import BreakerBoard, GuardedBackend
 from flowfront.compile.artifact import Frontier
 from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
 from flowfront.executor import Executor
 from flowfront.redact import Redactor
 from flowfront.router.select import Scale, frontier_estimates
-from flowfront.service.breaker import BreakerBoard
-from flowfront.service.calls import GuardedBackend
 from flowfront.service.config import ServiceSettings
 from flowfront.service.metrics import Metrics
 from flowfront.service.routing import FeatureSource, RouterFront
@@ -114,8 +113,8 @@ class Shared:
         with self._lock:
             found = self.backends.get(key)
             if found is None:
-                found = self.backends[key] = GuardedBackend(self._raw_backend(list(key)), self.breakers, self.metrics,
-                                                            self.settings.call_timeout_s)
+                found = self.backends[key] = GuardedBackend(self._raw_backend(list(key)), self.breakers,
+                                                            self.settings.call_timeout_s, self.metrics.backend_error)
         return found
 
     def _raw_backend(self, models: list[str]) -> Backend:

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowfront.backends.guard import CallEvent
 from flowfront.redact import Redactor
-from flowfront.service.calls import CallEvent
 from flowfront.service.metrics import Metrics
 from flowfront.store import Trace, TraceStore
 

@@ -15,11 +15,10 @@ import pytest
 
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.faults import FaultInjectingBackend
+from flowfront.backends.guard import BreakerBoard, CallEvent
 from flowfront.errors import BackendError, SpecError
 from flowfront.redact import Redactor, install_redaction, uninstall_redaction
 from flowfront.service.batcher import MicroBatcher
-from flowfront.service.breaker import BreakerBoard
-from flowfront.service.calls import CallEvent
 from flowfront.service.metrics import Metrics
 from flowfront.service.tracing import TraceWriter
 

@@ -45,7 +45,7 @@ from flowfront.settings import Settings, prepare_environment
 BATCH = 64
 PATHS = {
     "plain": FeatureConfig(variant="torch", max_seq_length=256),
-    "onnx-int8-256": FeatureConfig(max_seq_length=256),
+    "onnx-int8-256": FeatureConfig(variant="onnx-int8", max_seq_length=256),
     "onnx-int8-128": FeatureConfig(variant="onnx-int8"),
     "static-128": FeatureConfig(),
 }

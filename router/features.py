@@ -47,6 +47,7 @@ __all__ = [
     "Embedder",
     "FeatureConfig",
     "feature_names",
+    "embedding_package_version",
     "featurize",
     "resolve_embedding_model",
     "text_stats",
@@ -82,7 +83,7 @@ def resolve_embedding_model(package: str = EMBEDDING_PACKAGE) -> Path:
     return folder
 
 
-def _package_version(package: str) -> str:
+def embedding_package_version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError as exc:
@@ -160,7 +161,7 @@ class Embedder:
             from flowfront.router.static_embed import STATIC_REVISION
 
             recipe += f"/static-rev{STATIC_REVISION}"
-        return f"{c.model}=={_package_version(c.model)}/{c.variant}{recipe}/len{c.max_seq_length}/{c.truncation}"
+        return f"{c.model}=={embedding_package_version(c.model)}/{c.variant}{recipe}/len{c.max_seq_length}/{c.truncation}"
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False
@@ -255,14 +256,14 @@ class Embedder:
             from flowfront.router.static_embed import load_static_encoder
 
             return load_static_encoder(resolve_embedding_model(c.model), export_dir=export_dir,
-                                       package_version=_package_version(c.model), max_seq_length=c.max_seq_length,
+                                       package_version=embedding_package_version(c.model), max_seq_length=c.max_seq_length,
                                        truncation=c.truncation, num_threads=self.num_threads)
         return load_encoder(
             resolve_embedding_model(c.model),
             variant=c.variant,
             max_seq_length=c.max_seq_length,
             truncation=c.truncation,
-            package_version=_package_version(c.model),
+            package_version=embedding_package_version(c.model),
             export_dir=export_dir,
             num_threads=self.num_threads,
         )

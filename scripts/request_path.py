@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("compile", "router", "eval", "service")
@@ -44,6 +46,28 @@ def main() -> None:
 
     prepare_environment()
     config = ServiceSettings(workdir=Path(args.workdir))
+    seen, edges = trace_request(lambda: TestClient(create_app(config, config.configs_dir / "workflows")),
+                                args.workflow, _queries(config, args.workflow))
+    packages = [package(m) for m in seen]
+    print(f"{len(seen)} first-party modules, packages in order of first visit: {_runs(packages)}")
+    for name in seen:
+        print(f"  {name}")
+    # Calls between packages on the call stack (a return is not a visit): downward arrows are the
+    # layering; an upward one would be a lower layer calling back into one above it.
+    print("calls between packages (caller package -> callee package):")
+    for (a, b), sites in sorted(edges.items()):
+        kind = "UP" if LAYER[a] < LAYER[b] else "down"
+        print(f"  {a} -> {b} ({kind}): " + "; ".join(sorted(sites)[:4]) + (" ..." if len(sites) > 4 else ""))
+
+
+def trace_request(make_client: Callable[[], Any], workflow: str, queries: list[str]
+                  ) -> tuple[list[str], dict[tuple[str, str], set[str]]]:
+    """The first-party modules one warm run request enters (in order) and the calls between packages.
+
+    ``make_client()`` builds the app's TestClient; it is called after the profiler is set, so the
+    client's event-loop thread and the service's worker threads are profiled too. The first
+    query warms the app; only the second request is recorded.
+    """
     seen: list[str] = []
     edges: dict[tuple[str, str], set[str]] = {}
     active = [False]
@@ -59,31 +83,19 @@ def main() -> None:
             if caller is not None and package(caller) != package(name):
                 edges.setdefault((package(caller), package(name)), set()).add(f"{caller} -> {name}.{frame.f_code.co_name}")
 
-    # Set before the app starts, so the client's event-loop thread and the service's worker
-    # threads (started after this) are profiled too; only the second request is recorded.
     threading.setprofile(profile)
     sys.setprofile(profile)
     try:
-        with TestClient(create_app(config, config.configs_dir / "workflows")) as client:
-            queries = _queries(config, args.workflow)
-            client.post(f"/v1/workflows/{args.workflow}/run", json={"query": queries[0]}).raise_for_status()
+        with make_client() as client:
+            client.post(f"/v1/workflows/{workflow}/run", json={"query": queries[0]}).raise_for_status()
             active[0] = True
-            reply = client.post(f"/v1/workflows/{args.workflow}/run", json={"query": queries[1]})
+            reply = client.post(f"/v1/workflows/{workflow}/run", json={"query": queries[1]})
             active[0] = False
             reply.raise_for_status()
     finally:
         sys.setprofile(None)
         threading.setprofile(None)
-    packages = [package(m) for m in seen]
-    print(f"{len(seen)} first-party modules, packages in order of first visit: {_runs(packages)}")
-    for name in seen:
-        print(f"  {name}")
-    # Calls between packages on the call stack (a return is not a visit): downward arrows are the
-    # layering; an upward one is the kernel calling an object the service handed it (a contract).
-    print("calls between packages (caller package -> callee package):")
-    for (a, b), sites in sorted(edges.items()):
-        kind = "up, through a contract" if LAYER[a] < LAYER[b] else "down"
-        print(f"  {a} -> {b} ({kind}): " + "; ".join(sorted(sites)[:4]) + (" ..." if len(sites) > 4 else ""))
+    return seen, edges
 
 
 LAYER = {"kernel": 0, "compile": 1, "router": 2, "eval": 3, "service": 3}

@@ -1,0 +1,35 @@
+"""A served request's calls between packages point down only (docs/architecture.md, "A request").
+
+The import-layering test cannot see a lower layer calling an object handed to it from above;
+this one profiles a real warm request through the app and checks every call between packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from flowfront.settings import Settings
+from tests.helpers import PROJECT_ROOT
+from tests.service.conftest import BENCH, make_client
+
+
+def _request_path():
+    spec = importlib.util.spec_from_file_location("request_path", PROJECT_ROOT / "scripts" / "request_path.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_served_request_only_calls_down_between_packages(trained: Settings, workflows_dir: Path,
+                                                           test_queries: list[str]) -> None:
+    rp = _request_path()
+    seen, edges = rp.trace_request(lambda: make_client(trained, workflows_dir), BENCH, test_queries[:2])
+    # The request went through all three layers, so an upward call had the chance to show.
+    assert {rp.package(m) for m in seen} == {"service", "router", "kernel"}
+    assert ("service", "router") in edges and ("service", "kernel") in edges
+    upward = {pair: sites for pair, sites in edges.items() if rp.LAYER[pair[0]] < rp.LAYER[pair[1]]}
+    assert not upward, f"a lower layer calls up on a served request: {upward}"
+    # The executor's calls reach the guarded backend inside the kernel (not a service wrapper).
+    assert "flowfront.backends.guard" in seen and "flowfront.executor" in seen

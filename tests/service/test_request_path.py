@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flowfront.settings import Settings
 from tests.helpers import PROJECT_ROOT
-from tests.service.conftest import BENCH, make_client
+from tests.service.conftest import BENCH, copy_workdir, make_client
 
 
 def _request_path():
@@ -23,9 +23,10 @@ def _request_path():
 
 
 def test_a_served_request_only_calls_down_between_packages(trained: Settings, workflows_dir: Path,
-                                                           test_queries: list[str]) -> None:
+                                                           test_queries: list[str], tmp_path: Path) -> None:
     rp = _request_path()
-    seen, edges = rp.trace_request(lambda: make_client(trained, workflows_dir), BENCH, test_queries[:2])
+    work = copy_workdir(trained, tmp_path)  # its own store: the session's apps keep theirs open
+    seen, edges = rp.trace_request(lambda: make_client(work, workflows_dir), BENCH, test_queries[:2])
     # The request went through all three layers, so an upward call had the chance to show.
     assert {rp.package(m) for m in seen} == {"service", "router", "kernel"}
     assert ("service", "router") in edges and ("service", "kernel") in edges

@@ -24,6 +24,7 @@ import orjson
 from flowfront.errors import StoreError
 from flowfront.processes import pid_alive
 from flowfront.redact import Redactor
+from flowfront.sqlite_wal import connect_wal
 
 SCHEMA_VERSION = 1
 
@@ -131,11 +132,8 @@ class TraceStore:
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
             # a new store can give pages back to the file system after a prune (no-op on old ones)
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_wal(self.path, timeout=30.0, first=("PRAGMA auto_vacuum=INCREMENTAL",))
             conn.executescript(_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if found is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from flowfront.errors import StoreError
+from flowfront.sqlite_wal import connect_wal
 
 __all__ = ["EmbeddingCache", "LRUCache"]
 
@@ -68,11 +69,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL keeps this crash-safe
+            self._conn = connect_wal(self.path, timeout=30.0, isolation_level=None)
             self._conn.execute(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise self._error("cannot be opened", exc) from exc

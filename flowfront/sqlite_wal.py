@@ -1,11 +1,12 @@
 """Opening a SQLite file in WAL mode when several processes may open it at the same moment.
 
-Switching a database to WAL takes an exclusive lock for a moment, and SQLite answers a second
-connection asking at that moment with SQLITE_BUSY at once instead of calling its busy handler
-(waiting there could deadlock). So ``timeout=`` does not cover the switch, and two processes
-starting together (serve workers, train beside eval) could fail with "database is locked".
-The switch is retried here until the connection's timeout; once the file is in WAL mode the
-pragma is a read and never waits.
+Ordinary lock waits during the switch to WAL go through the busy handler (``timeout=``): a held
+read or write lock makes the switch wait, measured. But some locks the switch and WAL recovery
+take are answered with SQLITE_BUSY at once, without the handler (waiting there could deadlock),
+and CI saw "database is locked" when three processes opened one new embedding cache together.
+So the switch is retried here while SQLite says busy or locked, until the deadline; every other
+error is raised as it is. The worst case is about twice ``timeout``: one handler wait, then the
+retries.
 """
 
 from __future__ import annotations

@@ -94,6 +94,19 @@ def _traces(work: Path) -> list[tuple]:
         return conn.execute("SELECT key, budget, created_at, request, latency_s FROM traces WHERE source='live'").fetchall()
 
 
+def _live_rows_so_far(work: Path) -> int:
+    """How many live calls a running process has recorded. SQLite creates the file before the
+    store writes its schema, so a poll can see the file without the table: that is zero rows."""
+    if not (work / "traces.sqlite").exists():
+        return 0
+    try:
+        return len(_traces(work))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc) or "locked" in str(exc):
+            return 0
+        raise
+
+
 def test_profile_calls_each_prompt_once_at_the_widest_budget_and_streams(live) -> None:
     done = flowfront("profile", "smoke", "--workdir", str(live["work"]), env=live["env"], timeout=300)
     assert done.returncode == 0, done.stderr
@@ -145,7 +158,7 @@ def test_a_killed_live_run_resumes_without_repeating_a_finished_call(live) -> No
     env = {**live["env"], "FLOWFRONT_DEFAULT_CONCURRENCY": "1"}
     proc = subprocess.Popen(args, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not (work / "traces.sqlite").exists() or not _traces(work)):
+    while time.monotonic() < deadline and not _live_rows_so_far(work):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

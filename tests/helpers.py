@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
@@ -76,11 +76,18 @@ def private_settings(settings: Settings, work: Path) -> Settings:
     written to by two tests at once.
     """
     work.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(str(settings.store_path) + suffix)
-        if src.exists():
-            shutil.copy(src, work / src.name)
+    copy_sqlite(settings.store_path, work / settings.store_path.name)
     return settings.model_copy(update={"workdir": work})
+
+
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database through SQLite's backup API. Copying the file and its
+    -wal/-shm byte by byte is not safe while another process has it open: the -shm is a live index
+    that the copy may pair with a different -wal, which SQLite reports as a disk I/O error."""
+    if not src.exists():
+        return
+    with closing(sqlite3.connect(src, timeout=30)) as source, closing(sqlite3.connect(dst)) as target:
+        source.backup(target)
 
 
 def compiled_code_budget(settings: Settings, work: Path) -> Settings:

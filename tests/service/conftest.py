@@ -23,17 +23,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from flowfront.settings import Settings
-from tests.helpers import PROJECT_ROOT, cli_env, free_port, wait_http
+from tests.helpers import PROJECT_ROOT, cli_env, copy_sqlite, free_port, wait_http
 
 BENCH = "qa-cascade"
 
 
 def copy_store(src: Settings, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(str(src.store_path) + suffix)
-        if path.exists():
-            shutil.copy(path, dst / path.name)
+    copy_sqlite(src.store_path, dst / src.store_path.name)
 
 
 def copy_workdir(src: Settings, dst: Path, *, router: bool = True) -> Settings:

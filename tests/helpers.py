@@ -90,6 +90,19 @@ def copy_sqlite(src: Path, dst: Path) -> None:
         source.backup(target)
 
 
+def live_trace_rows(store: Path, columns: str) -> list[tuple]:
+    """``columns`` of the live calls a (possibly still running) process has recorded. SQLite
+    creates the file before the store writes its schema, so a poll can find the file without the
+    table: that is no rows yet."""
+    if not store.exists():
+        return []
+    with closing(sqlite3.connect(store, timeout=30)) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "traces" not in tables:
+            return []
+        return conn.execute(f"SELECT {columns} FROM traces WHERE source='live'").fetchall()
+
+
 def compiled_code_budget(settings: Settings, work: Path) -> Settings:
     """A private workdir where ``code-budget`` (the smallest benchmark) is profiled and compiled."""
     from flowfront.compile.jobs import compile_job, profile_job

@@ -4,7 +4,6 @@ loses no finished one. The provider is `flowfront replay-serve`, which counts ev
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,18 +13,12 @@ import httpx
 import orjson
 
 from flowfront.store import call_key
-from tests.helpers import PROJECT_ROOT, cli_env, replay_server
+from tests.helpers import PROJECT_ROOT, cli_env, live_trace_rows, replay_server
 
 
 def live_keys(store: Path) -> set[str]:
     """The recorded live calls, keyed the way the replay server keys what it answers."""
-    if not store.exists():
-        return set()
-    with sqlite3.connect(store, timeout=30) as conn:
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "traces" not in tables:  # the run has not created its schema yet
-            return set()
-        rows = conn.execute("SELECT request FROM traces WHERE source='live'").fetchall()
+    rows = live_trace_rows(store, "request")
     requests = [orjson.loads(r) for (r,) in rows]
     return {call_key(q["model"], q["max_tokens"], q["messages"], q["sampling"]) for q in requests}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import orjson
 import pytest
 
 from flowfront.settings import Settings
-from tests.helpers import PROJECT_ROOT, cli_env, flowfront
+from tests.helpers import PROJECT_ROOT, cli_env, flowfront, live_trace_rows
 
 MODEL = "smollm2-135m-instruct"
 QUESTIONS = [("What is 2 + 3?", "5"), ("What is 10 - 4?", "6"), ("What is 3 times 3?", "9"), ("What is 8 + 1?", "9"),
@@ -90,21 +89,7 @@ default_config: {{nodes: {{solve: {{model: {MODEL}, budget: 64}}}}}}
 
 
 def _traces(work: Path) -> list[tuple]:
-    with sqlite3.connect(work / "traces.sqlite") as conn:
-        return conn.execute("SELECT key, budget, created_at, request, latency_s FROM traces WHERE source='live'").fetchall()
-
-
-def _live_rows_so_far(work: Path) -> int:
-    """How many live calls a running process has recorded. SQLite creates the file before the
-    store writes its schema, so a poll can see the file without the table: that is zero rows."""
-    if not (work / "traces.sqlite").exists():
-        return 0
-    try:
-        return len(_traces(work))
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc) or "locked" in str(exc):
-            return 0
-        raise
+    return live_trace_rows(work / "traces.sqlite", "key, budget, created_at, request, latency_s")
 
 
 def test_profile_calls_each_prompt_once_at_the_widest_budget_and_streams(live) -> None:
@@ -158,7 +143,7 @@ def test_a_killed_live_run_resumes_without_repeating_a_finished_call(live) -> No
     env = {**live["env"], "FLOWFRONT_DEFAULT_CONCURRENCY": "1"}
     proc = subprocess.Popen(args, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not _live_rows_so_far(work):
+    while time.monotonic() < deadline and not _traces(work):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

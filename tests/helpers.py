@@ -172,10 +172,15 @@ def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: 
         server.server_close()
 
 
-def grep_tree(folder: Path, needle: str) -> list[str]:
-    """Files under ``folder`` (SQLite WAL files included) whose bytes contain ``needle``."""
-    hits = []
-    for path in Path(folder).rglob("*"):
-        if path.is_file() and needle.encode() in path.read_bytes():
-            hits.append(str(path))
-    return hits
+def grep_tree(folder: Path | str, needle: str) -> list[str]:
+    """Files under ``folder`` (SQLite WAL and shm files included) whose bytes contain ``needle``.
+
+    The files are read by a child process (grep), never opened here: closing any descriptor of a
+    SQLite file drops every POSIX lock this process holds on it, so a test that read a live store
+    with ``read_bytes`` while an app in this process had it open let another process believe it was
+    the store's last user, checkpoint and delete the WAL index under it ("database disk image is
+    malformed" afterwards)."""
+    done = subprocess.run(["grep", "-rlaF", "--", needle, str(folder)], capture_output=True, text=True, timeout=120)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"grep failed: {done.stderr}")
+    return sorted(done.stdout.split())

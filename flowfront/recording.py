@@ -113,7 +113,7 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict[str
     """Write the complete queries and their calls to ``path`` (gzip JSONL, atomic)."""
     queries = store.queries(recorded_source(bench))
     if not queries:
-        raise DataError(f"nothing recorded for {bench.name!r} in {store.path}", hint="run `flowfront record` first")
+        raise DataError(f"nothing recorded for {bench.name!r} in {store.url.shown}", hint="run `flowfront record` first")
     refs = {q[0]: q[4] for q in queries}
     answer_nodes = _answer_nodes(bench)
     models = set(bench.workflow.all_models())

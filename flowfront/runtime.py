@@ -21,7 +21,7 @@ from flowfront.executor import Executor, Query, RunResult
 from flowfront.modelcards import ModelCard, load_model_cards
 from flowfront.settings import Settings
 from flowfront.space import Configuration, Resolved, resolve
-from flowfront.store import TraceStore
+from flowfront.store import TraceStore, connect
 
 
 def load_cards(settings: Settings) -> dict[str, ModelCard]:
@@ -124,7 +124,7 @@ def load_outcomes_benchmark(settings: Settings, table: Path, base: str = "model-
 
 @contextmanager
 def open_store(settings: Settings) -> Iterator[TraceStore]:
-    store = TraceStore(settings.store_path)
+    store = connect(settings.store_url)
     try:
         yield store
     finally:

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowfront.errors import DataError
+from flowfront.store.url import StoreURL, parse_store_url
 from flowfront.workspace import Workspace
 
 BackendName = Literal["replay", "replay-litellm", "litellm"]
@@ -40,6 +41,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWFRONT_", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="recorded outcome data, read in place")
+    store: str | None = Field(default=None, description="the trace store: sqlite:///path/traces.sqlite (or a path) "
+                              "or postgresql://user@host:5432/db (default: traces.sqlite in the workdir)")
+    trace_store: str | None = Field(default=None, description="where served requests are logged (decisions, their "
+                                    "calls, feedback): a store URL; default: the store itself when it is PostgreSQL, "
+                                    "else serve/traces.sqlite in the workdir")
     workdir: Path = Field(default=Path("runs"), description="trace store, artifacts, reports (default ./runs)")
     configs_dir: Path = Field(default_factory=builtin_configs, description="workflows, benchmarks, model cards "
                               "(default: the ones shipped with the package)")
@@ -78,7 +84,24 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
+        """The default SQLite file of the workdir (what ``store_url`` names unless ``store`` is set)."""
         return self.workspace.store
+
+    @property
+    def store_url(self) -> StoreURL:
+        """The trace store every command opens (recorded calls, the profiling cache, replay)."""
+        return parse_store_url(self.store) if self.store else parse_store_url(self.workspace.store)
+
+    @property
+    def served_store_url(self) -> StoreURL:
+        """Where served requests are logged. A separate SQLite file by default (a busy service never
+        contends with profiling for one file's write lock); the same database when the store is
+        PostgreSQL (served calls have tables of their own, so serving never changes what replay
+        answers)."""
+        if self.trace_store:
+            return parse_store_url(self.trace_store)
+        main = self.store_url
+        return main if main.engine == "postgresql" else parse_store_url(self.workspace.serve_store)
 
     def require_data_dir(self) -> Path:
         """The data directory, or a DataError that says how to point at it."""

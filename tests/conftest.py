@@ -37,9 +37,31 @@ def shared_settings(shared_workdir: Path) -> Settings:
 def imported_settings(shared_settings: Settings) -> Settings:
     """Shared settings whose trace store holds RouterBench and LLMRouter (imported once)."""
     from flowfront.data import ensure_imported
-    from flowfront.store import TraceStore
+    from flowfront.store import connect
 
-    with TraceStore(shared_settings.store_path) as store:
+    with connect(shared_settings.store_path) as store:
         for source in ("routerbench", "llmrouter"):
             ensure_imported(store, source, data_dir=shared_settings.data_dir)
     return shared_settings
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A private PostgreSQL cluster from the machine's binaries, for the whole session.
+
+    Skipped (one line naming the package to install) where the binaries are absent, except when
+    FLOWFRONT_REQUIRE_POSTGRES=1 (CI): then its absence is a failure."""
+    from flowfront.store.pgtemp import PostgresCluster, missing_reason
+
+    why = missing_reason()
+    if why is None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            why = "psycopg is not installed: pip install -e '.[postgres]'"
+    if why is not None:
+        if os.environ.get("FLOWFRONT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here (FLOWFRONT_REQUIRE_POSTGRES=1): {why}")
+        pytest.skip(why)
+    with PostgresCluster() as cluster:
+        yield cluster

@@ -15,7 +15,7 @@ from flowfront.executor import Executor, Query
 from flowfront.modelcards import ModelCard
 from flowfront.space import Configuration, resolve
 from flowfront.spec import Workflow, parse_model
-from flowfront.store import Trace, TraceStore, call_key, prompt_key
+from flowfront.store import Trace, TraceStore, call_key, connect, prompt_key
 
 CASCADE = {
     "name": "mini-cascade",
@@ -72,7 +72,7 @@ def trace(model: str, query: str, response: str, score: float, latency: float | 
 
 @pytest.fixture
 def store(tmp_path: Path) -> TraceStore:
-    s = TraceStore(tmp_path / "t.sqlite")
+    s = connect(tmp_path / "t.sqlite")
     s.put_many(trace(m, q, *v) for q, by_model in ANSWERS.items() for m, v in by_model.items())
     s.put(trace("a", "code", CODE_RESPONSE, 1.0, None))
     yield s

@@ -18,7 +18,7 @@ from flowfront.benchmarks import load_benchmark
 from flowfront.executor import Executor
 from flowfront.runtime import benchmark_queries, open_store, prepare_data
 from flowfront.space import resolve
-from flowfront.store import Trace, TraceStore, call_key, prompt_key
+from flowfront.store import Trace, call_key, connect, prompt_key
 from tests.helpers import cli_env, flowfront, replay_server
 
 N = 4
@@ -57,7 +57,7 @@ def recorded(settings, tmp_path: Path):
         executor = Executor(bench.workflow, provider)
         asyncio.run(executor.run_batch(resolve(bench.workflow, config), queries))
     fixture = tmp_path / "fixture"
-    with TraceStore(fixture / "traces.sqlite") as store:
+    with connect(fixture / "traces.sqlite") as store:
         store.put_many(
             Trace(key=call_key(r.model, None, r.messages, r.sampling), prompt_key=prompt_key(r.model, r.messages, r.sampling),
                   model=r.model, budget=None, request={"messages": list(r.messages)}, response=text,

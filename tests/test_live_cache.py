@@ -19,7 +19,7 @@ from flowfront.backends.cached import CachedBackend
 from flowfront.backends.prefix import StreamTiming, cut, recorded
 from flowfront.backends.replay import ReplayBackend
 from flowfront.modelcards import ModelCard
-from flowfront.store import TraceStore
+from flowfront.store import connect
 
 CARD = ModelCard(name="tiny", litellm_model="openai/tiny", input_usd_per_mtok=1.0, output_usd_per_mtok=2.0,
                  ttft_s=0.1, prefill_tok_per_s=1000, decode_tok_per_s=100, max_concurrency=1)
@@ -55,7 +55,7 @@ def request(budget: int | None, budgets=(8, 16, 64), text: str = "hello") -> Cal
 
 def test_one_call_at_the_widest_budget_answers_every_smaller_one(tmp_path: Path) -> None:
     model = CountingModel(length=40)
-    with TraceStore(tmp_path / "t.sqlite") as store:
+    with connect(tmp_path / "t.sqlite") as store:
         cache = CachedBackend(model, store)
         small = asyncio.run(cache.complete(request(8)))
         assert model.calls == [64]  # called once, at the node's widest budget
@@ -72,7 +72,7 @@ def test_one_call_at_the_widest_budget_answers_every_smaller_one(tmp_path: Path)
 
 def test_a_cut_record_does_not_answer_a_larger_budget(tmp_path: Path) -> None:
     model = CountingModel(length=100)
-    with TraceStore(tmp_path / "t.sqlite") as store:
+    with connect(tmp_path / "t.sqlite") as store:
         cache = CachedBackend(model, store)
         asyncio.run(cache.complete(request(8, budgets=(8, 16))))
         asyncio.run(cache.complete(request(64, budgets=(64,))))  # the 16-token record cannot answer 64
@@ -81,7 +81,7 @@ def test_a_cut_record_does_not_answer_a_larger_budget(tmp_path: Path) -> None:
 
 def test_concurrent_duplicates_share_one_call_and_a_restart_repeats_none(tmp_path: Path) -> None:
     model = CountingModel(length=20, delay_s=0.05)
-    with TraceStore(tmp_path / "t.sqlite") as store:
+    with connect(tmp_path / "t.sqlite") as store:
         cache = CachedBackend(model, store)
 
         async def many():
@@ -89,14 +89,14 @@ def test_concurrent_duplicates_share_one_call_and_a_restart_repeats_none(tmp_pat
 
         outs = asyncio.run(many())
         assert model.calls == [64] and len({o.text for o in outs}) == 3
-    with TraceStore(tmp_path / "t.sqlite") as store:  # a new process on the same store
+    with connect(tmp_path / "t.sqlite") as store:  # a new process on the same store
         again = CachedBackend(model, store)
         asyncio.run(again.complete(request(16)))
         assert model.calls == [64] and again.resumed_in_flight == 0
 
 
 def test_calls_in_flight_when_a_run_died_are_reported(tmp_path: Path, caplog) -> None:
-    with TraceStore(tmp_path / "t.sqlite") as store:
+    with connect(tmp_path / "t.sqlite") as store:
         store.begin_intent("pk-1", "tiny", 64)
         with store._lock:  # the intent of a process that no longer exists
             store._conn.execute("UPDATE intents SET pid=?", (2**22 + 12345,))
@@ -108,7 +108,7 @@ def test_calls_in_flight_when_a_run_died_are_reported(tmp_path: Path, caplog) ->
 
 def test_replay_serves_a_live_record_like_the_cache(tmp_path: Path) -> None:
     model = CountingModel(length=40)
-    with TraceStore(tmp_path / "t.sqlite") as store:
+    with connect(tmp_path / "t.sqlite") as store:
         cache = CachedBackend(model, store)
         live = {b: asyncio.run(cache.complete(request(b))) for b in (8, 16, 64)}
         replay = ReplayBackend(store, {"tiny": CARD})
@@ -121,7 +121,7 @@ def test_replay_serves_a_live_record_like_the_cache(tmp_path: Path) -> None:
 
 def test_cut_without_per_token_times_is_modeled(tmp_path: Path) -> None:
     model = CountingModel(length=40)
-    with TraceStore(tmp_path / "t.sqlite") as store:
+    with connect(tmp_path / "t.sqlite") as store:
         asyncio.run(CachedBackend(model, store).complete(request(64)))
         trace = next(store.iter_traces())
     rec = replace(recorded(trace), timing=None)

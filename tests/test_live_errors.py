@@ -88,7 +88,7 @@ def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path, transport
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from flowfront.backends.cached import CachedBackend
-    from flowfront.store import Trace, TraceStore, call_key, prompt_key
+    from flowfront.store import Trace, call_key, connect, prompt_key
 
     release = threading.Event()
 
@@ -105,7 +105,7 @@ def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path, transport
         settings = _settings(tmp_path, transport, call_timeout_s=0.5)
         backend = LiteLLMBackend({}, settings, api_base=f"http://127.0.0.1:{server.server_address[1]}/v1")
         who = backend.identity("m")
-        with TraceStore(tmp_path / "t.sqlite") as store:
+        with connect(tmp_path / "t.sqlite") as store:
             kept = _request("m")
             store.put(Trace(key=call_key(who, 8, kept.messages, {}), prompt_key=prompt_key(who, kept.messages, {}),
                             model="m", budget=8, request={"max_tokens": 8}, response="hello", prompt_tokens=1,

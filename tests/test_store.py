@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from flowfront.errors import StoreError
-from flowfront.store import Trace, TraceStore, call_key, prompt_key
+from flowfront.store import Trace, call_key, connect, parse_store_url, prompt_key
 
 MSG = ({"role": "user", "content": "2+2?"},)
 
@@ -26,7 +26,7 @@ def test_keys_separate_budget_but_prompt_key_does_not() -> None:
 
 def test_round_trip_and_wal(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite"
-    with TraceStore(path) as store:
+    with connect(path) as store:
         store.put(make_trace())
         store.put(make_trace(budget=64, response="4!"))
         assert store.count() == 2
@@ -35,7 +35,7 @@ def test_round_trip_and_wal(tmp_path: Path) -> None:
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     # a second handle sees what the first committed
-    with TraceStore(path) as again:
+    with connect(path) as again:
         assert again.count() == 2
 
 
@@ -43,4 +43,29 @@ def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.sqlite"
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="not a usable SQLite database.*move the file aside"):
-        TraceStore(path)
+        connect(path)
+
+
+def test_store_urls_name_the_engine_and_never_show_the_password(tmp_path: Path) -> None:
+    assert parse_store_url(f"sqlite://{tmp_path}/a.sqlite").path == tmp_path / "a.sqlite"
+    assert parse_store_url(f"sqlite:///{tmp_path}/a.sqlite").path == tmp_path / "a.sqlite"
+    assert parse_store_url(tmp_path / "b.sqlite").engine == "sqlite"
+    pg = parse_store_url("postgresql://ff:hunter2-secret@db.internal:5433/flow")
+    assert pg.engine == "postgresql" and pg.password == "hunter2-secret"
+    assert pg.shown == "postgresql://ff@db.internal:5433/flow" and "hunter2" not in repr(pg) + str(pg)
+    with pytest.raises(StoreError, match="scheme 'mysql' is not supported"):
+        parse_store_url("mysql://x@y/z")
+    with pytest.raises(StoreError, match="names no host") as info:
+        parse_store_url("postgresql://ff:hunter2-secret@/flow")
+    assert "hunter2" not in str(info.value)
+
+
+def test_an_unreachable_postgres_is_one_line_without_the_password() -> None:
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    from tests.helpers import free_port
+
+    with pytest.raises(StoreError) as info:
+        connect(f"postgresql://ff:hunter2-secret@127.0.0.1:{free_port()}/flow")
+    text = str(info.value)
+    assert "unreachable" in text and "postgresql://ff@127.0.0.1" in text and "hunter2" not in text
+    assert "\n" not in text

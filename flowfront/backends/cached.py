@@ -3,8 +3,11 @@
 Each prompt is called once, at the widest budget its node may use; every smaller budget is
 answered by cutting that record (:mod:`flowfront.backends.prefix`), so profiling costs nodes ×
 models calls, not nodes × models × budgets. Concurrent requests for one prompt share one call.
-An intent row is written before each live call and removed with its trace in one transaction:
-a run killed mid-call repeats no finished call and can say which calls were in flight.
+An intent row claims each live call before it is made and is removed with its trace in one
+transaction: a run killed mid-call repeats no finished call and can say which calls were in
+flight, and processes sharing one store (on one machine, or on several with PostgreSQL) make each
+call once: a call another process has claimed is waited for, then read from the store. A claim
+is kept alive by a heartbeat while its call runs; one whose process died is taken over.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import Any
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.prefix import Recorded, cut, recorded
 from flowfront.backends.replay import completion_from_record
-from flowfront.errors import SpecError
+from flowfront.errors import SpecError, StoreError
 from flowfront.modelcards import ModelCard
-from flowfront.store import Trace, TraceStore, call_key, prompt_key
+from flowfront.store import INTENT_LEASE_S, Trace, TraceStore, call_key, prompt_key
 
 log = logging.getLogger("flowfront.cache")
 
@@ -34,6 +37,8 @@ class CachedBackend(Backend):
         self.inner = inner
         self.store = store
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._held: set[str] = set()  # prompt keys this process has claimed and is calling
+        self._heartbeat: asyncio.Task[None] | None = None
         self.live_calls = 0
         stale = store.stale_intents()
         self.resumed_in_flight = len(stale)
@@ -52,17 +57,23 @@ class CachedBackend(Backend):
         who = self.inner.identity(request.model)
         pkey = prompt_key(who, request.messages, request.sampling)
         while True:
-            rec = await asyncio.to_thread(self._best, pkey, request.budget)
-            if rec is not None:
-                done = completion_from_record(rec, request, cut(rec, request.budget), self._card)
-                return replace(done, cached=True)
             pending = self._inflight.get(pkey)
             if pending is None:
                 break
-            await asyncio.wait([pending])  # another request is making this call; then look again
+            await asyncio.wait([pending])  # this process is already making this call; then look again
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[pkey] = future
         try:
+            pause = 0.05
+            while True:
+                rec = await asyncio.to_thread(self._best, pkey, request.budget)
+                if rec is not None:
+                    done = completion_from_record(rec, request, cut(rec, request.budget), self._card)
+                    return replace(done, cached=True)
+                if await asyncio.to_thread(self.store.claim_intent, pkey, request.model, request.widest_budget):
+                    break
+                await asyncio.sleep(pause)  # another process is making it: its trace will be here
+                pause = min(1.0, pause * 2)
             return await self._call(request, who, pkey)
         finally:
             del self._inflight[pkey]
@@ -71,8 +82,14 @@ class CachedBackend(Backend):
     async def _call(self, request: CallRequest, who: str, pkey: str) -> Completion:
         widest = request.widest_budget
         live = replace(request, budget=widest)
-        await asyncio.to_thread(self.store.begin_intent, pkey, request.model, widest)
-        done = await self.inner.complete(live)
+        self._held.add(pkey)
+        self._keep_alive()
+        try:
+            done = await self.inner.complete(live)
+        except BaseException:
+            self._held.discard(pkey)
+            await asyncio.shield(asyncio.to_thread(self.store.end_intent, pkey))  # let another process try
+            raise
         self.live_calls += 1
         trace = Trace(
             key=call_key(who, widest, request.messages, request.sampling), prompt_key=pkey, model=request.model,
@@ -88,6 +105,7 @@ class CachedBackend(Backend):
             query_id=request.query_id,
         )
         await asyncio.to_thread(self.store.put_ending_intent, trace)
+        self._held.discard(pkey)
         if widest == request.budget:
             return done
         rec = recorded(trace)
@@ -108,8 +126,25 @@ class CachedBackend(Backend):
             raise SpecError(f"no model card for {model!r}: a cut needs its price", hint="add configs/models/<model>.yaml")
         return card
 
+    def _keep_alive(self) -> None:
+        """Refresh this process's claims while their calls run (a claim not refreshed expires)."""
+        if self._heartbeat is not None and not self._heartbeat.done():
+            return
+
+        async def beat() -> None:
+            while self._held:
+                await asyncio.sleep(INTENT_LEASE_S / 3)
+                try:
+                    await asyncio.to_thread(self.store.heartbeat, list(self._held))
+                except StoreError as exc:
+                    log.warning("could not refresh live-call claims: %s", exc)
+
+        self._heartbeat = asyncio.get_running_loop().create_task(beat(), name="live-call-heartbeat")
+
     async def check(self) -> None:
         await self.inner.check()
 
     async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await self.inner.aclose()

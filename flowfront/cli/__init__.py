@@ -14,9 +14,10 @@ import orjson
 import typer
 from typer.exceptions import TyperException
 
-from flowfront.cli._common import ApiBase, DataDir, Workdir, echo_json, make_settings
+from flowfront.cli._common import ApiBase, DataDir, StoreOpt, Workdir, echo_json, make_settings
 from flowfront.cli.live import models_app, record
 from flowfront.cli.select import frontier, route, select
+from flowfront.cli.traces import traces_app
 from flowfront.errors import FlowfrontError, SpecError
 from flowfront.redact import Redactor
 from flowfront.settings import prepare_environment
@@ -25,7 +26,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compile, rou
 data_app = typer.Typer(no_args_is_help=True, help="Import recorded outcomes into the trace store.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
-traces_app = typer.Typer(no_args_is_help=True, help="The trace stores: retention.")
 app.add_typer(traces_app, name="traces")
 app.command()(record)
 app.command()(frontier)
@@ -93,6 +93,7 @@ def exec_(
     limit: Annotated[int | None, typer.Option(min=1, help="run only the first N queries")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Execute one configuration over a benchmark split and print accuracy, latency and cost."""
     from flowfront.benchmarks import load_benchmark
@@ -106,19 +107,19 @@ def exec_(
     )
     from flowfront.space import resolve
 
-    settings = make_settings(data_dir, workdir)
+    settings = make_settings(data_dir, workdir, store=store)
     bench = load_benchmark(benchmark, settings.configs_dir)
     if outcomes is None:
         resolve(bench.workflow, _parse_config(config, bench.default_config))  # fail fast, before data work
-    with open_store(settings) as store:
-        data = prepare_data(bench, store, settings, outcomes)
+    with open_store(settings) as ts:
+        data = prepare_data(bench, ts, settings, outcomes)
         if outcomes is not None:
             bench = bench.with_models(data.summary["models"])
         cfg = _parse_config(config, bench.default_config)
         resolve(bench.workflow, cfg)
-        queries = benchmark_queries(bench, store, data, None if split == "all" else split)[:limit]
+        queries = benchmark_queries(bench, ts, data, None if split == "all" else split)[:limit]
         name = backend or ("litellm" if bench.spec.backend == "litellm" else settings.backend)
-        be = make_backend(name, store, load_cards(settings), settings, models=bench.workflow.all_models(), api_base=api_base)
+        be = make_backend(name, ts, load_cards(settings), settings, models=bench.workflow.all_models(), api_base=api_base)
         out = execute(bench, cfg, queries, be, settings, progress=not as_json and sys.stderr.isatty())
     s = out.summary
     payload = {"benchmark": bench.name, "split": split, **s.as_dict()}
@@ -136,48 +137,26 @@ def data_import(
     sources: Annotated[list[str], typer.Argument(help="routerbench, llmrouter, or outcome table paths")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Import outcome data into the trace store (skipped when already current)."""
     from flowfront.data import BUILTIN_SOURCES, ensure_imported, source_for_outcomes
     from flowfront.runtime import open_store
 
-    settings = make_settings(data_dir, workdir)
-    with open_store(settings) as store:
+    settings = make_settings(data_dir, workdir, store=store)
+    with open_store(settings) as ts:
         for src in sources or list(BUILTIN_SOURCES):
             if src in BUILTIN_SOURCES:
-                summary = ensure_imported(store, src, data_dir=settings.require_data_dir())
+                summary = ensure_imported(ts, src, data_dir=settings.require_data_dir())
             else:
                 path = Path(src)
                 src = source_for_outcomes(path)
-                summary = ensure_imported(store, src, path=path)
+                summary = ensure_imported(ts, src, path=path)
             dropped = ", ".join(f"{n} {why}" for why, n in sorted(summary.get("dropped", {}).items())) or "none"
             typer.echo(
                 f"{src}: kept {summary['rows_kept']} of {summary['rows_read']} rows "
                 f"({len(summary['models'])} models, {summary['queries']} queries); dropped: {dropped}"
             )
-
-
-@traces_app.command("prune")
-def traces_prune(
-    store: Annotated[Path | None, typer.Option(help="trace store (default: the served one, <workdir>/serve/traces.sqlite)")] = None,
-    max_age_days: Annotated[float | None, typer.Option(min=0.0, help="delete traces older than this")] = None,
-    max_mb: Annotated[float | None, typer.Option(min=0.0, help="then delete the oldest until the store is this small")] = None,
-    source: Annotated[str | None, typer.Option(help="only traces of this source (serve, live, routerbench, ...)")] = None,
-    workdir: Workdir = None,
-) -> None:
-    """Delete old traces (by age, then oldest first down to a size) and give the space back."""
-    from flowfront.store import TraceStore
-
-    settings = make_settings(None, workdir)
-    path = store or settings.workspace.serve_store
-    if not path.is_file():
-        raise SpecError(f"trace store {path} not found", hint="pass --store or --workdir")
-    if max_age_days is None and max_mb is None:
-        raise SpecError("nothing to prune by", hint="pass --max-age-days and/or --max-mb")
-    with TraceStore(path) as ts:
-        removed = ts.prune(source=source, max_age_s=max_age_days * 86400 if max_age_days is not None else None,
-                           max_bytes=int(max_mb * 1e6) if max_mb is not None else None)
-        typer.echo(f"{path}: removed {removed:,} traces; {ts.size_bytes() / 1e6:.2f} MB in use")
 
 
 @app.command()
@@ -199,6 +178,7 @@ def replay_serve(
     fail_model: Annotated[list[str], typer.Option(help="answer 503 for this model (fault drills)")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Serve replay answers over an OpenAI-compatible /v1/chat/completions."""
     import uvicorn
@@ -206,11 +186,10 @@ def replay_serve(
     from flowfront.backends.replay import ReplayBackend
     from flowfront.runtime import load_cards
     from flowfront.service.replay_server import create_replay_app
-    from flowfront.store import TraceStore
+    from flowfront.store import connect
 
-    settings = make_settings(data_dir, workdir)
-    store = TraceStore(settings.store_path)
-    app_ = create_replay_app(ReplayBackend(store, load_cards(settings)), fail_models=frozenset(fail_model or []))
+    settings = make_settings(data_dir, workdir, store=store)
+    app_ = create_replay_app(ReplayBackend(connect(settings.store_url), load_cards(settings)), fail_models=frozenset(fail_model or []))
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
@@ -224,11 +203,12 @@ def profile(
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Profile every (model, budget) of every node on its induced dataset → profiles.json."""
     from flowfront.compile.jobs import profile_job
 
-    settings = make_settings(data_dir, workdir)
+    settings = make_settings(data_dir, workdir, store=store)
     ref = _parse_config(reference, None)
     path = profile_job(settings, benchmark, max_queries=max_queries, seed=seed, reference=ref,
                        progress=sys.stderr.isatty(), api_base=api_base, judge=judge)
@@ -290,11 +270,12 @@ def validate(
     seed: Annotated[int, typer.Option()] = 0,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Execute frontier and sampled configurations; report how well the proxy predicted them."""
     from flowfront.compile.validate import validate_job
 
-    path, r = validate_job(make_settings(data_dir, workdir), benchmark, n_front=n_front, n_sample=n_sample, seed=seed)
+    path, r = validate_job(make_settings(data_dir, workdir, store=store), benchmark, n_front=n_front, n_sample=n_sample, seed=seed)
     hv = r["hypervolume"]["ratio"]
     typer.echo(
         f"{r['benchmark']}: Spearman accuracy {r['accuracy']['spearman']:.3f}, latency {r['latency']['spearman']:.3f}; "
@@ -311,11 +292,12 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Fit a routing strategy on the train split (after `compile`); LightGBM routers are saved."""
     from flowfront.router.train import train_job
 
-    path, m = train_job(make_settings(data_dir, workdir), benchmark, strategy, seed=seed)
+    path, m = train_job(make_settings(data_dir, workdir, store=store), benchmark, strategy, seed=seed)
     typer.echo(
         f"{benchmark} [{strategy}]: {m['train_queries']} train queries x {m['candidates']} candidates, "
         f"fit in {m['fit_seconds']:.1f}s ({m['total_seconds']:.1f}s with outcomes and embeddings); held-out-fold expected utility {m['heldout_fold_expected_utility']:.4f}"
@@ -345,6 +327,7 @@ def eval_(
     execution: Annotated[str | None, typer.Option(help="parallel | sequential (default: the frontier's)")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Every strategy on the held-out test split (after `compile`): results.json, curves.png, report.md."""
     from flowfront.eval.jobs import eval_job
@@ -354,7 +337,7 @@ def eval_(
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
     from flowfront.eval.report import refresh_report
 
-    settings = make_settings(data_dir, workdir)
+    settings = make_settings(data_dir, workdir, store=store)
     path, result = eval_job(settings, benchmark, strategies=names, seeds=tuple(range(seeds)), execution=execution)
     typer.echo(f"wrote {path}\nwrote {refresh_report(settings.workdir, first=[result['benchmark']])}")
 
@@ -369,11 +352,12 @@ def serve(
     api_base: ApiBase = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """Serve the compiled workflows over HTTP (OpenAI-compatible chat completions included)."""
     from flowfront.service.server import serve as serve_app
 
-    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base)
+    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, store=store)
     serve_app(settings, workflows or settings.configs_dir / "workflows", host, port)
 
 
@@ -389,12 +373,13 @@ def run(
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N queries of each split")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
+    store: StoreOpt = None,
 ) -> None:
     """The main job: import, profile, compile, validate, train, eval and report."""
     from flowfront.cli.pipeline import DEFAULT_BENCHMARKS, run_main
 
     names = tuple(b.strip() for b in benchmarks.split(",") if b.strip()) if benchmarks else DEFAULT_BENCHMARKS
-    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit)
+    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit, store=store)
     run_main(settings, names, outcomes=outcomes, seeds=seeds)
 
 

@@ -14,6 +14,9 @@ from flowfront.settings import Settings
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="recorded data (default ../shared/data)")]
 Workdir = Annotated[Path | None, typer.Option("--workdir", help="trace store and artifacts (default ./runs)")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="trace store URL: sqlite:///path/traces.sqlite "
+                                              "or postgresql://user@host:5432/db (default: FLOWFRONT_STORE, else "
+                                              "traces.sqlite in the workdir)")]
 ApiBase = Annotated[str | None, typer.Option("--api-base", help="one OpenAI-compatible base URL for every model "
                                              "(default: FLOWFRONT_API_BASE, else each local model's server)")]
 

@@ -26,7 +26,7 @@ def _frontier(benchmark: str, workdir):
 
 def _row(c, execution: Execution) -> dict:
     e = c.estimates
-    return {"id": c.id, "accuracy": round(e.accuracy, 4), "latency_s": round(getattr(e, f"latency_{execution}_s"), 4),
+    return {"id": c.id, "accuracy": round(e.accuracy, 4), "latency_s": round(e.latency(execution), 4),
             "cost_usd": e.cost_usd, "config": c.config}
 
 

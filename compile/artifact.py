@@ -75,6 +75,10 @@ class Estimates(_Part):
     latency_parallel_s: float
     cost_usd: float
 
+    def latency(self, execution: str) -> float:
+        """The latency under an execution model (``parallel``: the critical path; else the sum)."""
+        return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
+
 
 class Candidate(_Part):
     id: str

@@ -186,7 +186,7 @@ def make_context(frontier, execution: Execution | None, budgets: Sequence[float]
     if execution not in ("parallel", "sequential"):
         raise SpecError(f"unknown execution model {execution!r}", hint="use parallel or sequential")
     est = [c.estimates for c in frontier.candidates]
-    lat = np.array([getattr(e, f"latency_{execution}_s") for e in est])
+    lat = np.array([e.latency(execution) for e in est])
     cost = np.array([e.cost_usd for e in est])
     scale = Scale.from_estimates(lat, cost)
     lambdas = lambda_sweep(scale, np.array([e.accuracy for e in est]), lat, cost, n=N_LAMBDAS)

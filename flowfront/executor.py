@@ -66,6 +66,10 @@ class RunResult:
     error: str | None = None
     failed_model: str | None = None
 
+    def latency(self, execution: str) -> float:
+        """The modeled latency under an execution model (``parallel``: the critical path)."""
+        return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
+
 
 @dataclass(slots=True)
 class _Run:

@@ -162,17 +162,27 @@ def select(
     cost: np.ndarray,
     pref: Preference,
     scale: Scale,
+    *,
+    allowed: np.ndarray | None = None,
 ) -> SelectionResult:
     """Pick one candidate per row under ``pref`` (see the module docstring for the rules).
 
     ``acc``, ``latency`` and ``cost`` have shape (K,) or (Q, K) and broadcast against each
     other, so a router may pass per-query accuracy with the frontier's static latency.
     ``latency`` is whichever execution model (sequential or parallel) the caller serves.
+    ``allowed`` (K,) or (Q, K), when given, excludes the candidates it marks False altogether
+    (the service's: calling a model behind an open breaker); a row with none allowed is an error.
     Raises :class:`InfeasibleError` when a row has no feasible candidate and
     ``pref.on_infeasible == "error"``.
     """
     A, L, C, one_d = _as_rows(acc, latency, cost)
     feasible, violation = _limits(A, L, C, pref)
+    if allowed is not None:
+        mask = np.broadcast_to(np.asarray(allowed, dtype=bool), A.shape)
+        if not mask.any(axis=1).all():
+            raise RoutingError("no candidate is allowed for this query", hint="allow at least one candidate")
+        feasible &= mask
+        violation = np.where(mask, violation, np.inf)
     row_ok = feasible.any(axis=1)
     score = _score(A, L, C, pref, scale)
     index = _lex_argmin([np.where(feasible, -score, np.inf), C, L, -A])
@@ -410,7 +420,7 @@ def frontier_estimates(frontier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     what static selection chooses on, in the service and the CLI alike."""
     est = [c.estimates for c in frontier.candidates]
     return (np.array([e.accuracy for e in est]),
-            np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est]),
+            np.array([e.latency(frontier.execution) for e in est]),
             np.array([e.cost_usd for e in est]))
 
 

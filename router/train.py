@@ -146,7 +146,7 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
     train = _matrix(settings, bench, candidates, ids, "train")
     test = _matrix(settings, bench, candidates, ids, "test") if include_test else None
     est = [c.estimates for c in frontier.candidates]
-    lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
+    lat = np.array([e.latency(frontier.execution) for e in est])
     cost = np.array([e.cost_usd for e in est])
     scale = Scale.from_estimates(lat, cost)
     lambdas = lambda_sweep(scale, np.array([e.accuracy for e in est]), lat, cost, n=9)

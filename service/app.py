@@ -10,6 +10,7 @@ batchers and writes every queued trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,15 +19,16 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from flowfront.errors import SpecError
+from flowfront.errors import FlowfrontError, SpecError
 from flowfront.redact import Redactor, install_redaction, uninstall_redaction
 from flowfront.service.config import ServiceSettings
 from flowfront.service.errors import install_handlers
+from flowfront.service.lifecycle import Lifecycle
 from flowfront.service.metrics import Metrics
 from flowfront.service.middleware import ServiceMiddleware
 from flowfront.service.routes import openai as openai_routes
 from flowfront.service.routes import ops, workflows
-from flowfront.service.state import Shared, load_state
+from flowfront.service.state import Shared
 from flowfront.settings import Settings
 
 __all__ = ["create_app", "service_settings"]
@@ -58,14 +60,14 @@ def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wrapped = install_redaction(redactor)  # uvicorn's handlers exist by now; every line they render is scrubbed
         shared = await asyncio.to_thread(Shared, config, metrics, redactor)
+        app.state.shared = shared
+        lifecycle = app.state.lifecycle = Lifecycle(app, shared, workflows_dir)
         try:
-            await shared.writer.start()
-            app.state.service_state = await load_state(shared, workflows_dir, generation=1)
-            app.state.shared = shared
-            log.info("serving %d workflows from %s", len(app.state.service_state.entries), workflows_dir)
+            await lifecycle.start()
+            _on_sighup(lifecycle)
             yield
         finally:
-            await _shutdown(app, shared)
+            await _shutdown(app, shared, lifecycle)
             uninstall_redaction(wrapped)
 
     app = FastAPI(title="flowfront", version="1",
@@ -74,8 +76,7 @@ def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
     app.state.api_keys = [key.encode() for key in config.key_values()]
     app.state.redactor = redactor
     app.state.workflows_dir = workflows_dir
-    app.state.reload_lock = asyncio.Lock()
-    app.state.background = set()
+    app.state.lifecycle = None
     app.state.shared = None
     app.state.service_state = None
     app.state.openapi_names = None
@@ -115,13 +116,31 @@ def _openapi(app: FastAPI) -> dict:
     return schema
 
 
-async def _shutdown(app: FastAPI, shared: Shared) -> None:
+def _on_sighup(lifecycle: Lifecycle) -> None:
+    """SIGHUP reloads the artifacts gracefully (in-flight requests finish on the old ones)."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        async def run() -> None:
+            try:
+                await lifecycle.reload()
+            except FlowfrontError as exc:
+                log.error("SIGHUP reload refused: %s", exc)
+
+        lifecycle.spawn(run(), "sighup-reload")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+async def _shutdown(app: FastAPI, shared: Shared, lifecycle: Lifecycle) -> None:
     """Stop batchers (current and retiring generations), then flush traces and close files."""
+    await lifecycle.aclose()
     state = app.state.service_state
     app.state.service_state = None
     if state is not None:
         await state.retire()
-    if app.state.background:
-        await asyncio.gather(*app.state.background)
     await shared.aclose()
-    log.info("stopped: %d served calls written to %s", shared.writer.written, shared.writer.path)
+    log.info("stopped: %d served rows written to %s", shared.writer.written, shared.writer.url.shown)

@@ -8,7 +8,6 @@ API keys are ``SecretStr``, so they never show in a repr, a log line or an error
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -16,7 +15,6 @@ from pydantic_settings import NoDecode
 
 from flowfront.errors import SpecError
 from flowfront.settings import Settings
-from flowfront.workspace import Workspace
 
 __all__ = ["ServiceSettings", "check_bind", "is_loopback"]
 
@@ -38,7 +36,6 @@ class ServiceSettings(Settings):
     max_fallbacks: int = Field(default=2, ge=0, le=10, description="other candidates tried after a failed call")
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a model's breaker")
     breaker_reset_s: float = Field(default=30.0, gt=0, description="open time before a breaker lets one probe through")
-    trace_store: Path | None = Field(default=None, description="served-call trace store (default <workdir>/serve/traces.sqlite)")
     trace_flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="longest a served trace waits")
     trace_durable: bool = Field(default=True, description="a response waits until its trace is committed "
                                 "(group commit), so kill -9 loses no trace of an answered request")
@@ -46,6 +43,8 @@ class ServiceSettings(Settings):
                                              "deleted (none: keep forever)")
     trace_max_mb: float | None = Field(default=1024.0, gt=0, description="the served-trace store is pruned, oldest "
                                        "first, to stay under this size (none: no cap)")
+    trace_prune_interval_s: float = Field(default=60.0, gt=0, description="how often retention runs on the served "
+                                          "store (in the background, never on a request's commit)")
     trace_batch_size: int = Field(default=512, ge=1, description="traces written per SQLite transaction")
     trace_queue_max: int = Field(default=100_000, ge=1, description="queued traces before responses wait")
     fault_fail_models: Annotated[list[str], NoDecode] = Field(
@@ -69,6 +68,8 @@ class ServiceSettings(Settings):
     max_connections: int = Field(default=512, ge=1, description="connections (and requests) served at once; "
                                  "beyond it new ones get 503")
     shutdown_grace_s: float = Field(default=30.0, gt=0, description="how long SIGTERM waits for requests in flight")
+    generation_poll_s: float = Field(default=2.0, ge=0, le=300, description="how often a replica checks the "
+                                     "shared store for a reload made by another replica (0: never)")
     access_log: bool = Field(default=True, description="one uvicorn log line per request")
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
 
@@ -90,16 +91,6 @@ class ServiceSettings(Settings):
         if any(len(k.get_secret_value()) < 8 for k in keys):
             raise ValueError("every API key must have at least 8 characters")
         return keys
-
-    @property
-    def served_store_path(self) -> Path:
-        """Where served calls are recorded.
-
-        Not the replay source: served traces are logs (one row per call made), while the replay
-        source holds one row per distinct call; keeping them apart means serving can never
-        change what replay answers.
-        """
-        return (self.trace_store or Workspace(self.workdir).serve_store).expanduser().resolve()
 
     def key_values(self) -> list[str]:
         """The accepted bearer tokens (only the auth check should call this)."""

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from flowfront.compile.artifact import Frontier
 from flowfront.errors import CompileError, FlowfrontError, RoutingError, SpecError
 from flowfront.executor import Executor
 from flowfront.redact import Redactor
+from flowfront.router.base import Router
 from flowfront.router.select import Scale, frontier_estimates
 from flowfront.service.config import ServiceSettings
 from flowfront.service.metrics import Metrics
@@ -36,7 +38,7 @@ from flowfront.service.routing import FeatureSource, RouterFront
 from flowfront.service.tracing import TraceWriter
 from flowfront.space import Configuration, Resolved, resolve
 from flowfront.spec import Workflow, load_workflow
-from flowfront.store import TraceStore
+from flowfront.store import TraceStore, connect
 from flowfront.workspace import BenchmarkDir
 
 __all__ = ["ServiceState", "Shared", "WorkflowEntry", "load_entries", "load_state"]
@@ -50,6 +52,9 @@ class WorkflowEntry:
 
     workflow: Workflow
     status: str  # "ready", or why a strategy is missing
+    # ready | static (no router trained: serves static selection) | degraded (an artifact exists but
+    # cannot be used) | missing (nothing compiled yet)
+    health: str = "ready"
     benchmark: str | None = None
     frontier: Frontier | None = None
     frontier_hash: str = ""
@@ -59,7 +64,8 @@ class WorkflowEntry:
     all_models: set[str] = field(default_factory=set)
     static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # frontier accuracy, latency, cost
     scale: Scale | None = None
-    router: Any = None  # router.model.LightGBMRouter
+    router: Router | None = None
+    router_generation: str = ""  # the router artifact's content hash: which router decided
     router_problem: str | None = None
     feature_config: Any = None
     executor: Executor | None = None
@@ -87,12 +93,15 @@ class Shared:
         self.redactor = redactor
         self.breakers = BreakerBoard(settings.breaker_failures, settings.breaker_reset_s,
                                      on_change=metrics.breaker_changed)
-        self.writer = TraceWriter(settings.served_store_path, metrics, redactor, batch_size=settings.trace_batch_size,
+        self.writer = TraceWriter(settings.served_store_url, metrics, redactor, batch_size=settings.trace_batch_size,
                                   flush_interval_s=settings.trace_flush_interval_s, queue_max=settings.trace_queue_max,
                                   durable=settings.trace_durable,
                                   max_age_s=settings.trace_max_age_days * 86400 if settings.trace_max_age_days else None,
-                                  max_bytes=int(settings.trace_max_mb * 1e6) if settings.trace_max_mb else None)
-        self.store = TraceStore(settings.store_path)
+                                  max_bytes=int(settings.trace_max_mb * 1e6) if settings.trace_max_mb else None,
+                                  prune_interval_s=settings.trace_prune_interval_s)
+        self.store: TraceStore | None = None  # opened by open_stores (the service retries until it can)
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self._one_store = False
         self.cards = load_cards(settings)
         self.backends: dict[tuple[str, ...], GuardedBackend] = {}
         self.features: dict[Any, FeatureSource] = {}
@@ -102,6 +111,20 @@ class Shared:
         # Trace ids: a random per-process prefix and a counter (uuid4 costs a syscall per request).
         self._trace_prefix = os.urandom(11).hex()
         self._trace_seq = itertools.count()
+
+    async def open_stores(self) -> None:
+        """Connect the store (replay source, cache) and the served-request store; start the writer."""
+        if self.store is None:
+            self.store = await asyncio.to_thread(connect, self.settings.store_url, redactor=self.redactor)
+        if self.writer.store is None:
+            served = self.settings.served_store_url
+            self._one_store = served == self.settings.store_url
+            await self.writer.start(self.store if self._one_store else None)
+
+    @property
+    def served_store(self) -> TraceStore:
+        assert self.writer.store is not None
+        return self.writer.store
 
     def trace_id(self) -> str:
         """A new 32-hex-digit id, unique across processes and restarts."""
@@ -123,6 +146,7 @@ class Shared:
         from flowfront.runtime import make_backend
 
         s = self.settings
+        assert self.store is not None
         inner = make_backend(s.backend, self.store, self.cards, s, models=models)
         if s.backend != "replay":
             # litellm's import takes seconds; done here (off the event loop, before /readyz says
@@ -165,7 +189,8 @@ class Shared:
         self.pool.shutdown(wait=True)
         for source in self.features.values():
             source.embedder.close()
-        self.store.close()
+        if self.store is not None and not self._one_store:  # else the writer closed it
+            self.store.close()
 
 
 @dataclass
@@ -229,21 +254,21 @@ def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
     folder = _artifact_folder(shared.settings.workdir, workflow)
     if folder is None:
         return WorkflowEntry(workflow, status=f"not compiled: no frontier for this workflow under {shared.settings.workdir}"
-                             f"; run `flowfront profile` and `flowfront compile` for its benchmark")
+                             f"; run `flowfront profile` and `flowfront compile` for its benchmark", health="missing")
     try:
         frontier = Frontier.load(BenchmarkDir(folder).frontier(), expect_workflow_hash=workflow.content_hash)
     except CompileError as exc:
         if strict:
             raise
         log.warning("workflow %s cannot be served: %s", workflow.name, exc)
-        return WorkflowEntry(workflow, status=f"not compiled: {exc}")
+        return WorkflowEntry(workflow, status=f"not compiled: {exc}", health="degraded")
     try:
         entry = _frontier_entry(workflow, frontier, folder.name)
     except FlowfrontError as exc:  # e.g. a candidate names a model or knob value the workflow lacks
         if strict:
             raise
         log.warning("workflow %s is degraded: %s", workflow.name, exc)
-        return WorkflowEntry(workflow, status=f"degraded: its frontier cannot be served ({exc})")
+        return WorkflowEntry(workflow, status=f"degraded: its frontier cannot be served ({exc})", health="degraded")
     entry.executor = Executor(workflow, shared.backend(workflow.all_models()),
                               concurrency=shared.settings.default_concurrency,
                               # the guarded backend enforces call_timeout_s; this is only a backstop
@@ -292,11 +317,12 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
     train = f"run `flowfront train {entry.benchmark}` to route per query"
     if not (folder / "router.json").is_file():
         entry.router_problem = f"no trained router for {entry.name!r}; {train}"
-        entry.status = "static only: no router"
+        entry.status, entry.health = "static only: no router", "static"
         return
     try:
         router = load_router(folder, expect_frontier_hash=entry.frontier_hash)
-        config = read_artifact(folder).feature_config
+        art = read_artifact(folder)
+        config = art.feature_config
         if list(router.candidate_ids_) != entry.ids:
             raise RoutingError(f"{folder}: router candidates {router.candidate_ids_} differ from the frontier's",
                                hint="re-run `flowfront train`")
@@ -305,9 +331,10 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
             raise
         log.warning("workflow %s serves static only: %s", entry.name, exc)
         entry.router_problem = f"the router artifact cannot be used ({exc}); {train}"
-        entry.status = "static only: router unusable"
+        entry.status, entry.health = "static only: router unusable", "degraded"
         return
     entry.router, entry.feature_config = router, config
+    entry.router_generation = art.content_hash()
     s = shared.settings
     entry.front = RouterFront(shared.feature_source(config), router, shared.pool, memo_size=s.route_memo_size,
                               max_size=s.batch_max_size, max_wait_s=s.batch_wait_ms / 1000,

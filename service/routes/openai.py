@@ -49,7 +49,7 @@ async def chat_completions(body: ChatRequest, served: ServedDep, request: Reques
     query = _last_user_text(body)
     scrub = served.shared.redactor.scrub
     outcome = await run_request(served.shared, entry, query, body.preference.to_preference(), body.strategy,
-                                body.task)
+                                body.task, endpoint="chat")
     content = _content(outcome, scrub)
     details = {k: v for k, v in run_response(outcome, scrub).items() if k not in ("text", "answer")}
     details["ignored"] = body.ignored()

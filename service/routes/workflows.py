@@ -60,7 +60,7 @@ async def run(name: str, body: RunRequest, served: ServedDep, request: Request) 
     entry = lookup(served.state, name)
     request.state.workflow = entry.name
     outcome = await run_request(served.shared, entry, body.query, body.preference.to_preference(), body.strategy,
-                                body.task)
+                                body.task, endpoint="run")
     # Built by hand (the schema above documents it): validating our own output costs a third of a request.
     return JSONBody(run_response(outcome, served.shared.redactor.scrub), headers=headers(outcome))
 
@@ -75,7 +75,7 @@ def headers(outcome: Outcome) -> dict[str, str]:
 def run_response(outcome: Outcome, scrub: Callable[[str], str]) -> dict[str, Any]:
     """The native response body of a served request (the shape of :class:`RunResponse`)."""
     entry, result = outcome.entry, outcome.result
-    parallel = entry.frontier.execution == "parallel"
+    assert result is not None and entry.frontier is not None and outcome.index is not None
     value = result.value
     text = value.text if value is not None else None
     return {
@@ -85,7 +85,7 @@ def run_response(outcome: Outcome, scrub: Callable[[str], str]) -> dict[str, Any
         "candidate": {"id": entry.ids[outcome.index], "index": outcome.index,
                       "config": entry.frontier.candidates[outcome.index].config},
         "predicted": {"accuracy": outcome.predicted[0], "latency_s": outcome.predicted[1], "cost_usd": outcome.predicted[2]},
-        "measured": {"latency_s": result.latency_parallel_s if parallel else result.latency_sequential_s,
+        "measured": {"latency_s": result.latency(entry.frontier.execution),
                      "latency_wall_s": result.latency_wall_s, "cost_usd": outcome.log.cost_usd()},
         "feasible": outcome.feasible, "out_of_distribution": outcome.ood, "hint": outcome.hint,
         "fell_back": outcome.fell_back,

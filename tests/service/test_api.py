@@ -21,7 +21,7 @@ def expected_candidate(router, query: str, pref: Preference, task: str | None = 
     from flowfront.router.select import Scale
 
     est = [c.estimates for c in frontier.candidates]
-    lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
+    lat = np.array([e.latency(frontier.execution) for e in est])
     scale = Scale.from_estimates(lat, np.array([e.cost_usd for e in est]))
     X = featurize([query], config, Embedder(config, cache_dir=None))
     return model.candidate_ids_[int(model.select(X, pref, scale, hints=[task]).index[0])]
@@ -86,7 +86,7 @@ def test_static_strategy_matches_static_selection(client, router, test_queries) 
     from flowfront.router.select import Scale
 
     acc = np.array([e.accuracy for e in est])
-    lat = np.array([getattr(e, f"latency_{frontier.execution}_s") for e in est])
+    lat = np.array([e.latency(frontier.execution) for e in est])
     cost = np.array([e.cost_usd for e in est])
     pref = Preference(max_latency_s=float(np.median(lat)))
     want = frontier.candidates[int(select(acc, lat, cost, pref, Scale.from_estimates(lat, cost)).index)].id

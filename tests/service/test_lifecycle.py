@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,8 @@ import httpx
 import orjson
 import pytest
 
+from flowfront.store import connect
+from tests.helpers import grep_tree
 from tests.service.conftest import BENCH, copy_workdir, live_server, make_client
 from tests.service.test_api import RUN
 
@@ -103,26 +104,28 @@ def test_sigterm_drains_and_every_answered_request_has_its_calls_in_the_store(dr
     answered = [body for status, body in drained["results"] if status == 200]
     assert len(answered) >= 60
     assert all(status in (200, 0, 503) for status, _ in drained["results"])
-    with sqlite3.connect(drained["store"]) as db:
-        rows = db.execute("SELECT query_id, model, error FROM traces WHERE source = 'serve'").fetchall()
+    with connect(drained["store"]) as store:
+        calls, decisions = store.served_calls(), {d.id: d for d in store.decisions()}
     by_trace: dict[str, list[str]] = {}
-    for trace_id, model, error in rows:
-        assert error is None or "no record" in error  # only the probe's unrecorded query failed
-        by_trace.setdefault(trace_id, []).append(model)
+    for call in calls:
+        assert call.error is None  # only the probe's unrecorded query failed, and a miss leaves no call row
+        by_trace.setdefault(call.trace_id, []).append(call.model)
     for body in answered:
         assert sorted(by_trace.get(body["trace_id"], [])) == sorted(c["model"] for c in body["calls"]), body["trace_id"]
+        logged = decisions[body["trace_id"]]
+        assert (logged.status, logged.candidate, logged.answer) == (200, body["candidate"]["id"], body["answer"])
 
 
 def test_provider_and_service_keys_never_leave_the_process(drained) -> None:
     secrets = [*SECRETS.values(), SERVICE_KEY]
     texts = {"responses": "\n".join(drained["seen"]), "log": drained["log"]}
-    for path in [drained["store"], *Path(drained["store"]).parent.glob("served.sqlite*"),
-                 *(p for p in Path(drained["workdir"]).rglob("*") if p.is_file())]:
-        texts[str(path)] = path.read_bytes().decode("latin-1")
     assert "DEBUG" in drained["log"] or "INFO" in drained["log"]
     for where, text in texts.items():
         for secret in secrets:
             assert secret not in text, f"a key leaked into {where}"
+    for secret in secrets:  # the stores and every artifact, read by grep (see tests.helpers.grep_tree)
+        assert grep_tree(Path(drained["store"]).parent, secret) == []
+        assert grep_tree(drained["workdir"], secret) == []
 
 
 def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(trained, workflows_dir, tmp_path,
@@ -141,7 +144,10 @@ def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(
         thread.start()
         time.sleep(0.5)  # the slow request is now waiting on the hanging model, on generation 1
         shutil.move(tmp_path / BENCH / "router-frontier", tmp_path / "router-aside")
-        reloaded = c.post("/admin/reload")
+        refused = c.post("/admin/reload")  # a reload must not silently stop routing
+        assert refused.status_code == 409 and "lost its router" in refused.json()["error"]["message"]
+        assert c.get("/readyz").json()["generation"] == 1
+        reloaded = c.post("/admin/reload?allow_downgrade=true")
         assert reloaded.status_code == 200 and reloaded.json()["generation"] == 2
         assert reloaded.json()["workflows"][BENCH].startswith("static only")
         assert c.post(RUN, json={"query": query, "strategy": "router"}).status_code == 409
@@ -195,7 +201,8 @@ def test_kill_9_under_load_leaves_every_answered_request_with_its_trace(trained,
         results = asyncio.run(_load(srv.base, test_queries[:400], srv.proc, 80, sig=signal.SIGKILL, in_flight=32))
     answered = [body["trace_id"] for status, body in results if status == 200]
     assert len(answered) >= 80
-    with sqlite3.connect(store) as db:
-        traced = {row[0] for row in db.execute("SELECT DISTINCT query_id FROM traces WHERE source = 'serve'")}
-    missing = [t for t in answered if t not in traced]
+    with connect(store) as served:
+        decided = {d.id for d in served.decisions() if d.status == 200}
+        traced = {c.trace_id for c in served.served_calls()}
+    missing = [t for t in answered if t not in traced or t not in decided]
     assert not missing, f"{len(missing)} of {len(answered)} answered requests have no trace after kill -9"

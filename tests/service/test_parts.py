@@ -21,6 +21,9 @@ from flowfront.redact import Redactor, install_redaction, uninstall_redaction
 from flowfront.service.batcher import MicroBatcher
 from flowfront.service.metrics import Metrics
 from flowfront.service.tracing import TraceWriter
+from flowfront.store import StoreUnavailable, connect, parse_store_url
+from flowfront.store.sqlite import SQLiteStore
+from flowfront.store.testing import decision
 
 DONE = Completion(text="B", prompt_tokens=10, completion_tokens=1, latency_s=0.2, cost_usd=1e-4, latency_source="recorded")
 
@@ -141,23 +144,64 @@ def test_redactor_masks_environment_secrets_and_key_shapes() -> None:
 
 async def test_trace_writer_batches_and_flushes_everything_on_close(tmp_path: Path) -> None:
     metrics = Metrics.create()
-    writer = TraceWriter(tmp_path / "served.sqlite", metrics, Redactor(["sk-secret-value-123"]), batch_size=50,
-                         flush_interval_s=5.0)
+    writer = TraceWriter(parse_store_url(tmp_path / "served.sqlite"), metrics, Redactor(["sk-secret-value-123"]),
+                         batch_size=50, flush_interval_s=5.0, durable=False)
     await writer.start()
     request = CallRequest(model="m", messages=({"role": "user", "content": "q"},))
     failed = BackendError("provider said sk-secret-value-123 is wrong", model="m")
     for i in range(120):
         events = [CallEvent("c0", request, DONE, None, False, 0.001, time.time()),
                   CallEvent("c1", request, None, failed, False, 0.001, time.time())]
-        await writer.record(f"trace{i:03d}", "wf", events)
+        await writer.record(decision(f"trace{i:03d}"), events)
     await asyncio.sleep(0.2)
     assert writer.written >= 200  # full batches went out without waiting for the 5 s interval
     await writer.aclose()
-    assert writer.written == 240
-    with sqlite3.connect(tmp_path / "served.sqlite") as db:
-        rows = db.execute("SELECT query_id, response, error FROM traces WHERE source='serve'").fetchall()
-    assert len(rows) == 240 and len({r[0] for r in rows}) == 120
-    assert all("sk-secret" not in (r[2] or "") for r in rows) and sum(r[1] == "B" for r in rows) == 120
+    assert writer.written == 360  # a decision and two calls per request
+    with connect(tmp_path / "served.sqlite") as store:
+        calls, decisions = store.served_calls(), store.decisions()
+    assert len(calls) == 240 and len({c.trace_id for c in calls}) == 120 and len(decisions) == 120
+    assert all("sk-secret" not in (c.error or "") for c in calls) and sum(c.response == "B" for c in calls) == 120
+
+
+async def test_a_durable_request_whose_rows_cannot_be_committed_is_told_not_answered(tmp_path: Path) -> None:
+    """Durable means durable: a batch the store refuses fails its waiting requests (the service
+    answers them 503); nothing is reported written. The refusal is real: another connection holds
+    SQLite's write lock, and this store waits only 0.1 s for it."""
+    url = parse_store_url(tmp_path / "served.sqlite")
+    writer = TraceWriter(url, Metrics.create(), Redactor(), durable=True)
+    await writer.start(SQLiteStore(url, timeout_s=0.1))
+    request = CallRequest(model="m", messages=({"role": "user", "content": "q"},))
+    events = [CallEvent("c0", request, DONE, None, False, 0.001, time.time())]
+    await writer.record(decision("before"), events)
+    blocker = sqlite3.connect(tmp_path / "served.sqlite", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreUnavailable, match="could not be logged"):
+        await writer.record(decision("during"), events)
+    assert writer.metrics.traces_failed._value.get() == 1
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await writer.record(decision("after"), events)  # the store is back: it writes again
+    await writer.aclose()
+    with connect(url) as store:
+        assert [d.id for d in store.decisions()] == ["before", "after"]
+
+
+async def test_non_durable_writes_wait_out_an_outage_within_a_bound_and_count_drops(tmp_path: Path) -> None:
+    url = parse_store_url(tmp_path / "served.sqlite")
+    writer = TraceWriter(url, Metrics.create(), Redactor(), durable=False, queue_max=5, flush_interval_s=0.01)
+    await writer.start(SQLiteStore(url, timeout_s=0.05))
+    blocker = sqlite3.connect(tmp_path / "served.sqlite", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    for i in range(20):
+        await writer.record(decision(f"r{i:02d}"), [])
+        await asyncio.sleep(0.01)
+    assert writer.dropped > 0 and writer.metrics.traces_dropped._value.get() == writer.dropped
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await writer.aclose()
+    with connect(url) as store:
+        kept = len(store.decisions())
+    assert kept + writer.dropped == 20 and kept >= 5  # every request is either stored or counted as dropped
 
 
 def test_service_settings_from_the_environment(monkeypatch) -> None:

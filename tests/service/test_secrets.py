@@ -62,10 +62,10 @@ def test_cli_never_prints_or_stores_the_key(imported_settings: Settings, tmp_pat
 
 
 def test_a_query_carrying_a_key_is_stored_scrubbed(settings: Settings) -> None:
-    from flowfront.store import Trace, TraceStore
+    from flowfront.store import Trace, connect
 
     key = fake_key()
-    with TraceStore(settings.store_path, redactor=Redactor()) as store:
+    with connect(settings.store_path, redactor=Redactor()) as store:
         store.put(Trace(key="k", prompt_key="p", model="m", budget=None,
                         request={"messages": [{"role": "user", "content": f"my key is {key}"}]},
                         response=f"echo {key}", prompt_tokens=1, completion_tokens=1, latency_s=0.1, cost_usd=0.0,

@@ -1,11 +1,15 @@
-"""Storage stays bounded: rejected requests leave compact rows, the served store is pruned to its cap,
-and `flowfront traces prune` does the same by hand."""
+"""Storage stays bounded: a rejected request leaves one compact decision row, the served store is
+pruned to its cap in the background, and `flowfront traces prune` does the same by hand, shrinking the
+file on disk."""
 
 from __future__ import annotations
 
-import sqlite3
+import os
+import time
 from pathlib import Path
 
+from flowfront.store import connect
+from flowfront.store.testing import decision, trace
 from tests.helpers import flowfront
 from tests.service.conftest import copy_workdir, make_client
 
@@ -16,32 +20,44 @@ def _store_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def test_ten_thousand_distinct_rejected_queries_stay_under_the_cap(trained, workflows_dir, tmp_path) -> None:
+def test_a_flood_of_rejected_queries_stays_under_the_cap(trained, workflows_dir, tmp_path) -> None:
     work = copy_workdir(trained, tmp_path / "work")
     store = tmp_path / "served.sqlite"
-    filler = "x" * 3000  # a long question: its prompt must not be stored for a rejected call
-    with make_client(work, workflows_dir, TRACE_STORE=str(store), TRACE_MAX_MB="1") as c:
-        for i in range(10_000):
+    filler = "x" * 3000  # a long question: a rejected one is kept only as a prefix
+    with make_client(work, workflows_dir, TRACE_STORE=str(store), TRACE_MAX_MB="0.5", TRACE_PRUNE_INTERVAL_S="0.2") as c:
+        for i in range(4000):
             r = c.post(RUN, json={"query": f"unrecorded question {i} {filler}", "strategy": "static"})
             assert r.status_code == 422, r.text  # no recorded answer for it
-    with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT request FROM traces WHERE error IS NOT NULL LIMIT 5").fetchall()
-    assert rows and all(b"messages" not in r[0] and b"prompt_chars" in r[0] for r in rows)
-    assert _store_bytes(store) <= 1.5e6, f"{_store_bytes(store):,} bytes for a 1 MB cap"
+        time.sleep(0.5)  # one more retention pass after the last request
+    with connect(store) as served:
+        decisions, calls = served.decisions(), served.served_calls()
+    assert calls == [] and decisions  # a miss leaves its decision, no call rows
+    assert all(d.status == 422 and len(d.query) < 600 and d.candidate is None for d in decisions)
+    assert decisions[-1].query.startswith("unrecorded question 3999")  # the newest stay, the oldest went
+    assert _store_bytes(store) <= 0.75e6, f"{_store_bytes(store):,} bytes for a 0.5 MB cap"
 
 
-def test_traces_prune_cli(trained, tmp_path) -> None:
-    from flowfront.store import Trace, TraceStore
-
-    path = tmp_path / "t.sqlite"
-    with TraceStore(path) as ts:
-        ts.put_many(Trace(key=f"k{i}", prompt_key="p", model="m", budget=None, request={"pad": "y" * 2000},
-                          response="r", prompt_tokens=1, completion_tokens=1, latency_s=0.1, cost_usd=0.0,
-                          source="serve", created_at=1.0 + i) for i in range(2000))
-    done = flowfront("traces", "prune", "--store", str(path), "--max-mb", "1")
+def test_traces_prune_cli_shrinks_the_file(tmp_path) -> None:
+    path = tmp_path / "served.sqlite"
+    with connect(path) as ts:
+        ts.put_served([decision(f"r{i:04d}", created_at=1.0 + i, query=os.urandom(1500).hex()) for i in range(2000)], [])
+    before = _store_bytes(path)
+    done = flowfront("traces", "prune", "--trace-store", str(path), "--max-mb", "1")
     assert done.returncode == 0, done.stderr
-    with TraceStore(path) as ts:
-        assert ts.size_bytes() <= 1e6 and 0 < ts.count() < 2000
-        oldest = min(t.created_at for t in ts.iter_traces())
-    assert oldest > 1.0  # the oldest went first
-    assert flowfront("traces", "prune", "--store", str(path)).returncode == 2  # nothing to prune by: one line
+    assert "removed" in done.stdout and "on disk" in done.stdout
+    with connect(path) as ts:
+        left = ts.decisions()
+        assert ts.size_bytes() <= 1e6 and 0 < len(left) < 2000
+    assert left[0].created_at > 1.0  # the oldest went first
+    assert _store_bytes(path) <= 1.2e6 < before  # the pages went back to the file system
+    assert flowfront("traces", "prune", "--trace-store", str(path)).returncode == 2  # nothing to prune by: one line
+
+
+def test_traces_prune_cli_prunes_one_source_of_recorded_traces(tmp_path) -> None:
+    path = tmp_path / "traces.sqlite"
+    with connect(path) as ts:
+        ts.put_many([trace(f"k{i}", source="live", created_at=1.0) for i in range(5)] + [trace("keep", source="other")])
+    done = flowfront("traces", "prune", "--store", str(path), "--source", "live", "--max-age-days", "1")
+    assert done.returncode == 0 and "removed 5 live traces" in done.stdout, done.stdout + done.stderr
+    with connect(path) as ts:
+        assert [t.key for t in ts.iter_traces()] == ["keep"]

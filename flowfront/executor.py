@@ -12,14 +12,14 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink
 from flowfront.codefns import CODE_FUNCTIONS
 from flowfront.errors import BackendError, CallTimeoutError
 from flowfront.flow import FlowVisitor
 from flowfront.parsers import PARSERS
-from flowfront.space import Resolved, knob_value
+from flowfront.space import Resolved, call_slots, knob_value
 from flowfront.spec import CodeNode, Cond, If, LLMNode, Loop, Parallel, Sample, Workflow
 from flowfront.values import Value
 
@@ -71,6 +71,42 @@ class RunResult:
         return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
 
 
+class TokenSink(Protocol):
+    """Where a streamed answer goes: ``opened`` is called when the call that produces the
+    workflow's answer starts, and returns what receives its text as it is produced."""
+
+    def opened(self, node: str, model: str) -> DeltaSink: ...
+
+
+def streamed_call(workflow: Workflow, knobs: dict[str, Any]) -> tuple[str, int] | None:
+    """The call (node, call number) whose text is the workflow's answer whenever that call runs,
+    so it can stream from its first token; None when no call can be known to be final as it starts.
+
+    The answer is the output node's value. An ``llm`` output is final at its last possible call
+    (the last refine of a loop). A ``coalesce`` output is its first input that runs, so its first
+    input that can run under these knobs is final when it runs (the escalation of a cascade).
+    The node must answer with its text unchanged (parser ``raw``) and not be sampled (a vote
+    chooses among samples afterwards). Anything else is answered in one piece at the end.
+    """
+    slots = call_slots(workflow, knobs)
+    sampled = workflow.sampled_nodes()
+
+    def source(name: str) -> tuple[str, int] | None:
+        node = workflow.nodes.get(name)
+        if isinstance(node, LLMNode):
+            calls = slots.get(name, 0)
+            return (name, calls - 1) if calls and node.parser == "raw" and name not in sampled else None
+        if isinstance(node, CodeNode) and node.fn == "coalesce":
+            for arg in node.inputs:
+                inner = workflow.nodes.get(arg)
+                if isinstance(inner, LLMNode) and not slots.get(arg, 0):
+                    continue  # never runs under these knobs: the next input answers
+                return source(arg) if inner is not None else None
+        return None
+
+    return source(workflow.output)
+
+
 @dataclass(slots=True)
 class _Run:
     resolved: Resolved
@@ -78,6 +114,8 @@ class _Run:
     env: dict[str, Any] = field(default_factory=dict)
     calls: list[CallRecord | None] = field(default_factory=list)
     next_slot: dict[str, int] = field(default_factory=dict)
+    stream: TokenSink | None = None
+    streamed: tuple[str, int] | None = None  # the call whose text streams (streamed_call)
 
     def query_value(self) -> Value:
         return Value(answer=self.query.reference, text=self.query.text)
@@ -117,9 +155,13 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
             sem = self._limits[model] = asyncio.Semaphore(self.backend.concurrency(model) or self.concurrency)
         return sem
 
-    async def run(self, resolved: Resolved, query: Query) -> RunResult:
-        """Run one query; a failed call ends the run with ``error`` set (nothing is raised)."""
-        run = _Run(resolved, query)
+    async def run(self, resolved: Resolved, query: Query, *, stream: TokenSink | None = None) -> RunResult:
+        """Run one query; a failed call ends the run with ``error`` set (nothing is raised).
+
+        With ``stream``, the call that produces the answer (:func:`streamed_call`) hands its text
+        to ``stream`` as it is produced."""
+        run = _Run(resolved, query, stream=stream,
+                   streamed=streamed_call(self.workflow, resolved.knobs) if stream is not None else None)
         started = time.perf_counter()
         result = RunResult(query.query_id)
         try:
@@ -228,10 +270,13 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
         # Records keep the order calls were issued in, not the order they finished in.
         call_id = len(run.calls)
         run.calls.append(None)
+        on_delta = (run.stream.opened(name, setting.model)
+                    if run.stream is not None and run.streamed == (name, index) else None)
         async with self._limit(setting.model):
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    done = await self.backend.complete(request)
+                    done = await (self.backend.complete(request) if on_delta is None
+                                  else self.backend.complete(request, on_delta=on_delta))
             except TimeoutError:
                 raise CallTimeoutError(setting.model, self.timeout_s) from None
         value = completion_value(PARSERS[node.parser], done, call_id)

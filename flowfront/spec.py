@@ -214,6 +214,10 @@ class Workflow(_Strict):
                             hint="sample and configure only llm nodes")
         return node
 
+    def sampled_nodes(self) -> set[str]:
+        """Nodes called as ``sample`` steps (their value is a list of answers, not one)."""
+        return {step.sample for _, step in walk(self.flow) if isinstance(step, Sample)}
+
     def all_models(self) -> list[str]:
         seen: dict[str, None] = {}
         for node in self.llm_nodes().values():

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from flowfront.backends.base import DeltaSink
 from flowfront.backends.guard import CallLog, current_log
 from flowfront.errors import BackendError, FlowfrontError, InfeasibleError, ReplayMissError
 from flowfront.executor import Query, RunResult
@@ -26,7 +27,7 @@ from flowfront.service.errors import DeadlineExceeded, InvalidRequest, NotReady,
 from flowfront.service.state import Shared, WorkflowEntry
 from flowfront.store import Decision
 
-__all__ = ["Outcome", "decision_row", "run_request"]
+__all__ = ["Outcome", "StreamSink", "decision_row", "run_request"]
 
 _REJECTED_QUERY_CHARS = 512
 
@@ -92,9 +93,32 @@ class Outcome:
         return self.entry.ids[self.index]
 
 
+class StreamSink(Protocol):
+    """Receives a streamed answer: ``opened`` when the call producing it starts (with the
+    candidate and model answering), returning what takes its text piece by piece; ``started``
+    once any text went out (from then on no fallback may replace it)."""
+
+    started: bool
+
+    def opened(self, trace_id: str, candidate: str, model: str) -> DeltaSink: ...
+
+
+@dataclass
+class _Tagged:
+    """The executor's token sink for one attempt: names the candidate the call belongs to."""
+
+    out: Outcome
+    sink: StreamSink
+
+    def opened(self, node: str, model: str) -> DeltaSink:
+        return self.sink.opened(self.out.trace_id, self.out.log.candidate, model)
+
+
 async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preference: Preference,
-                      strategy: str | None, task: str | None = None, *, endpoint: str = "run") -> Outcome:
-    """Serve one query; raises a FlowfrontError the handlers map to HTTP."""
+                      strategy: str | None, task: str | None = None, *, endpoint: str = "run",
+                      stream: StreamSink | None = None) -> Outcome:
+    """Serve one query; raises a FlowfrontError the handlers map to HTTP. With ``stream``, the
+    answer's call streams into it when the workflow allows (``executor.streamed_call``)."""
     limit = shared.settings.max_query_chars
     if len(query) > limit:
         raise InvalidRequest(f"`query` has {len(query):,} characters, more than the limit of {limit:,}",
@@ -107,7 +131,7 @@ async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preferen
     error: FlowfrontError | None = None
     try:
         async with asyncio.timeout(shared.settings.request_deadline_s):
-            await _serve(shared, out, strategy)
+            await _serve(shared, out, strategy, stream)
         return out
     except TimeoutError:
         error = DeadlineExceeded(shared.settings.request_deadline_s)
@@ -121,7 +145,7 @@ async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preferen
         await shared.writer.record(decision_row(shared, out, error), out.log.events)
 
 
-async def _serve(shared: Shared, out: Outcome, strategy: str | None) -> None:
+async def _serve(shared: Shared, out: Outcome, strategy: str | None, stream: StreamSink | None) -> None:
     entry = out.entry
     started = time.perf_counter()
     out.decision = await _decide(entry, out.query, strategy, out.task)
@@ -135,7 +159,7 @@ async def _serve(shared: Shared, out: Outcome, strategy: str | None) -> None:
     decided = time.perf_counter()
     out.decision_s = decided - started
     shared.metrics.decision_seconds.labels(workflow=entry.name, strategy=out.decision.strategy).observe(out.decision_s)
-    await _execute(shared, out, avoid)
+    await _execute(shared, out, avoid, stream)
     out.execution_s = time.perf_counter() - decided
     if out.attempts:
         shared.metrics.fallbacks.labels(workflow=entry.name).inc()
@@ -143,7 +167,7 @@ async def _serve(shared: Shared, out: Outcome, strategy: str | None) -> None:
     shared.metrics.chosen.labels(workflow=entry.name, candidate=out.candidate).inc()
 
 
-async def _execute(shared: Shared, out: Outcome, avoid: set[str]) -> None:
+async def _execute(shared: Shared, out: Outcome, avoid: set[str], stream: StreamSink | None) -> None:
     """Run the chosen candidate; on a failed call, the next one avoiding every failed model so far."""
     entry, decision = out.entry, out.decision
     assert entry.executor is not None and decision is not None and out.index is not None
@@ -153,7 +177,8 @@ async def _execute(shared: Shared, out: Outcome, avoid: set[str]) -> None:
     query = Query(out.trace_id, out.query)
     while True:  # one pass per candidate tried: at most 1 + max_fallbacks
         out.log.candidate = entry.ids[out.index]
-        result = await entry.executor.run(entry.resolved[out.index], query)
+        result = await entry.executor.run(entry.resolved[out.index], query,
+                                          stream=_Tagged(out, stream) if stream is not None else None)
         if result.error is None:
             out.result = result
             return
@@ -161,8 +186,8 @@ async def _execute(shared: Shared, out: Outcome, avoid: set[str]) -> None:
         out.attempts.append({"candidate": entry.ids[out.index], "error": shared.redactor.scrub(str(error)),
                              "model": result.failed_model})
         failed.add(result.failed_model or "")
-        if result.failed_model is None or len(failed) > shared.settings.max_fallbacks:
-            raise _for_caller(error)
+        if result.failed_model is None or len(failed) > shared.settings.max_fallbacks or (stream and stream.started):
+            raise _for_caller(error)  # (text already streamed: no other candidate may replace it)
         try:
             out.index, out.feasible, _ = _choose(entry, decision, relaxed, avoid | failed)
         except BackendError:

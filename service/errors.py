@@ -123,7 +123,15 @@ def _redact(request: Request, text: str) -> str:
 
 
 def flowfront_response(request: Request, exc: FlowfrontError) -> JSONBody:
-    """Render a flowfront error (also used by routes that answer errors inside a stream)."""
+    """Render a flowfront error as its HTTP response."""
+    status, body, headers = error_parts(request, exc)
+    if status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+    return JSONBody(body, status_code=status, headers=headers)
+
+
+def error_parts(request: Request, exc: FlowfrontError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """Status, body and headers of a flowfront error (a stream's error event uses the body)."""
     status = status_for(exc, provider=getattr(request.app.state, "provider", False))
     extra: dict[str, Any] = {"hint": _redact(request, exc.hint) if exc.hint else None}
     if isinstance(exc, InvalidRequest):
@@ -139,10 +147,7 @@ def flowfront_response(request: Request, exc: FlowfrontError) -> JSONBody:
     if status in (503, 504):
         # when breakers are open, the time until they let a probe through: earlier retries only fail
         headers = {"Retry-After": str(max(1, math.ceil(getattr(exc, "retry_after_s", 1.0))))}
-    if status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-    return JSONBody(error_body(status, _redact(request, exc.message), **extra), status_code=status,
-                          headers=headers)
+    return status, error_body(status, _redact(request, exc.message), **extra), headers
 
 
 async def _on_flowfront(request: Request, exc: Exception) -> JSONBody:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,6 +13,9 @@ if TYPE_CHECKING:
     from flowfront.backends.prefix import StreamTiming
 
 LatencySource = Literal["recorded", "modeled", "measured", "unavailable"]
+# Receives the text of a call as it is produced, piece by piece (a token, or a whole answer from
+# a backend that cannot stream); the pieces joined are exactly the completion's text.
+DeltaSink = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +76,8 @@ class Backend(abc.ABC):
     name: str = "backend"
 
     @abc.abstractmethod
-    async def complete(self, request: CallRequest) -> Completion:
-        """Answer one call."""
+    async def complete(self, request: CallRequest, *, on_delta: DeltaSink | None = None) -> Completion:
+        """Answer one call; with ``on_delta``, hand over its text as it is produced."""
 
     def identity(self, model: str) -> str:
         """Who actually answers calls to ``model`` (provider route, endpoint); keys cached traces.

@@ -18,9 +18,9 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink
 from flowfront.backends.prefix import Recorded, cut, recorded
-from flowfront.backends.replay import completion_from_record
+from flowfront.backends.replay import completion_from_record, replay_deltas
 from flowfront.errors import SpecError, StoreError
 from flowfront.modelcards import ModelCard
 from flowfront.store import INTENT_LEASE_S, Trace, TraceStore, call_key, prompt_key
@@ -53,7 +53,7 @@ class CachedBackend(Backend):
     def identity(self, model: str) -> str:
         return self.inner.identity(model)
 
-    async def complete(self, request: CallRequest) -> Completion:
+    async def complete(self, request: CallRequest, *, on_delta: DeltaSink | None = None) -> Completion:
         who = self.inner.identity(request.model)
         pkey = prompt_key(who, request.messages, request.sampling)
         while True:
@@ -68,24 +68,28 @@ class CachedBackend(Backend):
             while True:
                 rec = await asyncio.to_thread(self._best, pkey, request.budget)
                 if rec is not None:
-                    done = completion_from_record(rec, request, cut(rec, request.budget), self._card)
-                    return replace(done, cached=True)
+                    done = replace(completion_from_record(rec, request, cut(rec, request.budget), self._card),
+                                   cached=True)
+                    if on_delta is not None:
+                        replay_deltas(done, rec, on_delta)
+                    return done
                 if await asyncio.to_thread(self.store.claim_intent, pkey, request.model, request.widest_budget):
                     break
                 await asyncio.sleep(pause)  # another process is making it: its trace will be here
                 pause = min(1.0, pause * 2)
-            return await self._call(request, who, pkey)
+            return await self._call(request, who, pkey, on_delta)
         finally:
             del self._inflight[pkey]
             future.set_result(None)
 
-    async def _call(self, request: CallRequest, who: str, pkey: str) -> Completion:
-        widest = request.widest_budget
+    async def _call(self, request: CallRequest, who: str, pkey: str, on_delta: DeltaSink | None) -> Completion:
+        # A streamed call is made at its own budget: tokens past it must never reach the caller.
+        widest = request.widest_budget if on_delta is None else request.budget
         live = replace(request, budget=widest)
         self._held.add(pkey)
         self._keep_alive()
         try:
-            done = await self.inner.complete(live)
+            done = await (self.inner.complete(live) if on_delta is None else self.inner.complete(live, on_delta=on_delta))
         except BaseException:
             self._held.discard(pkey)
             await asyncio.shield(asyncio.to_thread(self.store.end_intent, pkey))  # let another process try

@@ -14,7 +14,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable
 
-from flowfront.backends.base import Backend, CallRequest, Completion, WrappingBackend
+from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink, WrappingBackend
 from flowfront.errors import BackendError, SpecError
 
 
@@ -55,7 +55,7 @@ class FaultInjectingBackend(WrappingBackend):
         """Whether any fault is configured."""
         return bool(self.fail_models or self.hang_models)
 
-    async def complete(self, request: CallRequest) -> Completion:
+    async def complete(self, request: CallRequest, *, on_delta: DeltaSink | None = None) -> Completion:
         model = request.model
         if model in self.fail_models:
             self.injected[model] += 1
@@ -68,5 +68,5 @@ class FaultInjectingBackend(WrappingBackend):
         if model in self.hang_models:
             self.injected[model] += 1
             await asyncio.sleep(self.hang_s)  # the caller's timeout cancels this sleep
-        return await self.inner.complete(request)
+        return await (self.inner.complete(request) if on_delta is None else self.inner.complete(request, on_delta=on_delta))
 

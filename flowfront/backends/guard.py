@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
-from flowfront.backends.base import Backend, CallRequest, Completion, WrappingBackend
+from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink, WrappingBackend
 from flowfront.errors import BackendError, CallTimeoutError, ReplayMissError
 
 __all__ = ["BreakerBoard", "CallEvent", "CallLog", "GuardedBackend", "State", "current_log"]
@@ -176,7 +176,7 @@ class GuardedBackend(WrappingBackend):
         self.timeout_s = timeout_s
         self.on_error = on_error  # (model, kind): the service counts failed calls with it
 
-    async def complete(self, request: CallRequest) -> Completion:
+    async def complete(self, request: CallRequest, *, on_delta: DeltaSink | None = None) -> Completion:
         model = request.model
         log = current_log.get()
         started, wall = time.time(), time.perf_counter()
@@ -187,7 +187,8 @@ class GuardedBackend(WrappingBackend):
             raise error
         try:
             async with asyncio.timeout(self.timeout_s):
-                done = await self.inner.complete(request)
+                done = await (self.inner.complete(request) if on_delta is None
+                              else self.inner.complete(request, on_delta=on_delta))
         except TimeoutError:
             error = CallTimeoutError(model, self.timeout_s)
             self.breakers.failure(model)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flowfront.backends.base import Backend, CallRequest, Completion
+from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink
 from flowfront.errors import BackendError, SpecError
 from flowfront.modelcards import ModelCard
 from flowfront.settings import Settings
@@ -164,33 +164,44 @@ class LiteLLMBackend(Backend):
             return self.settings.provider_api_key.get_secret_value()
         return os.environ.get("FLOWFRONT_REPLAY_KEY", "none")
 
-    async def complete(self, request: CallRequest) -> Completion:
+    async def complete(self, request: CallRequest, *, on_delta: DeltaSink | None = None) -> Completion:
         if self.replay is not None:
             register_replay_provider(self.replay)
+            if on_delta is not None:  # the replay provider answers whole; hand its text over as one piece
+                done = await self.complete(request)
+                on_delta(done.text or "")
+                return done
         kwargs: dict[str, Any] = {**request.sampling, **budget_params(self.cards.get(request.model), request.budget)}
         base = None if self.replay is not None else self.base_for(request.model)
         if base is not None:
             kwargs.update(api_base=base, api_key=self._key())
-        stream = self.replay is None and self._streams(request.model)
+        stream = self.replay is None and (on_delta is not None or self._streams(request.model))
         direct = stream and base is not None and self._direct(request.model)
+        sent = [0]  # pieces handed to on_delta: a call that has sent text cannot be retried
+
+        def forward(piece: str) -> None:
+            sent[0] += 1
+            if on_delta is not None:
+                on_delta(piece)
+
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 if direct and base is not None:
-                    return await self._read_direct(request, base, kwargs, started)
+                    return await self._read_direct(request, base, kwargs, started, forward)
                 response = await litellm_module().acompletion(
                     model=self._route(request.model), messages=list(request.messages),
                     timeout=self.settings.call_timeout_s, num_retries=0, stream=stream, **kwargs,
                 )
                 if stream:
-                    return await self._streamed(request, response, started)
+                    return await self._streamed(request, response, started, forward)
                 return self._completion(request, response, time.perf_counter() - started)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # every provider error is translated, none swallowed
                 error = translate_error(exc, request.model, base)
-                if not error.retryable or attempt >= self.settings.max_retries:
+                if not error.retryable or attempt >= self.settings.max_retries or sent[0]:
                     raise error from exc
             attempt += 1
             await asyncio.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
@@ -204,18 +215,19 @@ class LiteLLMBackend(Backend):
         """Read this model's stream without litellm (``live_transport=direct``; backends/sse.py)."""
         return self.settings.live_transport == "direct"
 
-    async def _read_direct(self, request: CallRequest, base: str, kwargs: dict[str, Any], started: float) -> Completion:
+    async def _read_direct(self, request: CallRequest, base: str, kwargs: dict[str, Any], started: float,
+                           forward: DeltaSink) -> Completion:
         from flowfront.backends.sse import stream_chat
 
         body = {k: v for k, v in kwargs.items() if k not in {"api_base", "api_key"}}
         body["messages"] = list(request.messages)
         got = await stream_chat(base, self._key(), request.model, self._route(request.model).split("/", 1)[-1],
-                                body, self.settings.call_timeout_s, started)
+                                body, self.settings.call_timeout_s, started, forward)
         usage = got.usage or {}
         return self._from_stream(request, got, int(usage.get("prompt_tokens") or 0),
                                  int(usage.get("completion_tokens") or 0), started)
 
-    async def _streamed(self, request: CallRequest, stream: Any, started: float) -> Completion:
+    async def _streamed(self, request: CallRequest, stream: Any, started: float, forward: DeltaSink) -> Completion:
         """Read a litellm stream; one content chunk is one token on llama.cpp and most providers."""
         from flowfront.backends.sse import Streamed
 
@@ -226,6 +238,7 @@ class LiteLLMBackend(Backend):
                 delta = getattr(getattr(choice, "delta", None), "content", None)
                 if delta:
                     got.add(delta, time.perf_counter() - started)
+                    forward(delta)
                 got.finish = getattr(choice, "finish_reason", None) or got.finish
         return self._from_stream(request, got, int(getattr(usage, "prompt_tokens", 0) or 0),
                                  int(getattr(usage, "completion_tokens", 0) or 0), started)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from flowfront.backends.base import Backend, CallRequest, Completion, LatencySource
+from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink, LatencySource
 from flowfront.backends.prefix import Cut, Recorded, cut, recorded
 from flowfront.errors import BackendError, ReplayMissError
 from flowfront.modelcards import ModelCard
@@ -49,8 +49,11 @@ class ReplayBackend(Backend):
     def has(self, request: CallRequest) -> bool:
         return request.prompt_key in self._load()
 
-    async def complete(self, request: CallRequest) -> Completion:
-        return self.answer(request)
+    async def complete(self, request: CallRequest, *, on_delta: DeltaSink | None = None) -> Completion:
+        done = self.answer(request)
+        if on_delta is not None:
+            replay_deltas(done, self._load()[request.prompt_key], on_delta)
+        return done
 
     def answer(self, request: CallRequest) -> Completion:
         """Synchronous core, shared by the executor, the litellm provider and ``replay-serve``."""
@@ -122,3 +125,19 @@ def completion_from_record(rec: Recorded, request: CallRequest, done: Cut,
         recorded_score=rec.score,
         reference_text=rec.response if done.truncated else None,
     )
+
+
+def replay_deltas(done: Completion, rec: Recorded, on_delta: DeltaSink) -> None:
+    """Hand a recorded answer over as it was streamed when recorded (token by token where the
+    record kept each token's offset), up to the cut; else as one piece."""
+    text = done.text or ""
+    offsets = rec.timing.offsets if rec.timing is not None else ()
+    start = 0
+    for end in offsets:
+        if end > len(text):
+            break
+        if end > start:
+            on_delta(text[start:end])
+            start = end
+    if start < len(text):
+        on_delta(text[start:])

@@ -11,6 +11,7 @@ gives, and retries stay with the caller.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ def _error(status: int, body: str, model: str, base: str) -> BackendError:
 
 
 async def stream_chat(base: str, key: str, model: str, alias: str, body: dict[str, Any],
-                      timeout_s: float, started: float) -> Streamed:
+                      timeout_s: float, started: float, on_delta: Callable[[str], None] | None = None) -> Streamed:
     """POST ``{base}/chat/completions`` with ``stream: true`` and read it to the end."""
     import asyncio
 
@@ -72,6 +73,8 @@ async def stream_chat(base: str, key: str, model: str, alias: str, body: dict[st
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
                         out.add(delta, time.perf_counter() - started)
+                        if on_delta is not None:
+                            on_delta(delta)
                     out.finish = choice.get("finish_reason") or out.finish
     except TimeoutError:
         raise BackendError(f"Timeout from {model!r}: no complete answer within {timeout_s:g} s", model=model,

@@ -348,6 +348,8 @@ def serve(
                                                    "(default: the built-in ones)")] = None,
     host: Annotated[str, typer.Option(help="bind address; anything but loopback needs FLOWFRONT_API_KEYS")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes on this port (they share the "
+                                         "served-request store; /metrics sums them)")] = 1,
     backend: Annotated[str | None, typer.Option(help="replay | litellm (default: FLOWFRONT_BACKEND or replay)")] = None,
     api_base: ApiBase = None,
     data_dir: DataDir = None,
@@ -358,7 +360,7 @@ def serve(
     from flowfront.service.server import serve as serve_app
 
     settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, store=store)
-    serve_app(settings, workflows or settings.configs_dir / "workflows", host, port)
+    serve_app(settings, workflows or settings.configs_dir / "workflows", host, port, workers=workers)
 
 
 @app.command()

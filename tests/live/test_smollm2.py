@@ -185,3 +185,89 @@ def test_both_live_transports_read_the_same_greedy_stream(live, budget: int) -> 
     assert direct.truncated == via_litellm.truncated == (direct.completion_tokens == budget)
     assert direct.latency_source == "measured" and direct.timing is not None
     assert len(direct.timing.times) == direct.completion_tokens and direct.timing.offsets[-1] == len(direct.text)
+
+
+CHAT = f"""name: chat
+nodes:
+  reply:
+    kind: llm
+    messages: [{{role: user, content: "{{query}}"}}]
+    parser: raw
+    sampling: {{temperature: 0}}
+    models: [{MODEL}]
+    budgets: [160]
+flow: [reply]
+output: reply
+"""
+
+
+@pytest.fixture
+def chat_server(live, tmp_path: Path):
+    """`flowfront serve` (litellm backend) of a one-node chat workflow over the live model, with a
+    frontier written by hand and a fresh store; yields a function starting one with extra settings."""
+    from contextlib import contextmanager
+
+    from tests.helpers import free_port, hand_frontier, wait_http
+
+    workflows = tmp_path / "wf"
+    workflows.mkdir()
+    (workflows / "chat.yaml").write_text(CHAT)
+
+    @contextmanager
+    def start(name: str, **settings: str):
+        work = tmp_path / name
+        hand_frontier(workflows / "chat.yaml", [{"knobs": {}, "nodes": {"reply": {"model": MODEL, "budget": 160}}}], work)
+        port = free_port()
+        env = {**live["env"], "FLOWFRONT_BACKEND": "litellm", **{f"FLOWFRONT_{k.upper()}": v for k, v in settings.items()}}
+        with open(tmp_path / f"{name}.log", "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
+                                     "--port", str(port), "--workdir", str(work)], env=env, cwd=PROJECT_ROOT,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+    return start
+
+
+def _stream(base: str, prompt: str) -> tuple[list[tuple[float, dict]], float]:
+    import httpx
+
+    started, events = time.perf_counter(), []
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as reply:
+        assert reply.status_code == 200, reply.read()
+        for line in reply.iter_lines():
+            if line.startswith("data: {"):
+                events.append((time.perf_counter() - started, orjson.loads(line[6:])))
+    return events, time.perf_counter() - started
+
+
+def test_the_answer_streams_token_by_token_from_the_live_model(live, chat_server) -> None:
+    import httpx
+
+    prompt = "Tell me a short story about a lighthouse keeper."
+    with chat_server("stream") as base:
+        events, total = _stream(base, prompt)
+    pieces = [(t, e) for t, e in events if e["choices"] and e["choices"][0]["delta"].get("content")]
+    assert len(pieces) >= 10 and all(e["flowfront"] == {"candidate": "c0", "model": MODEL} for _, e in pieces)
+    assert pieces[0][0] < 0.5 * total  # the first words arrived long before the answer was done
+    streamed = "".join(e["choices"][0]["delta"]["content"] for _, e in pieces)
+    httpx.post(f"{live['base']}/chat/completions", timeout=60, json={  # llama.cpp's prompt cache: see above
+        "model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 1})
+    with chat_server("plain") as base:  # a fresh store: the same prompt is called again, not read back
+        plain = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
+            "model": "chat", "messages": [{"role": "user", "content": prompt}]}).json()
+    assert plain["choices"][0]["message"]["content"] == streamed
+
+
+def test_a_failure_after_tokens_were_sent_ends_the_stream_with_an_error_event(chat_server) -> None:
+    with chat_server("cut", call_timeout_s="0.6") as base:  # the call times out mid-answer
+        events, _ = _stream(base, "Write a long story about a dragon who learns to paint, in many paragraphs.")
+    pieces = [e for _, e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
+    last = events[-1][1]
+    assert pieces and "error" in last and last["error"]["code"] == 504 and "timed out" in last["error"]["message"]
+    assert not any(e.get("choices") and e["choices"][0].get("finish_reason") for _, e in events)

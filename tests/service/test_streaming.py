@@ -13,11 +13,9 @@ import shutil
 import orjson
 import pytest
 
-from flowfront.artifacts import Provenance
-from flowfront.compile.artifact import Candidate, Estimates, Frontier
 from flowfront.executor import streamed_call
 from flowfront.spec import load_workflow
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, hand_frontier
 from tests.service.conftest import copy_store, make_client
 
 MODELS = ("gpt-3.5-turbo-1106", "mistralai/mixtral-8x7b-chat")
@@ -45,15 +43,8 @@ def served(trained, tmp_path_factory):
     work = folder / "work"
     copy_store(trained, work)
     shutil.copytree(trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes"))
-    wf = load_workflow(workflows / "qa-raw.yaml")
-    candidates = [Candidate(id=f"c{i}", config={"knobs": {}, "nodes": {"answer": {"model": m, "budget": None}}},
-                            estimates=Estimates(accuracy=0.9 - 0.1 * i, latency_sequential_s=1.0 + i,
-                                                latency_parallel_s=1.0 + i, cost_usd=0.001 * (2 - i)))
-                  for i, m in enumerate(MODELS)]
-    Frontier(workflow="qa-raw", provenance=Provenance(workflow_hash=wf.content_hash, data_hash="hand-made"),
-             benchmark="qa-raw", objective="latency", execution="parallel", proxy_mode="correlated", method="by hand",
-             filters={}, space_size=2, n_evaluated=2, search_seconds=0.0, candidates=candidates
-             ).save(work / "qa-raw" / "frontier.json")
+    hand_frontier(workflows / "qa-raw.yaml", [{"knobs": {}, "nodes": {"answer": {"model": m, "budget": None}}}
+                                              for m in MODELS], work)
     return trained.model_copy(update={"workdir": work}), workflows
 
 

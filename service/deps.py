@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from flowfront.service.errors import NotReady, Unauthorized, UnknownWorkflow
+from flowfront.service.errors import Starting, Unauthorized, UnknownWorkflow
 from flowfront.service.state import ServiceState, Shared, WorkflowEntry
 
 __all__ = ["Authorized", "Served", "ServedDep", "SharedDep", "lookup"]
@@ -46,7 +46,7 @@ async def _served(request: Request) -> AsyncIterator[Served]:
     shared: Shared | None = request.app.state.shared
     state: ServiceState | None = request.app.state.service_state
     if shared is None or state is None:
-        raise NotReady("the service is still starting or stopping", hint="retry when GET /readyz answers 200")
+        raise Starting("the service is still starting or stopping", hint="retry when GET /readyz answers 200")
     state.enter()
     try:
         yield Served(shared, state)
@@ -57,7 +57,7 @@ async def _served(request: Request) -> AsyncIterator[Served]:
 async def _shared(request: Request) -> Shared:
     shared = request.app.state.shared
     if shared is None:
-        raise NotReady("the service is still starting or stopping", hint="retry when GET /readyz answers 200")
+        raise Starting("the service is still starting or stopping", hint="retry when GET /readyz answers 200")
     return shared
 
 

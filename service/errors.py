@@ -30,7 +30,7 @@ from flowfront.errors import (
 )
 
 __all__ = [
-    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Unauthorized", "UnknownWorkflow",
+    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Starting", "Unauthorized", "UnknownWorkflow",
     "error_body", "install_handlers", "status_for",
 ]
 
@@ -60,6 +60,13 @@ class UnknownWorkflow(SpecError):
 
 class NotReady(RoutingError):
     """The workflow lacks an artifact the request needs (a frontier, or a router)."""
+
+
+class Starting(BackendError):
+    """The service is still starting (or its store is unreachable) or is stopping: retry shortly."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, retryable=True, hint=hint)
 
 
 class Unauthorized(FlowfrontError):

@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from flowfront.errors import FlowfrontError, RoutingError, StoreError
+from flowfront.service.errors import Starting
 from flowfront.service.state import ServiceState, Shared, load_state
 
 __all__ = ["Lifecycle"]
@@ -94,7 +95,7 @@ class Lifecycle:
         async with self.lock:
             old = self.state
             if old is None:
-                raise RoutingError("the service is still starting", hint="retry when GET /readyz answers 200")
+                raise Starting("the service is still starting", hint="retry when GET /readyz answers 200")
             new = await load_state(self.shared, self.workflows_dir, generation or old.generation + 1, strict=True)
             lost = _downgrades(old, new)
             if lost and not allow_downgrade:

@@ -29,7 +29,7 @@ from flowfront.store import Decision, ServedCall, StoreUnavailable, StoreURL, Tr
 __all__ = ["TraceWriter", "served_calls"]
 
 log = logging.getLogger("flowfront.service")
-_ATTEMPTS = 3  # a durable batch is retried this often before its requests are told
+_ATTEMPTS = 2  # a durable batch is tried this often before its requests are told (503)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,3 +101,19 @@ def traces_prune(
         disk = getattr(ts, "file_bytes", ts.size_bytes)()
         typer.echo(f"{ts.url.shown}: removed {removed:,} {what}; {ts.size_bytes() / 1e6:.2f} MB in use, "
                    f"{disk / 1e6:.2f} MB on disk")
+
+
+@traces_app.command("copy")
+def traces_copy(
+    source: Annotated[str, typer.Argument(help="the store to copy from (URL or path)")],
+    target: Annotated[str, typer.Argument(help="the store to copy into, e.g. postgresql://user@host:5432/db")],
+) -> None:
+    """Copy recorded calls, datasets and imports from one store into another (SQLite into PostgreSQL)."""
+    from flowfront.store import connect
+
+    with connect(source) as src, connect(target) as dst:
+        if src.url.shown == dst.url.shown:
+            raise SpecError("source and target are the same store", hint="name two different stores")
+        counts = src.copy_to(dst)
+        typer.echo(f"copied {counts['traces']:,} traces, {counts['queries']:,} queries and {counts['imports']} "
+                   f"imports from {src.url.shown} to {dst.url.shown}")

@@ -136,7 +136,7 @@ class TraceStore(abc.ABC):
         return int(row[0]) if row else 0
 
     def ping(self) -> None:
-        """Raise StoreError unless the store answers now (readiness)."""
+        """Raise StoreError unless the store answers now (readiness); engines bound the wait."""
         with self._transaction(write=False) as tx:
             tx.fetchone("SELECT 1")
 
@@ -290,6 +290,24 @@ class TraceStore(abc.ABC):
         with self._transaction() as tx:
             for table in ("traces", "queries", "imports"):
                 tx.execute(f"DELETE FROM {table} WHERE source=?", (source,))
+
+    def copy_to(self, other: TraceStore, *, batch: int = 5000) -> dict[str, int]:
+        """Copy the recorded calls, datasets and imports into ``other`` (e.g. a SQLite store into
+        PostgreSQL); served requests stay where they were logged. Returns the rows copied."""
+        with self._transaction(write=False) as tx:
+            sources = [r[0] for r in tx.fetchall("SELECT DISTINCT source FROM queries")]
+            imports = tx.fetchall("SELECT source, data_hash, summary FROM imports")
+        traces = list(self.iter_traces())
+        for start in range(0, len(traces), batch):
+            other.put_many(traces[start:start + batch])
+        queries = 0
+        for source in sources:
+            rows = self.queries(source)
+            other.put_queries(source, rows)
+            queries += len(rows)
+        for source, data_hash, summary in imports:
+            other.record_import(source, data_hash, orjson.loads(summary))
+        return {"traces": len(traces), "queries": queries, "imports": len(imports)}
 
     # -- served requests: calls, decisions, feedback ------------------------------------------------
     def put_served(self, decisions: Sequence[Decision], calls: Sequence[ServedCall]) -> int:

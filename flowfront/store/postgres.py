@@ -9,6 +9,7 @@ transaction-scoped advisory lock, so replicas starting together set the schema u
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -60,7 +61,7 @@ class PostgresStore(TraceStore):
     dialect = POSTGRES
 
     def __init__(self, url: StoreURL, *, redactor: Redactor | None = None, pool_size: int = 8,
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 2.0) -> None:
         super().__init__(url, redactor=redactor)
         try:
             import psycopg
@@ -69,6 +70,9 @@ class PostgresStore(TraceStore):
             raise StoreError("a postgresql:// store needs psycopg",
                              hint="pip install 'flowfront[postgres]' (psycopg with its pool)") from None
         self._psycopg = psycopg
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:  # its reconnect warnings are multi-line; the service says it in one
+            pool_log.setLevel(logging.ERROR)
         self.timeout_s = connect_timeout_s
         self._sql: dict[str, str] = {}
         try:  # one direct attempt first: it says why (refused, auth), where the pool only times out

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from flowfront.errors import BackendError, StoreError
 from flowfront.service.deps import Authorized, SharedDep
-from flowfront.service.errors import JSONBody, NotReady, error_body
+from flowfront.service.errors import JSONBody, Starting, error_body
 from flowfront.service.middleware import authorized
 from flowfront.service.state import ServiceState, Shared
 
@@ -66,9 +66,11 @@ async def readyz(request: Request) -> JSONBody:
 
 async def _problems(shared: Shared) -> list[str]:
     problems = []
+    seen: set[int] = set()
     for name, store in (("store", shared.store), ("served-request store", shared.writer.store)):
-        if store is None:
+        if store is None or id(store) in seen:
             continue
+        seen.add(id(store))
         try:
             await asyncio.to_thread(store.ping)
         except StoreError as exc:
@@ -104,7 +106,7 @@ async def reload(request: Request, allow_downgrade: bool = False) -> dict:
     replica sharing the served-request store follows within its poll interval."""
     lifecycle = request.app.state.lifecycle
     if lifecycle is None:
-        raise NotReady("the service is still starting", hint="retry when GET /readyz answers 200")
+        raise Starting("the service is still starting", hint="retry when GET /readyz answers 200")
     started = time.perf_counter()
     new = await lifecycle.reload(allow_downgrade=allow_downgrade)
     return {"status": "reloaded", "generation": new.generation, "seconds": time.perf_counter() - started,

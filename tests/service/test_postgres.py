@@ -1,0 +1,183 @@
+"""The service on a real PostgreSQL store: decisions land there, an unreachable database at start-up
+means not ready (and then ready once it answers), and a database lost while serving turns durable
+requests into 503s, never into 200s without their rows; the service recovers by itself."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from flowfront.store import connect
+from flowfront.store.pgtemp import PostgresCluster
+from tests.helpers import PROJECT_ROOT, cli_env, flowfront, free_port
+
+RUN = "/v1/workflows/qa-cascade/run"
+
+
+def _artifacts(trained, work: Path) -> None:
+    shutil.copytree(trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes"))
+
+
+@pytest.fixture(scope="module")
+def pg_settings(trained, pg_cluster, tmp_path_factory):
+    """Settings whose store is a PostgreSQL database holding the trained workdir's recorded calls."""
+    url = pg_cluster.createdb("served")
+    with connect(trained.store_url) as src, connect(url) as dst:
+        src.copy_to(dst)
+    work = tmp_path_factory.mktemp("pg-work")
+    _artifacts(trained, work)
+    return trained.model_copy(update={"workdir": work, "store": url})
+
+
+@pytest.fixture(scope="module")
+def pg_client(pg_settings, workflows_dir):
+    from tests.service.conftest import make_client
+
+    with make_client(pg_settings, workflows_dir) as c:
+        yield c
+
+
+def test_a_served_request_leaves_its_decision_and_calls_in_postgres(pg_settings, pg_client, test_queries) -> None:
+    reply = pg_client.post(RUN, json={"query": test_queries[0], "preference": {"lambda": 0.1}, "task": "arc"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    with connect(pg_settings.store) as store:
+        [decision] = store.decisions(ids=[body["trace_id"]])
+        calls = store.served_calls(body["trace_id"])
+    assert (decision.workflow, decision.candidate, decision.status, decision.propensity) == (
+        "qa-cascade", body["candidate"]["id"], 200, 1.0)
+    assert decision.preference == {"lambda": 0.1, "objective": "latency", "on_infeasible": "error"}
+    assert decision.task == "arc" and decision.query == test_queries[0] and decision.generation
+    assert decision.estimates is not None and len(decision.estimates["accuracy"]) == len(pg_client.get(
+        "/v1/workflows/qa-cascade/frontier").json()["candidates"])
+    assert sorted(c.model for c in calls) == sorted(c["model"] for c in body["calls"])
+    ready = pg_client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["store"].startswith("postgresql://flowfront@127.0.0.1")
+    assert pg_settings.store.split("@")[0].split(":")[-1] not in orjson.dumps(ready).decode()  # no password
+
+
+def test_traces_decisions_reads_the_log(pg_settings, pg_client, test_queries) -> None:
+    reply = pg_client.post(RUN, json={"query": test_queries[1]})
+    assert reply.status_code == 200
+    done = flowfront("traces", "decisions", "--since", "1h", "--json", "--store", pg_settings.store)
+    assert done.returncode == 0, done.stderr
+    rows = orjson.loads(done.stdout)
+    assert reply.json()["trace_id"] in {r["id"] for r in rows}
+    assert all(set(r) >= {"id", "workflow", "candidate", "estimates", "propensity", "status", "latency_s"} for r in rows)
+    bad = flowfront("traces", "decisions", "--since", "yesterday", "--store", pg_settings.store)
+    assert bad.returncode == 2 and "not a time span" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _serve(settings, workflows_dir: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows_dir), "--port", str(port),
+             "--workdir", str(settings.workdir), "--data-dir", str(settings.data_dir)],
+            env=proc_env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait(url: str, status: int, timeout: float = 90) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=5)
+            if r.status_code == status:
+                return r
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} never answered {status}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(trained, workflows_dir,
+                                                                                  tmp_path, test_queries) -> None:
+    cluster = PostgresCluster(port=free_port())
+    url = cluster.url("served")  # a database that appears, whole, after the service started
+    work = tmp_path / "work"
+    _artifacts(trained, work)
+    settings = trained.model_copy(update={"workdir": work})
+    proc, base = _serve(settings, workflows_dir, tmp_path / "serve.log", store=url)
+    try:
+        not_ready = _wait(f"{base}/readyz", 503)
+        message = not_ready.json()["error"]["message"]
+        assert "postgresql://flowfront@127.0.0.1" in message and "unreachable" in message
+        assert cluster.password not in not_ready.text
+        assert httpx.get(f"{base}/healthz").status_code == 200  # alive, not ready
+        assert httpx.post(f"{base}{RUN}", json={"query": test_queries[0]}).status_code == 503
+        cluster.start()
+        with connect(trained.store_url) as src, connect(cluster.createdb("prepared")) as dst:
+            src.copy_to(dst)
+        import psycopg
+
+        with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "served" TEMPLATE "prepared"')
+        _wait(f"{base}/readyz", 200)
+        assert httpx.post(f"{base}{RUN}", json={"query": test_queries[0]}, timeout=30).status_code == 200
+    finally:
+        _stop(proc)
+        cluster.close()
+    log = (tmp_path / "serve.log").read_text()
+    assert "not ready" in log and "Traceback" not in log and cluster.password not in log
+
+
+def test_a_database_lost_while_serving_means_503_then_recovery(trained, workflows_dir, tmp_path, test_queries) -> None:
+    cluster = PostgresCluster().start()
+    work = tmp_path / "work"
+    _artifacts(trained, work)
+    try:
+        with connect(trained.store_url) as src, connect(cluster.url()) as dst:
+            src.copy_to(dst)
+        settings = trained.model_copy(update={"workdir": work})
+        proc, base = _serve(settings, workflows_dir, tmp_path / "serve.log", store=cluster.url())
+        answered: list[str] = []
+        statuses: list[int] = []
+
+        def ask(i: int) -> None:
+            r = httpx.post(f"{base}{RUN}", json={"query": test_queries[i % 50]}, timeout=60)
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                answered.append(r.json()["trace_id"])
+            else:
+                assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+
+        try:
+            _wait(f"{base}/readyz", 200)
+            for i in range(5):
+                ask(i)
+            assert statuses == [200] * 5
+            cluster.stop("immediate")  # the database crashes
+            for i in range(5, 10):
+                ask(i)
+            assert statuses[5:] == [503] * 5  # nothing answered that could not be logged
+            assert _wait(f"{base}/readyz", 503).status_code == 503
+            cluster.restart()
+            _wait(f"{base}/readyz", 200)
+            for i in range(10, 15):
+                ask(i)
+            assert statuses[10:] == [200] * 5  # recovered by itself
+        finally:
+            _stop(proc)
+        with connect(cluster.url()) as store:
+            logged = {d.id for d in store.decisions() if d.status == 200}
+        assert set(answered) <= logged and len(answered) == 10
+    finally:
+        cluster.close()

@@ -271,3 +271,67 @@ def test_a_failure_after_tokens_were_sent_ends_the_stream_with_an_error_event(ch
     last = events[-1][1]
     assert pieces and "error" in last and last["error"]["code"] == 504 and "timed out" in last["error"]["message"]
     assert not any(e.get("choices") and e["choices"][0].get("finish_reason") for _, e in events)
+
+
+def _counting_proxy(target: str):
+    """A pass-through HTTP proxy in front of the llama.cpp server that counts the chat calls it forwards."""
+    import threading
+    from contextlib import contextmanager
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    seen: list[dict] = []
+
+    class Forward(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output clean
+            return
+
+        def _relay(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
+            if method == "POST":
+                seen.append(orjson.loads(body))
+            reply = httpx.request(method, f"{target}{self.path.removeprefix('/v1')}", content=body or None,
+                                  headers={"content-type": "application/json"}, timeout=120)
+            self.send_response(reply.status_code)
+            self.send_header("content-type", reply.headers.get("content-type", "application/json"))
+            self.send_header("content-length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+
+        def do_GET(self) -> None:
+            self._relay("GET")
+
+        def do_POST(self) -> None:
+            self._relay("POST")
+
+    @contextmanager
+    def running():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    return running()
+
+
+def test_two_profiling_processes_sharing_one_postgres_store_make_no_call_twice(live, pg_cluster, tmp_path) -> None:
+    """Processes on different machines share a PostgreSQL store; here, two processes with separate
+    workdirs (nothing shared but the database) profile the same queries at once."""
+    url = pg_cluster.createdb("profiling")
+    with _counting_proxy(live["base"]) as (proxy, seen):
+        procs = [subprocess.Popen([sys.executable, "-m", "flowfront.cli", "profile", "smoke", "--store", url,
+                                   "--api-base", proxy, "--workdir", str(tmp_path / f"w{i}")], env=live["env"],
+                                  cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+        outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode()[-2000:] for _, err in outs]
+    prompts = [orjson.dumps(body["messages"]) for body in seen]
+    assert len(prompts) == 4 and len(set(prompts)) == 4  # 4 prompts, each called once by one of the two
+    from flowfront.store import connect
+
+    with connect(url) as store:
+        assert store.count("live") == 4 and store.stale_intents() == []

@@ -183,8 +183,10 @@ class ChatRequest(BaseModel):
     sampling fields (temperature, top_p, seed, ...) cannot apply: they are accepted and named in
     the response's ``flowfront.ignored``. Fields that would change the answer's shape are refused
     with 422 rather than dropped: ``n`` > 1 (a workflow gives one answer), ``max_tokens`` /
-    ``max_completion_tokens`` (budgets are per node; limit cost or latency with ``preference``)
-    and earlier turns of a conversation (a workflow answers one query).
+    ``max_completion_tokens`` (budgets are per node; limit cost or latency with ``preference``),
+    earlier turns of a conversation (a workflow answers one query), and ``tools``,
+    ``tool_choice``, ``functions``, ``function_call`` and ``response_format`` (a compiled
+    workflow answers in its nodes' own format; a 200 with plain text would pretend otherwise).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -199,6 +201,25 @@ class ChatRequest(BaseModel):
     n: int | None = Field(default=None, description="one answer per request: 1 or absent")
     max_tokens: int | None = Field(default=None, description="refused: each node's budget is compiled")
     max_completion_tokens: int | None = Field(default=None, description="refused, as max_tokens")
+    tools: Any = Field(default=None, description="refused: workflows do not call tools")
+    tool_choice: Any = Field(default=None, description="refused, as tools")
+    functions: Any = Field(default=None, description="refused, as tools")
+    function_call: Any = Field(default=None, description="refused, as tools")
+    response_format: Any = Field(default=None, description="refused: the workflow's nodes fix the answer's format")
+
+    @field_validator("tools", "tool_choice", "functions", "function_call", mode="before")
+    @classmethod
+    def _no_tools(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError("not supported: a compiled workflow calls no tools; leave this field out")
+        return value
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _no_format(cls, value: object) -> object:
+        if value is not None and not (isinstance(value, dict) and value.get("type") == "text"):
+            raise ValueError("not supported: the workflow's nodes fix the answer's format (only {\"type\": \"text\"})")
+        return value
 
     @field_validator("n", mode="before")
     @classmethod

@@ -122,6 +122,7 @@ class LiteLLMBackend(Backend):
         self.api_base = api_base or settings.api_base
         self.replay = replay
         self._local_bases: dict[str, str] | None = None
+        self._served: dict[str, frozenset[str] | None] = {}  # per base URL: the models it lists
 
     def concurrency(self, model: str) -> int | None:
         card = self.cards.get(model)
@@ -175,6 +176,7 @@ class LiteLLMBackend(Backend):
         base = None if self.replay is not None else self.base_for(request.model)
         if base is not None:
             kwargs.update(api_base=base, api_key=self._key())
+            await self._check_served(base, request.model)
         stream = self.replay is None and (on_delta is not None or self._streams(request.model))
         direct = stream and base is not None and self._direct(request.model)
         sent = [0]  # pieces handed to on_delta: a call that has sent text cannot be retried
@@ -205,6 +207,28 @@ class LiteLLMBackend(Backend):
                     raise error from exc
             attempt += 1
             await asyncio.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+
+    async def _check_served(self, base: str, model: str) -> None:
+        """Refuse a call a server would answer with another model than the one asked for: an
+        OpenAI-compatible server with one model (llama.cpp) answers any model name with its own,
+        and the answer would be recorded under the wrong name. The list comes from ``GET
+        {base}/models`` once per server; a server that lists none is not checked."""
+        if base not in self._served:
+            import httpx
+
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    reply = await client.get(f"{base}/models", headers={"authorization": f"Bearer {self._key()}"})
+                ids = {m.get("id") for m in reply.json().get("data", [])} if reply.status_code == 200 else set()
+            except (httpx.HTTPError, ValueError, AttributeError):
+                ids = set()  # unreachable or no list: the call itself says what is wrong
+            self._served[base] = frozenset(i for i in ids if isinstance(i, str)) or None
+        served = self._served[base]
+        if served is not None and model not in served and self._route(model).split("/", 1)[-1] not in served:
+            raise BackendError(f"the server at {base} serves {sorted(served)[:5]}, not {model!r}: its answer would be "
+                               "another model's", model=model,
+                               hint=f"start a server for {model!r} (`flowfront models serve`) or point --api-base "
+                                    "at one that serves it")
 
     def _streams(self, model: str) -> bool:
         mode = self.settings.stream_live_calls

@@ -335,3 +335,20 @@ def test_two_profiling_processes_sharing_one_postgres_store_make_no_call_twice(l
 
     with connect(url) as store:
         assert store.count("live") == 4 and store.stale_intents() == []
+
+
+def test_a_model_the_server_does_not_serve_is_refused_not_answered_by_another(live) -> None:
+    """One --api-base server with SmolLM2 on it: a call for another model must not be answered by
+    SmolLM2 and recorded under the other name."""
+    import asyncio
+
+    from flowfront.backends.base import CallRequest
+    from flowfront.backends.litellm_client import LiteLLMBackend
+    from flowfront.errors import BackendError
+    from flowfront.modelcards import load_model_cards
+
+    cards = load_model_cards(PROJECT_ROOT / "configs" / "models")
+    backend = LiteLLMBackend(cards, Settings(workdir=live["work"], max_retries=0), api_base=live["base"])
+    request = CallRequest(model="qwen2.5-coder-0.5b-instruct", messages=({"role": "user", "content": "Hi"},), budget=8)
+    with pytest.raises(BackendError, match=r"serves \['smollm2-135m-instruct'\], not 'qwen2.5-coder-0.5b-instruct'"):
+        asyncio.run(backend.complete(request))

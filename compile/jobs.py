@@ -40,7 +40,7 @@ def profile_job(
 ) -> Path:
     from flowfront.compile.profile import Judge, run_profile
 
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     with open_store(settings) as store:
         name = backend or backend_name(bench, settings)
         data = prepare_data(bench, store, settings, live=name == "litellm")
@@ -140,7 +140,7 @@ def compile_job(
     """Load the profiles, compile (:func:`compile_frontier`), write ``<out_name>.json`` + ``.png``."""
     from flowfront.compile.plots import plot_frontier
 
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     folder = artifact_dir(settings, bench)
     profiles = Profiles.load(settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
     frontier, sample = compile_frontier(bench, profiles, objective=objective, execution=execution, mode=mode,

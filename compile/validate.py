@@ -44,7 +44,7 @@ def validate_job(
 ) -> tuple[Path, dict]:
     from flowfront.compile.plots import plot_validation
 
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     folder = settings.workspace.benchmark(bench.name)
     frontier = Frontier.load(folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
     profiles = Profiles.load(folder.profiles, expect_workflow_hash=bench.workflow.content_hash)

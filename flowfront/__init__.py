@@ -53,14 +53,16 @@ def load_workflow(name_or_path: str | Path, settings: Settings | None = None) ->
     """A validated workflow: a built-in name (``configs/workflows/<name>.yaml``) or a YAML path."""
     from flowfront.benchmarks import load_workflow_arg
 
-    return load_workflow_arg(str(name_or_path), _settings(settings).configs_dir)
+    s = _settings(settings)
+    return load_workflow_arg(str(name_or_path), s.configs_dir, own_dir=s.workspace.own)
 
 
 def load_benchmark(name_or_path: str | Path, settings: Settings | None = None) -> Benchmark:
     """A benchmark: its workflow, data and grading rule."""
     from flowfront.benchmarks import load_benchmark as load
 
-    return load(str(name_or_path), _settings(settings).configs_dir)
+    s = _settings(settings)
+    return load(str(name_or_path), s.configs_dir, own_dir=s.workspace.own)
 
 
 def profile(benchmark: Benchmark | str, settings: Settings | None = None, **options: Any) -> Profiles:

@@ -78,52 +78,81 @@ class Benchmark:
         return Benchmark(spec=spec, workflow=workflow, path=self.path)
 
 
-def outcomes_benchmark(base: Benchmark, table: Path, models: list[str], data_hash: str) -> Benchmark:
+def outcomes_benchmark(base: Benchmark, table: Path, models: list[str], data_hash: str,
+                       name: str | None = None) -> Benchmark:
     """``base`` (a one-call workflow such as model-route) over an imported outcome table's models.
 
-    The benchmark is named after the table's content, so its artifacts get their own folder and
-    a changed table never reuses a stale frontier.
+    Unnamed, the benchmark is named after the table's content, so its artifacts get their own
+    folder and a changed table never reuses a stale frontier; named, the workflow takes the name
+    too, so it can be served, listed and asked for by it.
     """
     bench = base.with_models(models)
+    workflow = bench.workflow if name is None else bench.workflow.model_copy(update={"name": name})
     spec = bench.spec.model_copy(update={
-        "name": f"outcomes-{data_hash[:12]}",
+        "name": name or f"outcomes-{data_hash[:12]}", "workflow": workflow.name,
         "description": f"{table.name} through the {base.workflow.name} workflow",
         "data": DataSpec(source="outcomes", files=[str(table.resolve())]),
         "match": "recorded", "backend": "replay",
     })
-    return Benchmark(spec=spec, workflow=bench.workflow, path=bench.path)
+    return Benchmark(spec=spec, workflow=workflow, path=bench.path)
 
 
-def list_benchmarks(configs_dir: Path) -> list[str]:
-    return sorted(p.stem for p in (configs_dir / "benchmarks").glob("*.yaml"))
+def list_benchmarks(configs_dir: Path, own_dir: Path | None = None) -> list[str]:
+    folders = [configs_dir] + ([own_dir] if own_dir is not None else [])
+    return sorted({p.stem for folder in folders for p in (folder / "benchmarks").glob("*.yaml")})
 
 
-def load_benchmark(name_or_path: str | Benchmark, configs_dir: Path) -> Benchmark:
-    """A benchmark by built-in name or by path to its YAML (a loaded one is returned as is)."""
+def load_benchmark(name_or_path: str | Benchmark, configs_dir: Path, *, own_dir: Path | None = None) -> Benchmark:
+    """A benchmark by name (built-in, or one of yours in ``own_dir/benchmarks``) or by path to its
+    YAML (a loaded one is returned as is). Its workflow is read from the ``workflows`` folder beside
+    the benchmark's own folder when that holds it, else from the built-in ones."""
     if isinstance(name_or_path, Benchmark):
         return name_or_path
     path = Path(name_or_path)
     if not path.suffix:
-        path = configs_dir / "benchmarks" / f"{name_or_path}.yaml"
-        if not path.is_file():
+        folders = [configs_dir] + ([own_dir] if own_dir is not None else [])
+        found = [f / "benchmarks" / f"{name_or_path}.yaml" for f in folders if (f / "benchmarks" / f"{name_or_path}.yaml").is_file()]
+        if not found:
             raise SpecError(
                 f"unknown benchmark {name_or_path!r}",
-                hint=f"built-in benchmarks: {', '.join(list_benchmarks(configs_dir))}",
+                hint=f"benchmarks: {', '.join(list_benchmarks(configs_dir, own_dir))} (an outcome table becomes "
+                     "one with `flowfront run --outcomes FILE --name NAME`)",
             )
+        path = found[0]
     spec = parse_model(BenchmarkSpec, read_yaml(path), str(path))
-    wf_path = configs_dir / "workflows" / f"{spec.workflow}.yaml"
+    beside = path.parent.parent / "workflows" / f"{spec.workflow}.yaml"
+    wf_path = beside if beside.is_file() else configs_dir / "workflows" / f"{spec.workflow}.yaml"
     return Benchmark(spec=spec, workflow=load_workflow(wf_path), path=path)
 
 
-def load_workflow_arg(name_or_path: str, configs_dir: Path) -> Workflow:
+def save_benchmark(bench: Benchmark, own_dir: Path) -> Benchmark:
+    """Write a benchmark and its workflow as YAML under ``own_dir`` (``benchmarks/``, ``workflows/``),
+    so every command finds it by name; returns it as loaded back."""
+    import yaml
+
+    from flowfront.artifacts import write_atomic
+
+    write_atomic(own_dir / "workflows" / f"{bench.workflow.name}.yaml",
+                 yaml.safe_dump(bench.workflow.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                                sort_keys=False).encode())
+    write_atomic(own_dir / "benchmarks" / f"{bench.name}.yaml",
+                 yaml.safe_dump(bench.spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False).encode())
+    saved = load_benchmark(bench.name, own_dir.parent / "-", own_dir=own_dir)
+    if saved.workflow.content_hash != bench.workflow.content_hash:
+        raise SpecError(f"benchmark {bench.name!r} did not survive being written as YAML", hint="report this as a bug")
+    return saved
+
+
+def load_workflow_arg(name_or_path: str, configs_dir: Path, *, own_dir: Path | None = None) -> Workflow:
     """A workflow by path, by workflow name, or through a benchmark's name."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"}:
         return load_workflow(path)
-    candidate = configs_dir / "workflows" / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return load_workflow(candidate)
-    return load_benchmark(name_or_path, configs_dir).workflow
+    for folder in [configs_dir] + ([own_dir] if own_dir is not None else []):
+        candidate = folder / "workflows" / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return load_workflow(candidate)
+    return load_benchmark(name_or_path, configs_dir, own_dir=own_dir).workflow
 
 
 def split_of(query_id: str, recorded: str | None, seed: int) -> str:

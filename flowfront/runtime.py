@@ -112,14 +112,18 @@ def _prepare_data(bench: Benchmark, store: TraceStore, settings: Settings, outco
     return DataRef(source, ensure_imported(store, source, data_dir=settings.require_data_dir()))
 
 
-def load_outcomes_benchmark(settings: Settings, table: Path, base: str = "model-route") -> Benchmark:
-    """Import an outcome table (validated row by row) and return the benchmark that runs it."""
-    from flowfront.benchmarks import load_benchmark, outcomes_benchmark
+def load_outcomes_benchmark(settings: Settings, table: Path, base: str = "model-route",
+                            name: str | None = None) -> Benchmark:
+    """Import an outcome table (validated row by row) and return the benchmark that runs it; with
+    ``name``, saved under that name among your own benchmarks (``<workdir>/own``), so ``serve``,
+    ``frontier``, ``select`` and ``route`` find it."""
+    from flowfront.benchmarks import load_benchmark, outcomes_benchmark, save_benchmark
 
     with open_store(settings) as store:
         data = prepare_data(load_benchmark(base, settings.configs_dir), store, settings, table)
-    return outcomes_benchmark(load_benchmark(base, settings.configs_dir), table, list(data.summary["models"]),
-                              data.source.removeprefix("outcomes-"))
+    bench = outcomes_benchmark(load_benchmark(base, settings.configs_dir), table, list(data.summary["models"]),
+                               data.source.removeprefix("outcomes-"), name=name)
+    return bench if name is None else save_benchmark(bench, settings.workspace.own)
 
 
 @contextmanager

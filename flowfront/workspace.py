@@ -56,6 +56,12 @@ class Workspace:
         return self.root / "serve" / "traces.sqlite"
 
     @property
+    def own(self) -> Path:
+        """Your own benchmarks and workflows (``benchmarks/``, ``workflows/``), e.g. an outcome table
+        run with ``--name``: found by name like the built-in ones."""
+        return self.root / "own"
+
+    @property
     def embeddings(self) -> Path:
         return self.root / "embeddings"
 

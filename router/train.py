@@ -140,7 +140,7 @@ def features(settings: Settings, texts: list[str]) -> np.ndarray:
 def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: int = 0, *,
               include_test: bool = True) -> TrainingData:
     """Outcome matrices (train, and test unless told) and features for one candidate set of a benchmark."""
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     frontier = Frontier.load(settings.workspace.benchmark(bench.name).frontier(), expect_workflow_hash=bench.workflow.content_hash)
     candidates, ids = _candidates(settings, bench, frontier, kind, seed)
     train = _matrix(settings, bench, candidates, ids, "train")

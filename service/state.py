@@ -229,7 +229,8 @@ class ServiceState:
 
 
 def load_entries(shared: Shared, workflows_dir: Path, *, strict: bool = False) -> dict[str, WorkflowEntry]:
-    """Every workflow YAML of ``workflows_dir`` with its artifacts (blocking; run in a thread).
+    """Every workflow YAML of ``workflows_dir``, and your own named ones (``<workdir>/own/workflows``,
+    from ``run --outcomes FILE --name NAME``), with their artifacts (blocking; run in a thread).
 
     Missing artifacts are never an error (the workflow's status says what to run). Artifacts
     that exist but fail validation (corrupt, stale) are an error when ``strict`` (a reload keeps
@@ -239,10 +240,12 @@ def load_entries(shared: Shared, workflows_dir: Path, *, strict: bool = False) -
         raise SpecError(f"workflows folder {workflows_dir} does not exist",
                         hint="pass --workflows pointing at a folder of workflow YAML files (e.g. configs/workflows)")
     entries: dict[str, WorkflowEntry] = {}
-    for path in sorted([*workflows_dir.glob("*.yaml"), *workflows_dir.glob("*.yml")]):
+    own = shared.settings.workspace.own / "workflows"
+    folders = [workflows_dir] + ([own] if own.is_dir() and own.resolve() != workflows_dir.resolve() else [])
+    for path in [p for folder in folders for p in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])]:
         workflow = load_workflow(path)
         if workflow.name in entries:
-            raise SpecError(f"{path}: workflow name {workflow.name!r} is used twice in {workflows_dir}",
+            raise SpecError(f"{path}: workflow name {workflow.name!r} is used twice in {' and '.join(map(str, folders))}",
                             hint="give every served workflow a distinct name")
         entries[workflow.name] = _entry(shared, workflow, strict)
     if not entries:

@@ -75,12 +75,30 @@ def test_bad_outcome_tables_name_the_line_and_column(tmp_path: Path, rows, heade
 
 
 def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
+    """Named, the table's benchmark is then served, listed and asked for by its name."""
     table = make_table(tmp_path / "synthetic.csv")
     work = tmp_path / "work"
-    out = flowfront("run", "--outcomes", str(table), "--seeds", "1", "--workdir", str(work), timeout=900)
+    out = flowfront("run", "--outcomes", str(table), "--name", "my-table", "--seeds", "1", "--workdir", str(work),
+                    timeout=900)
     assert out.returncode == 0, out.stderr
-    folders = [p for p in work.iterdir() if p.name.startswith("outcomes-")]
-    assert len(folders) == 1
+    folders = [work / "my-table"]
+    assert (work / "own" / "benchmarks" / "my-table.yaml").is_file()
+    for command in (["frontier", "my-table"], ["select", "my-table", "--lambda", "0.2"],
+                    ["route", "my-table", "a question about topic0", "--lambda", "0.2"]):
+        done = flowfront(*command, "--workdir", str(work))
+        assert done.returncode == 0, (command, done.stderr)
+    from flowfront.settings import Settings
+    from tests.helpers import PROJECT_ROOT
+    from tests.service.conftest import make_client
+
+    settings = Settings(workdir=work, configs_dir=PROJECT_ROOT / "configs")
+    with make_client(settings, PROJECT_ROOT / "configs" / "workflows") as c:
+        served = {w["name"]: w["status"] for w in c.get("/v1/workflows").json()}
+        assert served["my-table"] == "ready"
+        with table.open(newline="") as fh:
+            first = next(csv.DictReader(fh))["query"]
+        reply = c.post("/v1/workflows/my-table/run", json={"query": first})
+        assert reply.status_code == 200 and reply.json()["workflow"] == "my-table", reply.text
     results = orjson.loads((folders[0] / "eval" / "results.json").read_bytes())
     assert results["benchmark"] == folders[0].name
     # No split column: a seeded 70/30 split by query.

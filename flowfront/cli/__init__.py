@@ -6,6 +6,7 @@ line on stderr and a non-zero exit, never a traceback; anything else is a bug an
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -55,7 +56,7 @@ def space(workflow: Annotated[str, typer.Argument(help="workflow or benchmark na
     from flowfront.space import call_slots, knob_assignments, node_choices, space_size
 
     settings = make_settings()
-    wf = load_workflow_arg(workflow, settings.configs_dir)
+    wf = load_workflow_arg(workflow, settings.configs_dir, own_dir=settings.workspace.own)
     typer.echo(f"workflow {wf.name} (hash {wf.content_hash}): {space_size(wf):,} configurations")
     for name, node in wf.llm_nodes().items():
         budgets = ", ".join("unlimited" if b is None else str(b) for b in node.budgets)
@@ -108,7 +109,7 @@ def exec_(
     from flowfront.space import resolve
 
     settings = make_settings(data_dir, workdir, store=store)
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     if outcomes is None:
         resolve(bench.workflow, _parse_config(config, bench.default_config))  # fail fast, before data work
     with open_store(settings) as ts:
@@ -167,7 +168,7 @@ def benchmarks() -> None:
 
     settings = make_settings()
     for name in list_benchmarks(settings.configs_dir):
-        bench = load_benchmark(name, settings.configs_dir)
+        bench = load_benchmark(name, settings.configs_dir, own_dir=settings.workspace.own)
         typer.echo(f"{name:14s} {space_size(bench.workflow):>12,} configs  {bench.spec.description}")
 
 
@@ -367,6 +368,8 @@ def serve(
 def run(
     outcomes: Annotated[Path | None, typer.Option(help="an outcome table (docs/outcome-tables.md) to run through "
                                                   "the model-route workflow instead of the built-in benchmarks")] = None,
+    name: Annotated[str | None, typer.Option(help="with --outcomes: the name to serve and ask for it by "
+                                             "(serve, frontier, select, route); saved under <workdir>/own")] = None,
     benchmarks: Annotated[str | None, typer.Option(help="comma-separated built-in benchmarks "
                                                    "(default: qa-cascade,model-route,live-math,live-code)")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy in the evaluation")] = 3,
@@ -381,8 +384,14 @@ def run(
     from flowfront.cli.pipeline import DEFAULT_BENCHMARKS, run_main
 
     names = tuple(b.strip() for b in benchmarks.split(",") if b.strip()) if benchmarks else DEFAULT_BENCHMARKS
+    if name is not None:
+        if outcomes is None:
+            raise SpecError("--name names an outcome table's benchmark", hint="pass --outcomes FILE with --name")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+            raise SpecError(f"--name {name!r} is not a usable name",
+                            hint="use lower-case letters, digits, - and _ (it becomes a file and URL name)")
     settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit, store=store)
-    run_main(settings, names, outcomes=outcomes, seeds=seeds)
+    run_main(settings, names, outcomes=outcomes, seeds=seeds, name=name)
 
 
 def _setup_logging() -> Redactor:

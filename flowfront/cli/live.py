@@ -133,7 +133,7 @@ def record(
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
 
     settings = make_settings(data_dir, workdir)
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     if bench.spec.recording is None:
         raise SpecError(f"benchmark {bench.name!r} names no recording file", hint="set `recording:` in its YAML")
     cards = load_cards(settings)

@@ -130,23 +130,24 @@ def _train_size(settings: Settings, bench: Benchmark) -> int:
         return len(benchmark_queries(bench, store, prepare_data(bench, store, settings), "train"))
 
 
-def _benchmarks(settings: Settings, names: tuple[str, ...], outcomes: Path | None, stages: _Stages) -> list[Benchmark]:
+def _benchmarks(settings: Settings, names: tuple[str, ...], outcomes: Path | None, stages: _Stages,
+                name: str | None = None) -> list[Benchmark]:
     from flowfront.benchmarks import load_benchmark
     from flowfront.runtime import load_outcomes_benchmark
 
     if outcomes is not None:
-        return [stages.run("import outcome table", load_outcomes_benchmark, settings, outcomes)]
-    return [load_benchmark(name, settings.configs_dir) for name in names]
+        return [stages.run("import outcome table", load_outcomes_benchmark, settings, outcomes, "model-route", name)]
+    return [load_benchmark(name, settings.configs_dir, own_dir=settings.workspace.own) for name in names]
 
 
 def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *, outcomes: Path | None = None,
-             seeds: int = 3) -> list[dict]:
+             seeds: int = 3, name: str | None = None) -> list[dict]:
     """The chain on each benchmark (or on one outcome table), then the report and the summary table."""
     console = Console(stderr=True)
     started = time.perf_counter()
     setup = _Stages(console)
     rows = []
-    for bench in _benchmarks(settings, names, outcomes, setup):
+    for bench in _benchmarks(settings, names, outcomes, setup, name):
         rows.append(run_benchmark(settings, bench, console, seeds=seeds, stages=_Stages(console)))
     from flowfront.eval.report import refresh_report
 

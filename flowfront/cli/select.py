@@ -19,7 +19,7 @@ def _frontier(benchmark: str, workdir):
     from flowfront.compile.artifact import Frontier
 
     settings = make_settings(None, workdir)
-    bench = load_benchmark(benchmark, settings.configs_dir)
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     path = settings.workspace.benchmark(bench.name).frontier()
     return Frontier.load(path, expect_workflow_hash=bench.workflow.content_hash)
 

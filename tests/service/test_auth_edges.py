@@ -73,3 +73,39 @@ def test_retry_after_follows_the_breaker(trained, workflows_dir, test_queries) -
         r = c.post(RUN, json={"query": test_queries[4], "strategy": "static"})
         assert r.status_code == 503, r.text
         assert 30 <= int(r.headers["retry-after"]) <= 40
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"functions": [{"name": "f"}]}, "functions"),
+])
+def test_fields_a_workflow_cannot_honour_are_refused_not_ignored(client, test_queries, extra, field) -> None:
+    r = client.post("/v1/chat/completions", json={"model": "qa-cascade", **extra,
+                                                  "messages": [{"role": "user", "content": test_queries[0]}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    plain = client.post("/v1/chat/completions", json={"model": "qa-cascade", "response_format": {"type": "text"},
+                                                      "messages": [{"role": "user", "content": test_queries[0]}]})
+    assert plain.status_code == 200
+
+
+def test_metrics_count_tokens_and_cost_per_model(client, test_queries) -> None:
+    assert client.post(RUN, json={"query": test_queries[4]}).status_code == 200
+    text = client.get("/metrics").text
+    tokens = [line for line in text.splitlines() if line.startswith("flowfront_tokens_total{")]
+    cost = [line for line in text.splitlines() if line.startswith("flowfront_cost_usd_total{")]
+    assert any('kind="prompt"' in line and float(line.rsplit(" ", 1)[1]) > 0 for line in tokens)
+    assert any('kind="completion"' in line for line in tokens) and cost
+
+
+def test_a_failing_backend_check_is_503_with_the_reason_not_500(trained, workflows_dir) -> None:
+    """A live backend whose server is gone: /readyz names it (it used to answer 500)."""
+    from tests.helpers import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    with make_client(trained, workflows_dir, BACKEND="litellm", API_BASE=nowhere) as c:
+        r = c.get("/readyz")
+    assert r.status_code == 503, r.text
+    error = r.json()["error"]
+    assert "nothing usable answers at" in error["message"] and nowhere in error["message"] and error["ready"] is False

@@ -117,3 +117,44 @@ def traces_copy(
         counts = src.copy_to(dst)
         typer.echo(f"copied {counts['traces']:,} traces, {counts['queries']:,} queries and {counts['imports']} "
                    f"imports from {src.url.shown} to {dst.url.shown}")
+
+
+@traces_app.command("report")
+def traces_report(
+    since: Since = "24h",
+    workflow: Annotated[str | None, typer.Option(help="only this workflow")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    workdir: Workdir = None,
+    store: StoreOpt = None,
+    trace_store: TraceStoreOpt = None,
+) -> None:
+    """What was served: requests per workflow and candidate, realised latency and cost against what
+    static selection and the most accurate candidate would have cost (estimated), fallbacks, errors."""
+    from flowfront.service.traffic import summarise_traffic
+
+    settings = make_settings(None, workdir, store=store, trace_store=trace_store)
+    with _served_store(workdir, store, trace_store) as ts:
+        rows = ts.decisions(since=time.time() - parse_span(since), workflow=workflow)
+    summary = [t.as_json() for t in summarise_traffic(rows, settings.workdir)]
+    if as_json:
+        echo_json({"since": since, "workflows": summary})
+        return
+    if not summary:
+        typer.echo(f"no served requests in the last {since}")
+        return
+    for w in summary:
+        r, e = w["realised"], w["estimated"]
+        typer.echo(f"{w['workflow']}: {w['requests']:,} requests, {w['answered']:,} answered, "
+                   f"errors {w['errors'] or 'none'}, {w['fallbacks']} fell back, {w['breaker_skips']} breaker skips")
+        typer.echo("  candidates: " + ", ".join(f"{c} {n}" for c, n in w["candidates"].items()))
+        typer.echo(f"  realised: latency mean {_num(r['latency_s_mean'], 's')}, p50 {_num(r['latency_s_p50'], 's')}; "
+                   f"cost ${r['cost_usd_total']:.6f} in all")
+        for name in ("served", "static", "most_accurate"):
+            part = e[name]
+            typer.echo(f"  {name.replace('_', ' ')} (estimated, {part['n']} requests): accuracy "
+                       f"{_num(part['accuracy'])}, latency {_num(part['latency_s'], 's')}, "
+                       f"cost ${part['cost_usd'] or 0:.6f}/request")
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.3f}{unit}"

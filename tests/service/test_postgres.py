@@ -72,6 +72,15 @@ def test_traces_decisions_reads_the_log(pg_settings, pg_client, test_queries) ->
     rows = orjson.loads(done.stdout)
     assert reply.json()["trace_id"] in {r["id"] for r in rows}
     assert all(set(r) >= {"id", "workflow", "candidate", "estimates", "propensity", "status", "latency_s"} for r in rows)
+    report = flowfront("traces", "report", "--since", "1h", "--json", "--store", pg_settings.store,
+                       "--workdir", str(pg_settings.workdir))
+    assert report.returncode == 0, report.stderr
+    [summary] = orjson.loads(report.stdout)["workflows"]
+    assert summary["workflow"] == "qa-cascade" and summary["answered"] >= 1
+    assert summary["estimated"]["static"]["n"] == summary["answered"]  # the frontier was found by its hash
+    assert summary["estimated"]["most_accurate"]["accuracy"] >= summary["estimated"]["served"]["accuracy"] - 1e-9
+    text = flowfront("traces", "report", "--store", pg_settings.store, "--workdir", str(pg_settings.workdir))
+    assert "qa-cascade:" in text.stdout and "(estimated" in text.stdout
     bad = flowfront("traces", "decisions", "--since", "yesterday", "--store", pg_settings.store)
     assert bad.returncode == 2 and "not a time span" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -29,6 +29,7 @@ from flowfront.service.middleware import ServiceMiddleware
 from flowfront.service.routes import openai as openai_routes
 from flowfront.service.routes import ops, workflows
 from flowfront.service.state import Shared
+from flowfront.service.telemetry import Telemetry
 from flowfront.settings import Settings
 
 __all__ = ["create_app", "service_settings"]
@@ -49,8 +50,9 @@ def service_settings(settings: Settings | None = None) -> ServiceSettings:
                         hint="fix or unset that environment variable") from None
 
 
-def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
-    """The service over the workflow YAMLs in ``workflows_dir`` and their artifacts in ``settings.workdir``."""
+def create_app(settings: Settings | None, workflows_dir: Path, *, telemetry: Telemetry | None = None) -> FastAPI:
+    """The service over the workflow YAMLs in ``workflows_dir`` and their artifacts in ``settings.workdir``;
+    ``telemetry`` replaces the OpenTelemetry export the environment asks for (tests)."""
     config = service_settings(settings)
     workflows_dir = Path(workflows_dir).expanduser().resolve()
     metrics = Metrics.create()
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None, workflows_dir: Path) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wrapped = install_redaction(redactor)  # uvicorn's handlers exist by now; every line they render is scrubbed
-        shared = await asyncio.to_thread(Shared, config, metrics, redactor)
+        shared = await asyncio.to_thread(Shared, config, metrics, redactor, telemetry)
         app.state.shared = shared
         lifecycle = app.state.lifecycle = Lifecycle(app, shared, workflows_dir)
         try:

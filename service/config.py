@@ -70,6 +70,8 @@ class ServiceSettings(Settings):
     shutdown_grace_s: float = Field(default=30.0, gt=0, description="how long SIGTERM waits for requests in flight")
     generation_poll_s: float = Field(default=2.0, ge=0, le=300, description="how often a replica checks the "
                                      "shared store for a reload made by another replica (0: never)")
+    otel: bool = Field(default=False, description="export a span per request (and per model call) over OTLP; "
+                       "also on when OTEL_EXPORTER_OTLP_ENDPOINT is set (the otel extra)")
     access_log: bool = Field(default=True, description="one uvicorn log line per request")
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$")
 

@@ -142,7 +142,10 @@ async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preferen
     finally:
         current_log.reset(token)
         _count_usage(shared, out)
-        await shared.writer.record(decision_row(shared, out, error), out.log.events)
+        row = decision_row(shared, out, error)
+        if shared.telemetry is not None:
+            shared.telemetry.request(row, out.log.events, time.time())
+        await shared.writer.record(row, out.log.events)
 
 
 async def _serve(shared: Shared, out: Outcome, strategy: str | None, stream: StreamSink | None) -> None:

@@ -35,6 +35,7 @@ from flowfront.router.select import Scale, frontier_estimates
 from flowfront.service.config import ServiceSettings
 from flowfront.service.metrics import Metrics
 from flowfront.service.routing import FeatureSource, RouterFront
+from flowfront.service.telemetry import Telemetry, telemetry_from_environment
 from flowfront.service.tracing import TraceWriter
 from flowfront.space import Configuration, Resolved, resolve
 from flowfront.spec import Workflow, load_workflow
@@ -85,7 +86,8 @@ class WorkflowEntry:
 class Shared:
     """Resources that outlive reloads."""
 
-    def __init__(self, settings: ServiceSettings, metrics: Metrics, redactor: Redactor) -> None:
+    def __init__(self, settings: ServiceSettings, metrics: Metrics, redactor: Redactor,
+                 telemetry: Telemetry | None = None) -> None:
         from flowfront.runtime import load_cards
 
         self.settings = settings
@@ -101,6 +103,7 @@ class Shared:
                                   prune_interval_s=settings.trace_prune_interval_s)
         self.store: TraceStore | None = None  # opened by open_stores (the service retries until it can)
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self.telemetry = telemetry if telemetry is not None else telemetry_from_environment(settings.otel)
         self._one_store = False
         self.cards = load_cards(settings)
         self.backends: dict[tuple[str, ...], GuardedBackend] = {}
@@ -191,6 +194,8 @@ class Shared:
             source.embedder.close()
         if self.store is not None and not self._one_store:  # else the writer closed it
             self.store.close()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
 
 @dataclass

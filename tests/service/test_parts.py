@@ -220,3 +220,36 @@ def test_service_settings_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("FLOWFRONT_API_KEYS", "short")
     with pytest.raises(SpecError, match="8 characters"):
         service_settings()
+
+
+def test_a_served_request_becomes_genai_spans(trained, workflows_dir, test_queries) -> None:
+    """One span per request, a child per model call, named and attributed by the GenAI conventions
+    (the SDK's in-memory exporter stands where an OTLP collector would)."""
+    from fastapi.testclient import TestClient
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from flowfront.service.app import create_app
+    from flowfront.service.config import ServiceSettings
+    from flowfront.service.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(ServiceSettings(**trained.model_dump()), workflows_dir, telemetry=Telemetry(provider))
+    with TestClient(app) as c:
+        body = c.post("/v1/workflows/qa-cascade/run", json={"query": test_queries[0]}).json()
+    spans = exporter.get_finished_spans()
+    [root] = [s for s in spans if s.parent is None]
+    children = [s for s in spans if s.parent is not None]
+    assert root.name == "workflow qa-cascade" and root.attributes["flowfront.response_id"] == body["trace_id"]
+    assert root.attributes["flowfront.candidate"] == body["candidate"]["id"]
+    assert root.attributes["flowfront.router_generation"] and root.attributes["http.response.status_code"] == 200
+    assert sorted(s.attributes["gen_ai.request.model"] for s in children) == sorted(c["model"] for c in body["calls"])
+    assert sorted((s.name, s.attributes["gen_ai.usage.input_tokens"], s.attributes["gen_ai.usage.output_tokens"])
+                  for s in children) == sorted((f"chat {c['model']}", c["prompt_tokens"], c["completion_tokens"])
+                                               for c in body["calls"])
+    for span in children:
+        assert span.parent.span_id == root.context.span_id and span.attributes["gen_ai.operation.name"] == "chat"
+        assert root.start_time <= span.start_time <= span.end_time <= root.end_time

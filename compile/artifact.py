@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowfront.artifacts import Artifact
+from flowfront.artifacts import Artifact, Provenance
 from flowfront.errors import CompileError
-from flowfront.spec import Execution
+from flowfront.spec import Execution, Workflow
 
 __all__ = ["Candidate", "Estimates", "Frontier", "Profiles"]
 
@@ -106,3 +106,17 @@ class Frontier(Artifact):
     n_evaluated: int
     search_seconds: float
     candidates: list[Candidate] = Field(min_length=1)
+
+    @classmethod
+    def of_configurations(cls, workflow: Workflow, configs: list[dict[str, Any]],
+                          estimates: list[Estimates]) -> Frontier:
+        """A frontier of configurations chosen by hand, with the estimates given (no profiling, no
+        search): serving a fixed configuration, or a handful, through the same service path."""
+        if len(configs) != len(estimates) or not configs:
+            raise CompileError("a frontier needs one estimate per configuration, and at least one",
+                               hint="pass as many estimates as configurations")
+        candidates = [Candidate(id=f"c{i}", config=c, estimates=e) for i, (c, e) in enumerate(zip(configs, estimates, strict=True))]
+        return cls(workflow=workflow.name, provenance=Provenance(workflow_hash=workflow.content_hash, data_hash="by-hand"),
+                   benchmark=workflow.name, objective="latency", execution="parallel", proxy_mode="by-hand",
+                   method="by hand", filters={}, space_size=len(configs), n_evaluated=len(configs),
+                   search_seconds=0.0, candidates=candidates)

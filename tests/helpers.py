@@ -187,21 +187,12 @@ def grep_tree(folder: Path | str, needle: str) -> list[str]:
 
 
 def hand_frontier(workflow_path: Path, configs: list[dict], out: Path) -> Path:
-    """A frontier artifact written by hand for a workflow (one candidate per configuration, made-up
-    estimates in the order given: the first is the most accurate), for tests of serving that do
-    not need a compile."""
-    from flowfront.artifacts import Provenance
-    from flowfront.compile.artifact import Candidate, Estimates, Frontier
+    """A frontier written by hand for a workflow (made-up estimates in the order given: the first is
+    the most accurate), for tests of serving that need no compile."""
+    from flowfront.compile.artifact import Estimates, Frontier
     from flowfront.spec import load_workflow
 
-    wf = load_workflow(workflow_path)
-    k = len(configs)
-    candidates = [Candidate(id=f"c{i}", config=config,
-                            estimates=Estimates(accuracy=0.9 - 0.1 * i, latency_sequential_s=1.0 + i,
-                                                latency_parallel_s=1.0 + i, cost_usd=0.001 * (k - i)))
-                  for i, config in enumerate(configs)]
-    frontier = Frontier(workflow=wf.name, provenance=Provenance(workflow_hash=wf.content_hash, data_hash="by-hand"),
-                        benchmark=wf.name, objective="latency", execution="parallel", proxy_mode="correlated",
-                        method="by hand", filters={}, space_size=k, n_evaluated=k, search_seconds=0.0,
-                        candidates=candidates)
-    return frontier.save(out / wf.name / "frontier.json")
+    wf, k = load_workflow(workflow_path), len(configs)
+    estimates = [Estimates(accuracy=0.9 - 0.1 * i, latency_sequential_s=1.0 + i, latency_parallel_s=1.0 + i,
+                           cost_usd=0.001 * (k - i)) for i in range(k)]
+    return Frontier.of_configurations(wf, configs, estimates).save(out / wf.name / "frontier.json")

@@ -22,7 +22,9 @@ FRONTIER_SCHEMA = 2
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused on load like any other out-of-range value: a frontier whose
+    # estimates cannot be ranked must not be served
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ChoiceProfile(_Part):
@@ -70,10 +72,10 @@ class Profiles(Artifact):
 
 
 class Estimates(_Part):
-    accuracy: float
-    latency_sequential_s: float
-    latency_parallel_s: float
-    cost_usd: float
+    accuracy: float = Field(ge=0, le=1)
+    latency_sequential_s: float = Field(ge=0)
+    latency_parallel_s: float = Field(ge=0)
+    cost_usd: float = Field(ge=0)
 
     def latency(self, execution: str) -> float:
         """The latency under an execution model (``parallel``: the critical path; else the sum)."""

@@ -28,7 +28,10 @@ _SECRET_NAME = re.compile(r"(API_?KEY|_KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)$"
 _KEY_SHAPES = re.compile(
     r"\b(?:sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{30,})"
     r"|(?<=Bearer )[A-Za-z0-9_\-.=]{20,}"
+    # a provider's masked echo of a key ("sk-proj-****...****abcd"): what is left still names the key
+    r"|\bsk-[A-Za-z0-9_\-]{0,12}[*\u2022]{4,}[A-Za-z0-9_\-]{0,8}"
 )
+_MASK_RUN = r"(?:[*\u2022xX]{3,}|\.{3})"
 _SHAPE_PREFIXES = ("sk-", "hf_", "AKIA", "AIza", "Bearer ")
 _MASK = "[redacted]"
 _MIN_SECRET = 8  # shorter values (e.g. "1", "true") would mask ordinary words
@@ -44,6 +47,11 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        # Providers echo a key masked: its first 8 (or 3) and last 4 characters around a run of
+        # '*' or '...'. Those are masked too: together they identify the key.
+        masked = [f"{re.escape(s[:k])}{_MASK_RUN}{re.escape(s[-4:])}" for s in self.secrets if len(s) >= 16
+                  for k in (8, 3)]
+        self._masked = re.compile("|".join(masked)) if masked else None
 
     @classmethod
     def from_environment(cls, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Redactor:
@@ -57,6 +65,8 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, _MASK)
+        if self._masked is not None and ("*" in text or "..." in text or "\u2022" in text):
+            text = self._masked.sub(_MASK, text)
         if any(prefix in text for prefix in _SHAPE_PREFIXES):
             text = _KEY_SHAPES.sub(_MASK, text)
         return text

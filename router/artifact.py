@@ -274,6 +274,7 @@ def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -
         raise RoutingError(f"{folder}/router.json: inconsistent sizes for {k} candidates "
                            f"({bad or f'reference {reference.shape}'})", hint=_RETRAIN)
     _query_map(folder, art)
+    _check_ranges(folder, art)
     return {
         "params": art.params, "design": art.design, "candidate_ids": art.candidate_ids,
         "n_features": art.n_features, "outcomes_hash": art.provenance.data_hash,
@@ -285,6 +286,18 @@ def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -
         "cost_model": _load_regressor(folder, art.cost_model),
         "regressors": art.regressors, "fit_seconds": art.fit_seconds, "validation_metrics": art.validation_metrics,
     }
+
+
+def _check_ranges(folder: Path, art: RouterArtifact) -> None:
+    """Estimates a router falls back on must be usable: accuracies in [0, 1], latency and cost
+    finite and non-negative (a checksummed file can still say 2.5, written so by a bad trainer)."""
+    for where, table in (("static", art.static), ("priors", art.priors)):
+        for name, values in table.items():
+            arr = np.asarray(values, dtype=np.float64)
+            low, high = (0.0, 1.0) if name == "accuracy" else (0.0, np.inf)
+            if not np.isfinite(arr).all() or (arr < low).any() or (arr > high).any():
+                raise RoutingError(f"{folder}/router.json: {where}.{name} holds values outside "
+                                   f"[{low:g}, {high:g}] or not finite", hint=_RETRAIN)
 
 
 def _router_from_state(state: dict[str, Any]) -> LightGBMRouter:

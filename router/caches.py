@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -50,8 +51,9 @@ class LRUCache:
 
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS embeddings (
-    namespace TEXT NOT NULL, text_sha256 BLOB NOT NULL, vector BLOB NOT NULL,
+    namespace TEXT NOT NULL, text_sha256 BLOB NOT NULL, vector BLOB NOT NULL, added REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, text_sha256)) WITHOUT ROWID"""
+_ROW_OVERHEAD = 64  # bytes a row costs beyond its vector (key, namespace, b-tree): for the size cap
 _CHUNK = 500  # keys per IN (...) query, well under SQLite's bound-parameter limit
 
 
@@ -62,15 +64,21 @@ class EmbeddingCache:
     eval, serve workers) share the file without corrupting it; writes are single transactions.
     """
 
-    def __init__(self, path: Path, namespace: str, dim: int) -> None:
+    def __init__(self, path: Path, namespace: str, dim: int, *, max_mb: float | None = None) -> None:
         self.path = Path(path)
         self.namespace = namespace
         self.dim = dim
+        # At most this many vectors (all namespaces), oldest out first; None: unbounded.
+        self.max_rows = None if max_mb is None else max(1, int(max_mb * 1e6 / (4 * dim + _ROW_OVERHEAD)))
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = connect_wal(self.path, timeout=30.0, isolation_level=None)
+            self._conn = connect_wal(self.path, timeout=30.0, isolation_level=None,
+                                     first=("PRAGMA auto_vacuum=INCREMENTAL",))
             self._conn.execute(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(embeddings)")}
+            if "added" not in columns:  # a cache written before the size cap
+                self._conn.execute("ALTER TABLE embeddings ADD COLUMN added REAL NOT NULL DEFAULT 0")
         except (sqlite3.Error, OSError) as exc:
             raise self._error("cannot be opened", exc) from exc
 
@@ -107,20 +115,34 @@ class EmbeddingCache:
 
     def put_many(self, items: dict[bytes, np.ndarray]) -> None:
         """Store vectors in one transaction; a text already cached keeps its first vector."""
+        now = time.time()
         rows = [
-            (self.namespace, k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items.items()
+            (self.namespace, k, np.ascontiguousarray(v, dtype=np.float32).tobytes(), now) for k, v in items.items()
         ]
         try:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    self._conn.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+                    self._conn.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+                    over = self._over_cap()
+                    if over > 0:  # the oldest go, a tenth more than needed so this is not every write
+                        self._conn.execute(
+                            "DELETE FROM embeddings WHERE (namespace, text_sha256) IN (SELECT namespace, "
+                            "text_sha256 FROM embeddings ORDER BY added LIMIT ?)", [over + (self.max_rows or 0) // 10])
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
+                if over > 0:
+                    self._conn.executescript("PRAGMA incremental_vacuum;")
         except sqlite3.Error as exc:
             raise self._error("cannot be written", exc) from exc
+
+    def _over_cap(self) -> int:
+        if self.max_rows is None:
+            return 0
+        (count,) = self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        return int(count) - self.max_rows
 
     def __len__(self) -> int:
         with self._lock:

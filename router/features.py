@@ -132,8 +132,10 @@ class Embedder:
         lru_size: int = 4096,
         num_threads: int | None = None,
         export_dir: Path | None = None,
+        cache_max_mb: float | None = 512.0,
     ) -> None:
         self.config = config if config is not None else FeatureConfig()
+        self.cache_max_mb = cache_max_mb
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.lru_size = lru_size
@@ -217,7 +219,7 @@ class Embedder:
         with self._lock:
             if self._disk is None:
                 self._disk = EmbeddingCache(self.cache_dir / "embeddings.sqlite", namespace=self.identity,
-                                            dim=EMBEDDING_DIM)
+                                            dim=EMBEDDING_DIM, max_mb=self.cache_max_mb)
             return self._disk
 
     def _embed(self, texts: list[str], *, batch_size: int, progress: bool) -> np.ndarray:

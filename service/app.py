@@ -84,7 +84,8 @@ def create_app(settings: Settings | None, workflows_dir: Path, *, telemetry: Tel
     app.state.openapi_names = None
     install_handlers(app)
     app.add_middleware(ServiceMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics,
-                       body_timeout_s=config.body_timeout_s, api_keys=app.state.api_keys)
+                       body_timeout_s=config.body_timeout_s, body_min_bytes_per_s=config.body_min_bytes_per_s,
+                       api_keys=app.state.api_keys)
     for module in (workflows, openai_routes, ops):
         app.include_router(module.api_routes)
     app.openapi = lambda: _openapi(app)

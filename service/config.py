@@ -58,14 +58,20 @@ class ServiceSettings(Settings):
     embed_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime threads per embedding batch")
     embedding_disk_cache: bool = Field(default=False, description="also use train/eval's on-disk embedding cache "
                                        "(read and grown by served queries; off: the bounded in-memory caches only)")
+    embedding_cache_max_mb: float = Field(default=512.0, gt=0, description="the on-disk embedding cache (when on) "
+                                          "keeps its newest vectors within this size")
     route_memo_size: int = Field(default=16_384, ge=0, description="queries whose router estimates stay memoised")
     feature_lru_size: int = Field(default=16_384, ge=0, description="queries whose router features stay in memory")
     header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a connection must send a complete "
                                     "request head within this long, or it is closed (slow-header clients)")
-    body_timeout_s: float = Field(default=30.0, gt=0, le=600, description="longest wait for the next chunk of a "
-                                  "request body before a 408 (slow-body clients)")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600, description="a request body must arrive whole within "
+                                  "this long of its first byte, else 408 (slow-body clients)")
+    body_min_bytes_per_s: float = Field(default=1024.0, ge=0, description="after a 2 s grace a body must keep "
+                                        "arriving at this rate, else 408 (0: only the total deadline)")
+    max_head_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024, description="request heads (request line "
+                                "and headers) above this are refused with 431")
     keep_alive_s: int = Field(default=5, ge=1, le=300, description="idle keep-alive connections close after this")
-    max_connections: int = Field(default=512, ge=1, description="connections (and requests) served at once; "
+    max_connections: int = Field(default=1024, ge=1, description="connections (and requests) served at once; "
                                  "beyond it new ones get 503")
     shutdown_grace_s: float = Field(default=30.0, gt=0, description="how long SIGTERM waits for requests in flight")
     generation_poll_s: float = Field(default=2.0, ge=0, le=300, description="how often a replica checks the "

@@ -22,6 +22,7 @@ _TOO_LARGE_HINT = "send a smaller body or raise FLOWFRONT_MAX_BODY_BYTES"
 
 
 _OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
+_BODY_GRACE_S = 2.0  # before the minimum body rate applies (connection set-up, a first chunk)
 
 
 class ServiceMiddleware:
@@ -29,11 +30,12 @@ class ServiceMiddleware:
     (declared or streamed), a read timeout per body chunk; counts every response."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, body_timeout_s: float = 30.0,
-                 api_keys: list[bytes] | None = None) -> None:
+                 body_min_bytes_per_s: float = 1024.0, api_keys: list[bytes] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.body_timeout_s = body_timeout_s
+        self.body_min_bytes_per_s = body_min_bytes_per_s
         self.api_keys = api_keys or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,13 +57,26 @@ class ServiceMiddleware:
         status = 500
         seen = 0
         limit = self.max_body_bytes
+        started: float | None = None
+        loop = asyncio.get_running_loop()
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            try:  # a slow client holds a slot for at most the timeout per chunk
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            nonlocal seen, started
+            now = loop.time()
+            started = now if started is None else started
+            # The whole body within body_timeout_s of the first read, and never slower than the
+            # minimum rate after a short grace: a client sending a byte every few seconds is cut off
+            # within seconds, not allowed to hold a slot by restarting a per-chunk timer.
+            deadline = started + self.body_timeout_s
+            if self.body_min_bytes_per_s > 0:
+                deadline = min(deadline, started + _BODY_GRACE_S + (seen + 1) / self.body_min_bytes_per_s)
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - now))
             except TimeoutError:
-                raise HTTPException(408, f"request body not received within {self.body_timeout_s:g} s") from None
+                raise HTTPException(408, f"request body too slow: {seen:,} bytes in {loop.time() - started:.1f} s "
+                                    f"(the whole body must arrive within {self.body_timeout_s:g} s, at "
+                                    f"{self.body_min_bytes_per_s:g}+ bytes/s)",
+                                    headers={"connection": "close"}) from None  # the rest of it is not wanted
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:  # a chunked body with no (or a false) Content-Length

@@ -26,12 +26,18 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.header_timeout_s = float(getattr(config, "header_timeout_s", 10.0))
+        self.max_head_bytes = int(getattr(config, "max_head_bytes", 16 * 1024))
+        self._head_bytes = 0
+        self._tail = b""
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and self._head_too_large(data):
+            return
         super().data_received(data)
         if self.cycle is not None and not self.cycle.response_complete:
             self._disarm()  # the head arrived; the body has its own deadline
@@ -45,6 +51,22 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count a request head's bytes up to its blank line; past the limit, answer 431 and close
+        (a head that arrives whole in one read never meets h11's incomplete-event limit)."""
+        end = (self._tail + data).find(b"\r\n\r\n")
+        size = self._head_bytes + (len(data) if end < 0 else end + 4 - len(self._tail))
+        if size <= self.max_head_bytes:
+            self._head_bytes, self._tail = (size, (self._tail + data)[-3:]) if end < 0 else (0, b"")
+            return False
+        body = (b'{"error":{"type":"invalid_request_error","code":431,"message":"request head exceeds '
+                + str(self.max_head_bytes).encode() + b' bytes","hint":"send fewer or smaller headers"}}')
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        self._disarm()
+        self.transport.close()
+        return True
 
     def _arm(self) -> None:
         self._disarm()

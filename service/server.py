@@ -47,10 +47,11 @@ def serve(settings: Settings, workflows_dir: Path, host: str, port: int, *, work
         host=host, port=port, log_level=config.log_level, access_log=config.access_log,
         timeout_graceful_shutdown=int(max(1, config.shutdown_grace_s)), lifespan="on", server_header=False,
         proxy_headers=False, http=GuardedH11Protocol, timeout_keep_alive=config.keep_alive_s,
-        limit_concurrency=config.max_connections, h11_max_incomplete_event_size=16 * 1024)
+        limit_concurrency=config.max_connections, h11_max_incomplete_event_size=config.max_head_bytes)
     if workers <= 1:
         uv = uvicorn.Config(create_app(config, workflows_dir), **options)
         uv.header_timeout_s = config.header_timeout_s  # type: ignore[attr-defined]  # read by GuardedH11Protocol
+        uv.max_head_bytes = config.max_head_bytes  # type: ignore[attr-defined]
         server = uvicorn.Server(uv)
         server.run()
         if not server.started:
@@ -69,6 +70,7 @@ def _serve_workers(config: ServiceSettings, workflows_dir: Path, workers: int, o
     try:
         uv = uvicorn.Config("flowfront.service.server:worker_app", factory=True, workers=workers, **options)
         uv.header_timeout_s = config.header_timeout_s  # type: ignore[attr-defined]
+        uv.max_head_bytes = config.max_head_bytes  # type: ignore[attr-defined]
         Multiprocess(uv, sockets=[uv.bind_socket()]).run()
     finally:
         os.environ.pop(_WORKER_ENV, None)

@@ -178,6 +178,7 @@ class Shared:
                 # The row cache in FeatureSource answers repeats; the embedder's own LRU stays small
                 # (and off with it, so feature_lru_size=0 makes every new request run the model).
                 embedder = Embedder(config, cache_dir=cache if s.embedding_disk_cache else None,
+                                    cache_max_mb=s.embedding_cache_max_mb,
                                     lru_size=min(1024, s.feature_lru_size),
                                     num_threads=s.embed_threads, export_dir=cache / "onnx")
                 embedder.encode(["warm-up: load the model before the first request"])

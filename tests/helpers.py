@@ -118,11 +118,16 @@ def fake_key() -> str:
     return "sk-" + "proj-" + "Zq7" * 4 + "x9T" * 5 + "fake"
 
 
+def masked(key: str) -> str:
+    """How OpenAI echoes a key it refuses: its first 8 and last 4 characters around asterisks."""
+    return key[:8] + "*" * 40 + key[-4:]
+
+
 @contextmanager
-def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: bool = True, answer: str = "A"):
+def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: bool | str = True, answer: str = "A"):
     """An OpenAI-compatible provider on loopback. ``GET /models`` lists ``models``; a chat call
-    answers ``status``: 401 echoes the caller's bearer token the way OpenAI's error does, 200
-    answers ``answer``. Yields (base URL, list of received request bodies)."""
+    answers ``status``: 401 echoes the caller's bearer token (``echo_key="masked"``: masked, the
+    way OpenAI's error does), 200 answers ``answer``. Yields (base URL, list of received bodies)."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -149,7 +154,8 @@ def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: 
             seen.append(body)
             token = self.headers.get("authorization", "")
             if status == 401:
-                shown = token if echo_key else "***"
+                bearer = token.removeprefix("Bearer ")
+                shown = masked(bearer) if echo_key == "masked" else token if echo_key else "***"
                 self._send(401, {"error": {"message": f"Incorrect API key provided: {shown}. You can find your key "
                                            "at your provider's dashboard.", "type": "invalid_request_error",
                                            "code": "invalid_api_key"}})

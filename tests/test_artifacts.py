@@ -99,3 +99,27 @@ def test_content_hash_is_of_content_and_inputs_not_of_when_or_where() -> None:
         update={"created_at": 0.0, "packages": {}, "environment": {"git_commit": "x"}})})
     assert a.content_hash() == b.content_hash()
     assert a.content_hash() != _results(data_hash="d2").content_hash()
+
+
+@pytest.mark.parametrize(("field", "value"), [("accuracy", 2.5), ("latency_parallel_s", -1.0), ("cost_usd", -0.5)])
+def test_a_frontier_with_out_of_range_estimates_is_refused_even_with_a_valid_checksum(tmp_path: Path, field,
+                                                                                      value) -> None:
+    """A checksum says the file is as written, not that what was written is sane."""
+    import orjson
+
+    from flowfront.artifacts import checksum
+    from flowfront.compile.artifact import Estimates, Frontier
+    from flowfront.errors import CompileError
+    from flowfront.spec import load_workflow
+    from tests.helpers import PROJECT_ROOT
+
+    wf = load_workflow(PROJECT_ROOT / "configs" / "workflows" / "model-route.yaml")
+    good = Estimates(accuracy=0.5, latency_sequential_s=1.0, latency_parallel_s=1.0, cost_usd=0.01)
+    path = Frontier.of_configurations(wf, [{"knobs": {}, "nodes": {"answer": {"model": "m"}}}], [good]).save(
+        tmp_path / "frontier.json")
+    data = orjson.loads(path.read_bytes())
+    data.pop("checksum")
+    data["candidates"][0]["estimates"][field] = value
+    path.write_bytes(orjson.dumps({**data, "checksum": checksum(data)}))
+    with pytest.raises(CompileError, match=f"invalid frontier at `candidates.0.estimates.{field}`"):
+        Frontier.load(path)

@@ -282,3 +282,19 @@ def test_featurize_refuses_an_embedder_built_for_another_config(
         featurize(["x"], FeatureConfig(variant="torch"), onnx_embedder)
     no_stats = FeatureConfig(variant="onnx", text_stats=False)
     assert featurize(["x"], no_stats, Embedder(no_stats, cache_dir)).shape == (1, EMBEDDING_DIM)
+
+
+def test_the_disk_cache_keeps_its_newest_vectors_within_its_cap(tmp_path: Path) -> None:
+    import numpy as np
+
+    from flowfront.router.caches import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "e.sqlite", namespace="ns", dim=8, max_mb=0.01)  # about 100 vectors
+    cap = cache.max_rows
+    for batch in range(20):
+        cache.put_many({f"{batch}-{i}".encode().ljust(32, b"_"): np.full(8, batch, dtype=np.float32) for i in range(20)})
+    assert cap is not None and 0 < len(cache) <= cap
+    newest = cache.get_many([f"19-{i}".encode().ljust(32, b"_") for i in range(20)])
+    assert len(newest) == 20  # the newest batch stayed; the oldest went
+    assert not cache.get_many([f"0-{i}".encode().ljust(32, b"_") for i in range(20)])
+    cache.close()

@@ -254,6 +254,19 @@ def test_schema_mismatch_or_an_edit_is_refused(saved: Path, tmp_path: Path) -> N
         load_router(folder, expect_frontier_hash=None)
 
 
+def test_estimates_out_of_range_are_refused_even_when_signed(saved: Path, tmp_path: Path) -> None:
+    folder = _copy(saved, tmp_path)
+    meta = json.loads((folder / "router.json").read_text())
+    bad = {**meta, "static": {**meta["static"], "accuracy": [2.5] * len(meta["static"]["accuracy"])}}
+    _write_signed(folder / "router.json", bad)
+    with pytest.raises(RoutingError, match=r"static.accuracy holds values outside \[0, 1\]"):
+        load_router(folder, expect_frontier_hash=None)
+    priors = {**meta["priors"], "cost_usd": [[-1.0] * len(row) for row in meta["priors"]["cost_usd"]]}
+    _write_signed(folder / "router.json", {**meta, "priors": priors})
+    with pytest.raises(RoutingError, match="priors.cost_usd"):
+        load_router(folder, expect_frontier_hash=None)
+
+
 def test_wrong_feature_width_is_a_routing_error(router: LightGBMRouter, data: dict) -> None:
     with pytest.raises(RoutingError, match="FeatureConfig"):
         router.predict(data["Xte"][:, :100])

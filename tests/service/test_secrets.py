@@ -10,11 +10,17 @@ import logging
 from pathlib import Path
 
 import httpx
+import pytest
 
 from flowfront.redact import RedactingFormatter, Redactor, install_redaction, uninstall_redaction
 from flowfront.settings import Settings
-from tests.helpers import cli_env, fake_key, fake_provider, flowfront, grep_tree, private_settings
+from tests.helpers import cli_env, fake_key, fake_provider, flowfront, grep_tree, masked, private_settings
 from tests.service.conftest import copy_workdir, live_server
+
+
+QA_MODELS = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1",
+             "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",
+             "WizardLM/WizardLM-13B-V1.2", "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat")
 
 
 def test_formatter_scrubs_exception_objects_passed_as_arguments() -> None:
@@ -46,17 +52,18 @@ def test_install_wraps_every_handler_and_can_be_undone() -> None:
         logger.removeHandler(handler)
 
 
-def test_cli_never_prints_or_stores_the_key(imported_settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("echo", [True, "masked"])
+def test_cli_never_prints_or_stores_the_key(imported_settings: Settings, tmp_path: Path, echo) -> None:
     key = fake_key()
     settings = private_settings(imported_settings, tmp_path / "work")
-    with fake_provider(models=("gpt-4-1106-preview",)) as (base, seen):
+    with fake_provider(models=QA_MODELS, echo_key=echo) as (base, seen):
         env = cli_env(FLOWFRONT_PROVIDER_API_KEY=key, OPENAI_API_KEY=key, FLOWFRONT_MAX_RETRIES="0")
         done = flowfront("exec", "qa-cascade", "--backend", "litellm", "--api-base", base, "--limit", "2",
                          "--workdir", str(settings.workdir), "--data-dir", str(settings.data_dir), env=env)
     assert seen, "the fake provider was never called"
     assert done.returncode != 0 and "AuthenticationError" in done.stderr
-    assert key not in done.stdout + done.stderr
-    assert "[redacted]" in done.stderr
+    assert key not in done.stdout + done.stderr and masked(key) not in done.stdout + done.stderr
+    assert key[-4:] not in done.stderr and "[redacted]" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert grep_tree(settings.workdir, key) == []
 
@@ -79,10 +86,7 @@ def test_service_log_traces_metrics_and_responses_hold_no_key(trained: Settings,
                                                                tmp_path: Path) -> None:
     key = fake_key()
     work = copy_workdir(trained, tmp_path / "work")
-    models = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1",
-              "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",
-              "WizardLM/WizardLM-13B-V1.2", "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat")
-    with fake_provider(models=models) as (base, seen), \
+    with fake_provider(models=QA_MODELS, echo_key="masked") as (base, seen), \
             live_server(work, workflows_dir, tmp_path, backend="litellm", api_base=base, provider_api_key=key,
                         max_retries="0", log_level="debug") as server:
         bodies = []
@@ -94,8 +98,8 @@ def test_service_log_traces_metrics_and_responses_hold_no_key(trained: Settings,
                           json={"model": "qa-cascade", "messages": [{"role": "user", "content": "Pick A or B."}]})
         bodies += [chat.text, httpx.get(f"{server.base}/metrics").text, httpx.get(f"{server.base}/readyz").text]
     assert seen, "the fake provider was never called"
-    assert all(key not in b for b in bodies)
+    assert all(key not in b and masked(key) not in b and key[-4:] not in b for b in bodies)
     log = server.output()
     assert "Incorrect API key" in log or "AuthenticationError" in log, log[-2000:]
-    assert key not in log
+    assert key not in log and masked(key) not in log and key[-4:] not in log
     assert grep_tree(work.workdir, key) == []

@@ -58,10 +58,13 @@ class ServiceMiddleware:
         seen = 0
         limit = self.max_body_bytes
         started: float | None = None
+        body_done = False
         loop = asyncio.get_running_loop()
 
         async def limited_receive() -> Message:
-            nonlocal seen, started
+            nonlocal seen, started, body_done
+            if body_done:  # the body is in; later reads wait for the client's disconnect (streaming)
+                return await receive()
             now = loop.time()
             started = now if started is None else started
             # The whole body within body_timeout_s of the first read, and never slower than the
@@ -78,6 +81,7 @@ class ServiceMiddleware:
                                     f"{self.body_min_bytes_per_s:g}+ bytes/s)",
                                     headers={"connection": "close"}) from None  # the rest of it is not wanted
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if seen > limit:  # a chunked body with no (or a false) Content-Length
                     raise HTTPException(413, f"request body exceeds {limit:,} bytes ({_TOO_LARGE_HINT})")

@@ -59,19 +59,24 @@ def profile_job(
 def compile_frontier(
     bench: Benchmark, profiles: Profiles, *, objective: str = "latency", execution: Execution = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
-    knobs: dict[str, list[Any]] | None = None, seed: int = 0, near_front: float = 0.0, max_candidates: int = 24,
+    knobs: dict[str, list[Any]] | None = None, seed: int = 0, near_front: float | None = None,
+    max_candidates: int | None = None,
 ) -> tuple[Frontier, Any]:
     """Search the design space on the proxy and return a new :class:`Frontier` (and the search's
     sample of evaluated points, for plots). Pure: reads nothing from disk, leaves ``profiles`` as
     they are. ``near_front`` > 0 adds configurations within that much accuracy of the front at
     their most favourable trade-off (``compile.search.near_front``), fewest regret first, while
-    the frontier has fewer than ``max_candidates``; 0 keeps the strict Pareto front.
+    the frontier has fewer than ``max_candidates``; 0 keeps the strict Pareto front. Both default
+    to ``compile.search.NEAR_FRONT`` / ``MAX_CANDIDATES``: the one default every entry point uses.
 
     >>> # frontier, _ = compile_frontier(load_benchmark("qa-cascade"), profiles, near_front=0.2)
     """
     from flowfront.compile.proxy import Proxy
+    from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT, search
     from flowfront.compile.search import near_front as widen
-    from flowfront.compile.search import search
+
+    near_front = NEAR_FRONT if near_front is None else near_front
+    max_candidates = MAX_CANDIDATES if max_candidates is None else max_candidates
 
     if near_front < 0 or max_candidates < 1:
         raise CompileError(f"near_front={near_front} and max_candidates={max_candidates} are out of range",
@@ -135,7 +140,7 @@ def compile_job(
     settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: Execution = "parallel",
     mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
     knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
-    near_front: float = 0.0, max_candidates: int = 24,
+    near_front: float | None = None, max_candidates: int | None = None,
 ) -> tuple[Path, Frontier]:
     """Load the profiles, compile (:func:`compile_frontier`), write ``<out_name>.json`` + ``.png``."""
     from flowfront.compile.plots import plot_frontier

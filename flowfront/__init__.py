@@ -85,10 +85,8 @@ def compile_frontier(benchmark: Benchmark | str, profiles: Profiles, settings: S
     routing exactly as ``flowfront run`` and ``flowfront compile`` do.
     """
     from flowfront.compile import jobs
-    from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT
 
     bench = load_benchmark(benchmark, settings) if isinstance(benchmark, str) else benchmark
-    options = {"near_front": NEAR_FRONT, "max_candidates": MAX_CANDIDATES, **options}
     frontier, _ = jobs.compile_frontier(bench, profiles, **options)
     return frontier
 

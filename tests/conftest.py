@@ -65,3 +65,18 @@ def pg_cluster():
         pytest.skip(why)
     with PostgresCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def compiled_settings(imported_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """qa-cascade, code-budget and model-route profiled and compiled (the default frontier) once per
+    session, in a workdir of their own. Read-only: a test that writes artifacts works on a copy
+    (``tests.helpers.writable_copy``)."""
+    from flowfront.compile.jobs import compile_job, profile_job
+    from tests.helpers import private_settings
+
+    settings = private_settings(imported_settings, tmp_path_factory.mktemp("compiled"))
+    for name in ("qa-cascade", "code-budget", "model-route"):
+        profile_job(settings, name, progress=False)
+        compile_job(settings, name, mode="correlated")
+    return settings

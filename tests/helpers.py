@@ -103,14 +103,19 @@ def live_trace_rows(store: Path, columns: str) -> list[tuple]:
         return conn.execute(f"SELECT {columns} FROM traces WHERE source='live'").fetchall()
 
 
-def compiled_code_budget(settings: Settings, work: Path) -> Settings:
-    """A private workdir where ``code-budget`` (the smallest benchmark) is profiled and compiled."""
-    from flowfront.compile.jobs import compile_job, profile_job
+def writable_copy(settings: Settings, work: Path, *benchmarks: str) -> Settings:
+    """``settings`` with a workdir of its own: a copy of the store and of the named benchmarks'
+    artifacts (outcome caches and embeddings included, so nothing is rebuilt), free to change."""
+    import shutil
 
-    settings = private_settings(settings, work)
-    profile_job(settings, "code-budget", progress=False)
-    compile_job(settings, "code-budget", mode="correlated")
-    return settings
+    copied = private_settings(settings, work)
+    for name in benchmarks:
+        if (settings.workdir / name).is_dir():
+            shutil.copytree(settings.workdir / name, work / name)
+    if settings.workspace.embeddings.is_dir():
+        shutil.copytree(settings.workspace.embeddings, work / "embeddings",
+                        ignore=shutil.ignore_patterns("*.sqlite-wal", "*.sqlite-shm", "embeddings.sqlite"))
+    return copied
 
 
 def fake_key() -> str:

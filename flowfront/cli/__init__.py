@@ -225,10 +225,12 @@ def compile_(
     models: Annotated[str | None, typer.Option(help="comma-separated models to keep")] = None,
     max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
     knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,
-    near_front: Annotated[float, typer.Option(min=0.0, help="also keep configurations within this much accuracy "
-                                              "of the front at their best trade-off (for routing); 0 keeps the strict "
-                                              "Pareto front (written beside the default one)")] = 0.2,
-    max_candidates: Annotated[int, typer.Option(min=1, help="cap on candidates when --near-front widens")] = 24,
+    near_front: Annotated[float | None, typer.Option(min=0.0, help="also keep configurations within this much "
+                                                     "accuracy of the front at their best trade-off (for routing; "
+                                                     "default 0.2); 0 keeps the strict Pareto front (written beside "
+                                                     "the default one)")] = None,
+    max_candidates: Annotated[int | None, typer.Option(min=1, help="cap on candidates when --near-front widens "
+                                                       "(default 24)")] = None,
     name: Annotated[str | None, typer.Option(help="artifact name (default: `frontier` for the default search, "
                                              "`frontier-<hash>` for any other, so it never replaces the default)")] = None,
     data_dir: DataDir = None,

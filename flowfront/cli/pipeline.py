@@ -70,7 +70,6 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
                   stages: _Stages | None = None) -> dict:
     """Every stage of the chain on one benchmark; returns its summary row (eval results included)."""
     from flowfront.compile.jobs import compile_job, profile_job
-    from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT
     from flowfront.compile.validate import validate_job
     from flowfront.eval.jobs import eval_job
     from flowfront.router.train import train_job
@@ -82,8 +81,7 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
     objective = _objective(settings, bench)
     if objective != "latency":
         console.print(f"  objective: {objective} ({'accuracy x latency x cost' if objective == 'both' else 'the data records no latency and its models have no cards: cost only, latency unavailable'})")
-    _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated", objective=objective,
-                             near_front=NEAR_FRONT, max_candidates=MAX_CANDIDATES)
+    _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated", objective=objective)
     _, validation = stages.run("validate", validate_job, settings, bench)
     _warn_on_weak_proxy(console, bench.name, validation)
     row = {

@@ -50,7 +50,7 @@ def test_restricting_to_any_single_model_leaves_a_frontier(profiled, model) -> N
 
 
 def test_frontier_artifact_and_plot(profiled) -> None:
-    path, frontier = compile_job(profiled, "qa-cascade", objective="both", mode="correlated")
+    path, frontier = compile_job(profiled, "qa-cascade", objective="both", mode="correlated", near_front=0.0)
     loaded = Frontier.load(path)
     assert loaded.candidates == frontier.candidates and loaded.objective == "both"
     assert path.with_suffix(".png").stat().st_size > 10_000

@@ -7,22 +7,17 @@ import itertools
 
 import pytest
 
-from flowfront.compile.jobs import compile_job, profile_job
-from tests.helpers import private_settings
-
-
-@pytest.fixture(scope="module")
-def profiled(imported_settings, tmp_path_factory):
-    settings = private_settings(imported_settings, tmp_path_factory.mktemp("twins"))
-    for name in ("qa-cascade", "model-route", "code-budget"):
-        profile_job(settings, name, progress=False)
-    return settings
+from flowfront.benchmarks import load_benchmark
+from flowfront.compile.artifact import Profiles
+from flowfront.compile.jobs import compile_frontier
 
 
 @pytest.mark.parametrize("name", ["qa-cascade", "model-route", "code-budget"])
 @pytest.mark.parametrize("near_front", [0.0, 0.2])
-def test_no_candidate_is_a_dearer_twin(profiled, name: str, near_front: float) -> None:
-    _, frontier = compile_job(profiled, name, near_front=near_front, out_name=f"twins-{near_front}")
+def test_no_candidate_is_a_dearer_twin(compiled_settings, name: str, near_front: float) -> None:
+    bench = load_benchmark(name, compiled_settings.configs_dir)
+    profiles = Profiles.load(compiled_settings.workspace.benchmark(name).profiles)
+    frontier, _ = compile_frontier(bench, profiles, mode="correlated", near_front=near_front)
     est = [c.estimates for c in frontier.candidates]
     for a, b in itertools.permutations(est, 2):
         same = (a.accuracy, a.latency_sequential_s, a.latency_parallel_s) == (b.accuracy, b.latency_sequential_s,

@@ -14,12 +14,12 @@ from flowfront.eval.jobs import eval_job, evaluate
 from flowfront.eval.report import write_report
 from flowfront.router.baselines import RandomRouter, StaticRouter
 from flowfront.router.train import load_data
-from tests.helpers import compiled_code_budget
+from tests.helpers import writable_copy
 
 
 @pytest.fixture(scope="module")
-def compiled(imported_settings, tmp_path_factory):
-    return compiled_code_budget(imported_settings, tmp_path_factory.mktemp("eval"))
+def compiled(compiled_settings, tmp_path_factory):
+    return writable_copy(compiled_settings, tmp_path_factory.mktemp("eval"), "code-budget")
 
 
 @pytest.fixture(scope="module")

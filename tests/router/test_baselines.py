@@ -164,19 +164,16 @@ def test_maas_ranges_over_one_candidate_per_structure(data: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+def real(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A subsample of the real matrices (embedding is the slow part on 2 cores)."""
     from flowfront.benchmarks import load_benchmark
-    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.compile.artifact import Frontier
     from flowfront.router.features import Embedder, FeatureConfig, featurize
     from flowfront.router.outcomes import build_outcomes
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
-    from flowfront.settings import Settings
-    from tests.conftest import CONFIGS, DATA_DIR
 
-    settings = Settings(data_dir=DATA_DIR, workdir=tmp_path_factory.mktemp("real"), configs_dir=CONFIGS)
-    profile_job(settings, "qa-cascade", progress=False)
-    _, frontier = compile_job(settings, "qa-cascade", mode="correlated")
+    settings = compiled_settings
+    frontier = Frontier.load(settings.workspace.benchmark("qa-cascade").frontier())
     bench = load_benchmark("qa-cascade", settings.configs_dir)
     configs, ids = [c.config for c in frontier.candidates], [c.id for c in frontier.candidates]
     mats = []

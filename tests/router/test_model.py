@@ -27,19 +27,18 @@ from flowfront.router.select import Preference, Scale, select
 
 ROOT = Path(__file__).parents[2]
 FAST = dict(n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)
-FEATURES = FeatureConfig(variant="torch", max_seq_length=32)
+FEATURES = FeatureConfig()  # the static token vectors that ship: no torch
 
 
 @pytest.fixture(scope="module")
-def data(shared_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def data(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from flowfront.benchmarks import load_benchmark
-    from flowfront.compile.jobs import compile_job, profile_job
+    from flowfront.compile.artifact import Frontier
     from flowfront.router.outcomes import build_outcomes
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
 
-    settings = shared_settings
-    profile_job(settings, "qa-cascade", progress=False)
-    _, frontier = compile_job(settings, "qa-cascade", mode="correlated")
+    settings = compiled_settings
+    frontier = Frontier.load(settings.workspace.benchmark("qa-cascade").frontier())
     bench = load_benchmark("qa-cascade", settings.configs_dir)
     out, tasks = {}, {}
     with open_store(settings) as store:

@@ -10,12 +10,12 @@ import pytest
 from flowfront.errors import CompileError, RoutingError
 from flowfront.router.artifact import load_router
 from flowfront.router.train import load_data, train_job
-from tests.helpers import compiled_code_budget, flowfront
+from tests.helpers import flowfront, writable_copy
 
 
 @pytest.fixture(scope="module")
-def compiled(imported_settings, tmp_path_factory):
-    return compiled_code_budget(imported_settings, tmp_path_factory.mktemp("train"))
+def compiled(compiled_settings, tmp_path_factory):
+    return writable_copy(compiled_settings, tmp_path_factory.mktemp("train"), "code-budget")
 
 
 def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:

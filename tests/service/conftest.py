@@ -65,19 +65,17 @@ def _reuse(work: Path, base: Settings) -> Settings | None:
 
 
 @pytest.fixture(scope="session")
-def trained(imported_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings whose private workdir holds qa-cascade's frontier and router (built once)."""
+def trained(compiled_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings whose private workdir holds qa-cascade's frontier (the session's compile, copied)
+    and a router trained on it (built once)."""
     work = tmp_path_factory.mktemp("service-work")
-    reused = _reuse(work, imported_settings)
+    reused = _reuse(work, compiled_settings)
     if reused is not None:
         return reused
-    from flowfront.compile.jobs import compile_job, profile_job
     from flowfront.router.train import train_job
+    from tests.helpers import writable_copy
 
-    copy_store(imported_settings, work)
-    settings = imported_settings.model_copy(update={"workdir": work})
-    profile_job(settings, BENCH, progress=False)
-    compile_job(settings, BENCH, mode="correlated")
+    settings = writable_copy(compiled_settings, work, BENCH)
     train_job(settings, BENCH, "frontier")
     return settings
 

@@ -17,7 +17,6 @@ from flowfront.settings import Settings
 from tests.helpers import cli_env, fake_key, fake_provider, flowfront, grep_tree, masked, private_settings
 from tests.service.conftest import copy_workdir, live_server
 
-
 QA_MODELS = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1",
              "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",
              "WizardLM/WizardLM-13B-V1.2", "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat")

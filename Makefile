@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test bench lint clean venv live live-deps record
+.PHONY: run test test-fast bench lint clean venv live live-deps record
 
 venv: $(STAMP)
 
@@ -28,7 +28,12 @@ run: $(STAMP)
 # cached wheel (built once, ~5 min on 2 cores; FLOWFRONT_SKIP_LIVE=1 skips it and the test says why).
 test: $(STAMP)
 	test -n "$${FLOWFRONT_SKIP_LIVE:-}" || bash scripts/live-deps.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+
+# The edit loop: everything that starts no subprocess, server or wheel build (tests marked `slow`
+# are left out, and starting a process there is an error).
+test-fast: $(STAMP)
+	FLOWFRONT_TEST_TIER=fast $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -69,14 +69,49 @@ def pg_cluster():
 
 @pytest.fixture(scope="session")
 def compiled_settings(imported_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """qa-cascade, code-budget and model-route profiled and compiled (the default frontier) once per
-    session, in a workdir of their own. Read-only: a test that writes artifacts works on a copy
+    """qa-cascade and code-budget profiled and compiled (the default frontier) once per session, in
+    a workdir of their own. Read-only: a test that writes artifacts works on a copy
     (``tests.helpers.writable_copy``)."""
     from flowfront.compile.jobs import compile_job, profile_job
     from tests.helpers import private_settings
 
     settings = private_settings(imported_settings, tmp_path_factory.mktemp("compiled"))
-    for name in ("qa-cascade", "code-budget", "model-route"):
+    for name in ("qa-cascade", "code-budget"):
         profile_job(settings, name, progress=False)
         compile_job(settings, name, mode="correlated")
     return settings
+
+
+FAST_TIER = os.environ.get("FLOWFRONT_TEST_TIER") == "fast"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``make test-fast`` (FLOWFRONT_TEST_TIER=fast) runs what starts no subprocess, server or wheel
+    build: tests marked ``slow`` are deselected there."""
+    if not FAST_TIER:
+        return
+    kept = [item for item in items if item.get_closest_marker("slow") is None]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_tier_starts_nothing():
+    """In the fast tier, starting a process or a listening server is an error: the tier's promise
+    is kept by the tests, not by hope (a test that needs one is marked ``slow``)."""
+    if not FAST_TIER:
+        yield
+        return
+    import socketserver
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the fast tier starts no subprocess or server: mark this test @pytest.mark.slow")
+
+    saved = subprocess.Popen.__init__, socketserver.TCPServer.server_bind
+    subprocess.Popen.__init__ = refuse
+    socketserver.TCPServer.server_bind = refuse
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__, socketserver.TCPServer.server_bind = saved

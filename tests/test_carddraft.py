@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from flowfront.backends.base import CallRequest
@@ -38,6 +39,7 @@ def _table(path: Path, *, columns: tuple[str, ...]) -> Path:
     return path
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_drafts_fit_prices_and_latency_from_a_full_table(tmp_path: Path) -> None:
     table = _table(tmp_path / "t.csv", columns=("prompt_tokens", "completion_tokens", "cost_usd", "latency_s"))
     done = flowfront("models", "init", str(table), "--out", str(tmp_path / "cards"))
@@ -50,6 +52,7 @@ def test_drafts_fit_prices_and_latency_from_a_full_table(tmp_path: Path) -> None
                            rtol=1e-3)
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_a_table_without_costs_or_latency_gives_cards_that_invent_nothing(tmp_path: Path) -> None:
     table = _table(tmp_path / "t.csv", columns=())
     done = flowfront("models", "init", str(table), "--out", str(tmp_path / "cards"))
@@ -85,6 +88,7 @@ def test_own_cards_overlay_the_built_in_ones(tmp_path: Path) -> None:
         settings.configs_dir / "models").keys()
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_init_on_a_missing_table_is_one_line(tmp_path: Path) -> None:
     done = flowfront("models", "init", str(tmp_path / "nope.csv"), env=cli_env())
     assert done.returncode != 0 and "does not exist" in done.stderr and "Traceback" not in done.stderr

@@ -9,6 +9,9 @@ import pytest
 
 from tests.helpers import cli_env, flowfront
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def assert_clean_error(proc, *needles: str) -> None:
     assert proc.returncode != 0

@@ -21,6 +21,9 @@ from flowfront.space import resolve
 from flowfront.store import Trace, call_key, connect, prompt_key
 from tests.helpers import cli_env, flowfront, replay_server
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 N = 4
 WRONG_FIRST = 1  # index of the question whose first solution is wrong
 

@@ -14,6 +14,9 @@ from flowfront.errors import BackendError
 from flowfront.runtime import load_cards
 from tests.helpers import replay_server
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def test_retryable_errors_are_retried_then_reported(imported_settings) -> None:
     settings = imported_settings.model_copy(update={"max_retries": 2})

@@ -74,6 +74,7 @@ def test_a_local_model_without_a_running_server(tmp_path: Path) -> None:
     assert "flowfront models serve" in str(err.value)
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_an_alias_the_server_does_not_serve(tmp_path: Path) -> None:
     with fake_provider(models=("other-model",), status=404) as (base, _):
         backend = LiteLLMBackend({}, Settings(workdir=tmp_path, max_retries=0), api_base=base, models=["wanted"])
@@ -83,6 +84,7 @@ def test_an_alias_the_server_does_not_serve(tmp_path: Path) -> None:
 
 
 @TRANSPORTS
+@pytest.mark.slow  # starts a subprocess or a server
 def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path, transport: str) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -10,6 +10,9 @@ import pytest
 
 from tests.helpers import flowfront
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 MODELS = ["small-a", "small-b", "large-c"]
 
 

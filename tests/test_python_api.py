@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import PROJECT_ROOT, private_settings
+
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 
 def test_the_python_api_page_runs(imported_settings, tmp_path: Path, capsys) -> None:

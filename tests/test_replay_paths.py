@@ -51,6 +51,7 @@ def test_litellm_custom_provider_path_is_identical(imported, shared_settings, na
         assert any(c.truncated for r in direct.results for c in r.calls)
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_replay_serve_over_http_matches_in_process(imported, shared_settings) -> None:
     bench, queries = imported["code-budget"]
     cards = load_cards(shared_settings)

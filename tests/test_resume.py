@@ -11,9 +11,13 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from flowfront.store import call_key
 from tests.helpers import PROJECT_ROOT, cli_env, live_trace_rows, replay_server
+
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 
 def live_keys(store: Path) -> set[str]:

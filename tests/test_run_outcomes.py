@@ -11,6 +11,9 @@ import pytest
 
 from tests.helpers import flowfront
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 TOPICS = {
     "arithmetic": "What is {a} plus {b}, multiplied by {c}?",
     "geography": "Which river flows through the capital of country number {a} on list {b}?",

@@ -9,7 +9,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import PROJECT_ROOT
+
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 
 def test_processes_opening_a_new_file_together_all_get_wal(tmp_path: Path) -> None:

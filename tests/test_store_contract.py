@@ -15,7 +15,7 @@ from flowfront.store.testing import v1_rows
 _names = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # a cluster: slow tier
 def engine(request: pytest.FixtureRequest) -> str:
     return request.param
 

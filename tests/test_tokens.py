@@ -99,6 +99,7 @@ def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_works_offline_without_importing_litellm_even_with_a_useless_user_cache(tmp_path):
     code = (
         "import sys\n"

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import PROJECT_ROOT
+
+# the slow tier: mypy over the kernel takes ~20 s (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 
 def kernel_files() -> list[str]:

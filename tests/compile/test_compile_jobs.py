@@ -69,6 +69,7 @@ def test_filters_that_leave_nothing_and_unknown_models(profiled) -> None:
         compile_job(profiled, "qa-cascade", max_budget=10)  # every budget here is unlimited
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_corrupt_or_empty_profiles_are_clear_errors(profiled, tmp_path: Path) -> None:
     work = tmp_path / "w"
     (work / "qa-cascade").mkdir(parents=True)
@@ -96,6 +97,7 @@ def test_validate_reports_rank_correlation_recall_and_hypervolume(profiled) -> N
     assert path.with_suffix(".png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_cli_compile_writes_the_default_frontier_and_filtered_ones_beside_it(profiled, tmp_path) -> None:
     work = tmp_path / "cli"
     shutil.copytree(profiled.workdir, work, ignore=shutil.ignore_patterns("frontier*"))

@@ -12,11 +12,24 @@ from flowfront.compile.artifact import Profiles
 from flowfront.compile.jobs import compile_frontier
 
 
-@pytest.mark.parametrize("name", ["qa-cascade", "model-route", "code-budget"])
+@pytest.fixture(scope="module")
+def profiled(compiled_settings, tmp_path_factory):
+    """The session's qa-cascade and code-budget profiles, and model-route profiled here (only these
+    tests need it, so it is not built for every fast run)."""
+    from flowfront.compile.jobs import profile_job
+    from tests.helpers import writable_copy
+
+    settings = writable_copy(compiled_settings, tmp_path_factory.mktemp("twins"), "qa-cascade", "code-budget")
+    profile_job(settings, "model-route", progress=False)
+    return settings
+
+
+@pytest.mark.parametrize("name", ["qa-cascade", pytest.param("model-route", marks=pytest.mark.slow), "code-budget"])
 @pytest.mark.parametrize("near_front", [0.0, 0.2])
-def test_no_candidate_is_a_dearer_twin(compiled_settings, name: str, near_front: float) -> None:
-    bench = load_benchmark(name, compiled_settings.configs_dir)
-    profiles = Profiles.load(compiled_settings.workspace.benchmark(name).profiles)
+def test_no_candidate_is_a_dearer_twin(request, name: str, near_front: float) -> None:
+    settings = request.getfixturevalue("profiled" if name == "model-route" else "compiled_settings")
+    bench = load_benchmark(name, settings.configs_dir)
+    profiles = Profiles.load(settings.workspace.benchmark(name).profiles)
     frontier, _ = compile_frontier(bench, profiles, mode="correlated", near_front=near_front)
     est = [c.estimates for c in frontier.candidates]
     for a, b in itertools.permutations(est, 2):

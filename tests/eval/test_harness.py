@@ -109,6 +109,7 @@ def test_execution_budgets_and_bad_arguments(compiled) -> None:
         evaluate(compiled, "code-budget", strategies=["psychic"], progress=False)
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_eval_job_and_report_say_where_the_router_loses(compiled, tmp_path: Path) -> None:
     # A "frontier router" that ignores the query and the preference: it must be reported as losing.
     weak = Strategy("frontier", lambda seed, execution: RandomRouter(seed=seed, execution=execution), seeded=True)

@@ -177,6 +177,7 @@ def test_disk_cache_survives_a_new_embedder(cache_dir: Path, tmp_path: Path) -> 
     assert third.model_calls == 1
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_disk_cache_is_safe_under_concurrent_writers(tmp_path: Path) -> None:
     db = tmp_path / "embeddings.sqlite"
     writer = textwrap.dedent(

@@ -356,6 +356,7 @@ def test_group_prior_carries_the_signal_and_many_candidates_force_conditioned() 
     assert (Y_test.correct[np.arange(200), pick]).mean() > 0.8  # static could only reach ~0.5
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_loading_does_not_import_torch(saved: Path) -> None:
     code = (f"import sys; from router.artifact import load_router; load_router({str(saved)!r}, "
             "expect_frontier_hash=None); print('torch' in sys.modules)")

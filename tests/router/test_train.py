@@ -35,6 +35,7 @@ def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
         load_router(path, expect_frontier_hash="0" * 16)
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_train_errors(compiled, tmp_path: Path) -> None:
     with pytest.raises(RoutingError, match="unknown strategy"):
         train_job(compiled, "code-budget", "psychic")

@@ -224,6 +224,7 @@ def test_metrics_count_requests_and_decisions(client, test_queries) -> None:
     assert 'flowfront_router_lookups_total{result="memo"}' in text
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_replay_serving_never_imports_litellm_or_torch(trained, workflows_dir, test_queries) -> None:
     """Start-up and a routed request on replay stay off litellm (~4 s import) and torch."""
     import subprocess

@@ -97,6 +97,7 @@ def _probe(base: str, query: str) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_sigterm_drains_and_every_answered_request_has_its_calls_in_the_store(drained) -> None:
     # uvicorn re-raises the signal after its graceful shutdown, so the exit status is SIGTERM's.
     assert drained["code"] in (0, -signal.SIGTERM), drained["log"][-3000:]
@@ -116,6 +117,7 @@ def test_sigterm_drains_and_every_answered_request_has_its_calls_in_the_store(dr
         assert (logged.status, logged.candidate, logged.answer) == (200, body["candidate"]["id"], body["answer"])
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_provider_and_service_keys_never_leave_the_process(drained) -> None:
     secrets = [*SECRETS.values(), SERVICE_KEY]
     texts = {"responses": "\n".join(drained["seen"]), "log": drained["log"]}
@@ -192,6 +194,7 @@ def test_one_bad_frontier_degrades_only_its_workflow(trained, workflows_dir, tes
         assert "checksum mismatch" in status
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_kill_9_under_load_leaves_every_answered_request_with_its_trace(trained, workflows_dir, test_queries,
                                                                          tmp_path) -> None:
     """Group commit: a response is sent only after its trace is on disk, so SIGKILL loses none."""

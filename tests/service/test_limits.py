@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.service.conftest import live_server
+
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 N_EACH = 100  # idle + slow-header + slow-body = 300 connections
 

@@ -12,6 +12,9 @@ from flowfront.router.select import Preference
 from tests.service.conftest import BENCH, live_server
 from tests.service.test_api import expected_candidate
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(trained, workflows_dir, tmp_path_factory):

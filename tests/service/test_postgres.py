@@ -19,6 +19,9 @@ from flowfront.store import connect
 from flowfront.store.pgtemp import PostgresCluster
 from tests.helpers import PROJECT_ROOT, cli_env, flowfront, free_port
 
+# the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
+
 RUN = "/v1/workflows/qa-cascade/run"
 
 

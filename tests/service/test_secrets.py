@@ -51,6 +51,7 @@ def test_install_wraps_every_handler_and_can_be_undone() -> None:
         logger.removeHandler(handler)
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 @pytest.mark.parametrize("echo", [True, "masked"])
 def test_cli_never_prints_or_stores_the_key(imported_settings: Settings, tmp_path: Path, echo) -> None:
     key = fake_key()
@@ -67,6 +68,7 @@ def test_cli_never_prints_or_stores_the_key(imported_settings: Settings, tmp_pat
     assert grep_tree(settings.workdir, key) == []
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_a_query_carrying_a_key_is_stored_scrubbed(settings: Settings) -> None:
     from flowfront.store import Trace, connect
 
@@ -81,6 +83,7 @@ def test_a_query_carrying_a_key_is_stored_scrubbed(settings: Settings) -> None:
     assert grep_tree(settings.workdir, key) == []
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_service_log_traces_metrics_and_responses_hold_no_key(trained: Settings, workflows_dir: Path,
                                                                tmp_path: Path) -> None:
     key = fake_key()

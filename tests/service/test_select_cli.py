@@ -11,6 +11,7 @@ from tests.helpers import flowfront
 
 @pytest.mark.parametrize("pref", [{"max_latency_s": 0.5, "on_infeasible": "nearest"}, {"lambda": 0.3},
                                   {"lambda": 0.0}, {"lambda": 2.0, "objective": "cost"}])
+@pytest.mark.slow  # starts a subprocess or a server
 def test_select_cli_matches_the_service(trained, client, test_queries, pref) -> None:
     args = ["select", "qa-cascade", "--json", "--workdir", str(trained.workdir)]
     flags = {"max_latency_s": "--max-latency-s", "lambda": "--lambda", "objective": "--objective",
@@ -32,6 +33,7 @@ def test_models_lists_the_served_workflows(client) -> None:
     assert {m["id"] for m in body["data"]} == {"qa-cascade", "code-budget"}
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_frontier_cli_prints_every_candidate(trained) -> None:
     done = flowfront("frontier", "qa-cascade", "--json", "--workdir", str(trained.workdir))
     assert done.returncode == 0, done.stderr
@@ -40,6 +42,7 @@ def test_frontier_cli_prints_every_candidate(trained) -> None:
     assert [c["id"] for c in out["candidates"]] == [c["id"] for c in frontier["candidates"]]
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_queries) -> None:
     from flowfront.router.select import Preference
     from tests.service.test_api import expected_candidate
@@ -51,6 +54,7 @@ def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_
     assert out["pick"] == expected_candidate(router, test_queries[3], Preference(lambda_=0.2, on_infeasible="nearest"))
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_route_cli_takes_a_task_hint_and_says_when_it_cannot_use_it(trained, router, test_queries) -> None:
     from flowfront.router.select import Preference
     from tests.service.test_api import expected_candidate

@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from flowfront.store import connect
 from flowfront.store.testing import decision, trace
 from tests.helpers import flowfront
@@ -24,8 +26,8 @@ def test_a_flood_of_rejected_queries_stays_under_the_cap(trained, workflows_dir,
     work = copy_workdir(trained, tmp_path / "work")
     store = tmp_path / "served.sqlite"
     filler = "x" * 3000  # a long question: a rejected one is kept only as a prefix
-    with make_client(work, workflows_dir, TRACE_STORE=str(store), TRACE_MAX_MB="0.5", TRACE_PRUNE_INTERVAL_S="0.2") as c:
-        for i in range(4000):
+    with make_client(work, workflows_dir, TRACE_STORE=str(store), TRACE_MAX_MB="0.25", TRACE_PRUNE_INTERVAL_S="0.2") as c:
+        for i in range(2000):
             r = c.post(RUN, json={"query": f"unrecorded question {i} {filler}", "strategy": "static"})
             assert r.status_code == 422, r.text  # no recorded answer for it
         time.sleep(0.5)  # one more retention pass after the last request
@@ -33,10 +35,11 @@ def test_a_flood_of_rejected_queries_stays_under_the_cap(trained, workflows_dir,
         decisions, calls = served.decisions(), served.served_calls()
     assert calls == [] and decisions  # a miss leaves its decision, no call rows
     assert all(d.status == 422 and len(d.query) < 600 and d.candidate is None for d in decisions)
-    assert decisions[-1].query.startswith("unrecorded question 3999")  # the newest stay, the oldest went
-    assert _store_bytes(store) <= 0.75e6, f"{_store_bytes(store):,} bytes for a 0.5 MB cap"
+    assert decisions[-1].query.startswith("unrecorded question 1999") and len(decisions) < 2000  # the oldest went
+    assert _store_bytes(store) <= 0.4e6, f"{_store_bytes(store):,} bytes for a 0.25 MB cap"
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_traces_prune_cli_shrinks_the_file(tmp_path) -> None:
     path = tmp_path / "served.sqlite"
     with connect(path) as ts:
@@ -53,6 +56,7 @@ def test_traces_prune_cli_shrinks_the_file(tmp_path) -> None:
     assert flowfront("traces", "prune", "--trace-store", str(path)).returncode == 2  # nothing to prune by: one line
 
 
+@pytest.mark.slow  # starts a subprocess or a server
 def test_traces_prune_cli_prunes_one_source_of_recorded_traces(tmp_path) -> None:
     path = tmp_path / "traces.sqlite"
     with connect(path) as ts:

@@ -303,7 +303,7 @@ def train(
     path, m = train_job(make_settings(data_dir, workdir, store=store), benchmark, strategy, seed=seed)
     typer.echo(
         f"{benchmark} [{strategy}]: {m['train_queries']} train queries x {m['candidates']} candidates, "
-        f"fit in {m['fit_seconds']:.1f}s ({m['total_seconds']:.1f}s with outcomes and embeddings); held-out-fold expected utility {m['heldout_fold_expected_utility']:.4f}"
+        f"fit in {m['fit_seconds']:.1f}s ({m['total_seconds']:.1f}s with outcomes and embeddings); held-out expected utility {m['heldout_fold_expected_utility']:.4f} ({m['heldout']})"
         + (_design_line(m) if "design" in m else "") + (f"\nwrote {path}" if path else "")
     )
 

@@ -26,8 +26,8 @@ def test_a_flood_of_rejected_queries_stays_under_the_cap(trained, workflows_dir,
     work = copy_workdir(trained, tmp_path / "work")
     store = tmp_path / "served.sqlite"
     filler = "x" * 3000  # a long question: a rejected one is kept only as a prefix
-    with make_client(work, workflows_dir, TRACE_STORE=str(store), TRACE_MAX_MB="0.25", TRACE_PRUNE_INTERVAL_S="0.2") as c:
-        for i in range(2000):
+    with make_client(work, workflows_dir, TRACE_STORE=str(store), TRACE_MAX_MB="0.15", TRACE_PRUNE_INTERVAL_S="0.2") as c:
+        for i in range(1200):
             r = c.post(RUN, json={"query": f"unrecorded question {i} {filler}", "strategy": "static"})
             assert r.status_code == 422, r.text  # no recorded answer for it
         time.sleep(0.5)  # one more retention pass after the last request
@@ -35,8 +35,8 @@ def test_a_flood_of_rejected_queries_stays_under_the_cap(trained, workflows_dir,
         decisions, calls = served.decisions(), served.served_calls()
     assert calls == [] and decisions  # a miss leaves its decision, no call rows
     assert all(d.status == 422 and len(d.query) < 600 and d.candidate is None for d in decisions)
-    assert decisions[-1].query.startswith("unrecorded question 1999") and len(decisions) < 2000  # the oldest went
-    assert _store_bytes(store) <= 0.4e6, f"{_store_bytes(store):,} bytes for a 0.25 MB cap"
+    assert decisions[-1].query.startswith("unrecorded question 1199") and len(decisions) < 1200  # the oldest went
+    assert _store_bytes(store) <= 0.25e6, f"{_store_bytes(store):,} bytes for a 0.15 MB cap"
 
 
 @pytest.mark.slow  # starts a subprocess or a server

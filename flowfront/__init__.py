@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendError", "CompileError", "FlowfrontError", "Preference", "Router", "RoutingError", "Settings", "SpecError",
-    "compile_frontier", "evaluate", "load_benchmark", "load_workflow", "profile", "save_frontier", "select", "train_router",
+    "compile_frontier", "evaluate", "feedback", "load_benchmark", "load_workflow", "profile", "save_frontier", "select", "train_router",
 ]
 
 
@@ -180,3 +180,29 @@ def evaluate(benchmark: Benchmark | str, settings: Settings | None = None, **opt
 
     _, results = eval_job(_settings(settings), benchmark, **options)
     return results
+
+
+def feedback(response_id: str, name: str = "correct", *, value: float | None = None, label: str | None = None,
+             comment: str | None = None, settings: Settings | None = None) -> None:
+    """Grade a served response, as ``POST /v1/feedback`` does (one grade per response and name;
+    ``correct`` and ``judge`` are what ``flowfront retrain`` learns from). Raises a DataError when
+    the response was never served (or has been pruned).
+
+    >>> ff.feedback("0f3a...", "correct", value=1.0)  # doctest: +SKIP
+    """
+    from pydantic import ValidationError
+
+    from flowfront.errors import DataError
+    from flowfront.grades import FeedbackIn
+    from flowfront.store import connect
+
+    try:
+        row = FeedbackIn(id=response_id, name=name, value=value, label=label, comment=comment).row("python")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"feedback `{'.'.join(map(str, err['loc'])) or 'grade'}`: "
+                        f"{err['msg'].removeprefix('Value error, ')}", hint="value in [0, 1] or a label") from None
+    with connect(_settings(settings).served_store_url) as store:
+        if store.put_feedback([row]):
+            raise DataError(f"no served response {response_id!r} in {store.url.shown}",
+                            hint="pass the id of a response the service gave (run: trace_id, chat: id)")

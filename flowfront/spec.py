@@ -183,8 +183,18 @@ for _model in (Parallel, If, Loop):
     _model.model_rebuild()
 
 
+class JudgeSpec(_Strict):
+    """How an LLM judge grades a served answer of this workflow (``flowfront grade``): a messages
+    template with ``{query}`` and ``{answer}``, answered CORRECT or INCORRECT."""
+
+    messages: list[Message] = Field(min_length=1)
+    budget: int | None = Field(default=16, ge=1)
+    sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0})
+
+
 class Workflow(_Strict):
-    """A validated workflow. ``content_hash`` identifies it in every artifact."""
+    """A validated workflow. ``content_hash`` identifies it in every artifact; the ``judge`` is
+    outside it (how answers are graded afterwards changes no configuration's behaviour)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
@@ -192,6 +202,7 @@ class Workflow(_Strict):
     nodes: dict[str, Node] = Field(min_length=1)
     flow: Flow = Field(min_length=1)
     output: str
+    judge: JudgeSpec | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Workflow:
@@ -200,7 +211,8 @@ class Workflow(_Strict):
 
     @property
     def content_hash(self) -> str:
-        payload = orjson.dumps(self.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS)
+        payload = orjson.dumps(self.model_dump(mode="json", by_alias=True, exclude={"judge"}),
+                               option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(payload).hexdigest()[:16]
 
     def llm_nodes(self) -> dict[str, LLMNode]:

@@ -18,19 +18,22 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowfront.artifacts import Artifact, Provenance
+from flowfront.artifacts import Artifact, Provenance, write_atomic
 from flowfront.errors import RoutingError
 from flowfront.router.features import FeatureConfig
 from flowfront.router.model import LightGBMRouter
 from flowfront.router.querymap import QueryMap
 
-__all__ = ["ROUTER_SCHEMA", "RouterArtifact", "load_router", "save_router"]
+__all__ = ["KEEP_VERSIONS", "ROUTER_SCHEMA", "RouterArtifact", "load_router", "rollback_router", "router_versions",
+           "save_router"]
 
 ROUTER_SCHEMA = 3  # 2: query map + group priors; 3: provenance, checksum
 _RETRAIN = "re-run `flowfront train` for this frontier"
@@ -111,8 +114,10 @@ def save_router(
     feature_config: FeatureConfig,
     metrics: dict[str, Any],
     strategy: str = "frontier",
+    note: str = "trained",
 ) -> Path:
-    """Write the router folder; a complete new folder replaces the old one only at the end."""
+    """Write the router folder; a complete new folder, validated by loading it, replaces the old
+    one only at the end (a crash or a failed validation leaves the previous router serving)."""
     router._check_fitted()
     folder = Path(folder)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
@@ -141,8 +146,33 @@ def save_router(
     )
     payload = artifact.encode()
     (tmp / "router.json").write_bytes(payload)  # the folder as a whole is swapped in atomically
+    try:
+        load_router(tmp, expect_frontier_hash=frontier_hash)  # what goes live must load
+    except RoutingError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _adopt(folder)
     _swap_in(tmp, folder, _sha256(payload)[:12])
+    _record(folder, note)
     return folder
+
+
+def _adopt(folder: Path) -> None:
+    """Turn a plain router folder (a copy, an older layout) into a kept version behind the link, so
+    the router it held stays one rollback away once a new one replaces it."""
+    if not folder.is_dir() or folder.is_symlink() or not (folder / "router.json").is_file():
+        return
+    versioned = folder.with_name(f"{folder.name}.{_sha256((folder / 'router.json').read_bytes())[:12]}")
+    if not versioned.exists():
+        shutil.copytree(folder, versioned)
+    link = folder.with_name(folder.name + f".link{os.getpid()}")
+    link.unlink(missing_ok=True)
+    os.symlink(versioned.name, link)
+    if _exchange(link, folder):  # readers see the plain folder or the link, never nothing
+        shutil.rmtree(link)
+    else:
+        link.unlink()  # _swap_in replaces the plain folder itself; the copy stays kept
+    _record(folder, "adopted", versioned.name)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -191,10 +221,75 @@ def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
             shutil.rmtree(aside)
     else:
         os.replace(link, folder)
-    keep = {versioned.name, previous.name if previous is not None else None}
+    versions = [e["version"] for e in _history(folder)][-(KEEP_VERSIONS - 1):]
+    keep = {versioned.name, previous.name if previous is not None else None, *versions}
     for old in folder.parent.glob(f"{folder.name}.*"):
         if old.is_dir() and not old.is_symlink() and old.name not in keep and not old.name.startswith(f"{folder.name}.tmp"):
             shutil.rmtree(old, ignore_errors=True)
+
+
+KEEP_VERSIONS = 5  # router versions kept beside the current one's folder, for rollback
+
+
+def _history_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".history.json")
+
+
+def _history(folder: Path) -> list[dict[str, Any]]:
+    """Versions that served, oldest first: ``{"version", "at", "note"}`` (a missing or unreadable
+    file is an empty history: it only lists what rollback may return to)."""
+    try:
+        data = orjson.loads(_history_path(folder).read_bytes())
+    except (OSError, ValueError):
+        return []
+    return [e for e in data if isinstance(e, dict) and "version" in e] if isinstance(data, list) else []
+
+
+def _record(folder: Path, note: str, version: str | None = None) -> None:
+    """Note ``version`` (default: the current one) in the history. The history lists versions in the
+    order they were first written, once each, so a rollback always means one version older."""
+    version = version or folder.resolve().name
+    history = _history(folder)
+    for entry in history:
+        if entry["version"] == version:
+            entry["note"] = note
+            break
+    else:
+        history.append({"version": version, "at": time.time(), "note": note})
+    write_atomic(_history_path(folder), orjson.dumps(history[-(KEEP_VERSIONS + 5):], option=orjson.OPT_INDENT_2))
+
+
+def router_versions(folder: Path) -> list[dict[str, Any]]:
+    """The kept versions, oldest first, with ``current`` marking the one serving."""
+    folder = Path(folder)
+    current = folder.resolve().name if folder.is_symlink() else None
+    return [{**e, "current": e["version"] == current} for e in _history(folder)
+            if (folder.parent / e["version"]).is_dir()]
+
+
+def rollback_router(folder: Path, to: str | None = None) -> str:
+    """Point ``folder`` at an earlier kept version (the one before the current, or ``to``), after
+    validating it; returns the version now serving."""
+    folder = Path(folder)
+    kept = router_versions(folder)
+    names = [e["version"] for e in kept]
+    current = next((e["version"] for e in kept if e["current"]), None)
+    if to is None:
+        earlier = names[: names.index(current)] if current in names else names[:-1]
+        if not earlier:
+            raise RoutingError(f"{folder}: no earlier router version to roll back to",
+                               hint="`flowfront router versions` lists what is kept")
+        to = earlier[-1]
+    elif to not in names:
+        raise RoutingError(f"{folder}: no kept version {to!r}", hint=f"kept: {', '.join(names) or 'none'}")
+    target = folder.parent / to
+    load_router(target, expect_frontier_hash=None)
+    link = folder.with_name(folder.name + f".link{os.getpid()}")
+    link.unlink(missing_ok=True)
+    os.symlink(target.name, link)
+    os.replace(link, folder)
+    _record(folder, f"rolled back from {current}")
+    return to
 
 
 def read_artifact(folder: Path) -> RouterArtifact:

@@ -121,7 +121,9 @@ class Predictions:
     ``fallback`` (Q,) marks rows a router declined to estimate from the text (a query far from
     every training query): their estimates are the router's fallback, its candidates' train
     means, or the hinted task's means when a known hint came with the query. ``hinted`` (Q,)
-    marks rows whose caller hint was used as their group. None: no such row.
+    marks rows whose caller hint was used as their group. None: no such row. ``groups`` (Q,)
+    names the task or group each row was routed as, for a policy that routes by groups (drift
+    compares their mix with the training mix); None for the others.
     """
 
     accuracy: np.ndarray
@@ -129,6 +131,7 @@ class Predictions:
     cost_usd: np.ndarray
     fallback: np.ndarray | None = None
     hinted: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
     @property
     def n_fallback(self) -> int:

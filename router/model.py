@@ -168,8 +168,14 @@ class LightGBMRouter(Router):
         self.cost_model_, cost_meta = boosting.fit_regressor(Q, cf, cost, fit, valid, "cost")
         self.regressor_meta_ = {"latency": lat_meta, "cost": cost_meta}
         self._fit_ood(X, fit, np.concatenate([valid, calib]).astype(np.int64))
+        routed = (np.asarray(groups).astype(str) if groups is not None
+                  else np.asarray(self.query_map_.groups_, dtype=object)[Q["G"].argmax(axis=1)])
+        names, counts = np.unique(routed, return_counts=True)
         self.validation_metrics_ = metrics | {"groups": len(self.query_map_.groups_),
-                                              "group_source": "labels" if groups is not None else "k-means"}
+                                              "group_source": "labels" if groups is not None else "k-means",
+                                              # the training mix, which drift compares served traffic with
+                                              "group_mix": {str(n): float(c) / len(routed)
+                                                            for n, c in zip(names, counts, strict=True)}}
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
@@ -178,7 +184,7 @@ class LightGBMRouter(Router):
         self._check_fitted()
         vm = self.validation_metrics_
         keys = ("valid_utility", "valid_utility_prior", "valid_log_loss", "valid_log_loss_prior", "calibration",
-                "cv_utility", "cv_se_of_gap_to_best", "rule")
+                "cv_utility", "cv_se_of_gap_to_best", "rule", "group_mix")
         return {"design": self.design_, **{k: vm.get(k) for k in keys if k in vm or k == "calibration"}}
 
     def _check_fit_inputs(self, X: np.ndarray, Y: OutcomeMatrix, extra: np.ndarray | None) -> np.ndarray:
@@ -349,8 +355,9 @@ class LightGBMRouter(Router):
         # A candidate that was always right (or wrong) keeps its constant: calibration is for boosters.
         acc = np.where(self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0))
         lat, cost = regress(Q, cf, self.latency_model_, "latency"), regress(Q, cf, self.cost_model_, "cost")
+        groups = np.asarray(self.query_map_.groups_, dtype=object)[Q["G"].argmax(axis=1)]
         if not self.ood_fallback:
-            return Predictions(acc, lat, cost, hinted=hinted)
+            return Predictions(acc, lat, cost, hinted=hinted, groups=groups)
         mask = self.ood_mask(X)
         if mask.any():
             m, h = mask[:, None], Q["hinted"][:, None]
@@ -358,7 +365,7 @@ class LightGBMRouter(Router):
                         (np.where(h, Q["latency"], self.static_latency_s_), lat),
                         (np.where(h, Q["cost"], self.static_cost_usd_), cost))
             acc, lat, cost = (np.where(m, back, est) for back, est in fallback)
-        return Predictions(acc, lat, cost, fallback=mask, hinted=hinted)
+        return Predictions(acc, lat, cost, fallback=mask, hinted=hinted, groups=groups)
 
     def ood_mask(self, X: np.ndarray) -> np.ndarray:
         """Rows farther (cosine, on the embedding columns) from every train query than the threshold."""

@@ -8,8 +8,9 @@ grade minus lambda times normalised latency, under the request's own preference)
 * IPS: mean_i  1[pi(x_i) = a_i] / p_i * u_i
 * DR:  mean_i  q(x_i, pi(x_i)) + 1[pi(x_i) = a_i] / p_i * (u_i - q(x_i, a_i))
 
-with ``q`` the direct model: the logging router's own per-candidate estimates (logged with each
-decision). Intervals are ``scipy.stats.bootstrap`` percentile intervals over decisions; the
+with ``q`` the direct model, per-candidate utility estimates the caller supplies (retrain uses a
+challenger's estimates fitted without these decisions; the decision log also holds the logging
+router's own). Intervals are ``scipy.stats.bootstrap`` percentile intervals over decisions; the
 difference of two policies is bootstrapped paired, on the same resamples.
 """
 
@@ -67,26 +68,35 @@ def dr_terms(log: Logged, chosen: np.ndarray) -> np.ndarray:
 _TERMS = {"ips": ips_terms, "dr": dr_terms}
 
 
-def _interval(terms: np.ndarray, seed: int, n_resamples: int) -> tuple[float, float]:
+def _interval(terms: np.ndarray, seed: int, n_resamples: int,
+              groups: np.ndarray | None = None) -> tuple[float, float]:
     if len(terms) < 2 or np.ptp(terms) == 0:
         return float(terms.mean()), float(terms.mean())
-    res = bootstrap((terms,), np.mean, n_resamples=n_resamples, method="percentile", random_state=seed)
+    if groups is None:
+        res = bootstrap((terms,), np.mean, n_resamples=n_resamples, method="percentile", random_state=seed)
+    else:  # resample whole clusters: the mean is their summed terms over their summed sizes
+        _, cluster = np.unique(groups, return_inverse=True)
+        sums, sizes = np.bincount(cluster, weights=terms), np.bincount(cluster).astype(float)
+        if len(sums) < 2:
+            return float(terms.mean()), float(terms.mean())
+        res = bootstrap((sums, sizes), lambda s, n, axis=-1: s.sum(axis=axis) / n.sum(axis=axis), paired=True,
+                        vectorized=True, n_resamples=n_resamples, method="percentile", random_state=seed)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def policy_value(log: Logged, chosen: np.ndarray, estimator: str = "dr", *, seed: int = 0,
-                 n_resamples: int = 2000) -> PolicyValue:
+                 n_resamples: int = 2000, groups: np.ndarray | None = None) -> PolicyValue:
     """The estimated mean utility of a policy that picks ``chosen`` (N,) on the logged queries."""
     terms = _TERMS[estimator](log, np.asarray(chosen))
-    low, high = _interval(terms, seed, n_resamples)
+    low, high = _interval(terms, seed, n_resamples, groups)
     return PolicyValue(estimator, float(terms.mean()), low, high, len(terms),
                        int(np.count_nonzero(np.asarray(chosen) == log.action)))
 
 
 def value_difference(log: Logged, chosen_a: np.ndarray, chosen_b: np.ndarray, estimator: str = "dr", *,
-                     seed: int = 0, n_resamples: int = 2000) -> PolicyValue:
+                     seed: int = 0, n_resamples: int = 2000, groups: np.ndarray | None = None) -> PolicyValue:
     """Value of policy A minus policy B, paired per decision."""
     terms = _TERMS[estimator](log, np.asarray(chosen_a)) - _TERMS[estimator](log, np.asarray(chosen_b))
-    low, high = _interval(terms, seed, n_resamples)
+    low, high = _interval(terms, seed, n_resamples, groups)
     return PolicyValue(f"{estimator} difference", float(terms.mean()), low, high, len(terms),
                        int(np.count_nonzero(np.asarray(chosen_a) == np.asarray(chosen_b))))

@@ -1,8 +1,7 @@
 """``flowfront retrain``: a challenger from the offline outcome matrix plus graded served decisions,
 compared with the serving champion, promoted only on evidence.
 
-Graded decisions (a decision with feedback ``correct``, else ``judge``) are split by time: the older
-half is training data, the newer half is held out. A graded decision observed one candidate; its
+A graded decision (a decision with feedback ``correct``, else ``judge``) observed one candidate; its
 row in the challenger's outcome matrix carries that grade and, for the candidates not served, the
 mean grade they received on decisions of the same task (or routed group), shrunk towards the
 logged estimate by ``IMPUTE_STRENGTH`` pseudo-observations (a direct-method imputation: where
@@ -10,9 +9,15 @@ exploration tried a candidate, what it earned; where not, what the router believ
 
 Two comparisons, then one rule (``decide``):
 
-* off-policy, on the held-out decisions: inverse propensity and doubly robust values of the
-  challenger and the champion (``router.offpolicy``), the direct model being the logged estimates;
-* offline, on the benchmark's test split: expected utility over the lambda sweep, paired.
+* off-policy, on graded decisions the challenger never learned from: the decisions are split in
+  ``FOLDS`` folds by query text (a repeated query stays in one fold); for each fold a challenger
+  is fitted on the offline matrix plus the other folds and judged on this one (cross-fitting),
+  so every graded decision is held out once. Inverse propensity and doubly robust values of
+  challenger and champion (``router.offpolicy``); the doubly robust direct model is the fold
+  challenger's own estimates, one model for both policies; the bootstrap resamples distinct
+  queries, not decisions (a query asked again is answered alike: its decisions are one cluster);
+* offline, on the benchmark's test split: expected utility over the lambda sweep, paired, of the
+  challenger fitted on every graded decision (the one that would go live).
 
 Promote when the doubly robust difference (challenger - champion) has its 95% interval above 0
 and the offline difference has its interval's upper end at or above ``-OFFLINE_TOLERANCE``
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +40,11 @@ from flowfront.router.offpolicy import Logged, policy_value, value_difference
 from flowfront.router.select import Preference, Scale, utility
 from flowfront.store import Decision, Feedback
 
-__all__ = ["Graded", "IMPUTE_STRENGTH", "MIN_GRADED", "OFFLINE_TOLERANCE", "Comparison", "bandit_matrix",
+__all__ = ["FOLDS", "Graded", "IMPUTE_STRENGTH", "MIN_GRADED", "OFFLINE_TOLERANCE", "Comparison", "bandit_matrix",
            "compare", "decide", "graded_decisions", "logged"]
 
-MIN_GRADED = 60  # graded decisions retrain needs: half to learn from, half to judge the challenger on
+MIN_GRADED = 60  # graded decisions retrain needs: enough for each fold to judge a challenger on
+FOLDS = 2
 IMPUTE_STRENGTH = 5.0
 OFFLINE_TOLERANCE = 0.01
 GRADE_NAMES = ("correct", "judge")  # the grades retrain reads, first found wins
@@ -71,17 +78,21 @@ def _lam(d: Decision) -> float:
     return float(lam) if lam is not None else 0.0
 
 
-def logged(graded: list[Graded], scale: Scale) -> Logged:
+def logged(graded: list[Graded], scale: Scale, direct: tuple[np.ndarray, np.ndarray] | None = None) -> Logged:
     """Bandit feedback of the graded decisions: served action, propensity, realised utility (the
-    grade minus the request's lambda times normalised realised latency) and the direct model."""
+    grade minus the request's lambda times normalised realised latency) and the direct model:
+    ``direct`` (accuracy, latency) estimates (Q, K), else the ones logged with each decision."""
     action = np.array([g.decision.candidate_index for g in graded], dtype=np.int64)
     propensity = np.array([g.decision.propensity for g in graded], dtype=float)
     lam = np.array([_lam(g.decision) for g in graded])
     realised = np.array([g.decision.latency_s if g.decision.latency_s is not None else
                          g.decision.estimates["latency_s"][g.decision.candidate_index] for g in graded])  # type: ignore[index]
     grade = np.array([g.grade for g in graded])
-    acc = np.array([g.decision.estimates["accuracy"] for g in graded])  # type: ignore[index]
-    lat = np.array([g.decision.estimates["latency_s"] for g in graded])  # type: ignore[index]
+    if direct is not None:
+        acc, lat = direct
+    else:
+        acc = np.array([g.decision.estimates["accuracy"] for g in graded])  # type: ignore[index]
+        lat = np.array([g.decision.estimates["latency_s"] for g in graded])  # type: ignore[index]
     return Logged(action, propensity, utility(grade, realised, lam, scale),
                   utility(acc, lat, lam[:, None], scale))
 
@@ -89,7 +100,7 @@ def logged(graded: list[Graded], scale: Scale) -> Logged:
 def bandit_matrix(graded: list[Graded], like: OutcomeMatrix, *, default_task: str = "served") -> OutcomeMatrix:
     """Outcome rows for graded decisions, shaped like the offline matrix (same candidates)."""
     K = len(like.candidate_ids)
-    task_of = [g.decision.task or default_task for g in graded]
+    task_of = [g.decision.task or g.decision.route_group or default_task for g in graded]
     sums: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for g, task in zip(graded, task_of, strict=True):
         cell = sums[task, g.decision.candidate_index]  # type: ignore[index]
@@ -151,16 +162,43 @@ class Comparison:
     offline: dict[str, Any] = field(default_factory=dict)
 
 
-def compare(champion: Policy, challenger: Policy, X_held: np.ndarray, held: list[Graded], X_test: np.ndarray,
-            Y_test: OutcomeMatrix, scale: Scale, lambdas: np.ndarray, execution: str, *, seed: int = 0) -> Comparison:
-    log = logged(held, scale)
-    a_new, a_old = choices(challenger, X_held, held, scale), choices(champion, X_held, held, scale)
-    off = {"held_out_decisions": len(held),
-           "challenger": {e: policy_value(log, a_new, e, seed=seed).as_json() for e in ("ips", "dr")},
-           "champion": {e: policy_value(log, a_old, e, seed=seed).as_json() for e in ("ips", "dr")},
-           "difference": {e: value_difference(log, a_new, a_old, e, seed=seed).as_json() for e in ("ips", "dr")},
-           "logged_mean_utility": float(log.utility.mean()),
-           "min_propensity": float(log.propensity.min())}
+def folds_of(graded: list[Graded], folds: int = FOLDS) -> np.ndarray:
+    """Fold of each graded decision, by its query text (the same query always lands in the same fold)."""
+    return np.array([int(hashlib.sha256(g.decision.query.encode()).hexdigest()[:8], 16) % folds for g in graded])
+
+
+def offpolicy(champion: Policy, fit: Callable[[np.ndarray], Policy], X: np.ndarray, graded: list[Graded],
+              scale: Scale, *, seed: int = 0, folds: int = FOLDS) -> dict[str, Any]:
+    """Cross-fitted inverse propensity and doubly robust values of the challenger ``fit`` makes
+    from the rows it is given (indices into ``graded``) and of the champion (module docstring)."""
+    fold = folds_of(graded, folds)
+    parts = []
+    for f in range(folds):
+        held = np.flatnonzero(fold == f)
+        if len(held) == 0:
+            continue
+        rows = [graded[i] for i in held]
+        policy = fit(np.flatnonzero(fold != f))
+        # The fold challenger's estimates are the direct model for both policies: the champion's own
+        # are what drift made wrong, and a direct model that favours the policy it came from decides
+        # the comparison. It never saw these decisions.
+        pred = policy.predict(X[held], hints=[g.decision.task for g in rows])
+        parts.append((logged(rows, scale, (pred.accuracy, pred.latency_s)), choices(policy, X[held], rows, scale),
+                      choices(champion, X[held], rows, scale), np.array([g.decision.query for g in rows])))
+    log = Logged(*(np.concatenate([getattr(p[0], name) for p in parts])
+                   for name in ("action", "propensity", "utility", "direct")))
+    a_new, a_old, queries = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
+    opts = {"seed": seed, "groups": queries}  # a repeated query is one cluster in the bootstrap
+    return {"held_out_decisions": len(log.action), "folds": folds, "distinct_queries": len(set(queries)),
+            "challenger": {e: policy_value(log, a_new, e, **opts).as_json() for e in ("ips", "dr")},
+            "champion": {e: policy_value(log, a_old, e, **opts).as_json() for e in ("ips", "dr")},
+            "difference": {e: value_difference(log, a_new, a_old, e, **opts).as_json() for e in ("ips", "dr")},
+            "logged_mean_utility": float(log.utility.mean()), "min_propensity": float(log.propensity.min())}
+
+
+def offline(champion: Policy, challenger: Policy, X_test: np.ndarray, Y_test: OutcomeMatrix, scale: Scale,
+            lambdas: np.ndarray, execution: str, *, seed: int = 0) -> dict[str, Any]:
+    """Paired expected-utility difference on the offline test split, with a bootstrap interval."""
     from scipy.stats import bootstrap
 
     eu_new = expected_utility(challenger, X_test, Y_test, scale, lambdas, execution)  # type: ignore[arg-type]
@@ -171,9 +209,17 @@ def compare(champion: Policy, challenger: Policy, X_held: np.ndarray, held: list
         low, high = float(ci.low), float(ci.high)
     else:
         low = high = float(diff.mean())
-    offline = {"test_queries": len(diff), "challenger_eu": float(eu_new.mean()), "champion_eu": float(eu_old.mean()),
-               "difference": {"value": float(diff.mean()), "low": low, "high": high}}
-    return Comparison(off, offline)
+    return {"test_queries": len(diff), "challenger_eu": float(eu_new.mean()), "champion_eu": float(eu_old.mean()),
+            "difference": {"value": float(diff.mean()), "low": low, "high": high}}
+
+
+def compare(champion: Policy, challenger: Policy, X: np.ndarray, graded: list[Graded], X_test: np.ndarray,
+            Y_test: OutcomeMatrix, scale: Scale, lambdas: np.ndarray, execution: str, *, seed: int = 0,
+            fit: Callable[[np.ndarray], Policy] | None = None) -> Comparison:
+    """Both comparisons. ``fit`` makes the fold challengers of the off-policy comparison; without
+    it ``challenger`` is a fixed policy that learned from none of ``graded``."""
+    return Comparison(offpolicy(champion, fit or (lambda rows: challenger), X, graded, scale, seed=seed),
+                      offline(champion, challenger, X_test, Y_test, scale, lambdas, execution, seed=seed))
 
 
 def decide(comparison: Comparison) -> tuple[bool, str]:
@@ -188,3 +234,97 @@ def decide(comparison: Comparison) -> tuple[bool, str]:
                        f"[{dr['low']:+.4f}, {dr['high']:+.4f}] does not exclude 0")
     return True, (f"better on recent traffic (doubly robust {dr['value']:+.4f} [{dr['low']:+.4f}, {dr['high']:+.4f}]) "
                   f"and not worse offline ({off['value']:+.4f} [{off['low']:+.4f}, {off['high']:+.4f}])")
+
+
+def retrain_job(settings: Any, benchmark: str, **options: Any) -> dict[str, Any]:
+    """Fit a challenger, compare it with the serving champion, promote it only by :func:`decide`;
+    write the report (markdown + JSON) beside the router and return it (options: :func:`retrain`)."""
+    return retrain(settings, benchmark, **options)[0]
+
+
+def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed: int = 0, dry_run: bool = False,
+            offline_exclude: frozenset[str] = frozenset(), train_exclude: frozenset[str] = frozenset(),
+            min_graded: int = MIN_GRADED) -> tuple[dict[str, Any], Any]:
+    """:func:`retrain_job`, also returning the challenger (promoted or not)."""
+    import time
+
+    from flowfront.artifacts import write_atomic
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier
+    from flowfront.router.artifact import load_router, save_router
+    from flowfront.router.features import FeatureConfig
+    from flowfront.router.train import features, load_data, make_router
+    from flowfront.store import connect
+
+    bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
+    folder = settings.workspace.benchmark(bench.name)
+    frontier = Frontier.load(folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
+    champion = load_router(folder.router(), expect_frontier_hash=frontier.content_hash())
+    with connect(settings.served_store_url) as served:
+        decisions = served.decisions(since=None if since_s is None else time.time() - since_s,
+                                     workflow=bench.workflow.name)
+        feedback = served.feedback(ids=[d.id for d in decisions]) if decisions else []
+    graded = graded_decisions(decisions, feedback, frontier.content_hash())
+    if len(graded) < min_graded:
+        raise RoutingError(f"retrain needs at least {min_graded} graded decisions of {bench.workflow.name!r} on its "
+                           f"current frontier; it has {len(graded)}",
+                           hint="grade more (POST /v1/feedback, `flowfront feedback import`, `flowfront grade`)")
+    data = load_data(settings, bench, "frontier", seed)
+    assert data.test is not None and data.X_test is not None
+    offline_rows = np.array([q not in train_exclude for q in data.train.query_ids])
+    train, X_train = data.train.rows(np.flatnonzero(offline_rows)), data.X_train[offline_rows]
+    X = features(settings, [g.decision.query for g in graded])
+    execution = frontier.execution
+
+    def fit(rows: np.ndarray) -> Policy:
+        learn = [graded[i] for i in rows]
+        if not learn:
+            return make_router("frontier", seed=seed, execution=execution).fit(X_train, train)
+        return make_router("frontier", seed=seed, execution=execution).fit(
+            np.vstack([X_train, X[rows]]), concat(train, bandit_matrix(learn, train)))
+
+    challenger = fit(np.arange(len(graded)))
+    keep = np.array([q not in offline_exclude for q in data.test.query_ids])
+    comparison = compare(champion, challenger, X, graded, data.X_test[keep], data.test.rows(np.flatnonzero(keep)),
+                         data.scale, data.lambdas, execution, seed=seed, fit=fit)
+    promote, why = decide(comparison)
+    report = {"benchmark": bench.name, "workflow": bench.workflow.name, "at": time.time(),
+              "graded": len(graded), "learned_from": len(graded), "held_out": comparison.offpolicy["held_out_decisions"],
+              "champion": champion.source_hash_, "offpolicy": comparison.offpolicy, "offline": comparison.offline,
+              "rule": __doc__.split("Promote when", 1)[1].split("\n\n")[0].strip() if __doc__ else "",
+              "promoted": bool(promote and not dry_run), "would_promote": promote, "reason": why}
+    if promote and not dry_run:
+        save_router(challenger, folder.router(), frontier_hash=frontier.content_hash(),
+                    workflow_hash=bench.workflow.content_hash, feature_config=FeatureConfig(),
+                    metrics={"strategy": "frontier", "retrained_from": len(graded), **challenger.describe()},
+                    note=f"retrained on {len(graded)} graded decisions")
+        with connect(settings.served_store_url) as served:
+            report["generation"] = served.bump_generation()  # every replica reloads the new router
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["at"]))
+    out = folder.root / "retrain"
+    import orjson
+
+    write_atomic(out / f"{stamp}.json", orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    write_atomic(out / f"{stamp}.md", _markdown(report).encode())
+    report["report"] = str(out / f"{stamp}.md")
+    return report, challenger
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    off, dr, ips = r["offline"], r["offpolicy"]["difference"]["dr"], r["offpolicy"]["difference"]["ips"]
+
+    def row(name: str, part: dict[str, Any]) -> str:
+        return f"| {name} | {part['value']:+.4f} | [{part['low']:+.4f}, {part['high']:+.4f}] |"
+
+    lines = [f"# Retrain of {r['workflow']}", "",
+             f"{r['graded']} graded decisions, learned from and judged on by cross-fitting in "
+             f"{r['offpolicy']['folds']} folds (each decision judges a challenger that never saw it; the "
+             f"challenger that would go live learned from all of them).", "",
+             "| comparison (challenger - champion) | value | 95% interval |", "|---|---|---|",
+             row("doubly robust, held-out decisions", dr), row("inverse propensity, held-out decisions", ips),
+             row(f"expected utility, offline test split ({off['test_queries']} queries)", off["difference"]), "",
+             f"Challenger doubly robust value {r['offpolicy']['challenger']['dr']['value']:.4f}, champion "
+             f"{r['offpolicy']['champion']['dr']['value']:.4f}.", "",
+             f"**Decision: {'promoted' if r['promoted'] else 'kept the champion'}.** {r['reason']}.", "",
+             f"Rule: {r['rule']}"]
+    return "\n".join(lines) + "\n"

@@ -26,8 +26,8 @@ from flowfront.service.errors import install_handlers
 from flowfront.service.lifecycle import Lifecycle
 from flowfront.service.metrics import Metrics
 from flowfront.service.middleware import ServiceMiddleware
+from flowfront.service.routes import feedback, ops, workflows
 from flowfront.service.routes import openai as openai_routes
-from flowfront.service.routes import ops, workflows
 from flowfront.service.state import Shared
 from flowfront.service.telemetry import Telemetry
 from flowfront.settings import Settings
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None, workflows_dir: Path, *, telemetry: Tel
     app.add_middleware(ServiceMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics,
                        body_timeout_s=config.body_timeout_s, body_min_bytes_per_s=config.body_min_bytes_per_s,
                        api_keys=app.state.api_keys)
-    for module in (workflows, openai_routes, ops):
+    for module in (workflows, openai_routes, feedback, ops):
         app.include_router(module.api_routes)
     app.openapi = lambda: _openapi(app)
     return app

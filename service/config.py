@@ -74,6 +74,20 @@ class ServiceSettings(Settings):
     max_connections: int = Field(default=1024, ge=1, description="connections (and requests) served at once; "
                                  "beyond it new ones get 503")
     shutdown_grace_s: float = Field(default=30.0, gt=0, description="how long SIGTERM waits for requests in flight")
+    explore: float = Field(default=0.0, ge=0.0, le=1.0, description="probability of routing a request to a "
+                           "candidate drawn uniformly among those within the caller's hard limits (logged with its "
+                           "propensity, for off-policy evaluation and retraining); 0: always the router's choice")
+    drift_interval_s: float = Field(default=60.0, ge=0, description="how often drift is measured over the last "
+                                    "window of served traffic (0: never)")
+    drift_window_s: float = Field(default=3600.0, gt=0, description="the window drift is measured over")
+    drift_psi: float = Field(default=0.25, gt=0, description="alarm above this population stability index of the "
+                             "served task mix against the training mix")
+    drift_ood_share: float = Field(default=0.10, gt=0, le=1, description="alarm above this share of queries the "
+                                   "router flags out of distribution")
+    drift_ece: float = Field(default=0.10, gt=0, le=1, description="alarm above this calibration error of predicted "
+                             "accuracy against grades")
+    drift_latency_ratio: float = Field(default=1.5, gt=1, description="alarm when realised latency is off the "
+                                       "predicted one by more than this factor")
     generation_poll_s: float = Field(default=2.0, ge=0, le=300, description="how often a replica checks the "
                                      "shared store for a reload made by another replica (0: never)")
     otel: bool = Field(default=False, description="export a span per request (and per model call) over OTLP; "

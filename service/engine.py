@@ -12,6 +12,7 @@ deadline. Every request that reached a workflow, answered or not, leaves one dec
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ class _Decision:
     ood: bool
     hint: dict | None = None
     hinted: bool = False
+    group: str | None = None
 
 
 @dataclass
@@ -158,6 +160,9 @@ async def _serve(shared: Shared, out: Outcome, strategy: str | None, stream: Str
     except BackendError as exc:  # every candidate's model is behind an open breaker
         exc.retry_after_s = shared.breakers.seconds_until_probe(avoid)  # type: ignore[attr-defined]
         raise
+    if shared.settings.explore > 0 and out.decision.strategy == "router" and not out.attempts:
+        out.index, out.propensity, out.explored = explore(entry, out.decision.estimates, out.preference, out.index,
+                                                          out.feasible, avoid, out.trace_id, shared.settings.explore)
     out.first_index = out.index
     decided = time.perf_counter()
     out.decision_s = decided - started
@@ -218,7 +223,7 @@ async def _decide(entry: WorkflowEntry, query: str, strategy: str | None, task: 
                        hint="send strategy=static, or train a router and POST /admin/reload")
     row = await entry.front.estimate(query, task)  # a row far from every training query carries the fallback
     return _Decision("router", (row.accuracy, row.latency_s, row.cost_usd), row.ood,
-                     None if task is None else _hint_report(entry, task, row.hinted), row.hinted)
+                     None if task is None else _hint_report(entry, task, row.hinted), row.hinted, row.group)
 
 
 def _hint_report(entry: WorkflowEntry, task: str, used: bool) -> dict:
@@ -268,6 +273,32 @@ def _select(entry: WorkflowEntry, acc: np.ndarray, lat: np.ndarray, cost: np.nda
     return int(picked.index), bool(picked.feasible)
 
 
+def explore(entry: WorkflowEntry, estimates: tuple[np.ndarray, np.ndarray, np.ndarray], preference: Preference,
+            greedy: int, feasible: bool, avoid: set[str], trace_id: str, epsilon: float) -> tuple[int, float, bool]:
+    """Epsilon-greedy exploration that never breaks a hard limit: with probability ``epsilon`` the
+    candidate is drawn uniformly from the *eligible* ones (calling no avoided model and, by the
+    router's estimates, within every hard limit the caller set), else the greedy choice stands.
+    Returns (candidate, the probability it had of being chosen, whether the draw explored). The
+    draw is a hash of the response id, so a logged decision can be re-derived. A request whose
+    greedy choice already broke a limit (``on_infeasible="nearest"``) is not explored."""
+    if not feasible:
+        return greedy, 1.0, False
+    acc, lat, cost = estimates
+    ok = np.array([not (ms & avoid) for ms in entry.models])
+    for limit, values, below in ((preference.max_latency_s, lat, True), (preference.max_cost_usd, cost, True),
+                                 (preference.min_accuracy, acc, False)):
+        if limit is not None:
+            ok &= (values <= limit) if below else (values >= limit)
+    eligible = np.flatnonzero(ok)
+    if len(eligible) < 2:
+        return greedy, 1.0, False
+    digest = hashlib.blake2b(trace_id.encode(), digest_size=16).digest()
+    u, v = (int.from_bytes(digest[:8], "big") / 2**64), (int.from_bytes(digest[8:], "big") / 2**64)
+    chosen = int(eligible[int(v * len(eligible))]) if u < epsilon else greedy
+    propensity = (1 - epsilon) * (chosen == greedy) + epsilon / len(eligible)
+    return chosen, float(propensity), bool(u < epsilon)
+
+
 def _count_usage(shared: Shared, out: Outcome) -> None:
     for e in out.log.events:
         if e.completion is not None:
@@ -306,5 +337,6 @@ def decision_row(shared: Shared, out: Outcome, error: FlowfrontError | None) -> 
         latency_wall_s=None if result is None else result.latency_wall_s, cost_usd=out.log.cost_usd(),
         status=status, error=None if error is None else str(error),
         fallbacks=out.attempts, checkpoints=[], answer=None if answer is None else str(answer), replica=shared.replica,
+        route_group=d.group if d is not None else None,
     )
 

@@ -30,7 +30,7 @@ from flowfront.errors import (
 )
 
 __all__ = [
-    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Starting", "Unauthorized", "UnknownWorkflow",
+    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Starting", "Unauthorized", "UnknownResponse", "UnknownWorkflow",
     "error_body", "install_handlers", "status_for",
 ]
 
@@ -56,6 +56,10 @@ class InvalidRequest(SpecError):
 
 class UnknownWorkflow(SpecError):
     """The path or ``model`` names no served workflow."""
+
+
+class UnknownResponse(SpecError):
+    """Feedback names a response id the decision log does not hold (never served, or pruned)."""
 
 
 class NotReady(RoutingError):
@@ -94,7 +98,7 @@ def status_for(exc: FlowfrontError, *, provider: bool = False) -> int:
     """
     if isinstance(exc, Unauthorized):
         return 401
-    if isinstance(exc, UnknownWorkflow):
+    if isinstance(exc, (UnknownWorkflow, UnknownResponse)):
         return 404
     if isinstance(exc, ReplayMissError):
         return 404 if provider else 422

@@ -72,6 +72,8 @@ class Lifecycle:
         log.info("serving %d workflows from %s (generation %d)", len(state.entries), self.workflows_dir, generation)
         if self.shared.settings.generation_poll_s > 0:
             self._watch = self.spawn(self._watch_generation(), "generation-watch")
+        if self.shared.settings.drift_interval_s > 0:
+            self.spawn(self._watch_drift(), "drift-watch")
 
     async def _bring_up_forever(self) -> None:
         pause = 0.5
@@ -129,6 +131,52 @@ class Lifecycle:
                 log.error("generation %d announced by another replica cannot be loaded here: %s", stored, exc)
                 state.generation = stored  # do not retry every poll; the next reload tries again
 
+    async def _watch_drift(self) -> None:
+        """Measure drift per routed workflow every interval; gauges, and one log line per crossing."""
+        s = self.shared.settings
+        alarmed: dict[tuple[str, str], bool] = {}
+        while True:
+            await asyncio.sleep(s.drift_interval_s)
+            state = self.state
+            if state is None:
+                continue
+            for name, entry in state.entries.items():
+                if entry.router is None:
+                    continue
+                try:
+                    report = await asyncio.to_thread(self.measure_drift, name, entry)
+                except FlowfrontError as exc:
+                    log.warning("drift of %s not measured: %s", name, exc)
+                    continue
+                self._publish(name, report, alarmed)
+
+    def measure_drift(self, name: str, entry: Any) -> dict[str, Any]:
+        from flowfront.service.drift import DriftThresholds, drift_report
+
+        s = self.shared.settings
+        store = self.shared.served_store
+        decisions = store.decisions(since=time.time() - s.drift_window_s, workflow=name)
+        feedback = store.feedback(ids=[d.id for d in decisions]) if decisions else []
+        mix = (entry.router.validation_metrics_ or {}).get("group_mix")
+        return drift_report(decisions, feedback, mix, DriftThresholds(s.drift_psi, s.drift_ood_share, s.drift_ece,
+                                                                      s.drift_latency_ratio))
+
+    def _publish(self, name: str, report: dict[str, Any], alarmed: dict[tuple[str, str], bool]) -> None:
+        m = self.shared.metrics
+        values = {"psi": report["mix"]["psi"], "ood_share": report["ood_share"],
+                  "ece": report["calibration"]["ece"], "latency_ratio": report["latency_ratio_median"]}
+        for measure, value in values.items():
+            if value is not None:
+                m.drift.labels(workflow=name, measure=measure).set(value)
+        for measure, on in report["alarms"].items():
+            m.drift_alarm.labels(workflow=name, measure=measure).set(1 if on else 0)
+            if on != alarmed.get((name, measure), False):
+                alarmed[name, measure] = on
+                (log.warning if on else log.info)(
+                    "drift %s %s for %s: %s over the last %d routed requests", measure,
+                    "over its threshold" if on else "back under its threshold", name,
+                    {k: v for k, v in values.items() if v is not None}, report["routed"])
+
     # -- tasks and shutdown ---------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -139,7 +187,7 @@ class Lifecycle:
     async def aclose(self) -> None:
         """Stop watching and bringing up; wait for old generations to retire."""
         for task in list(self._tasks):
-            if task.get_name() in ("bring-up", "generation-watch"):
+            if task.get_name() in ("bring-up", "generation-watch", "drift-watch"):
                 task.cancel()
         started = time.monotonic()
         for task in list(self._tasks):

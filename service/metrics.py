@@ -49,6 +49,8 @@ class Metrics:
     tokens: Counter
     cost_usd: Counter
     generation: Gauge
+    drift: Gauge
+    drift_alarm: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -90,6 +92,11 @@ class Metrics:
                              registry=r),
             generation=Gauge("flowfront_generation", "The artifact generation each worker serves", registry=r,
                              multiprocess_mode="liveall"),
+            drift=Gauge("flowfront_drift", "Drift of the last window of served traffic: measure psi (task mix "
+                        "against training), ood_share, ece (calibration against grades), latency_ratio "
+                        "(realised over predicted)", ["workflow", "measure"], registry=r, multiprocess_mode="max"),
+            drift_alarm=Gauge("flowfront_drift_alarm", "1 while a drift measure is over its threshold",
+                              ["workflow", "measure"], registry=r, multiprocess_mode="max"),
         )
 
     def breaker_changed(self, model: str, state: State) -> None:

@@ -42,6 +42,7 @@ class RouterRow:
     cost_usd: np.ndarray
     ood: bool
     hinted: bool = False
+    group: str | None = None
 
 
 def text_key(text: str) -> bytes:
@@ -119,8 +120,9 @@ class RouterFront:
         pred = self.router.predict(X, hints=hints if any(h is not None for h in hints) else None)
         ood = pred.fallback if pred.fallback is not None else np.zeros(len(X), dtype=bool)
         used = pred.hinted if pred.hinted is not None else np.zeros(len(X), dtype=bool)
-        rows = [RouterRow(pred.accuracy[i], pred.latency_s[i], pred.cost_usd[i], bool(ood[i]), bool(used[i]))
-                for i in range(len(X))]
+        groups = pred.groups
+        rows = [RouterRow(pred.accuracy[i], pred.latency_s[i], pred.cost_usd[i], bool(ood[i]), bool(used[i]),
+                          None if groups is None else str(groups[i])) for i in range(len(X))]
         self.memo.put_many({_memo_key(k, h): row for (k, _, h), row in zip(items, rows, strict=True)})
         return rows
 

@@ -249,3 +249,4 @@ class ChatRequest(BaseModel):
         """What was sent but cannot apply to a compiled workflow: extra fields, system messages."""
         system = [f"messages[{i}] ({m.role})" for i, m in enumerate(self.messages) if m.role in ("system", "developer")]
         return sorted(self.model_extra or {}) + system
+

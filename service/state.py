@@ -39,7 +39,7 @@ from flowfront.service.telemetry import Telemetry, telemetry_from_environment
 from flowfront.service.tracing import TraceWriter
 from flowfront.space import Configuration, Resolved, resolve
 from flowfront.spec import Workflow, load_workflow
-from flowfront.store import TraceStore, connect
+from flowfront.store import StoreUnavailable, TraceStore, connect
 from flowfront.workspace import BenchmarkDir
 
 __all__ = ["ServiceState", "Shared", "WorkflowEntry", "load_entries", "load_state"]
@@ -126,7 +126,9 @@ class Shared:
 
     @property
     def served_store(self) -> TraceStore:
-        assert self.writer.store is not None
+        if self.writer.store is None:
+            raise StoreUnavailable(f"the served-request store {self.writer.url.shown} is not open yet",
+                                   hint="retry when GET /readyz answers 200")
         return self.writer.store
 
     def trace_id(self) -> str:

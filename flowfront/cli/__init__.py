@@ -17,6 +17,7 @@ from typer.exceptions import TyperException
 
 from flowfront.cli._common import ApiBase, DataDir, StoreOpt, Workdir, echo_json, make_settings
 from flowfront.cli.live import models_app, record
+from flowfront.cli.loop import drift, feedback_app, grade, retrain, router_app
 from flowfront.cli.select import frontier, route, select
 from flowfront.cli.traces import traces_app
 from flowfront.errors import FlowfrontError, SpecError
@@ -28,6 +29,11 @@ data_app = typer.Typer(no_args_is_help=True, help="Import recorded outcomes into
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(traces_app, name="traces")
+app.add_typer(feedback_app, name="feedback")
+app.add_typer(router_app, name="router")
+app.command()(grade)
+app.command()(retrain)
+app.command()(drift)
 app.command()(record)
 app.command()(frontier)
 app.command()(select)
@@ -353,6 +359,9 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes on this port (they share the "
                                          "served-request store; /metrics sums them)")] = 1,
+    explore: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="probability of routing to a candidate "
+                                                  "drawn among those within the caller's limits (logged with its "
+                                                  "propensity; default 0)")] = None,
     backend: Annotated[str | None, typer.Option(help="replay | litellm (default: FLOWFRONT_BACKEND or replay)")] = None,
     api_base: ApiBase = None,
     data_dir: DataDir = None,
@@ -363,7 +372,12 @@ def serve(
     from flowfront.service.server import serve as serve_app
 
     settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, store=store)
-    serve_app(settings, workflows or settings.configs_dir / "workflows", host, port, workers=workers)
+    from flowfront.service.app import service_settings
+
+    config = service_settings(settings)
+    if explore is not None:
+        config = config.model_copy(update={"explore": explore})
+    serve_app(config, workflows or settings.configs_dir / "workflows", host, port, workers=workers)
 
 
 @app.command()

@@ -147,11 +147,12 @@ class Decision:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     answer: str | None = None
     replica: str = ""
+    route_group: str | None = None  # the task (given) or group (predicted) the router routed the query as
 
     COLUMNS = ("id", "created_at", "workflow", "endpoint", "query", "task", "preference", "strategy", "generation",
                "frontier_hash", "execution", "candidate", "candidate_index", "first_candidate", "estimates",
                "propensity", "explored", "ood", "hinted", "feasible", "latency_s", "latency_wall_s", "cost_usd",
-               "status", "error", "fallbacks", "checkpoints", "answer", "replica")
+               "status", "error", "fallbacks", "checkpoints", "answer", "replica", "route_group")
     _JSON = ("preference", "estimates", "fallbacks", "checkpoints")
     _BOOL = ("explored", "ood", "hinted", "feasible")
 

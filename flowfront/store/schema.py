@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     first_candidate TEXT, estimates TEXT, propensity {real} NOT NULL, explored INTEGER NOT NULL,
     ood INTEGER NOT NULL, hinted INTEGER NOT NULL, feasible INTEGER NOT NULL, latency_s {real},
     latency_wall_s {real}, cost_usd {real}, status INTEGER NOT NULL, error TEXT, fallbacks TEXT NOT NULL,
-    checkpoints TEXT NOT NULL, answer TEXT, replica TEXT NOT NULL
+    checkpoints TEXT NOT NULL, answer TEXT, replica TEXT NOT NULL, route_group TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (created_at);
 CREATE INDEX IF NOT EXISTS decisions_workflow ON decisions (workflow, created_at);

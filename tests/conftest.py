@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 
 from flowfront.settings import Settings, prepare_environment
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import CONFIGS, DATA_DIR
 
 prepare_environment()
 
-CONFIGS = PROJECT_ROOT / "configs"
-DATA_DIR = Path(os.environ.get("FLOWFRONT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data")).resolve()
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import httpx
 from flowfront.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout the tests run from
+CONFIGS = PROJECT_ROOT / "configs"
+DATA_DIR = Path(os.environ.get("FLOWFRONT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data")).resolve()
 
 
 def free_port() -> int:

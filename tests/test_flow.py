@@ -10,7 +10,7 @@ import pytest
 from flowfront.errors import SpecError
 from flowfront.flow import FlowVisitor, decided
 from flowfront.spec import Cond, load_workflow, walk
-from tests.conftest import CONFIGS
+from tests.helpers import CONFIGS
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_TYPES = {"Sample", "Parallel", "If", "Loop"}

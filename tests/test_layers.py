@@ -133,3 +133,16 @@ def test_the_cycle_test_catches_a_cycle(tmp_path: Path) -> None:
     (tmp_path / "eval" / "harness.py").write_text("def f():\n    from flowfront.eval.summary import g\n")
     (tmp_path / "eval" / "summary.py").write_text("from flowfront.eval import harness\n")
     assert module_cycles(tmp_path) == [["flowfront.eval.harness", "flowfront.eval.summary"]]
+
+
+def test_no_test_module_imports_another() -> None:
+    """Helpers shared by tests live in helper modules (tests/helpers.py, tests/service/support.py,
+    ...), never in a test module or a conftest another test imports: importing one runs its
+    module-level code and re-collects its tests under another name."""
+    import re
+
+    root = Path(__file__).resolve().parent
+    pattern = re.compile(r"^\s*(?:from|import)\s+tests\.((?:\w+\.)*)(test_\w+|conftest)\b", re.M)
+    offenders = [f"{path.relative_to(root)} imports tests.{m.group(1)}{m.group(2)}"
+                 for path in root.rglob("*.py") for m in pattern.finditer(path.read_text())]
+    assert not offenders, offenders

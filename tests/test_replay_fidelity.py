@@ -15,7 +15,7 @@ import pytest
 from flowfront.benchmarks import load_benchmark
 from flowfront.runtime import benchmark_queries, execute, load_cards, make_backend, open_store, prepare_data
 from flowfront.space import Configuration
-from tests.conftest import DATA_DIR
+from tests.helpers import DATA_DIR
 
 MODELS = [
     "WizardLM/WizardLM-13B-V1.2", "claude-instant-v1", "claude-v1", "claude-v2", "gpt-3.5-turbo-1106",

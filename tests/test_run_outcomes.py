@@ -5,47 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 
 from tests.helpers import flowfront
+from tests.tables import make_table
 
 # the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
 pytestmark = pytest.mark.slow
-
-TOPICS = {
-    "arithmetic": "What is {a} plus {b}, multiplied by {c}?",
-    "geography": "Which river flows through the capital of country number {a} on list {b}?",
-    "poetry": "Write a line of verse about {a} autumn leaves and {b} grey herons.",
-}
-# P(correct) per model and topic: each model wins somewhere, so a router has something to learn.
-SKILL = {
-    "acme/small-fast": {"arithmetic": 0.85, "geography": 0.15, "poetry": 0.40},
-    "acme/mid": {"arithmetic": 0.40, "geography": 0.80, "poetry": 0.45},
-    "acme/large-slow": {"arithmetic": 0.70, "geography": 0.70, "poetry": 0.90},
-}
-LATENCY = {"acme/small-fast": 0.4, "acme/mid": 1.1, "acme/large-slow": 3.5}
-COST = {"acme/small-fast": 0.0001, "acme/mid": 0.0006, "acme/large-slow": 0.004}
-
-
-def make_table(path: Path, n_queries: int = 210, seed: int = 7) -> Path:
-    """A seeded synthetic outcome table without a split column."""
-    rng = np.random.default_rng(seed)
-    topics = list(TOPICS)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["query_id", "query", "task", "model", "score", "response", "cost_usd", "latency_s"])
-        for i in range(n_queries):
-            topic = topics[i % len(topics)]
-            a, b, c = rng.integers(2, 99, size=3)
-            text = TOPICS[topic].format(a=a, b=b, c=c)
-            for model, skill in SKILL.items():
-                score = int(rng.random() < skill[topic])
-                latency = LATENCY[model] * (1 + 0.2 * rng.random())
-                writer.writerow([f"q{i}", text, topic, model, score, f"answer {i} by {model}", COST[model], latency])
-    return path
-
 
 def write_rows(path: Path, header: list[str], rows: list[list]) -> Path:
     with path.open("w", newline="") as fh:
@@ -92,7 +59,7 @@ def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
         assert done.returncode == 0, (command, done.stderr)
     from flowfront.settings import Settings
     from tests.helpers import PROJECT_ROOT
-    from tests.service.conftest import make_client
+    from tests.service.support import make_client
 
     settings = Settings(workdir=work, configs_dir=PROJECT_ROOT / "configs")
     with make_client(settings, PROJECT_ROOT / "configs" / "workflows") as c:

@@ -3,7 +3,7 @@ import pytest
 from flowfront.errors import SpecError
 from flowfront.space import Configuration, call_slots, resolve, space_size
 from flowfront.spec import load_workflow
-from tests.conftest import CONFIGS
+from tests.helpers import CONFIGS
 
 
 @pytest.fixture(scope="module")

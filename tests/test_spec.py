@@ -5,7 +5,7 @@ import pytest
 from flowfront.benchmarks import list_benchmarks, load_benchmark
 from flowfront.errors import SpecError
 from flowfront.spec import load_workflow
-from tests.conftest import CONFIGS
+from tests.helpers import CONFIGS
 
 WF = """name: t
 knobs: {k: {values: [1, 3], default: 1}}

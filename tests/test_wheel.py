@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DATA_DIR
-from tests.helpers import PROJECT_ROOT, cli_env, free_port, wait_http
+from tests.helpers import DATA_DIR, PROJECT_ROOT, cli_env, free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +113,7 @@ def tour_commands() -> list[list[str]]:
 def test_the_quick_tour_after_the_main_job_breaks_nothing(installed: dict) -> None:
     """After `run`, every tour command in order; then `serve` still serves the routers `run` trained
     (over the deduplicated frontiers) and report.md still matches the results it was built from."""
-    from tests.test_run_outcomes import make_table
+    from tests.tables import make_table
 
     user, work = installed["user"], installed["user"] / "runs"
     env = {**installed["env"], "FLOWFRONT_QUERY_LIMIT": "200"}  # a quick main job; the chain is the same

@@ -12,7 +12,7 @@ from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile,
 from flowfront.compile.proxy import Proxy, vote_table
 from flowfront.compile.search import search
 from flowfront.spec import load_workflow
-from tests.conftest import CONFIGS
+from tests.helpers import CONFIGS
 
 CASCADE = load_workflow(CONFIGS / "workflows" / "qa-cascade.yaml")
 VOTE = load_workflow(CONFIGS / "workflows" / "qa-vote.yaml")

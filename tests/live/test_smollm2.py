@@ -352,3 +352,28 @@ def test_a_model_the_server_does_not_serve_is_refused_not_answered_by_another(li
     request = CallRequest(model="qwen2.5-coder-0.5b-instruct", messages=({"role": "user", "content": "Hi"},), budget=8)
     with pytest.raises(BackendError, match=r"serves \['smollm2-135m-instruct'\], not 'qwen2.5-coder-0.5b-instruct'"):
         asyncio.run(backend.complete(request))
+
+
+def test_grade_judges_served_answers_with_the_live_model_and_resumes(live, chat_server, tmp_path: Path) -> None:
+    """`flowfront grade --judge` over answers served by the live model: every sampled answer gets a
+    `judge` grade (or is counted unreadable), and a second run calls the model for none of them."""
+    import httpx
+
+    from flowfront.store import connect
+
+    questions = [q for q, _ in QUESTIONS[:4]]
+    with chat_server("graded") as base:
+        for q in questions:
+            assert httpx.post(f"{base}/v1/chat/completions", timeout=120,
+                              json={"model": "chat", "messages": [{"role": "user", "content": q}]}).status_code == 200
+    work = tmp_path / "graded"  # chat_server's workdir for this name (its tmp_path is the test's)
+    args = ("grade", str(tmp_path / "wf" / "chat.yaml"), "--judge", MODEL, "--sample", "1", "--workdir", str(work))
+    first = flowfront(*args, env=live["env"], timeout=600)
+    assert first.returncode == 0, first.stderr
+    with connect(work / "serve" / "traces.sqlite") as served:
+        judged = served.feedback(name="judge")
+    assert judged and all(f.value in (0.0, 1.0) and f.label == f"llm:{MODEL}" for f in judged)
+    calls = len(live_trace_rows(work / "traces.sqlite", "key"))
+    second = flowfront(*args, env=live["env"], timeout=600)
+    assert second.returncode == 0 and f"{len(judged)} already graded" in second.stdout, second.stdout + second.stderr
+    assert len(live_trace_rows(work / "traces.sqlite", "key")) == calls  # resumed: no judge call made twice

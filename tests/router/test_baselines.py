@@ -22,7 +22,7 @@ from flowfront.router.baselines import (
 )
 from flowfront.router.baselines_rl import MaasStyle, MasRouterStyle
 from flowfront.router.select import Preference, Scale, lambda_sweep
-from tests.router.test_contract import CANDIDATES, DIM, synthetic
+from flowfront.router.testing import CANDIDATES, DIM, synthetic
 
 
 @pytest.fixture(scope="module")

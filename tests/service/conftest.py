@@ -10,38 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from flowfront.settings import Settings
-from tests.helpers import PROJECT_ROOT, cli_env, copy_sqlite, free_port, wait_http
-
-BENCH = "qa-cascade"
-
-
-def copy_store(src: Settings, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    copy_sqlite(src.store_path, dst / src.store_path.name)
-
-
-def copy_workdir(src: Settings, dst: Path, *, router: bool = True) -> Settings:
-    """A private copy of a trained workdir (store, qa-cascade artifacts, ONNX exports) to change freely."""
-    copy_store(src, dst)
-    skip = ["outcomes"] + ([] if router else ["router-*"])
-    shutil.copytree(src.workdir / BENCH, dst / BENCH, ignore=shutil.ignore_patterns(*skip))
-    exports = src.workdir / "embeddings" / "onnx"
-    if exports.is_dir():  # without them the embedder would export the model again (tens of seconds)
-        shutil.copytree(exports, dst / "embeddings" / "onnx")
-    return src.model_copy(update={"workdir": dst})
+from tests.helpers import PROJECT_ROOT
+from tests.service.support import BENCH, copy_workdir, make_client
 
 
 def _reuse(work: Path, base: Settings) -> Settings | None:
@@ -110,16 +87,6 @@ def router(trained: Settings):
     return load_router(folder, expect_frontier_hash=frontier.content_hash()), read_artifact(folder).feature_config, frontier
 
 
-def make_client(settings: Settings, workflows: Path, **env: str) -> TestClient:
-    """An in-process app; service settings come from ``env`` (as FLOWFRONT_* variables would)."""
-    from flowfront.service.app import create_app
-    from flowfront.service.config import ServiceSettings
-
-    extra = {k.lower(): v for k, v in env.items()}
-    config = ServiceSettings(**{**settings.model_dump(), **extra})
-    return TestClient(create_app(config, workflows), raise_server_exceptions=False)
-
-
 @pytest.fixture(scope="session")
 def client(trained: Settings, workflows_dir: Path) -> Iterator[TestClient]:
     """One app for the read-mostly API tests (no keys, default limits)."""
@@ -127,50 +94,3 @@ def client(trained: Settings, workflows_dir: Path) -> Iterator[TestClient]:
         yield c
 
 
-@dataclass
-class LiveServer:
-    base: str
-    proc: subprocess.Popen
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@contextmanager
-def live_server(settings: Settings, workflows: Path, log_dir: Path, **env: str) -> Iterator[LiveServer]:
-    """``flowfront serve`` in a subprocess on a free loopback port, stopped (SIGTERM) at exit."""
-    port = free_port()
-    log = log_dir / f"serve-{port}.log"
-    proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows), "--host", "127.0.0.1",
-             "--port", str(port), "--workdir", str(settings.workdir), "--data-dir", str(settings.data_dir)],
-            env=proc_env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_http(f"{server.base}/healthz", timeout=120)
-        _wait_ready(server)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _wait_ready(server: LiveServer, timeout: float = 120.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.output()[-3000:]}")
-        if httpx.get(f"{server.base}/readyz", timeout=5).status_code == 200:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{server.base} not ready:\n{server.output()[-3000:]}")

@@ -8,23 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
-from flowfront.router.features import Embedder, featurize
 from flowfront.router.select import Preference, select
-from tests.service.conftest import BENCH, copy_workdir, make_client
+from tests.service.support import BENCH, copy_workdir, expected_candidate, make_client
 
 RUN = f"/v1/workflows/{BENCH}/run"
-
-
-def expected_candidate(router, query: str, pref: Preference, task: str | None = None) -> str:
-    """What the trained router's own featurize -> select says for one query (and task hint)."""
-    model, config, frontier = router
-    from flowfront.router.select import Scale
-
-    est = [c.estimates for c in frontier.candidates]
-    lat = np.array([e.latency(frontier.execution) for e in est])
-    scale = Scale.from_estimates(lat, np.array([e.cost_usd for e in est]))
-    X = featurize([query], config, Embedder(config, cache_dir=None))
-    return model.candidate_ids_[int(model.select(X, pref, scale, hints=[task]).index[0])]
 
 
 def test_lists_workflows_and_the_frontier(client) -> None:

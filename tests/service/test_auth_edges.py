@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.conftest import make_client
+from tests.service.support import make_client
 
 KEY = "svc-key-" + "0123456789"
 RUN = "/v1/workflows/qa-cascade/run"

@@ -8,8 +8,7 @@ import time
 import pytest
 
 from flowfront.router.select import Preference
-from tests.service.conftest import BENCH, make_client
-from tests.service.test_api import RUN, expected_candidate
+from tests.service.support import BENCH, RUN, expected_candidate, make_client
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

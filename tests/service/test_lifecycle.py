@@ -15,8 +15,7 @@ import pytest
 
 from flowfront.store import connect
 from tests.helpers import grep_tree
-from tests.service.conftest import BENCH, copy_workdir, live_server, make_client
-from tests.service.test_api import RUN
+from tests.service.support import BENCH, RUN, copy_workdir, live_server, make_client
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-test-LEAKCHECK-openai-0123456789abcdef",
@@ -133,7 +132,7 @@ def test_provider_and_service_keys_never_leave_the_process(drained) -> None:
 def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(trained, workflows_dir, tmp_path,
                                                                                 test_queries, router) -> None:
     from flowfront.router.select import Preference
-    from tests.service.test_api import expected_candidate
+    from tests.service.support import expected_candidate
 
     work = copy_workdir(trained, tmp_path)
     query = test_queries[5]

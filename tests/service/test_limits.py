@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import live_server
+from tests.service.support import live_server
 
 # the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
 pytestmark = pytest.mark.slow

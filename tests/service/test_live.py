@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from flowfront.router.select import Preference
-from tests.service.conftest import BENCH, live_server
-from tests.service.test_api import expected_candidate
+from tests.service.support import BENCH, expected_candidate, live_server
 
 # the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
 pytestmark = pytest.mark.slow

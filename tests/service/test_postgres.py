@@ -42,7 +42,7 @@ def pg_settings(trained, pg_cluster, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pg_client(pg_settings, workflows_dir):
-    from tests.service.conftest import make_client
+    from tests.service.support import make_client
 
     with make_client(pg_settings, workflows_dir) as c:
         yield c

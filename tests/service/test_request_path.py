@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flowfront.settings import Settings
 from tests.helpers import PROJECT_ROOT
-from tests.service.conftest import BENCH, copy_workdir, make_client
+from tests.service.support import BENCH, copy_workdir, make_client
 
 
 def _request_path():

@@ -15,7 +15,7 @@ import pytest
 from flowfront.redact import RedactingFormatter, Redactor, install_redaction, uninstall_redaction
 from flowfront.settings import Settings
 from tests.helpers import cli_env, fake_key, fake_provider, flowfront, grep_tree, masked, private_settings
-from tests.service.conftest import copy_workdir, live_server
+from tests.service.support import copy_workdir, live_server
 
 QA_MODELS = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1",
              "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",

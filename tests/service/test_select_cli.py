@@ -45,7 +45,7 @@ def test_frontier_cli_prints_every_candidate(trained) -> None:
 @pytest.mark.slow  # starts a subprocess or a server
 def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_queries) -> None:
     from flowfront.router.select import Preference
-    from tests.service.test_api import expected_candidate
+    from tests.service.support import expected_candidate
 
     done = flowfront("route", "qa-cascade", test_queries[3], "--lambda", "0.2", "--json", "--workdir", str(trained.workdir))
     assert done.returncode == 0, done.stderr
@@ -57,7 +57,7 @@ def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_
 @pytest.mark.slow  # starts a subprocess or a server
 def test_route_cli_takes_a_task_hint_and_says_when_it_cannot_use_it(trained, router, test_queries) -> None:
     from flowfront.router.select import Preference
-    from tests.service.test_api import expected_candidate
+    from tests.service.support import expected_candidate
 
     task = router[0].hint_groups[-1]
     args = ["route", "qa-cascade", test_queries[3], "--lambda", "0.0", "--workdir", str(trained.workdir)]

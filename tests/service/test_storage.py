@@ -13,7 +13,7 @@ import pytest
 from flowfront.store import connect
 from flowfront.store.testing import decision, trace
 from tests.helpers import flowfront
-from tests.service.conftest import copy_workdir, make_client
+from tests.service.support import copy_workdir, make_client
 
 RUN = "/v1/workflows/qa-cascade/run"
 

@@ -16,7 +16,7 @@ import pytest
 from flowfront.executor import streamed_call
 from flowfront.spec import load_workflow
 from tests.helpers import PROJECT_ROOT, hand_frontier
-from tests.service.conftest import copy_store, make_client
+from tests.service.support import copy_store, make_client
 
 MODELS = ("gpt-3.5-turbo-1106", "mistralai/mixtral-8x7b-chat")
 WORKFLOW = f"""

@@ -6,7 +6,7 @@ random per-choice accuracy, latency and cost (accuracy multiplies, latency and c
 - naive: the FlowCompile-style reference. Every configuration is a row of a pandas DataFrame
   (per-slot choices and objectives), then a Python loop keeps a front list and checks each
   row against it.
-- ours: ``compile.enumerate.enumerate_front`` over the same space (vectorised enumeration
+- ours: ``compile.enumeration.enumerate_front`` over the same space (vectorised enumeration
   in chunks, streaming Pareto merge), so the comparison stays on the enumeration path.
 - composed: ``compose_front`` on the same space, reported separately.
 - big: a 10^9-configuration mixed seq/par tree (9 slots x 10 choices) compiled exactly with
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import write_result
-from flowfront.compile.enumerate import FrontTable, compose_front, encode, enumerate_front
+from flowfront.compile.enumeration import FrontTable, compose_front, encode, enumerate_front
 
 SLOTS, CHOICES, SEED = 5, 20, 0
 SEQ_OPS = ("prod", "sum", "sum")  # accuracy, latency, cost of a sequential workflow

@@ -30,7 +30,7 @@ from flowfront.router.train import load_data
 from flowfront.settings import Settings, prepare_environment
 
 BENCHMARKS = ("model-route", "qa-cascade")
-STRATEGIES = ("frontier", "best-single", "static", "cluster", "oracle")
+COMPARED = ("frontier", "best-single", "static", "cluster", "oracle")
 MIN_TEST = 20  # a held-out task with fewer test queries says nothing on its own (it still counts pooled)
 
 
@@ -51,14 +51,14 @@ def _benchmark(settings: Settings, name: str) -> dict:
     if data.train.tasks is None or data.test.tasks is None:
         return {"skipped": "the data labels no tasks"}
     tasks = sorted(set(data.test.tasks))
-    per_task, pooled = {}, {s: {"accuracy_at_lambda0": [], "expected_utility": []} for s in STRATEGIES}
+    per_task, pooled = {}, {s: {"accuracy_at_lambda0": [], "expected_utility": []} for s in COMPARED}
     ood = []
     for task in track(tasks, description=f"{name}: leave one task out"):
         ctx = make_context(data.frontier, None, None)
         ctx.sets = {"frontier": _fold(data, task)}
         ctx.sets["all"] = ctx.sets["frontier"]
         scores = {}
-        for s in STRATEGIES:
+        for s in COMPARED:
             run = run_strategy(strategy_from_name(s), 0, ctx, time_decisions=False)
             scores[s] = _scores(run, ctx)
             for key, values in scores[s].items():
@@ -68,9 +68,9 @@ def _benchmark(settings: Settings, name: str) -> dict:
         n = len(ctx.sets["frontier"].test.query_ids)
         per_task[task] = {"test_queries": n, "train_queries_without_it": len(ctx.sets["frontier"].train.query_ids),
                           "in_train": task in set(data.train.tasks),
-                          **{s: {k: float(v.mean()) for k, v in scores[s].items()} for s in STRATEGIES},
+                          **{s: {k: float(v.mean()) for k, v in scores[s].items()} for s in COMPARED},
                           "too_few_to_read_alone": n < MIN_TEST}
-    summary = {s: {k: float(np.concatenate(v).mean()) for k, v in pooled[s].items()} for s in STRATEGIES}
+    summary = {s: {k: float(np.concatenate(v).mean()) for k, v in pooled[s].items()} for s in COMPARED}
     router, best = summary["frontier"]["accuracy_at_lambda0"], summary["best-single"]["accuracy_at_lambda0"]
     oracle = summary["oracle"]["accuracy_at_lambda0"]
     return {"tasks": tasks, "pooled": summary, "per_task": per_task,
@@ -88,7 +88,7 @@ def main() -> None:
     write_result("heldout", {
         "what": "leave one task out: fitted on the other tasks' train queries, evaluated on the task's test queries",
         "frontier": "compiled on the whole train split (every task); only the strategies are refitted",
-        "seed": 0, "strategies": list(STRATEGIES), "load_average_at_start": load,
+        "seed": 0, "strategies": list(COMPARED), "load_average_at_start": load,
         "load_average_at_end": os.getloadavg(), "benchmarks": results,
     })
 

@@ -22,6 +22,7 @@ Target on this 2-core machine: >= 200 routed requests/s with 0 errors (``repeate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -270,6 +271,84 @@ def _slow_clients(settings: Settings, workflows: Path, n_each: int = 100, timeou
             "timeouts_s": timeout_s, "normal_requests_answered_meanwhile": answered, "load_1m": round(os.getloadavg()[0], 2)}
 
 
+def _slow_body(settings: Settings, workflows: Path, n_slow: int = 500, seconds: float = 40.0) -> dict:
+    """The slow-body flood: ``n_slow`` connections each send a request head and then one body byte
+    every 2 s (about 250 B/s in all), against a server with its default limits, while 8 normal
+    clients send run requests for ``seconds``: the share of normal requests answered 200, and
+    how many slow connections the server closed and when."""
+    import aiohttp
+
+    port = _free_port()
+    proc = _start_server(settings, workflows, port)
+    base = f"http://127.0.0.1:{port}"
+    head = (b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 100000\r\n\r\n{")
+    queries = [q.text for q in _test_queries(settings)]
+
+    async def flood() -> dict:
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(n_slow)]
+        for _, writer in conns:
+            writer.write(head)
+        closed_at: dict[int, float] = {}
+        started = time.monotonic()
+
+        async def drip() -> None:
+            while time.monotonic() - started < seconds:
+                for i, (reader, writer) in enumerate(conns):
+                    if i in closed_at:
+                        continue
+                    if reader.at_eof() or writer.is_closing():
+                        closed_at[i] = time.monotonic() - started
+                        continue
+                    try:
+                        writer.write(b" ")
+                        await writer.drain()
+                    except (ConnectionError, OSError):
+                        closed_at[i] = time.monotonic() - started
+                await asyncio.sleep(2.0)
+
+        async def reader_watch() -> None:  # a 408 (or a close) ends a slow connection
+            async def watch(i: int, reader: asyncio.StreamReader) -> None:
+                with contextlib.suppress(ConnectionError, OSError):  # reset by the server: closed all the same
+                    await reader.read(1)
+                closed_at.setdefault(i, time.monotonic() - started)
+            await asyncio.wait([asyncio.create_task(watch(i, r)) for i, (r, _) in enumerate(conns)], timeout=seconds)
+
+        statuses: list[int] = []
+
+        async def normal(session: aiohttp.ClientSession, k: int) -> None:
+            i = k
+            while time.monotonic() - started < seconds:
+                try:
+                    async with session.post(f"{base}/v1/workflows/{BENCHMARK}/run",
+                                            json={"query": queries[i % len(queries)]}) as r:
+                        await r.read()
+                        statuses.append(r.status)
+                except (TimeoutError, aiohttp.ClientError):
+                    statuses.append(0)
+                i += 8
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            await asyncio.gather(drip(), reader_watch(), *(normal(session, k) for k in range(8)))
+        for _, writer in conns:
+            writer.close()
+        times = sorted(closed_at.values())
+        return {"slow_connections": n_slow, "slow_closed": len(times),
+                "slow_closed_by_s": round(times[-1], 1) if times else None,
+                "normal_requests": len(statuses), "normal_answered_200": statuses.count(200),
+                "answered_share": round(statuses.count(200) / max(1, len(statuses)), 4)}
+
+    try:
+        asyncio.run(_wait_ready(base, proc))
+        out = asyncio.run(flood())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        _remove_store(port)
+    return {**out, "seconds": seconds, "body_timeout_s": "default (30 s total, 1 KiB/s after a 2 s grace)",
+            "load_1m": round(os.getloadavg()[0], 2)}
+
+
 def _group_commit_cost(settings: Settings, workflows: Path, jobs: list[tuple[str, float]]) -> dict:
     """Throughput with responses waiting for their trace's commit (durable) vs not, same requests,
     warm servers, three rounds interleaved (A B A B A B) so drift hits both alike."""
@@ -367,6 +446,7 @@ def main() -> None:
         pairs = [(job[0], c) for job, c in zip(first, served["repeated"]["_chosen"], strict=True) if c is not None]
         commit = _group_commit_cost(settings, workflows, first)
         slow = _slow_clients(settings, workflows)
+        slow_body = _slow_body(settings, workflows)
         for stats in served.values():
             stats.pop("_chosen")
         direct = _direct(settings, pairs)
@@ -385,6 +465,7 @@ def main() -> None:
         "overhead_ratio_warm_vs_direct": served["repeated_warm"]["overhead_ratio_vs_direct"],
         "group_commit": commit,
         "slow_clients": slow,
+        "slow_body": slow_body,
         "notes": "repeated: fresh server, draws with replacement from the test split (the first sight of each "
                  "query runs the embedding model); repeated_warm: as many draws again on the same server; distinct: "
                  "fresh server, every test query once. The on-disk embedding cache is off in every pass. "
@@ -394,6 +475,7 @@ def main() -> None:
                     "every_query_new>=300rps": max(new[k]["requests_per_s"] for k in new if k.startswith("embed")) >= 300,
                     "group_commit_cost<=10%": commit["throughput_cost"] <= 0.10,
                     "slow_clients_closed": slow["still_open"] == 0,
+                    "slow_body_flood_answered>=99%": slow_body["answered_share"] >= 0.99,
                     "zero_errors": all(p["errors"] == 0 for p in served.values())
                     and all(new[k]["errors"] == 0 for k in new if k.startswith("embed"))},
     })

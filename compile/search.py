@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flowfront.compile.enumerate import (
+from flowfront.compile.enumeration import (
     FrontTable,
     compose_front,
     decode,

@@ -92,15 +92,11 @@ class Context:
 
 
 def strategy_from_name(name: str) -> Strategy:
-    """A :class:`Strategy` for a name of ``router.train.STRATEGIES`` (or ``oracle``)."""
-    from flowfront.router.train import STRATEGIES
+    """A :class:`Strategy` for a name of the registry (``router.registry.STRATEGIES``)."""
+    from flowfront.router.registry import strategy_entry
 
-    if name == "oracle":
-        return _oracle("oracle", "all")
-    if name not in STRATEGIES:
-        raise RoutingError(f"unknown strategy {name!r}", hint=f"choose from {', '.join(STRATEGIES)} or oracle")
-    entry = STRATEGIES[name]
-    return Strategy(name, entry.factory, entry.candidates, entry.seeded)
+    entry = strategy_entry(name)
+    return Strategy(name, entry.factory, entry.candidates, entry.seeded, fit_on_test=entry.fits_on_eval)
 
 
 def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Strategy]:
@@ -108,7 +104,7 @@ def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Str
     test query's task as the caller's hint, beside ``frontier``: ``frontier-hinted`` (the same
     router) and ``per-task`` (the router's group prior with the task given, i.e. per task the
     candidate with the best shrunk train means: the per-task best selection of the field)."""
-    from flowfront.router.train import STRATEGIES
+    from flowfront.router.registry import STRATEGIES
 
     cs = sets.get("frontier")
     base = next((s for s in plan if s.name == "frontier"), None)
@@ -119,14 +115,14 @@ def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Str
             Strategy("per-task", prior.factory, prior.candidates, False, hinted=True)]
 
 
-def _oracle(name: str, candidates: str) -> Strategy:
-    from flowfront.router.baselines import OracleRouter
-
-    return Strategy(name, lambda seed, execution: OracleRouter(execution=execution), candidates, False, True)
+def _oracle_frontier() -> Strategy:
+    """The oracle restricted to the frontier: what routing over the frontier could at best reach."""
+    oracle = strategy_from_name("oracle")
+    return Strategy("oracle-frontier", oracle.make, "frontier", oracle.seeded, fit_on_test=True)
 
 
 def plan_strategies(strategies: Sequence[str | Strategy] | None) -> list[Strategy]:
-    from flowfront.router.train import STRATEGIES
+    from flowfront.router.registry import STRATEGIES
 
     asked = list(STRATEGIES) if strategies is None else list(strategies)
     plan = [s if isinstance(s, Strategy) else strategy_from_name(s) for s in asked]
@@ -137,7 +133,7 @@ def plan_strategies(strategies: Sequence[str | Strategy] | None) -> list[Strateg
     if "oracle" not in names:
         plan.append(strategy_from_name("oracle"))
     if any(s.candidates == "sample" for s in plan):
-        plan.append(_oracle("oracle-frontier", "frontier"))
+        plan.append(_oracle_frontier())
     return plan
 
 

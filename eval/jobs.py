@@ -39,7 +39,7 @@ def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str 
 
     ``benchmark`` is a built-in name, a path or a loaded ``Benchmark`` (passed to
     ``router.train.load_data`` as is). ``strategies`` defaults to every strategy of
-    ``router.train.STRATEGIES``; ``static``, ``best-single`` and ``oracle`` are always added, and
+    ``router.registry.STRATEGIES``; ``static``, ``best-single`` and ``oracle`` are always added, and
     ``frontier-hinted`` beside ``frontier`` when the data labels tasks.
     Seeded strategies run once per seed, the others once. ``execution`` defaults to the
     frontier's. See docs/eval.md for every field of the result.

@@ -11,6 +11,7 @@ The Python API (a notebook session, end to end on the built-in data; docs/python
 >>> ff.select(frontier, ff.Preference(max_latency_s=0.5, on_infeasible="nearest")).id  # doctest: +SKIP
 >>> router = ff.train_router(bench, settings)                   # doctest: +SKIP
 >>> router.route(["Which gas do plants absorb? A) O2 B) CO2"], ff.Preference(lambda_=0.2))  # doctest: +SKIP
+>>> ff.load_router("qa-cascade", settings)                      # doctest: +SKIP
 
 Each call returns objects (artifacts, candidates), not paths. Importing flowfront does no work:
 the stages load on first use.
@@ -32,17 +33,46 @@ if TYPE_CHECKING:
     from flowfront.spec import Workflow
 
 __all__ = [
-    "BackendError", "CompileError", "FlowfrontError", "Preference", "Router", "RoutingError", "Settings", "SpecError",
-    "compile_frontier", "evaluate", "feedback", "load_benchmark", "load_workflow", "profile", "save_frontier", "select", "train_router",
+    "BackendError", "CompileError", "FlowfrontError", "Preference", "RoutingError", "Settings", "SpecError",
+    "TrainedRouter", "compile_frontier", "evaluate", "feedback", "load_benchmark", "load_frontier", "load_router",
+    "load_workflow", "profile", "run_outcomes", "save_frontier", "select", "train_router",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Preference":  # the one stage type re-exported by name, imported on first use
-        from flowfront.router.select import Preference
-
-        return Preference
+        global _preference
+        if _preference is None:
+            _preference = _checked_preference()
+        return _preference
     raise AttributeError(f"module 'flowfront' has no attribute {name!r}")
+
+
+_preference: Any = None
+
+
+def _checked_preference() -> type:
+    """``router.select.Preference`` whose constructor raises the documented SpecError for a bad
+    value. Only the facade's: a custom ``__init__`` is also what pydantic validates nested fields
+    with, and the service must keep answering a bad preference in a request with a 422."""
+    from pydantic import ValidationError
+
+    from flowfront.router.select import Preference as Base
+
+    class Preference(Base):
+        __doc__ = Base.__doc__
+
+        def __init__(self, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err["loc"]) or "preference"
+                raise SpecError(f"Preference `{field}`: {err['msg']} (got {err.get('input')!r})",
+                                hint="lambda_ >= 0; max_latency_s, max_cost_usd > 0; min_accuracy in [0, 1]") from None
+
+    Preference.__module__ = __name__
+    return Preference
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -97,6 +127,40 @@ def save_frontier(frontier: Frontier, settings: Settings | None = None, name: st
     return frontier.save(_settings(settings).workspace.benchmark(frontier.benchmark).frontier(name))
 
 
+def load_frontier(benchmark_or_path: str | Path, settings: Settings | None = None) -> Frontier:
+    """A saved frontier: a ``frontier.json`` path, or a benchmark's name (its saved frontier in the workdir)."""
+    from flowfront.compile.artifact import Frontier
+
+    path = Path(benchmark_or_path)
+    if path.suffix != ".json":
+        path = _settings(settings).workspace.benchmark(str(benchmark_or_path)).frontier()
+    return Frontier.load(path)
+
+
+def load_router(benchmark_or_folder: str | Path, settings: Settings | None = None, *,
+                frontier: Frontier | None = None) -> TrainedRouter:
+    """A saved router: a router folder, or a benchmark's name (its served router in the workdir),
+    checked against its frontier (by default the ``frontier.json`` beside the folder)."""
+    folder = Path(benchmark_or_folder)
+    if not folder.is_dir():
+        folder = _settings(settings).workspace.benchmark(str(benchmark_or_folder)).router()
+    return TrainedRouter.load(folder, frontier)
+
+
+def run_outcomes(path: str | Path, name: str, settings: Settings | None = None, *, seeds: int = 3) -> dict:
+    """The whole chain (import, profile, compile, validate, train, eval, report) on an outcome
+    table, as ``flowfront run --outcomes PATH --name NAME`` does; returns its summary row
+    (``results`` holds the evaluation). ``name`` is then served, listed and routable."""
+    import re
+
+    from flowfront.cli.pipeline import run_main
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        raise SpecError(f"name {name!r} is not a usable name",
+                        hint="use lower-case letters, digits, - and _ (it becomes a file and URL name)")
+    return run_main(_settings(settings), (), outcomes=Path(path), seeds=seeds, name=name)[0]
+
+
 def select(frontier: Frontier, preference: Preference | None = None) -> Candidate:
     """The candidate static selection picks for a preference (what the service picks without a router)."""
     from flowfront.router.select import Preference, select_static
@@ -105,10 +169,11 @@ def select(frontier: Frontier, preference: Preference | None = None) -> Candidat
     return frontier.candidates[index]
 
 
-class Router:
-    """A trained router over a frontier: per-query predictions and picks.
+class TrainedRouter:
+    """A trained router over a frontier, loaded for use: per-query predictions and picks (the
+    learned model itself, a ``flowfront.router.base.Router``, is ``.learned``).
 
-    >>> # router = ff.Router.load("runs/qa-cascade/router-frontier", frontier)
+    >>> # router = ff.TrainedRouter.load("runs/qa-cascade/router-frontier")
     >>> # router.route(["2 + 2 = ?"], ff.Preference(lambda_=0.3))[0].id
     >>> # router.route(["2 + 2 = ?"], tasks=["gsm8k"])  # a task it was trained on is used as the group
 
@@ -123,17 +188,23 @@ class Router:
         self._embedder: Any = None
 
     @classmethod
-    def load(cls, folder: str | Path, frontier: Frontier) -> Router:
-        """Load a router artifact, checked against the frontier it was trained for."""
+    def load(cls, folder: str | Path, frontier: Frontier | None = None) -> TrainedRouter:
+        """Load a router artifact, checked against the frontier it was trained for (by default the
+        ``frontier.json`` beside the folder)."""
+        from flowfront.compile.artifact import Frontier
         from flowfront.router.artifact import load_router, read_artifact
 
         folder = Path(folder)
+        if frontier is None:
+            frontier = Frontier.load(folder.parent / "frontier.json")
         return cls(load_router(folder, expect_frontier_hash=frontier.content_hash()), read_artifact(folder).feature_config,
                    frontier)
 
-    def features(self, queries: Sequence[str]) -> Any:
+    def features(self, queries: Sequence[str] | str) -> Any:
         from flowfront.router.features import Embedder, featurize
 
+        if isinstance(queries, str):  # one query, not its characters
+            queries = [queries]
         if self._embedder is None:
             self._embedder = Embedder(self.feature_config)
         return featurize(list(queries), self.feature_config, self._embedder)
@@ -143,14 +214,15 @@ class Router:
         """The task hints the router can use (the labels it was trained on)."""
         return tuple(self.learned.hint_groups)
 
-    def predict(self, queries: Sequence[str], tasks: Sequence[str | None] | None = None) -> Any:
+    def predict(self, queries: Sequence[str] | str, tasks: Sequence[str | None] | None = None) -> Any:
         """Per query and candidate: predicted accuracy, latency (s) and cost (USD), each (Q, K);
         ``.hinted`` marks the queries whose task hint was used."""
         return self.learned.predict(self.features(queries), hints=tasks)
 
-    def route(self, queries: Sequence[str], preference: Preference | None = None,
+    def route(self, queries: Sequence[str] | str, preference: Preference | None = None,
               tasks: Sequence[str | None] | None = None) -> list[Candidate]:
-        """The candidate each query should use under ``preference`` (the router contract's ``select``)."""
+        """The candidate each query should use under ``preference`` (the router contract's
+        ``select``); one string is one query (one pick)."""
         from flowfront.router.select import Preference, Scale, frontier_estimates
 
         _, lat, cost = frontier_estimates(self.frontier)
@@ -160,7 +232,7 @@ class Router:
 
 
 def train_router(benchmark: Benchmark | str, settings: Settings | None = None, *, strategy: str = "frontier",
-                 seed: int = 0) -> Router:
+                 seed: int = 0) -> TrainedRouter:
     """Fit the LightGBM router on the train split over the saved frontier; returns it loaded."""
     from flowfront.compile.artifact import Frontier
     from flowfront.router.train import train_job
@@ -171,7 +243,7 @@ def train_router(benchmark: Benchmark | str, settings: Settings | None = None, *
     if path is None:
         raise RoutingError(f"strategy {strategy!r} learns nothing to save", hint="use strategy='frontier'")
     frontier = Frontier.load(settings.workspace.benchmark(bench.name).frontier())
-    return Router.load(path, frontier)
+    return TrainedRouter.load(path, frontier)
 
 
 def evaluate(benchmark: Benchmark | str, settings: Settings | None = None, **options: Any) -> dict:

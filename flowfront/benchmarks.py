@@ -230,7 +230,7 @@ class Summary:
         return dict(self.__dict__)
 
 
-def summarize(results: list[RunResult], scores: list[float]) -> Summary:
+def summarise_runs(results: list[RunResult], scores: list[float]) -> Summary:
     n = len(results)
     if n == 0:
         raise DataError("no results to summarise")

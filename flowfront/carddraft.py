@@ -17,7 +17,7 @@ import numpy as np
 
 from flowfront.artifacts import write_atomic
 from flowfront.modelcards import ModelCard, slugify
-from flowfront.outcomes import OutcomeRow, OutcomeTable
+from flowfront.outcome_tables import OutcomeRow, OutcomeTable
 
 MIN_ROWS = 5  # fewer calls than this fit nothing worth writing down
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flowfront.errors import DataError
-from flowfront.outcomes import OutcomeTable, read_outcome_table
+from flowfront.outcome_tables import OutcomeTable, read_outcome_table, without_repeated_texts
 from flowfront.store import Trace, TraceStore, call_key, prompt_key
 
 BUILTIN_SOURCES = ("routerbench", "llmrouter")
@@ -25,6 +25,9 @@ def user_messages(query: str) -> tuple[dict[str, Any], ...]:
 
 
 def source_for_outcomes(path: Path) -> str:
+    if not Path(path).is_file():
+        raise DataError(f"outcome table {path} not found", hint="pass the path of a CSV or JSON-lines outcome table "
+                                                                "(docs/outcome-tables.md)")
     return f"outcomes-{_hash_files([path])[:12]}"
 
 
@@ -80,7 +83,7 @@ def ensure_imported(store: TraceStore, source: str, *, data_dir: Path | None = N
     current = store.import_record(source)
     if current is not None and current[0] == data_hash:
         return current[1]
-    table = load()
+    table = without_repeated_texts(load())
     write_table(store, source, table)
     summary = table.summary.as_dict()
     store.record_import(source, data_hash, summary)

@@ -57,7 +57,8 @@ class InfeasibleError(RoutingError):
 
 
 class BackendError(FlowfrontError):
-    """An LLM call failed. ``retryable`` says whether the same call may succeed later."""
+    """An LLM call failed. ``retryable`` says whether the same call may succeed later, and
+    ``retry_after_s``, where known, when (the service's Retry-After)."""
 
     def __init__(
         self,
@@ -66,10 +67,12 @@ class BackendError(FlowfrontError):
         model: str | None = None,
         retryable: bool = False,
         hint: str | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.model = model
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class ReplayMissError(BackendError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flowfront.backends.base import Backend
-from flowfront.benchmarks import Benchmark, Summary, grade, load_queries, summarize
+from flowfront.benchmarks import Benchmark, Summary, grade, load_queries, summarise_runs
 from flowfront.data import ensure_imported, source_for_outcomes
 from flowfront.errors import DataError, SpecError
 from flowfront.executor import Executor, Query, RunResult
@@ -164,7 +164,7 @@ def execute(
 
                 raise BackendError(f"query {res.query_id}: {res.error}", model=res.failed_model)
     scores = [grade(r, q, bench.spec.match) for r, q in zip(results, queries, strict=True)]
-    return ExecOutcome(summarize(results, scores), results, list(queries), scores)
+    return ExecOutcome(summarise_runs(results, scores), results, list(queries), scores)
 
 
 async def _run_all(executor: Executor, resolved: Resolved, queries: Sequence[Query], progress: bool) -> list[RunResult]:

@@ -24,11 +24,11 @@ from flowfront.router.select import Preference, Scale, SelectionResult, lambda_s
 from flowfront.spec import Execution
 
 __all__ = [
-    "BestSingleRouter",
-    "FactorisedRouter",
+    "BestSinglePolicy",
+    "FactorisedPolicy",
     "KNNRouter",
-    "OracleRouter",
-    "RandomRouter",
+    "OraclePolicy",
+    "RandomPolicy",
     "StaticRouter",
     "config_factors",
     "realised_utility",
@@ -139,10 +139,10 @@ class StaticRouter(Router):
         return _broadcast(self.means_, X.shape[0])
 
 
-class _TrainMeansRouter(Policy):
+class _TrainMeansPolicy(Policy):
     """Shared by the strategies whose predictions are the candidates' train means for every query."""
 
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> _TrainMeansRouter:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> _TrainMeansPolicy:
         _check_rows(X, Y)
         self.means_ = _train_means(Y, self.execution)
         return self
@@ -152,7 +152,7 @@ class _TrainMeansRouter(Policy):
         return _broadcast(self.means_, X.shape[0])
 
 
-class RandomRouter(_TrainMeansRouter):
+class RandomPolicy(_TrainMeansPolicy):
     """A uniformly random candidate per query, among those meeting the preference's hard limits by
     the train-mean estimates (which are also what ``predict`` returns). Deterministic per ``seed``:
     the same seed and the same number of queries give the same choices."""
@@ -172,14 +172,14 @@ class RandomRouter(_TrainMeansRouter):
         return SelectionResult(index, np.ones(len(index), dtype=bool), np.zeros(len(index)))
 
 
-class BestSingleRouter(_TrainMeansRouter):
+class BestSinglePolicy(_TrainMeansPolicy):
     """The candidate with the best train-mean accuracy (ties: cheaper, then faster) for every query,
     whatever the preference: the "best single configuration" baseline ignores lambda and limits."""
 
     def __init__(self, execution: Execution = "parallel") -> None:
         self.execution = execution
 
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> BestSingleRouter:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> BestSinglePolicy:
         super().fit(X, Y)
         acc, lat, cost = self.means_
         self.best_ = int(_lex_argmin([-acc[None], cost[None], lat[None]])[0])
@@ -194,7 +194,7 @@ class BestSingleRouter(_TrainMeansRouter):
 # --- oracle ----------------------------------------------------------------------------------
 
 
-class OracleRouter(Policy):
+class OraclePolicy(Policy):
     """Per-query oracle: an upper bound, NOT a deployable router.
 
     ``fit(X, Y_eval)`` takes the TRUE outcome matrix of the very queries it will be asked about
@@ -209,7 +209,7 @@ class OracleRouter(Policy):
     def __init__(self, execution: Execution = "parallel") -> None:
         self.execution = execution
 
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> OracleRouter:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> OraclePolicy:
         _check_rows(X, Y)
         self.X_ = np.array(X, copy=True)
         self.truth_ = (Y.correct.copy(), Y.latency(self.execution).copy(), Y.cost_usd.copy())
@@ -219,7 +219,7 @@ class OracleRouter(Policy):
         self._check_fitted()
         if X.shape != self.X_.shape or not np.array_equal(X, self.X_):
             raise RoutingError("the oracle only answers for the queries it was fitted on",
-                               hint="fit OracleRouter on the evaluation split's outcome matrix, then select on it")
+                               hint="fit OraclePolicy on the evaluation split's outcome matrix, then select on it")
 
     def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_same_queries(X)
@@ -336,7 +336,7 @@ class KNNRouter(Router):
 # --- factorised full-space router ------------------------------------------------------------
 
 
-class FactorisedRouter(Policy):
+class FactorisedPolicy(Policy):
     """Full-space router, factorised per node and per knob.
 
     Candidates are a uniform sample of the whole design space. For each factor (knob or node,
@@ -356,7 +356,7 @@ class FactorisedRouter(Policy):
         self.alpha = alpha
         self.execution = execution
 
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> FactorisedRouter:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> FactorisedPolicy:
         _check_rows(X, Y)
         self.factors_, self.labels_, self.codes_ = config_factors(Y.candidates)
         self.offsets_ = offsets = np.cumsum([0] + [len(v) for v in self.labels_])

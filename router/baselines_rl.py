@@ -24,7 +24,7 @@ import numpy as np
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions
 from flowfront.router.baselines import (
-    BestSingleRouter,
+    BestSinglePolicy,
     _broadcast,
     _check_rows,
     _meets_limits,
@@ -57,7 +57,7 @@ def _softmax(S: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class _ReinforceRouter(Policy):
+class _ReinforcePolicy(Policy):
     """Shared machinery; subclasses choose the factors and the candidates the policy ranges over."""
 
     def __init__(self, embed: Embed | None = None, lambda_range: tuple[float, float] | None = None,
@@ -80,7 +80,7 @@ class _ReinforceRouter(Policy):
         """Candidate columns the policy ranges over and which factors of ``config_factors`` it uses."""
         raise NotImplementedError
 
-    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> _ReinforceRouter:
+    def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> _ReinforcePolicy:
         _check_rows(X, Y)
         self.means_ = _train_means(Y, self.execution)
         scale = self.scale if self.scale is not None else Scale.from_estimates(self.means_[1], self.means_[2])
@@ -194,7 +194,7 @@ class _ReinforceRouter(Policy):
         return SelectionResult(index, np.ones(len(index), dtype=bool), np.zeros(len(index)))
 
 
-class MasRouterStyle(_ReinforceRouter):
+class MasRouterStyle(_ReinforcePolicy):
     """MasRouter-style cascaded controller over the structure knobs, then each node's (model, budget).
 
     Items are described in words and embedded with ``embed`` (pass the MiniLM embedder's
@@ -213,7 +213,7 @@ class MasRouterStyle(_ReinforceRouter):
         return np.arange(len(Y.candidate_ids)), names
 
 
-class MaasStyle(_ReinforceRouter):
+class MaasStyle(_ReinforcePolicy):
     """MaAS-style query-conditioned sampler over the STRUCTURE knobs only, with the model fixed.
 
     ``model`` (default: the most used model of the best-single candidate) is the model every
@@ -244,7 +244,7 @@ class MaasStyle(_ReinforceRouter):
         return np.array(sorted(seen.values())), [names[f] for f in knob_f]
 
     def _best_single_model(self, Y: OutcomeMatrix) -> str:
-        best = BestSingleRouter(execution=self.execution).fit(np.zeros((len(Y.query_ids), 1)), Y).best_
+        best = BestSinglePolicy(execution=self.execution).fit(np.zeros((len(Y.query_ids), 1)), Y).best_
         models = [c["model"] for s in Y.candidates[best].get("nodes", {}).values()
                   for c in (s if isinstance(s, list) else [s])]
         if not models:

@@ -44,7 +44,7 @@ __all__ = ["FOLDS", "Graded", "IMPUTE_STRENGTH", "MIN_GRADED", "OFFLINE_TOLERANC
            "compare", "decide", "graded_decisions", "logged"]
 
 MIN_GRADED = 60  # graded decisions retrain needs: enough for each fold to judge a challenger on
-FOLDS = 2
+FOLDS = 5
 IMPUTE_STRENGTH = 5.0
 OFFLINE_TOLERANCE = 0.01
 GRADE_NAMES = ("correct", "judge")  # the grades retrain reads, first found wins
@@ -245,30 +245,21 @@ def retrain_job(settings: Any, benchmark: str, **options: Any) -> dict[str, Any]
 def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed: int = 0, dry_run: bool = False,
             offline_exclude: frozenset[str] = frozenset(), train_exclude: frozenset[str] = frozenset(),
             min_graded: int = MIN_GRADED) -> tuple[dict[str, Any], Any]:
-    """:func:`retrain_job`, also returning the challenger (promoted or not)."""
+    """:func:`retrain_job`, also returning the challenger (promoted or not). ``offline_exclude``
+    and ``train_exclude`` name test and train query ids to leave out of the offline matrices (a
+    simulation's way of saying what the offline data did not hold)."""
     import time
 
-    from flowfront.artifacts import write_atomic
     from flowfront.benchmarks import load_benchmark
     from flowfront.compile.artifact import Frontier
-    from flowfront.router.artifact import load_router, save_router
-    from flowfront.router.features import FeatureConfig
+    from flowfront.router.artifact import load_router
     from flowfront.router.train import features, load_data, make_router
-    from flowfront.store import connect
 
     bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     folder = settings.workspace.benchmark(bench.name)
     frontier = Frontier.load(folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
     champion = load_router(folder.router(), expect_frontier_hash=frontier.content_hash())
-    with connect(settings.served_store_url) as served:
-        decisions = served.decisions(since=None if since_s is None else time.time() - since_s,
-                                     workflow=bench.workflow.name)
-        feedback = served.feedback(ids=[d.id for d in decisions]) if decisions else []
-    graded = graded_decisions(decisions, feedback, frontier.content_hash())
-    if len(graded) < min_graded:
-        raise RoutingError(f"retrain needs at least {min_graded} graded decisions of {bench.workflow.name!r} on its "
-                           f"current frontier; it has {len(graded)}",
-                           hint="grade more (POST /v1/feedback, `flowfront feedback import`, `flowfront grade`)")
+    graded = _graded(settings, bench.workflow.name, frontier.content_hash(), since_s, min_graded)
     data = load_data(settings, bench, "frontier", seed)
     assert data.test is not None and data.X_test is not None
     offline_rows = np.array([q not in train_exclude for q in data.train.query_ids])
@@ -294,20 +285,54 @@ def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed
               "rule": __doc__.split("Promote when", 1)[1].split("\n\n")[0].strip() if __doc__ else "",
               "promoted": bool(promote and not dry_run), "would_promote": promote, "reason": why}
     if promote and not dry_run:
-        save_router(challenger, folder.router(), frontier_hash=frontier.content_hash(),
-                    workflow_hash=bench.workflow.content_hash, feature_config=FeatureConfig(),
-                    metrics={"strategy": "frontier", "retrained_from": len(graded), **challenger.describe()},
-                    note=f"retrained on {len(graded)} graded decisions")
-        with connect(settings.served_store_url) as served:
-            report["generation"] = served.bump_generation()  # every replica reloads the new router
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["at"]))
-    out = folder.root / "retrain"
+        report["generation"] = _promote(settings, folder.router(), challenger, frontier.content_hash(),
+                                        bench.workflow.content_hash, len(graded))
+    report["report"] = _write_report(folder.root / "retrain", report)
+    return report, challenger
+
+
+def _graded(settings: Any, workflow: str, frontier_hash: str, since_s: float | None, least: int) -> list[Graded]:
+    """The graded decisions retrain learns from, or a one-line refusal when there are too few."""
+    import time
+
+    from flowfront.store import connect
+
+    with connect(settings.served_store_url) as served:
+        decisions = served.decisions(since=None if since_s is None else time.time() - since_s, workflow=workflow)
+        feedback = served.feedback(ids=[d.id for d in decisions]) if decisions else []
+    graded = graded_decisions(decisions, feedback, frontier_hash)
+    if len(graded) < least:
+        raise RoutingError(f"retrain needs at least {least} graded decisions of {workflow!r} on its current "
+                           f"frontier; it has {len(graded)}",
+                           hint="grade more (POST /v1/feedback, `flowfront feedback import`, `flowfront grade`)")
+    return graded
+
+
+def _promote(settings: Any, folder: Any, challenger: Any, frontier_hash: str, workflow_hash: str, n: int) -> int:
+    """Swap the challenger in (validated first) and advance the shared generation, so every
+    replica reloads it; returns that generation."""
+    from flowfront.router.artifact import read_artifact, save_router
+    from flowfront.store import connect
+
+    save_router(challenger, folder, frontier_hash=frontier_hash, workflow_hash=workflow_hash,
+                feature_config=read_artifact(folder).feature_config,  # the champion's: queries embed alike
+                metrics={"strategy": "frontier", "retrained_from": n, **challenger.describe()},
+                note=f"retrained on {n} graded decisions")
+    with connect(settings.served_store_url) as served:
+        return int(served.bump_generation())
+
+
+def _write_report(out: Any, report: dict[str, Any]) -> str:
+    import time
+
     import orjson
 
+    from flowfront.artifacts import write_atomic
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["at"]))
     write_atomic(out / f"{stamp}.json", orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     write_atomic(out / f"{stamp}.md", _markdown(report).encode())
-    report["report"] = str(out / f"{stamp}.md")
-    return report, challenger
+    return str(out / f"{stamp}.md")
 
 
 def _markdown(r: dict[str, Any]) -> str:

@@ -4,58 +4,32 @@ The data is a small synthetic outcome matrix with a planted signal: queries sit 
 of the embedding space; cluster 0 is answered by model "a" in either mode, cluster 1 only by the
 slow "careful" mode. A router that reads the features can learn this; random cannot.
 
-Use from a test module with ``from flowfront.router.testing import *``; a new strategy joins
-``STRATEGIES`` below. Needs pytest (the ``dev`` extra); nothing at run time imports this module.
+Use from a test module with ``from flowfront.router.testing import *``; the tests run over every
+strategy of the one registry (``flowfront.router.registry.STRATEGIES``), a new one included. Needs pytest (the ``dev`` extra); nothing at run time imports this module.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from flowfront.errors import RoutingError
 from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions, Router
-from flowfront.router.baselines import (
-    BestSingleRouter,
-    FactorisedRouter,
-    KNNRouter,
-    OracleRouter,
-    RandomRouter,
-    StaticRouter,
-    realised_utility,
-)
-from flowfront.router.baselines_rl import MaasStyle, MasRouterStyle
-from flowfront.router.cluster import ClusterRouter
+from flowfront.router.baselines import realised_utility
+from flowfront.router.registry import STRATEGIES, TEST_EMBEDDING_DIM
 from flowfront.router.select import Preference, Scale, SelectionResult
 
 # A narrow embedding keeps every fit fast; routers that slice X take the width as a parameter.
-DIM = 24
+DIM = TEST_EMBEDDING_DIM
 CANDIDATES = [{"knobs": {"mode": mode}, "nodes": {"answer": {"model": m, "budget": None}}}
               for mode in ("fast", "careful") for m in ("a", "b", "c")]
 
 
-def _lightgbm(seed: int) -> Router:
-    from flowfront.router.model import LightGBMRouter
-
-    return LightGBMRouter(seed=seed, n_estimators=40, embedding_dim=DIM)
-
-
-# name -> (factory(seed), reads query features, honours preferences, fits on the eval split)
-STRATEGIES: dict[str, tuple[Callable[[int], Router], bool, bool, bool]] = {
-    "static": (lambda s: StaticRouter(), False, True, False),
-    "random": (lambda s: RandomRouter(seed=s), False, True, False),
-    "best-single": (lambda s: BestSingleRouter(), False, False, False),
-    "knn": (lambda s: KNNRouter(seed=s, embedding_dim=DIM), True, True, False),
-    "cluster": (lambda s: ClusterRouter(seed=s, embedding_dim=DIM), True, True, False),
-    "factorised": (lambda s: FactorisedRouter(), True, True, False),
-    "masrouter": (lambda s: MasRouterStyle(seed=s, steps=300, embedding_dim=DIM), True, True, False),
-    "maas": (lambda s: MaasStyle(seed=s, steps=300, embedding_dim=DIM), True, True, False),
-    "oracle": (lambda s: OracleRouter(), True, True, True),
-    "lightgbm": (_lightgbm, True, True, False),
-}
+def _build(name: str, seed: int) -> Router:
+    """A registry strategy sized for the synthetic data (its ``test_params``)."""
+    return STRATEGIES[name].factory(seed, for_tests=True)  # type: ignore[return-value]
 
 
 def synthetic(n: int, seed: int, swap: bool = False) -> tuple[np.ndarray, OutcomeMatrix]:
@@ -102,10 +76,9 @@ def _fitted(name: str, seed: int, data: dict) -> tuple[Router, np.ndarray, Outco
 
 
 def _fit(name: str, seed: int, data: dict, split: str = "train") -> tuple[Router, np.ndarray, OutcomeMatrix]:
-    factory, _, _, on_eval = STRATEGIES[name]
     X_eval, Y_eval = data["test"] if split == "train" else data[split]
-    X_fit, Y_fit = (X_eval, Y_eval) if on_eval else data[split]
-    router = factory(seed)
+    X_fit, Y_fit = (X_eval, Y_eval) if STRATEGIES[name].fits_on_eval else data[split]
+    router = _build(name, seed)
     assert router.fit(X_fit, Y_fit) is router
     return router, X_eval, Y_eval
 
@@ -120,7 +93,7 @@ def _utility(router: Router, X: np.ndarray, Y: OutcomeMatrix, scale: Scale) -> f
 @pytest.mark.parametrize("name", list(STRATEGIES))
 class TestRouterContract:
     def test_init_stores_params_and_learns_nothing(self, name: str, seed: int) -> None:
-        router = STRATEGIES[name][0](seed)
+        router = _build(name, seed)
         learned = [a for a in vars(router) if a.endswith("_") and not a.startswith("_")]
         assert learned == []
         for cls in type(router).__mro__:
@@ -153,7 +126,7 @@ class TestRouterContract:
     def test_select_returns_valid_indices(self, name: str, seed: int, data: dict, scale: Scale) -> None:
         router, X, Y = _fitted(name, seed, data)
         for pref in (Preference(), Preference(**{"lambda": 0.3}), Preference(**{"lambda": 5.0}, objective="cost")):
-            if isinstance(router, (MasRouterStyle, MaasStyle)) and pref.objective == "cost":
+            if STRATEGIES[name].module.endswith("baselines_rl") and pref.objective == "cost":
                 continue  # trained for latency; a cost preference is refused (test_baselines checks that)
             index = router.select(X, pref, scale).index
             assert index.shape == (len(X),)
@@ -165,7 +138,7 @@ class TestRouterContract:
         limit = float(np.median(pred.latency_s))
         result = router.select(X, Preference(max_latency_s=limit, on_infeasible="nearest"), scale)
         rows = np.arange(len(X))
-        if not STRATEGIES[name][2]:  # best single ignores preferences by definition
+        if not STRATEGIES[name].honours_preferences:  # best single ignores preferences by definition
             assert (result.index == router.select(X, Preference(), scale).index).all()
             return
         chosen = pred.latency_s[rows, result.index]
@@ -194,7 +167,7 @@ class TestRouterContract:
     def test_refit_on_new_data_changes_the_fit(self, name: str, seed: int, data: dict) -> None:
         router, X, _ = _fit(name, seed, data)
         before = router.predict(X).accuracy
-        if STRATEGIES[name][3]:  # the oracle forgets the old queries and answers for the new ones
+        if STRATEGIES[name].fits_on_eval:  # the oracle forgets the old queries and answers for the new ones
             X_new, Y_new = data["other"]
             router.fit(X_new, Y_new)
             np.testing.assert_array_equal(router.predict(X_new).accuracy, Y_new.correct)
@@ -206,7 +179,7 @@ class TestRouterContract:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("name", [n for n, spec in STRATEGIES.items() if spec[1]])
+@pytest.mark.parametrize("name", [n for n, spec in STRATEGIES.items() if spec.reads_features])
 def test_feature_routers_beat_random(name: str, seed: int, data: dict, scale: Scale) -> None:
     """Only the strategies that read query features: on planted-signal data they must beat random."""
     router, X, Y = _fitted(name, seed, data)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -24,58 +22,10 @@ from flowfront.benchmarks import Benchmark, load_benchmark
 from flowfront.compile.artifact import Frontier, Profiles
 from flowfront.errors import RoutingError
 from flowfront.router.base import OUTCOMES_SCHEMA, OutcomeMatrix, Policy, expected_utility
+from flowfront.router.registry import TRAINABLE, StrategyEntry, strategy_entry
 from flowfront.router.select import Scale, lambda_sweep
 from flowfront.settings import Settings
 from flowfront.spec import Execution
-
-
-@dataclass(frozen=True)
-class StrategyEntry:
-    """One trainable strategy: how to build it and what it chooses among.
-
-    ``factory(seed, execution)`` returns an unfitted policy; ``seeded`` says whether different
-    seeds give different fits (eval runs those once per seed); ``persisted`` whether
-    ``flowfront train`` writes it as an artifact (the LightGBM routers; the rest refit in seconds).
-    The classes are imported when a strategy is built, not when this table is read.
-    """
-
-    name: str
-    module: str
-    cls: str
-    candidates: Literal["frontier", "sample"]
-    seeded: bool
-    persisted: bool = False
-    params: tuple[tuple[str, Any], ...] = ()
-
-    def factory(self, seed: int = 0, execution: Execution = "parallel") -> Policy:
-        kwargs: dict[str, Any] = {"execution": execution, **dict(self.params)}
-        if self.seeded:
-            kwargs["seed"] = seed
-        policy: Policy = getattr(import_module(self.module), self.cls)(**kwargs)
-        return policy
-
-
-_ROUTERS = "flowfront.router"
-STRATEGIES: dict[str, StrategyEntry] = {e.name: e for e in (
-    StrategyEntry("frontier", f"{_ROUTERS}.model", "LightGBMRouter", "frontier", seeded=True, persisted=True),
-    StrategyEntry("frontier-prior", f"{_ROUTERS}.model", "LightGBMRouter", "frontier", seeded=True,
-                  params=(("design", "prior"),)),
-    StrategyEntry("static", f"{_ROUTERS}.baselines", "StaticRouter", "frontier", seeded=False),
-    StrategyEntry("knn", f"{_ROUTERS}.baselines", "KNNRouter", "frontier", seeded=True),
-    StrategyEntry("cluster", f"{_ROUTERS}.cluster", "ClusterRouter", "frontier", seeded=True),
-    StrategyEntry("random", f"{_ROUTERS}.baselines", "RandomRouter", "frontier", seeded=True),
-    StrategyEntry("best-single", f"{_ROUTERS}.baselines", "BestSingleRouter", "frontier", seeded=False),
-    StrategyEntry("full-space", f"{_ROUTERS}.model", "LightGBMRouter", "sample", seeded=True, persisted=True),
-    StrategyEntry("full-space-factorised", f"{_ROUTERS}.baselines", "FactorisedRouter", "sample", seeded=False),
-    StrategyEntry("masrouter-style", f"{_ROUTERS}.baselines_rl", "MasRouterStyle", "sample", seeded=True),
-    StrategyEntry("maas-style", f"{_ROUTERS}.baselines_rl", "MaasStyle", "sample", seeded=True),
-)}
-
-
-def strategy_entry(strategy: str) -> StrategyEntry:
-    if strategy not in STRATEGIES:
-        raise RoutingError(f"unknown strategy {strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[strategy]
 
 
 @dataclass
@@ -94,6 +44,14 @@ def make_router(strategy: str, *, seed: int = 0, execution: Execution = "paralle
     return strategy_entry(strategy).factory(seed, execution)
 
 
+def trainable_entry(strategy: str) -> StrategyEntry:
+    entry = strategy_entry(strategy)
+    if entry.fits_on_eval:
+        raise RoutingError(f"strategy {strategy!r} is fitted on the outcomes it is judged on (an evaluation bound)",
+                           hint=f"train one of {', '.join(TRAINABLE)}")
+    return entry
+
+
 def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: str, seed: int) -> tuple[list, list]:
     if kind == "frontier":
         return [c.config for c in frontier.candidates], [c.id for c in frontier.candidates]
@@ -108,7 +66,7 @@ def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: 
 
 
 def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, split: str) -> OutcomeMatrix:
-    from flowfront.router.outcomes import build_outcomes
+    from flowfront.router.matrix import build_outcomes
     from flowfront.runtime import benchmark_backend, benchmark_queries, open_store, prepare_data
 
     # The schema version is part of the name, so a cache from an older layout is rebuilt, not misread.
@@ -169,7 +127,7 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
     cross-validated utility of the design the fit chose, where it chose one by cross-validation
     (every train query scored by a fit that never saw it), else that of a probe fit on 80% of the
     train split, scored on the rest."""
-    entry = strategy_entry(strategy)
+    entry = trainable_entry(strategy)
     started_all = time.perf_counter()
     data = load_data(settings, benchmark, entry.candidates, seed, include_test=False)
     execution = data.frontier.execution

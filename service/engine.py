@@ -158,7 +158,7 @@ async def _serve(shared: Shared, out: Outcome, strategy: str | None, stream: Str
     try:
         out.index, out.feasible, out.attempts = _choose(entry, out.decision, out.preference, avoid)
     except BackendError as exc:  # every candidate's model is behind an open breaker
-        exc.retry_after_s = shared.breakers.seconds_until_probe(avoid)  # type: ignore[attr-defined]
+        exc.retry_after_s = shared.breakers.seconds_until_probe(avoid)  # a declared field: when to retry
         raise
     if shared.settings.explore > 0 and out.decision.strategy == "router" and not out.attempts:
         out.index, out.propensity, out.explored = explore(entry, out.decision.estimates, out.preference, out.index,

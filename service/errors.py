@@ -30,7 +30,7 @@ from flowfront.errors import (
 )
 
 __all__ = [
-    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Starting", "Unauthorized", "UnknownResponse", "UnknownWorkflow",
+    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Starting", "UnknownResponse", "UnknownWorkflow",
     "error_body", "install_handlers", "status_for",
 ]
 
@@ -73,10 +73,6 @@ class Starting(BackendError):
         super().__init__(message, retryable=True, hint=hint)
 
 
-class Unauthorized(FlowfrontError):
-    """No valid bearer token."""
-
-
 class DeadlineExceeded(BackendError):
     """The whole request (routing, execution, fallbacks) ran past its deadline."""
 
@@ -96,8 +92,6 @@ def status_for(exc: FlowfrontError, *, provider: bool = False) -> int:
     provider and fail to read a 422 (litellm raised ``'NoneType' object has no attribute
     'choices'``). To a caller of a served workflow it is 422: send another query.
     """
-    if isinstance(exc, Unauthorized):
-        return 401
     if isinstance(exc, (UnknownWorkflow, UnknownResponse)):
         return 404
     if isinstance(exc, ReplayMissError):
@@ -157,7 +151,8 @@ def error_parts(request: Request, exc: FlowfrontError) -> tuple[int, dict[str, A
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status in (503, 504):
         # when breakers are open, the time until they let a probe through: earlier retries only fail
-        headers = {"Retry-After": str(max(1, math.ceil(getattr(exc, "retry_after_s", 1.0))))}
+        wait = exc.retry_after_s if isinstance(exc, BackendError) and exc.retry_after_s is not None else 1.0
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))}
     return status, error_body(status, _redact(request, exc.message), **extra), headers
 
 

@@ -13,7 +13,7 @@ from flowfront.backends.base import CallRequest
 from flowfront.backends.prefix import Recorded, cut
 from flowfront.backends.replay import completion_from_record
 from flowfront.modelcards import load_model_card, load_model_cards
-from flowfront.outcomes import read_outcome_table
+from flowfront.outcome_tables import read_outcome_table
 from flowfront.runtime import load_cards
 from flowfront.settings import Settings
 from tests.helpers import cli_env, flowfront

@@ -13,7 +13,7 @@ import pytest
 
 from flowfront.converters import LLMROUTER_COMPLETION_TOKENS, convert_llmrouter, convert_routerbench
 from flowfront.errors import DataError
-from flowfront.outcomes import read_outcome_table, write_outcome_table
+from flowfront.outcome_tables import read_outcome_table, write_outcome_table
 from flowfront.parsers import extract_choice
 from flowfront.tokens import count_tokens
 

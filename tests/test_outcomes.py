@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowfront.errors import DataError
-from flowfront.outcomes import OutcomeRow, read_outcome_table, write_outcome_table
+from flowfront.outcome_tables import OutcomeRow, read_outcome_table, write_outcome_table
 
 HEADER = "query_id,query,task,split,model,score"
 
@@ -72,6 +72,28 @@ def test_missing_scores_are_dropped_and_counted(tmp_path):
     assert table.summary.dropped == {"score missing": 2}
     assert (table.summary.rows_read, table.summary.rows_kept) == (4, 2)
     assert "2 of 4 rows kept" in table.summary.describe()
+
+
+def test_repeated_query_texts_under_other_ids_are_dropped_at_import_and_said(tmp_path):
+    """One text is one prompt with one recorded answer per model: an id sharing its text with a
+    later id cannot be replayed as its own query. Reading keeps the file as written; the import
+    keeps the last id of each text and its summary says so (it used to lose them silently)."""
+    from flowfront.data import ensure_imported, source_for_outcomes
+    from flowfront.outcome_tables import without_repeated_texts
+    from flowfront.store import connect
+
+    path = _write(tmp_path / "t.csv", f"{HEADER}\nq1,Q,t,train,a,1\nq1,Q,t,train,b,0\nq2,R,t,train,a,1\n"
+                                      "q2,R,t,train,b,1\nq3,Q,t,test,a,0\nq3,Q,t,test,b,1\n")
+    table = read_outcome_table(path)
+    assert table.summary.queries == 3  # the file, as written
+    kept = without_repeated_texts(table)
+    assert sorted({row.query_id for row in kept}) == ["q2", "q3"] and kept.summary.queries == 2
+    assert kept.summary.dropped["sharing their query text with a later id"] == 2
+    assert "1 query ids share their text with a later id (q1 -> q3)" in kept.summary.describe()
+    with connect(tmp_path / "traces.sqlite") as store:
+        source = source_for_outcomes(path)
+        summary = ensure_imported(store, source, path=path)
+        assert summary["queries"] == 2 and {q[0] for q in store.queries(source)} == {"q2", "q3"}
 
 
 def test_split_may_be_left_out(tmp_path):

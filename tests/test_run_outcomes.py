@@ -114,3 +114,22 @@ def test_an_unseen_table_without_cards_runs_with_what_it_has(tmp_path: Path, dro
     results = orjson.loads((folder / "eval" / "results.json").read_bytes())
     assert results["latency_source"].startswith(latency)
     assert "unavailable" in (work / "report.md").read_text()
+
+
+def test_an_outcome_table_runs_from_python_and_its_artifacts_load_by_name(tmp_path: Path) -> None:
+    """The Python API's face of `run --outcomes`: run_outcomes, then load_frontier / load_router by
+    the table's name with no internal import, and one string routed as one query."""
+    import flowfront as ff
+    from tests.helpers import PROJECT_ROOT
+
+    settings = ff.Settings(workdir=tmp_path / "work", configs_dir=PROJECT_ROOT / "configs")
+    row = ff.run_outcomes(make_table(tmp_path / "t.csv", n_queries=120), "py-table", settings, seeds=1)
+    assert row["benchmark"] == "py-table" and row["results"]["strategies"]["frontier"]
+    frontier = ff.load_frontier("py-table", settings)
+    router = ff.load_router("py-table", settings)
+    picks = router.route("What is 3 plus 4, multiplied by 5?", ff.Preference(lambda_=0.2))
+    assert len(picks) == 1 and picks[0].id in {c.id for c in frontier.candidates}
+    with pytest.raises(ff.SpecError, match="name 'Bad Name'"):
+        ff.run_outcomes(tmp_path / "t.csv", "Bad Name", settings)
+    with pytest.raises(ff.SpecError, match="lambda_"):
+        ff.Preference(lambda_=-1)

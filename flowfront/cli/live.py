@@ -94,7 +94,7 @@ def models_init(
     from flowfront.carddraft import write_drafts
     from flowfront.errors import DataError
     from flowfront.modelcards import load_model_cards
-    from flowfront.outcomes import read_outcome_table
+    from flowfront.outcome_tables import read_outcome_table
 
     settings = make_settings()
     path = Path(table).expanduser()

@@ -48,8 +48,8 @@ def _warn_on_weak_proxy(console: Console, name: str, validation: dict) -> list[s
     for axis in ("accuracy", "latency"):
         rho = (validation.get(axis) or {}).get("spearman")
         if rho is not None and rho == rho and rho < WEAK_PROXY:  # NaN: nothing measured to compare
-            warnings.append(f"{name}: the proxy's {axis} estimates rank candidates with Spearman {rho:.2f} "
-                            f"against the measurement (< {WEAK_PROXY}); treat the frontier's {axis} figures "
+            warnings.append(f"{name}: the proxy's {axis} estimates rank candidates with Spearman {rho:.3f} "
+                            f"against the measurement (below {WEAK_PROXY:.2f}); treat the frontier's {axis} figures "
                             "as rough (validation.png shows where)")
     for line in warnings:
         console.print(f"  [yellow]warning:[/] {line}")

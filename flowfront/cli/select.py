@@ -109,12 +109,12 @@ def route(
     workdir: Workdir = None,
 ) -> None:
     """The trained router's per-candidate predictions for one query, and its pick."""
-    from flowfront import Router
+    from flowfront import TrainedRouter
     from flowfront.router.select import Preference
 
     f = _frontier(benchmark, workdir)
     settings = make_settings(None, workdir)
-    router = Router.load(settings.workspace.benchmark(f.benchmark).router(), f)
+    router = TrainedRouter.load(settings.workspace.benchmark(f.benchmark).router(), f)
     pref = Preference.model_validate({"lambda": lambda_, "objective": objective, "max_latency_s": max_latency_s,
                                       "on_infeasible": "nearest"})
     tasks = None if task is None else [task]

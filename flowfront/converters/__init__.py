@@ -3,7 +3,7 @@
 ``convert_routerbench`` reads ``routerbench/{arc_challenge,winogrande,mbpp}_{train,test}.csv``;
 ``convert_llmrouter`` joins ``llmrouter/{train,test}_scores.json`` with ``queries_*.jsonl`` and
 prices calls with ``models.json``. Both are pure: they read files and return an
-:class:`~flowfront.outcomes.OutcomeTable`; what they derive or estimate is listed in
+:class:`~flowfront.outcome_tables.OutcomeTable`; what they derive or estimate is listed in
 ``docs/outcome-tables.md`` and in each table's summary notes.
 """
 

@@ -13,7 +13,7 @@ import numpy as np
 from flowfront.converters._common import _bad
 from flowfront.converters.routerbench import SPLITS
 from flowfront.errors import DataError
-from flowfront.outcomes import OutcomeRow, OutcomeTable, read_jsonl, summarise
+from flowfront.outcome_tables import OutcomeRow, OutcomeTable, read_jsonl, summarise
 from flowfront.tokens import count_tokens_many
 
 # LLMRouter records scores, not responses, so output length is unknown. These ESTIMATES of

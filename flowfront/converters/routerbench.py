@@ -12,7 +12,7 @@ from typing import Any
 
 from flowfront.converters._common import _bad
 from flowfront.errors import DataError
-from flowfront.outcomes import DROPPED_NO_SCORE, OutcomeRow, OutcomeTable, summarise
+from flowfront.outcome_tables import DROPPED_NO_SCORE, OutcomeRow, OutcomeTable, summarise
 from flowfront.parsers import extract_choice
 from flowfront.tokens import count_tokens_many
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.compile_search import naive_front, sequential_evaluate, synthetic_slots
-from flowfront.compile.enumerate import (
+from flowfront.compile.enumeration import (
     FrontTable,
     combine,
     compose_front,
@@ -118,7 +118,7 @@ def at_least_one(a, b):
     return 1.0 - (1.0 - a) * (1.0 - b)
 
 
-# The operator definitions, written out independently of compile.enumerate.
+# The operator definitions, written out independently of compile.enumeration.
 DEFINITIONS = {"seq": (np.multiply, np.add, np.add), "par": (at_least_one, np.maximum, np.add)}
 
 

@@ -126,7 +126,7 @@ def test_pruned_search_equals_brute_force() -> None:
     proxy = Proxy(CASCADE, profiles)
     found = {(str(p.structure.knobs), tuple(proxy.config(p.structure, p.digits)["nodes"].items().__repr__()))
              for p in search(proxy, objective="latency").points}
-    from flowfront.compile.enumerate import decode
+    from flowfront.compile.enumeration import decode
     from flowfront.compile.pareto import pareto_mask
 
     rows, labels = [], []

@@ -12,7 +12,7 @@ from flowfront.errors import RoutingError, SpecError
 from flowfront.eval.harness import Strategy, check_disjoint
 from flowfront.eval.jobs import eval_job, evaluate
 from flowfront.eval.report import write_report
-from flowfront.router.baselines import RandomRouter, StaticRouter
+from flowfront.router.baselines import RandomPolicy, StaticRouter
 from flowfront.router.train import load_data
 from tests.helpers import writable_copy
 
@@ -112,7 +112,7 @@ def test_execution_budgets_and_bad_arguments(compiled) -> None:
 @pytest.mark.slow  # starts a subprocess or a server
 def test_eval_job_and_report_say_where_the_router_loses(compiled, tmp_path: Path) -> None:
     # A "frontier router" that ignores the query and the preference: it must be reported as losing.
-    weak = Strategy("frontier", lambda seed, execution: RandomRouter(seed=seed, execution=execution), seeded=True)
+    weak = Strategy("frontier", lambda seed, execution: RandomPolicy(seed=seed, execution=execution), seeded=True)
     path, res = eval_job(compiled, "code-budget", strategies=[weak], seeds=(0,), n_boot=200, progress=True)
     folder = compiled.workdir / "code-budget" / "eval"
     assert path == folder / "results.json" and (folder / "curves.png").stat().st_size > 10_000

@@ -11,11 +11,11 @@ from flowfront.artifacts import Provenance
 from flowfront.errors import RoutingError
 from flowfront.router.base import OutcomeMatrix
 from flowfront.router.baselines import (
-    BestSingleRouter,
-    FactorisedRouter,
+    BestSinglePolicy,
+    FactorisedPolicy,
     KNNRouter,
-    OracleRouter,
-    RandomRouter,
+    OraclePolicy,
+    RandomPolicy,
     StaticRouter,
     config_factors,
     realised_utility,
@@ -68,20 +68,20 @@ def test_knn_picks_k_by_held_out_utility(data: dict) -> None:
 
 def test_random_is_uniform_and_keeps_to_limits(data: dict, scale: Scale) -> None:
     X, Y = data["train"]
-    router = RandomRouter(seed=3).fit(X, Y)
+    router = RandomPolicy(seed=3).fit(X, Y)
     counts = np.bincount(router.select(X, Preference(), scale).index, minlength=len(CANDIDATES))
     assert counts.min() > 0.5 * len(X) / len(CANDIDATES)
     limit = float(np.median(Y.latency_parallel_s.mean(axis=0)))
     chosen = router.select(X, Preference(max_latency_s=limit), scale).index
     assert (Y.latency_parallel_s.mean(axis=0)[chosen] <= limit).all()
-    other = RandomRouter(seed=4).fit(X, Y).select(X, Preference(), scale).index
+    other = RandomPolicy(seed=4).fit(X, Y).select(X, Preference(), scale).index
     assert not np.array_equal(other, router.select(X, Preference(), scale).index)
 
 
 def test_best_single_breaks_accuracy_ties_by_cost() -> None:
     correct = np.array([[1, 1, 0], [0, 0, 0], [1, 1, 1]])
     Y = _matrix(correct, np.array([[2.0, 1.0, 0.5]] * 3))
-    router = BestSingleRouter().fit(np.zeros((3, 1)), Y)
+    router = BestSinglePolicy().fit(np.zeros((3, 1)), Y)
     assert router.best_ == 1
     scale = Scale(0.5, 2.0, 5e-4, 2e-3)
     assert (router.select(np.zeros((3, 1)), Preference(**{"lambda": 9.0}), scale).index == 1).all()
@@ -91,7 +91,7 @@ def test_oracle_takes_the_fastest_correct_candidate_and_refuses_other_queries() 
     correct = np.array([[1, 1, 0], [0, 0, 0], [0, 1, 1]])
     Y = _matrix(correct, np.array([[3.0, 2.0, 1.0]] * 3))
     X = np.arange(6.0).reshape(3, 2)
-    router = OracleRouter().fit(X, Y)
+    router = OraclePolicy().fit(X, Y)
     scale = Scale(1.0, 3.0, 1e-3, 3e-3)
     assert router.select(X, Preference(), scale).index.tolist() == [1, 2, 2]
     with pytest.raises(RoutingError, match="only answers"):
@@ -123,13 +123,13 @@ def test_factorised_composes_per_factor_and_maps_to_nearest_candidate(data: dict
     sub = OutcomeMatrix(Y.query_ids, Y.texts, [Y.candidate_ids[j] for j in missing], [CANDIDATES[j] for j in missing],
                         Y.correct[:, missing], Y.latency_sequential_s[:, missing], Y.latency_parallel_s[:, missing],
                         Y.cost_usd[:, missing], "sub")
-    full = FactorisedRouter().fit(X, Y)
+    full = FactorisedPolicy().fit(X, Y)
     assert full.factors_ == ["knob:mode", "node:answer"]
     pick = full.select(Xt, Preference(**{"lambda": 0.5}), scale).index
     cluster0 = np.array([t.startswith("cluster 0") for t in Yt.texts])  # model "a" answers these: fast "a" wins
     assert np.mean(pick[cluster0] == 0) > 0.7
     # Without ("fast", "a") the composed configuration maps to a candidate one factor away.
-    pick_sub = FactorisedRouter().fit(X, sub).select(Xt, Preference(**{"lambda": 0.5}), scale).index
+    pick_sub = FactorisedPolicy().fit(X, sub).select(Xt, Preference(**{"lambda": 0.5}), scale).index
     codes = config_factors(sub.candidates)[2]
     assert (np.array([0, 1]) != codes[pick_sub[cluster0]]).sum(axis=1).max() <= 1
 
@@ -169,7 +169,7 @@ def real(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     from flowfront.benchmarks import load_benchmark
     from flowfront.compile.artifact import Frontier
     from flowfront.router.features import Embedder, FeatureConfig, featurize
-    from flowfront.router.outcomes import build_outcomes
+    from flowfront.router.matrix import build_outcomes
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
 
     settings = compiled_settings
@@ -197,11 +197,11 @@ def test_real_qa_cascade_oracle_bounds_every_strategy(real: tuple) -> None:
     acc, lat, cost = (np.array([getattr(e, n) for e in est]) for n in ("accuracy", "latency_parallel_s", "cost_usd"))
     scale = Scale.from_estimates(lat, cost)
     lams = lambda_sweep(scale, acc, lat, cost, n=9)
-    routers = {"static": StaticRouter(), "knn": KNNRouter(), "random": RandomRouter(), "best": BestSingleRouter(),
-               "factorised": FactorisedRouter(), "masrouter": MasRouterStyle(steps=200),
+    routers = {"static": StaticRouter(), "knn": KNNRouter(), "random": RandomPolicy(), "best": BestSinglePolicy(),
+               "factorised": FactorisedPolicy(), "masrouter": MasRouterStyle(steps=200),
                "maas": MaasStyle(steps=200)}
     rows = np.arange(len(Yte.query_ids))
-    oracle = OracleRouter().fit(Xte, Yte)
+    oracle = OraclePolicy().fit(Xte, Yte)
     oracle_acc = Yte.correct[rows, oracle.select(Xte, Preference(), scale).index].mean()
     oracle_eu = np.mean([realised_utility(Yte, oracle.select(Xte, Preference(**{"lambda": lam}), scale).index,
                                           lam, scale) for lam in lams])

@@ -34,7 +34,7 @@ FEATURES = FeatureConfig()  # the static token vectors that ship: no torch
 def data(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from flowfront.benchmarks import load_benchmark
     from flowfront.compile.artifact import Frontier
-    from flowfront.router.outcomes import build_outcomes
+    from flowfront.router.matrix import build_outcomes
     from flowfront.runtime import benchmark_queries, load_cards, make_backend, open_store, prepare_data
 
     settings = compiled_settings
@@ -390,7 +390,10 @@ def test_rewriting_a_router_never_leaves_a_reader_without_one(router: LightGBMRo
             failures.append(repr(exc))
     writer.join()
     assert loads > 0 and failures == []
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("router-frontier.")]) <= 2  # old versions pruned
+    from flowfront.router.artifact import KEEP_VERSIONS
+
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("router-frontier.") and p.is_dir()]
+    assert len(kept) <= KEEP_VERSIONS + 1  # old versions pruned beyond the ones kept for rollback
 
 
 # --- the prior design and caller hints ------------------------------------------------------

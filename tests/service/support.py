@@ -23,6 +23,7 @@ from flowfront.settings import Settings
 from tests.helpers import PROJECT_ROOT, cli_env, copy_sqlite, free_port, wait_http
 
 BENCH = "qa-cascade"
+RUN = f"/v1/workflows/{BENCH}/run"
 
 
 def copy_store(src: Settings, dst: Path) -> None:

@@ -31,6 +31,7 @@ CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".json")
 
 DROPPED_NO_SCORE = "score missing"
+DROPPED_REPEATED_TEXT = "sharing their query text with a later id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,10 +400,35 @@ def read_outcome_table(path: Path, *, require_multi_model: bool = False) -> Outc
     extra = sorted(columns_seen - set(COLUMNS))
     notes = [f"ignored unknown columns: {', '.join(extra)}"] if extra else []
     table_rows = tuple(rows)
-    summary = summarise(
-        table_rows, source=str(path), rows_read=read, dropped={DROPPED_NO_SCORE: missing}, notes=notes
-    )
+    dropped = {DROPPED_NO_SCORE: missing}
+    summary = summarise(table_rows, source=str(path), rows_read=read, dropped=dropped, notes=notes)
     return OutcomeTable(rows=table_rows, summary=summary)
+
+
+def without_repeated_texts(table: OutcomeTable) -> OutcomeTable:
+    """The table with one query id per query text, and a summary that says what went.
+
+    One text is one prompt, and replay has one recorded answer per (prompt, model): ids that
+    repeat another's text cannot be replayed as queries of their own. The last id of each text
+    is kept (the one whose records the trace store keeps when it writes them in order)."""
+    last_of: dict[str, str] = {}
+    for row in table.rows:
+        last_of[row.query] = row.query_id
+    gone: dict[str, str] = {}
+    for row in table.rows:
+        if last_of[row.query] != row.query_id:
+            gone.setdefault(row.query_id, last_of[row.query])
+    if not gone:
+        return table
+    rows = tuple(r for r in table.rows if r.query_id not in gone)
+    shown = ", ".join(f"{a} -> {b}" for a, b in list(gone.items())[:3]) + (", ..." if len(gone) > 3 else "")
+    s = table.summary
+    note = (f"{len(gone)} query ids share their text with a later id ({shown}): replay answers one prompt "
+            "once, so the last id of each text is kept")
+    summary = summarise(rows, source=s.source, rows_read=s.rows_read,
+                        dropped={**s.dropped, DROPPED_REPEATED_TEXT: len(table.rows) - len(rows)},
+                        notes=(*s.notes, note))
+    return OutcomeTable(rows=rows, summary=summary)
 
 
 def _check_not_empty(path: Path, read: int, rows: list[OutcomeRow], require_multi_model: bool) -> None:

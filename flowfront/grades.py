@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -55,7 +56,7 @@ def read_feedback_file(path: Path) -> list[FeedbackIn]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"feedback file {path} not found", hint="pass the path of a CSV or JSON-lines file")
-    rows: list[tuple[int, dict]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             for line, raw in enumerate(csv.DictReader(fh), start=2):

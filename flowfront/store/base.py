@@ -34,7 +34,7 @@ from flowfront.store.url import StoreURL
 
 __all__ = ["INTENT_LEASE_S", "StoreUnavailable", "TraceStore", "Tx"]
 
-INTENT_LEASE_S = 30.0  # a claim on a live call not refreshed for this long belongs to nobody
+INTENT_LEASE_S = 300.0  # a claim on a live call older than this belongs to nobody (no renewal yet: longer than a slow call)
 _HOST = socket.gethostname()
 
 

@@ -146,3 +146,15 @@ def test_no_test_module_imports_another() -> None:
     offenders = [f"{path.relative_to(root)} imports tests.{m.group(1)}{m.group(2)}"
                  for path in root.rglob("*.py") for m in pattern.finditer(path.read_text())]
     assert not offenders, offenders
+
+
+def test_no_test_loads_code_from_scripts_or_research() -> None:
+    """What a test relies on is product code or a helper in tests/, never a script loaded by path:
+    scripts and research are free to change without a test noticing what they meant."""
+    import re
+
+    root = Path(__file__).resolve().parent
+    pattern = re.compile(r"""spec_from_file_location\(|["'/](scripts|research)/\w+\.py""")
+    offenders = [f"{path.relative_to(root)}: {m.group(0)}" for path in root.rglob("*.py")
+                 if path.name != "test_layers.py" for m in pattern.finditer(path.read_text())]
+    assert not offenders, offenders

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -155,20 +154,17 @@ def test_explicit_concurrency_and_unknown_provider_default(tmp_path):
     assert loaded["m"].max_concurrency == 8 and loaded["n"].max_concurrency == 3
 
 
-def test_fit_script_recovers_prices():
-    spec = importlib.util.spec_from_file_location(
-        "fit_prices", REPO / "scripts" / "fit_routerbench_prices.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_price_fit_recovers_prices():
+    from flowfront.converters.prices import fit_prices
+
     rng = np.random.default_rng(0)
     prompt, completion = rng.integers(10, 2000, 500), rng.integers(1, 400, 500)
-    fit = module.fit_prices(prompt, completion, (prompt * 0.5 + completion * 1.5) / 1e6)
+    fit = fit_prices(prompt, completion, (prompt * 0.5 + completion * 1.5) / 1e6)
     assert fit["input_usd_per_mtok"] == pytest.approx(0.5) and fit["output_usd_per_mtok"] == pytest.approx(
         1.5
     )
     assert fit["r2"] == pytest.approx(1.0) and fit["n"] == 500
-    noisy = module.fit_prices(
+    noisy = fit_prices(
         prompt, completion, (prompt * 0.5 + completion * 1.5) / 1e6 + rng.normal(0, 2e-4, 500)
     )
     assert 0 < noisy["r2"] < 1

@@ -34,7 +34,10 @@ from flowfront.store.url import StoreURL
 
 __all__ = ["INTENT_LEASE_S", "StoreUnavailable", "TraceStore", "Tx"]
 
-INTENT_LEASE_S = 300.0  # a claim on a live call older than this belongs to nobody (no renewal yet: longer than a slow call)
+# A claim on a live call not refreshed for this long belongs to nobody. Holders refresh every
+# third of it (backends/cached.py); 30 s expired under a loaded suite, when the refreshing thread
+# waited behind busy executor threads. A dead holder on this host is seen at once (its pid).
+INTENT_LEASE_S = 300.0
 _HOST = socket.gethostname()
 
 

@@ -6,25 +6,15 @@ this one profiles a real warm request through the app and checks every call betw
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from flowfront.settings import Settings
-from tests.helpers import PROJECT_ROOT
+from tests import request_path as rp
 from tests.service.support import BENCH, copy_workdir, make_client
-
-
-def _request_path():
-    spec = importlib.util.spec_from_file_location("request_path", PROJECT_ROOT / "scripts" / "request_path.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_served_request_only_calls_down_between_packages(trained: Settings, workflows_dir: Path,
                                                            test_queries: list[str], tmp_path: Path) -> None:
-    rp = _request_path()
     work = copy_workdir(trained, tmp_path)  # its own store: the session's apps keep theirs open
     seen, edges = rp.trace_request(lambda: make_client(work, workflows_dir), BENCH, test_queries[:2])
     # The request went through all three layers, so an upward call had the chance to show.

@@ -1,6 +1,6 @@
 """Does a query x candidate factorisation of the outcome matrix route better? Train splits only.
 
-    .venv/bin/python scripts/factorisation_trial.py [--workdir runs] [--benchmarks qa-cascade model-route]
+    .venv/bin/python research/factorisation_trial.py [--workdir runs] [--benchmarks qa-cascade model-route]
 
 The factorisation is EmbedLLM's / RouteLLM's matrix-factorisation idea on our features: a query's
 text features map linearly to a rank-r vector u = W x, each candidate has a vector v_k and a bias,
@@ -10,7 +10,7 @@ The rank, weight decay and epoch count (early stopping) are chosen on an inner 8
 each fit fold.
 
 Compared with the shipped frontier router on 3 seeded 80/20 folds of the train split (the folds
-of scripts/embedding_choice.py), paired per query: "mf" keeps the frontier router's latency and
+of research/embedding_choice.py), paired per query: "mf" keeps the frontier router's latency and
 cost estimates and replaces its accuracy with the factorisation's; "blend" averages the two
 accuracies. The test split is not read. docs/router.md records the result.
 """

@@ -1,6 +1,6 @@
 """Which embedding variant routes better, judged on the train splits only.
 
-    .venv/bin/python scripts/embedding_choice.py [--workdir runs] [--variants onnx-int8 static]
+    .venv/bin/python research/embedding_choice.py [--workdir runs] [--variants onnx-int8 static]
 
 For qa-cascade and model-route (compiled and trained in the workdir, e.g. by `make run`): the
 same frontier router fitted on 3 seeded 80/20 folds of the train split with each variant's

@@ -1,6 +1,6 @@
 """Would centring the static vectors sharpen the router's out-of-distribution check? Train splits only.
 
-    .venv/bin/python scripts/ood_centring.py
+    .venv/bin/python research/ood_centring.py
 
 For each task of a benchmark's train split: the reference set is 80% of the other tasks' train
 queries (at most 2,000, as the router keeps), in-distribution probes are the other 20%, novel

@@ -1,6 +1,6 @@
 """Which first-party modules one `POST /v1/workflows/{name}/run` executes code in, and in what order.
 
-    .venv/bin/python scripts/request_path.py [--workflow qa-cascade] [--workdir runs]
+    .venv/bin/python -m tests.request_path [--workflow qa-cascade] [--workdir runs]
 
 Needs the workflow compiled and its router trained in the workdir (`make run`). The app runs in
 process (FastAPI's TestClient); every thread's profiler records the modules whose functions are

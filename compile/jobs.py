@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,6 +27,9 @@ from flowfront.runtime import (
 from flowfront.settings import Settings
 from flowfront.space import Configuration
 from flowfront.spec import Execution
+
+if TYPE_CHECKING:
+    from flowfront.compile.proxy import Proxy
 
 
 def artifact_dir(settings: Settings, bench: Benchmark) -> Path:
@@ -90,7 +93,7 @@ def compile_frontier(
         result.points = sorted(result.points + extra,
                                key=lambda pt: (pt.estimates["latency_sequential_s"], -pt.estimates["accuracy"]))
         result.method += f"+near-front({len(extra)})" if extra else ""
-    points = _without_dearer_twins(result.points)
+    points = _without_twins(proxy, result.points)
     candidates = [
         Candidate(id=f"c{i}", config=proxy.config(pt.structure, pt.digits), estimates=Estimates(**pt.estimates))
         for i, pt in enumerate(points)
@@ -106,18 +109,31 @@ def compile_frontier(
     return frontier, result.sample
 
 
-def _without_dearer_twins(points: list) -> list:
-    """Drop configurations that behave like another (same estimated accuracy and latencies) but
-    cost more: a check by the answering model itself, an escalation that is never reached. The
-    cheapest of each group stays (ties: the first)."""
-    keep: dict[tuple, Any] = {}
-    for pt in points:
-        e = pt.estimates
-        key = tuple(round(float(e[k]), 12) for k in ("accuracy", "latency_sequential_s", "latency_parallel_s"))
-        if key not in keep or e["cost_usd"] < keep[key].estimates["cost_usd"]:
-            keep[key] = pt
-    chosen = {id(pt) for pt in keep.values()}
-    return [pt for pt in points if id(pt) in chosen]
+def _without_twins(proxy: Proxy, points: list) -> list:
+    """Drop configurations that behave like a cheaper one: the same likely calls (a check by the
+    answering model is the answer's own call; an escalation reached on fewer than one profiled
+    query is not a likely call) and estimates within what the profiles can tell apart (one
+    profiled query of accuracy, 2% of latency). Of each such group the cheapest stays (ties: the
+    fewest slots, then the first)."""
+    resolution = 1.0 / max(1, proxy.profiles.n_queries)
+    order = sorted(range(len(points)), key=lambda i: (points[i].estimates["cost_usd"],
+                                                      len(points[i].structure.slots), i))
+    kept: list[tuple[tuple, dict]] = []
+    chosen = set()
+    for i in order:
+        pt = points[i]
+        calls, e = proxy.likely_calls(pt.structure, pt.digits), pt.estimates
+        if any(calls == c and _indistinct(e, k, resolution) for c, k in kept):
+            continue
+        kept.append((calls, e))
+        chosen.add(i)
+    return [pt for i, pt in enumerate(points) if i in chosen]
+
+
+def _indistinct(a: dict, b: dict, resolution: float) -> bool:
+    lat = ("latency_sequential_s", "latency_parallel_s")
+    return (abs(a["accuracy"] - b["accuracy"]) <= resolution + 1e-12
+            and all(abs(a[k] - b[k]) <= 0.02 * max(abs(a[k]), abs(b[k])) + 1e-12 for k in lat))
 
 
 def frontier_name(*, objective: str = "latency", models: list[str] | None = None, max_budget: int | None = None,

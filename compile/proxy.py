@@ -26,13 +26,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Literal
 
 import numpy as np
 
 from flowfront.codefns import PROXY_RULES
 from flowfront.compile.artifact import Profiles
+from flowfront.compile.vote import vote_comonotone, vote_independent
 from flowfront.errors import CompileError
 from flowfront.flow import FlowVisitor, decided
 from flowfront.space import call_slots, knob_assignments, knob_value
@@ -82,6 +82,10 @@ class _Est:
     # a check whose failure a downstream call reads as feedback (test -> repair): the repair's
     # success does not need the code it repairs to have been right
     feedback: bool = False
+    # the rows where this call is an identical copy of an earlier call of the same run (same
+    # prompt, model and budget): its output is that call's output, made once and paid once. One
+    # (earlier call, rows) pair per earlier call it repeats somewhere; the rows are disjoint.
+    same_as: list[tuple[_Est, np.ndarray]] = field(default_factory=list)
 
     def factors(self) -> dict[int, np.ndarray]:
         return self.closure if self.closure is not None else {id(self): self.p}
@@ -95,35 +99,14 @@ class _Ctx:
     env: dict[str, Any] = field(default_factory=dict)
     cost: np.ndarray | None = None
     next_slot: dict[str, int] = field(default_factory=dict)
+    made: list[_Est] = field(default_factory=list)  # calls on the query alone, in issue order
+    # every call: (its node's group, choice, P(it is made), a repeat counted as not made)
+    calls: list[tuple[str | None, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def take(self, node: str) -> np.ndarray:
         i = self.next_slot.get(node, 0)
         self.next_slot[node] = i + 1
         return self.choice[(node, i)]
-
-
-@cache
-def vote_table(k: int, m: int) -> np.ndarray:
-    """G[c, f]: P(the vote is right | c of k samples right, first sample right iff f), with each
-    wrong sample picking one of ``m`` wrong answers uniformly. No strict winner: the first sample."""
-    table = np.zeros((k + 1, 2))
-    for c in range(1, k + 1):
-        wrong = k - c
-        outcomes = list(itertools.product(range(m), repeat=wrong)) or [()]
-        for f in (0, 1):
-            if f == 1 and c == 0:
-                continue
-            total = 0.0
-            for assignment in outcomes:
-                clusters = np.bincount(np.asarray(assignment, dtype=np.int64), minlength=1) if assignment else np.zeros(1)
-                top = max(c, clusters.max(initial=0))
-                tied = (c == top) + int((clusters == top).sum())
-                if tied == 1:
-                    total += c == top
-                else:
-                    total += f
-            table[c, f] = total / len(outcomes)
-    return table
 
 
 @dataclass(frozen=True)
@@ -210,6 +193,12 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             )
         return out
 
+    def may_repeat_a_call(self, structure: Structure) -> bool:
+        """Whether two of the structure's calls can be one (same prompt, model and budget)."""
+        groups = [self.profiles.nodes[s.node].group for s in structure.slots
+                  if not self.workflow.nodes[s.node].upstream()]
+        return len(groups) != len(set(groups))
+
     def config(self, structure: Structure, digits: np.ndarray) -> dict[str, Any]:
         """The configuration JSON for one row of slot digits."""
         per_node: dict[str, list] = {}
@@ -221,14 +210,28 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, structure: Structure, digits: np.ndarray) -> dict[str, np.ndarray]:
         """Estimates for configurations given as slot digits, shape (n, slots)."""
+        ctx, seq, par = self._run(structure, digits)
+        out = ctx.env.get(self.workflow.output)
+        acc = np.clip(out.p, 0.0, 1.0) if isinstance(out, _Est) else np.zeros(ctx.n)
+        return {"accuracy": acc, "latency_sequential_s": seq, "latency_parallel_s": par, "cost_usd": ctx.cost}
+
+    def _run(self, structure: Structure, digits: np.ndarray) -> tuple[_Ctx, np.ndarray, np.ndarray]:
         digits = np.atleast_2d(np.asarray(digits, dtype=np.int64))
         n = digits.shape[0]
         choice = {(s.node, s.index): s.choices[digits[:, j]] for j, s in enumerate(structure.slots)}
         ctx = _Ctx(choice=choice, n=n, knobs=dict(structure.knobs), cost=np.zeros(n))
         seq, par = self._flow(self.workflow.flow, _At(ctx, np.ones(n)))
-        out = ctx.env.get(self.workflow.output)
-        acc = np.clip(out.p, 0.0, 1.0) if isinstance(out, _Est) else np.zeros(n)
-        return {"accuracy": acc, "latency_sequential_s": seq, "latency_parallel_s": par, "cost_usd": ctx.cost}
+        return ctx, seq, par
+
+    def likely_calls(self, structure: Structure, digits: np.ndarray) -> tuple[tuple[str | None, int], ...]:
+        """The calls one configuration makes on more than one profiled query in expectation (a call
+        seen on one query is an anecdote), each once (a repeat is the call it repeats): (group,
+        choice) pairs. Two configurations with the same likely calls differ only on queries rarer
+        than the profiles can tell apart."""
+        ctx, _, _ = self._run(structure, np.asarray(digits)[None, :])
+        floor = 2.0 / max(1, self.profiles.n_queries)
+        made = {(group, int(choice[0])) for group, choice, p in ctx.calls if p[0] >= floor}
+        return tuple(sorted(made, key=repr))
 
     def _flow(self, flow, at: _At) -> tuple[np.ndarray, np.ndarray]:
         seq = np.zeros(at.ctx.n)
@@ -293,13 +296,36 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, _Est) and not any(v is f for f in failed):
                     closure.update(v.factors())
-        ctx.cost += gate * arr["cost"][c]
-        est = _Est(p=own, ran=gate, group=self.profiles.nodes[name].group, choice=c, cond=cond)
+        group = self.profiles.nodes[name].group
+        est = _Est(p=own, ran=gate, group=group, choice=c, cond=cond)
+        lat, cost = arr["lat"][c], arr["cost"][c]
+        if not node.upstream():
+            est.same_as = self._earlier_identical(ctx, group, c)
+            for prior, rows in est.same_as:  # the executor reuses it: no second cost, no added latency
+                est.p = np.where(rows, prior.p, est.p)
+                lat, cost = np.where(rows, 0.0, lat), np.where(rows, 0.0, cost)
+            ctx.made.append(est)
+        repeat = np.logical_or.reduce([rows for _, rows in est.same_as]) if est.same_as else False
+        ctx.calls.append((group, c, np.where(repeat, 0.0, gate)))
+        ctx.cost += gate * cost
         if closure:
             closure[id(est)] = own
             est.closure = closure
             est.p = np.prod(np.stack(list(closure.values())), axis=0)
-        return est, arr["lat"][c]
+        return est, lat
+
+    @staticmethod
+    def _earlier_identical(ctx: _Ctx, group: str | None, choice: np.ndarray) -> list[tuple[_Est, np.ndarray]]:
+        """Per configuration row, the earliest call with the same prompt (its group renders the
+        query alone), model and budget that surely ran: (that call, the rows where it is the one)."""
+        found, taken = [], np.zeros(len(choice), dtype=bool)
+        for prior in ctx.made:
+            if group is not None and prior.group == group:
+                rows = (prior.choice == choice) & (prior.ran >= 1.0 - 1e-12) & ~taken
+                if rows.any():
+                    found.append((prior, rows))
+                    taken |= rows
+        return found
 
     def _p_condition(self, subject: _Est | None, equals, negate: bool, n: int) -> np.ndarray:
         if subject is None:
@@ -360,7 +386,21 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             both = a.p * b.p
             same_wrong = (1 - a.p) * (1 - b.p) * self._wrong_match(a.group)
         p_true = np.clip(both + same_wrong, 0.0, 1.0)
+        rows = _identical_rows(a, b)
+        if rows is not None:  # one output compared with itself: they agree exactly when it parses
+            p_true = np.where(rows, self._p_parsed(a), p_true)
+            both = np.where(rows, a.p, both)
         return _Est(p=p_true, ran=np.minimum(a.ran, b.ran), p_true=p_true, joint_correct=both, inputs=(a, b))
+
+    def _p_parsed(self, est: _Est) -> np.ndarray:
+        """P(the call's answer parses), from the group's joint profile (an answer compared with
+        itself agrees unless it is empty); 1 when the group has none."""
+        joint = self._joint.get(est.group) if est.group else None
+        if joint is None or est.choice is None:
+            return np.ones_like(est.p)
+        c = est.choice
+        parsed = joint["both_correct"][c, c] + joint["same_wrong"][c, c]
+        return np.where(parsed > 1.0 - 1e-9, 1.0, np.clip(parsed, 0.0, 1.0))  # acc + (1 - acc) may miss 1
 
     def _coalesce(self, values: list[_Est], n: int) -> _Est:
         first, rest = values[0], values[1:]
@@ -374,6 +414,11 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
                 ratio = self._pair(agree.inputs[0], agree.inputs[1], "disagree_ratio") if len(agree.inputs) > 1 else None
                 p_first = first.p * (ratio if ratio is not None else 1.0)
                 p = (1 - agree.p_true) * np.clip(p_first, 0, 1) + agree.joint_correct
+                for prior, rows in first.same_as:
+                    if any(prior is inp for inp in agree.inputs):
+                        # the escalation repeats one of the compared calls: the final answer is that
+                        # call's whether they agreed (equal answers) or not (the repeat)
+                        p = np.where(rows, prior.p, p)
                 return _Est(p=np.clip(p, 0, 1), ran=second.ran)
         share = np.clip(first.ran, 0, 1)
         return _Est(p=share * first.p + (1 - share) * second.p, ran=np.maximum(first.ran, second.ran))
@@ -384,10 +429,14 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             return samples[0]
         p = np.clip(np.stack([s.p for s in samples], axis=1), 0, 1)  # (n, k)
         w = self._vote_wrong_match(samples)
-        acc = _vote_independent(p, w)
+        acc = vote_independent(p, w)
         if self.mode == "correlated":
             rho = self._mean_correlation(samples, p)
-            acc = (1 - rho) * acc + rho * _vote_comonotone(p, w)
+            acc = (1 - rho) * acc + rho * vote_comonotone(p, w)
+        # one call repeated k times is that call, whatever the mode assumes of distinct ones
+        repeats = [_identical_rows(samples[0], s) for s in samples[1:]]
+        if all(r is not None for r in repeats):
+            acc = np.where(np.logical_and.reduce(repeats), samples[0].p, acc)
         return _Est(p=acc, ran=samples[0].ran)
 
     def _vote_wrong_match(self, samples: list[_Est]) -> np.ndarray | float:
@@ -413,54 +462,10 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
         return np.clip(np.mean(corr, axis=0), 0.0, 1.0)
 
 
-def _effective_options(w: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Wrong answers coincide with probability w ~ 1/m: interpolate between integer m."""
-    m = np.clip(1.0 / np.maximum(np.asarray(w, dtype=float), 1e-3), 1.0, 6.0)
-    lo = np.floor(m).astype(int)
-    return lo, np.minimum(lo + 1, 6), m - lo
-
-
-def _mix_tables(k: int, w, pick) -> np.ndarray:
-    lo, hi, t = _effective_options(w)
-    lo, hi, t = np.broadcast_arrays(lo, hi, t)
-    out = np.zeros(lo.shape)
-    for m in np.unique(np.concatenate([lo.ravel(), hi.ravel()])):
-        weight = np.where(lo == m, 1 - t, 0.0) + np.where(hi == m, t, 0.0)
-        if weight.any():
-            out = out + weight * pick(vote_table(k, int(m)))
-    return out
-
-
-def _vote_independent(p: np.ndarray, w) -> np.ndarray:
-    """Vote accuracy with independent samples: P(count, first right) by dynamic programming."""
-    n, k = p.shape
-    dist = np.zeros((n, k))  # number right among samples 2..k
-    dist[:, 0] = 1.0
-    for j in range(1, k):
-        dist[:, 1:] = dist[:, 1:] * (1 - p[:, j : j + 1]) + dist[:, :-1] * p[:, j : j + 1]
-        dist[:, 0] *= 1 - p[:, j]
-    first = p[:, 0:1]
-    p_c_f1 = np.zeros((n, k + 1))
-    p_c_f0 = np.zeros((n, k + 1))
-    p_c_f1[:, 1:] = first * dist
-    p_c_f0[:, :k] = (1 - first) * dist
-    return _expect(p_c_f1, p_c_f0, k, w)
-
-
-def _expect(p_c_f1: np.ndarray, p_c_f0: np.ndarray, k: int, w) -> np.ndarray:
-    return _mix_tables(k, w, lambda g: p_c_f1 @ g[:, 1] + p_c_f0 @ g[:, 0])
-
-
-def _vote_comonotone(p: np.ndarray, w) -> np.ndarray:
-    """Vote accuracy when samples err together: sample i right iff a shared U < p_i."""
-    n, k = p.shape
-    order = np.sort(p, axis=1)[:, ::-1]  # descending
-    upper = np.concatenate([np.ones((n, 1)), order], axis=1)  # interval j: U in (order[j], upper[j]]
-    lower = np.concatenate([order, np.zeros((n, 1))], axis=1)
-    length = np.clip(upper - lower, 0, None)  # (n, k+1), c = j right answers in interval j
-    first_rank = (p[:, 1:] > p[:, :1]).sum(axis=1)  # how many samples beat the first
-    c = np.arange(k + 1)[None, :]
-    first_right = (c > first_rank[:, None]).astype(float)
-    p_c_f1 = length * first_right
-    p_c_f0 = length * (1 - first_right)
-    return _expect(p_c_f1, p_c_f0, k, w)
+def _identical_rows(a: _Est, b: _Est) -> np.ndarray | None:
+    """Rows where one of two values is a repeat of the other call (None: no row)."""
+    for first, second in ((a, b), (b, a)):
+        for prior, rows in second.same_as:
+            if prior is first:
+                return rows
+    return None

@@ -109,7 +109,9 @@ def search(
     sample_parts = []
     for structure in proxy.structures():
         total += structure.size
-        if proxy.mode == "independent":
+        if proxy.mode == "independent" and not proxy.may_repeat_a_call(structure):
+            # exact only when every slot's estimate is monotone in its own choice: a repeated call
+            # (free, and agreeing with itself) is not, so such structures are searched whole
             structure = _prune(proxy, structure, columns)
         evaluate = _evaluator(proxy, structure, columns)
         tree = _product_tree(proxy, structure) if structure.size > max_enumerate else None

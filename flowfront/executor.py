@@ -2,12 +2,16 @@
 
 Independent branches and samples run concurrently; each model has an in-flight limit and each call
 a timeout. Latency is reported three ways: measured wall time, modeled ``sequential`` (the sum of
-call latencies) and modeled ``parallel`` (the critical path through the flow).
+call latencies) and modeled ``parallel`` (the critical path through the flow). A call identical
+to one already made in the run (the same prompt, model, budget and sampling: answer and check by
+one model on one prompt) is not made again: it has that call's output and costs nothing, which is
+what the proxy assumes when it compiles (compile/proxy.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -116,6 +120,9 @@ class _Run:
     next_slot: dict[str, int] = field(default_factory=dict)
     stream: TokenSink | None = None
     streamed: tuple[str, int] | None = None  # the call whose text streams (streamed_call)
+    # Calls already issued in this run by request key: an identical request (same prompt, model,
+    # budget and sampling) is answered by the first one, as the trace store would answer it.
+    made: dict[str, asyncio.Future[Completion]] = field(default_factory=dict)
 
     def query_value(self) -> Value:
         return Value(answer=self.query.reference, text=self.query.text)
@@ -272,13 +279,23 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
         run.calls.append(None)
         on_delta = (run.stream.opened(name, setting.model)
                     if run.stream is not None and run.streamed == (name, index) else None)
-        async with self._limit(setting.model):
+        earlier = run.made.get(request.key)
+        if earlier is not None:
+            done = _reused(await asyncio.shield(earlier))
+            if on_delta is not None and done.text:
+                on_delta(done.text)
+        else:
+            run.made[request.key] = made = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    done = await (self.backend.complete(request) if on_delta is None
-                                  else self.backend.complete(request, on_delta=on_delta))
-            except TimeoutError:
-                raise CallTimeoutError(setting.model, self.timeout_s) from None
+                done = await self._complete(request, on_delta)
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    made.cancel()
+                else:
+                    made.set_exception(exc)
+                    made.exception()  # retrieved: the run reports the failure, not the event loop
+                raise
+            made.set_result(done)
         value = completion_value(PARSERS[node.parser], done, call_id)
         keep = self.keep_requests
         run.calls[call_id] = (
@@ -292,6 +309,21 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
             )
         )
         return value, done.latency_s
+
+    async def _complete(self, request: CallRequest, on_delta: DeltaSink | None) -> Completion:
+        async with self._limit(request.model):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await (self.backend.complete(request) if on_delta is None
+                                  else self.backend.complete(request, on_delta=on_delta))
+            except TimeoutError:
+                raise CallTimeoutError(request.model, self.timeout_s) from None
+
+
+def _reused(done: Completion) -> Completion:
+    """A repeat of a call made earlier in the run: the same output, nothing spent."""
+    return dataclasses.replace(done, prompt_tokens=0, completion_tokens=0, latency_s=0.0, cost_usd=0.0, cached=True,
+                               timing=None)
 
 
 def completion_value(parse: Callable[[str], Any], done: Completion, call_id: int = 0) -> Value:

@@ -10,7 +10,7 @@ import pytest
 from flowfront.backends.base import Backend, CallRequest, Completion
 from flowfront.backends.replay import ReplayBackend
 from flowfront.data import user_messages
-from flowfront.errors import CallTimeoutError, ReplayMissError
+from flowfront.errors import BackendError, CallTimeoutError, ReplayMissError
 from flowfront.executor import Executor, Query
 from flowfront.modelcards import ModelCard
 from flowfront.space import Configuration, resolve
@@ -113,6 +113,56 @@ def test_cascade_disagreement_escalates(store, cards) -> None:
 def test_checker_off_runs_one_call(store, cards) -> None:
     res = run(CASCADE, {"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "a"}}}, "q2", ReplayBackend(store, cards))
     assert len(res.calls) == 1 and res.value.score == 0.0
+
+
+def test_an_identical_call_in_a_run_is_made_once(store, cards) -> None:
+    """Answer and check by one model on one prompt: the check is the answer's call, so the run
+    realises exactly what the answer alone does (same answer, latency and cost), not twice the cost."""
+
+    class Counting(ReplayBackend):
+        made = 0
+
+        async def complete(self, request, **kw):
+            Counting.made += 1
+            return await super().complete(request, **kw)
+
+    alone = {"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "a"}}}
+    twice = {"knobs": {"checker": "on"}, "nodes": {"answer": {"model": "a"}, "check": {"model": "a"},
+                                                   "escalate": {"model": "c"}}}
+    for q in ANSWERS:
+        Counting.made = 0
+        one, both = run(CASCADE, alone, q, Counting(store, cards)), run(CASCADE, twice, q, Counting(store, cards))
+        assert Counting.made == 2  # one call for each run: the check reused the answer's
+        assert (both.answer, both.value.score) == (one.answer, one.value.score)
+        assert both.cost_usd == one.cost_usd and both.latency_parallel_s == one.latency_parallel_s
+        assert both.latency_sequential_s == one.latency_sequential_s
+        check = next(c for c in both.calls if c.node == "check")
+        assert check.cached and check.cost_usd == 0.0 and check.completion_tokens == 0
+
+
+def test_a_repeated_escalation_costs_nothing_and_keeps_the_answer(store, cards) -> None:
+    cfg = {"knobs": {"checker": "on"}, "nodes": {"answer": {"model": "a"}, "check": {"model": "b"},
+                                                 "escalate": {"model": "a"}}}
+    res = run(CASCADE, cfg, "q2", ReplayBackend(store, cards))  # a and b disagree on q2
+    assert [c.node for c in res.calls] == ["answer", "check", "escalate"] and res.answer == "C"
+    assert res.calls[-1].cost_usd == 0.0 and res.latency_parallel_s == pytest.approx(2.0)
+
+
+def test_a_failed_call_fails_its_repeat_too() -> None:
+    wf = parse_model(Workflow, CASCADE, "test")
+
+    class Failing(Backend):
+        calls = 0
+
+        async def complete(self, request: CallRequest) -> Completion:
+            Failing.calls += 1
+            await asyncio.sleep(0.01)
+            raise BackendError("provider down", model=request.model)
+
+    cfg = {"knobs": {"checker": "on"}, "nodes": {"answer": {"model": "a"}, "check": {"model": "a"},
+                                                 "escalate": {"model": "c"}}}
+    res = asyncio.run(Executor(wf, Failing()).run(resolve(wf, Configuration.parse(cfg)), Query("q", "q")))
+    assert Failing.calls == 1 and res.error == "provider down" and res.failed_model == "a"
 
 
 def test_budget_cut_keeps_grade_only_when_code_is_complete(store, cards) -> None:

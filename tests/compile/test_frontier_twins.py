@@ -41,3 +41,35 @@ def test_no_candidate_is_a_dearer_twin(request, name: str, near_front: float) ->
             dominated = (b.accuracy >= a.accuracy and b.latency_parallel_s <= a.latency_parallel_s
                          and (b.accuracy > a.accuracy or b.latency_parallel_s < a.latency_parallel_s))
             assert not dominated, (a, b)
+
+
+def test_no_two_candidates_realise_the_same_run(compiled_settings) -> None:
+    """Executed on the test split (replay), no two qa-cascade candidates give the same answers at
+    the same latency: a check by the answering model is the answer's call, so it is the answer
+    alone and the twin filter removes it, rather than a candidate that realises another's run at
+    up to twice its cost."""
+    import numpy as np
+
+    from flowfront.compile.artifact import Frontier
+    from flowfront.runtime import (
+        benchmark_queries,
+        execute,
+        load_cards,
+        make_backend,
+        open_store,
+        prepare_data,
+    )
+    from flowfront.space import Configuration
+
+    settings = compiled_settings
+    bench = load_benchmark("qa-cascade", settings.configs_dir)
+    frontier = Frontier.load(settings.workspace.benchmark("qa-cascade").frontier())
+    with open_store(settings) as store:
+        queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), "test")
+        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        runs = {c.id: execute(bench, Configuration.parse(c.config), queries, backend, settings)
+                for c in frontier.candidates}
+    realised = {cid: (tuple(np.round(out.scores, 9)), round(sum(r.latency_parallel_s for r in out.results), 6),
+                      sum(r.cost_usd for r in out.results)) for cid, out in runs.items()}
+    for (a, ra), (b, rb) in itertools.combinations(realised.items(), 2):
+        assert ra[:2] != rb[:2], f"{a} and {b} realise the same run (costs {ra[2]:.4f} and {rb[2]:.4f})"

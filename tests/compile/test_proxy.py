@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from flowfront.artifacts import Provenance
 from flowfront.compile.artifact import ChoiceProfile, GroupProfile, NodeProfile, Profiles
-from flowfront.compile.proxy import Proxy, vote_table
+from flowfront.compile.proxy import Proxy
 from flowfront.compile.search import search
+from flowfront.compile.vote import vote_table
 from flowfront.spec import load_workflow
 from tests.helpers import CONFIGS
 
@@ -87,9 +88,11 @@ def test_vote_bounds_and_monotonicity(acc, lat, picks, which) -> None:
     s = on_structure(proxy, k=5)
     est = proxy.evaluate(s, np.array([picks]))
     chosen = lat[picks]
-    # parallel composition: the critical path is the slowest sample, the sum is the sequential model
+    # parallel composition: the critical path is the slowest sample, the sum is the sequential
+    # model; a model picked twice is one call (identical prompt), made and paid once
     assert est["latency_parallel_s"][0] == pytest.approx(chosen.max())
-    assert est["latency_sequential_s"][0] == pytest.approx(chosen.sum())
+    assert est["latency_sequential_s"][0] == pytest.approx(lat[sorted(set(picks))].sum())
+    assert est["cost_usd"][0] == pytest.approx(1e-4 * len(set(picks)))
     assert 0.0 <= est["accuracy"][0] <= 1.0
     better = acc.copy()
     better[picks[which]] = min(1.0, better[picks[which]] + 0.2)
@@ -116,8 +119,30 @@ def test_correlated_vote_of_one_model_repeated_is_that_model() -> None:
     s = on_structure(Proxy(VOTE, profiles), k=5)
     indep = Proxy(VOTE, profiles, mode="independent").evaluate(s, np.full((1, 5), 3))["accuracy"][0]
     corr = Proxy(VOTE, profiles, mode="correlated").evaluate(s, np.full((1, 5), 3))["accuracy"][0]
-    assert corr == pytest.approx(acc[3], abs=1e-9)
-    assert indep > acc[3]  # independence invents a Condorcet gain the data cannot have
+    # identical calls give identical outputs: no Condorcet gain, whichever mode composes the rest
+    assert corr == pytest.approx(acc[3], abs=1e-9) and indep == pytest.approx(acc[3], abs=1e-12)
+    two = Proxy(VOTE, profiles, mode="independent").evaluate(on_structure(Proxy(VOTE, profiles), k=3),
+                                                             np.array([[3, 3, 5]]))["accuracy"][0]
+    assert 0.0 <= two <= 1.0
+
+
+def test_a_check_by_the_answering_model_is_the_answer_alone() -> None:
+    """Answer and check by one model on one prompt always agree when its answer parses (here: it
+    always does), so the configuration realises the answer alone: equal estimates, not just close
+    ones, so the twin filter drops the dearer of the two."""
+    acc, lat, cost = np.linspace(0.4, 0.9, 11), np.linspace(1, 3, 11), np.linspace(1e-4, 1e-3, 11)
+    both = np.minimum.outer(acc, acc)
+    joint = {"both_correct": both.tolist(), "same_wrong": (1 - np.maximum.outer(acc, acc)).tolist(),
+             "disagree_ratio": np.ones((11, 11)).tolist()}
+    for mode in ("independent", "correlated"):
+        proxy = Proxy(CASCADE, make_profiles(CASCADE, acc, lat, cost, joint=joint), mode=mode)
+        alone = proxy.evaluate(on_structure(proxy, checker="off"), np.array([[4]]))
+        checked = proxy.evaluate(on_structure(proxy, checker="on"), np.array([[4, 4, 9]]))
+        assert {k: float(v[0]) for k, v in checked.items()} == {k: float(v[0]) for k, v in alone.items()}
+        # a repeated escalation adds nothing but keeps the compared answer
+        again = proxy.evaluate(on_structure(proxy, checker="on"), np.array([[4, 7, 4]]))
+        assert again["cost_usd"][0] == pytest.approx(cost[4] + cost[7])
+        assert again["accuracy"][0] == pytest.approx(acc[4])
 
 
 def test_pruned_search_equals_brute_force() -> None:

@@ -28,6 +28,7 @@ run: $(STAMP)
 # cached wheel (built once, ~5 min on 2 cores; FLOWFRONT_SKIP_LIVE=1 skips it and the test says why).
 test: $(STAMP)
 	test -n "$${FLOWFRONT_SKIP_LIVE:-}" || bash scripts/live-deps.sh
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # The edit loop: everything that starts no subprocess, server or wheel build (tests marked `slow`

@@ -26,6 +26,10 @@ def machine() -> dict:
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_bytes(orjson.dumps({"machine": machine(), **payload}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    path.write_bytes(
+        orjson.dumps(
+            {"machine": machine(), **payload}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+        )
+    )
     print(f"wrote {path}")
     return path

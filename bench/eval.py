@@ -27,15 +27,19 @@ def main() -> None:
         rows = run_main(settings, DEFAULT_BENCHMARKS)
         wall = time.perf_counter() - started
         timings = orjson.loads((settings.workdir / "timings.json").read_bytes())
-    write_result("eval", {
-        "what": "wall time of each stage of `flowfront run` (= make run), cold: fresh store and embedding cache",
-        "benchmarks": list(DEFAULT_BENCHMARKS),
-        "load_average_at_end": os.getloadavg(),
-        "total_s": round(wall, 1),
-        "target_total_s": 20 * 60,
-        "stages_s": timings,
-        "per_benchmark_total_s": {r["benchmark"]: round(sum(r["timings_s"].values()), 1) for r in rows},
-    })
+    write_result(
+        "eval",
+        {
+            "what": "wall time of each stage of `flowfront run` (= make run), cold: fresh store and "
+                    "embedding cache",
+            "benchmarks": list(DEFAULT_BENCHMARKS),
+            "load_average_at_end": os.getloadavg(),
+            "total_s": round(wall, 1),
+            "target_total_s": 20 * 60,
+            "stages_s": timings,
+            "per_benchmark_total_s": {r["benchmark"]: round(sum(r["timings_s"].values()), 1) for r in rows},
+        },
+    )
 
 
 if __name__ == "__main__":

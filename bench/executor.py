@@ -54,7 +54,10 @@ def main() -> None:
         "summary": summary,
         "targets": {"calls_per_s>=2000": direct_rate >= 2000, "split_seconds<10": split_s < 10},
     })
-    print(f"replay: {direct_rate:,.0f} calls/s, split in {split_s:.2f}s; via litellm: {litellm_rate:,.0f} calls/s")
+    print(
+        f"replay: {direct_rate:,.0f} calls/s, split in {split_s:.2f}s; via litellm: {litellm_rate:,.0f} "
+        "calls/s"
+    )
 
 
 if __name__ == "__main__":

@@ -66,10 +66,13 @@ def _benchmark(settings: Settings, name: str) -> dict:
             if s == "frontier":
                 ood.append(run.ood_share * len(ctx.sets["frontier"].test.query_ids))
         n = len(ctx.sets["frontier"].test.query_ids)
-        per_task[task] = {"test_queries": n, "train_queries_without_it": len(ctx.sets["frontier"].train.query_ids),
-                          "in_train": task in set(data.train.tasks),
-                          **{s: {k: float(v.mean()) for k, v in scores[s].items()} for s in COMPARED},
-                          "too_few_to_read_alone": n < MIN_TEST}
+        per_task[task] = {
+            "test_queries": n,
+            "train_queries_without_it": len(ctx.sets["frontier"].train.query_ids),
+            "in_train": task in set(data.train.tasks),
+            **{s: {k: float(v.mean()) for k, v in scores[s].items()} for s in COMPARED},
+            "too_few_to_read_alone": n < MIN_TEST,
+        }
     summary = {s: {k: float(np.concatenate(v).mean()) for k, v in pooled[s].items()} for s in COMPARED}
     router, best = summary["frontier"]["accuracy_at_lambda0"], summary["best-single"]["accuracy_at_lambda0"]
     oracle = summary["oracle"]["accuracy_at_lambda0"]
@@ -85,12 +88,19 @@ def main() -> None:
     settings = Settings()
     load = os.getloadavg()
     results = {name: _benchmark(settings, name) for name in BENCHMARKS}
-    write_result("heldout", {
-        "what": "leave one task out: fitted on the other tasks' train queries, evaluated on the task's test queries",
-        "frontier": "compiled on the whole train split (every task); only the strategies are refitted",
-        "seed": 0, "strategies": list(COMPARED), "load_average_at_start": load,
-        "load_average_at_end": os.getloadavg(), "benchmarks": results,
-    })
+    write_result(
+        "heldout",
+        {
+            "what": "leave one task out: fitted on the other tasks' train queries, evaluated on the task's "
+                    "test queries",
+            "frontier": "compiled on the whole train split (every task); only the strategies are refitted",
+            "seed": 0,
+            "strategies": list(COMPARED),
+            "load_average_at_start": load,
+            "load_average_at_end": os.getloadavg(),
+            "benchmarks": results,
+        },
+    )
 
 
 if __name__ == "__main__":

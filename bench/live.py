@@ -32,7 +32,12 @@ from flowfront.settings import Settings, prepare_environment
 # A prompt every model answers at length, so each call runs to the budget (SmolLM2 answers a
 # short-answer prompt in ~27 tokens, where the fixed per-call cost dominates; that cost is
 # reported on its own below as fixed_overhead_ms).
-PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm, in at least 300 words."}]
+PROMPT = [
+    {
+        "role": "user",
+        "content": "Write a long story about a lighthouse keeper and a storm, in at least 300 words.",
+    }
+]
 MAX_TOKENS = 256  # a typical reasoning-answer length in the live benchmarks
 ROUNDS = 5
 
@@ -71,9 +76,17 @@ async def _via_flowfront(executor, resolved, query, cpu: list[float] | None = No
 def _workflow(models: list[str], parallel: bool):
     from flowfront.spec import Workflow
 
-    nodes = {f"n{i}": {"kind": "llm", "messages": [{"role": "user", "content": "{query}"}],
-                       "parser": "raw", "sampling": {"temperature": 0}, "models": [m], "budgets": [MAX_TOKENS]}
-             for i, m in enumerate(models)}
+    nodes = {
+        f"n{i}": {
+            "kind": "llm",
+            "messages": [{"role": "user", "content": "{query}"}],
+            "parser": "raw",
+            "sampling": {"temperature": 0},
+            "models": [m],
+            "budgets": [MAX_TOKENS],
+        }
+        for i, m in enumerate(models)
+    }
     flow = [{"parallel": [[n] for n in nodes]}] if parallel else list(nodes)
     return Workflow.model_validate({"name": "bench-live", "nodes": nodes, "flow": flow, "output": "n0"})
 
@@ -115,19 +128,23 @@ def throughput(settings: Settings, cards, bases: dict[str, str]) -> dict:
         med = {k: statistics.median(v) for k, v in rates.items()}
         paired = {t: statistics.median(a / b for a, b in zip(rates["alone"], rates[t], strict=True)) - 1
                   for t in extra}
-        out[model] = {"direct_tok_per_s": round(med["alone"], 2),
-                      "flowfront_tok_per_s": round(med["litellm"], 2),
-                      "overhead": round(paired["litellm"], 4),
-                      "fixed_overhead_ms": round(1000 * statistics.median(extra["litellm"]), 1),
-                      "client_cpu_s_per_call": round(statistics.median(cpu["litellm"]), 3),
-                      "flowfront_direct_transport_tok_per_s": round(med["direct"], 2),
-                      "overhead_direct_transport": round(paired["direct"], 4),
-                      "client_cpu_s_per_call_direct_transport": round(statistics.median(cpu["direct"]), 3),
-                      "overhead_is": "median over rounds of (alone tok/s / flowfront tok/s) - 1, the three paths "
-                                     "run back to back in a rotating order each round",
-                      "rounds": rounds, "max_tokens": MAX_TOKENS, "load_1m": loads,
-                      "transport": "flowfront_* and overhead: the executor with live_transport=litellm (the "
-                                   "default); *_direct_transport: the same executor reading the stream with httpx"}
+        out[model] = {
+            "direct_tok_per_s": round(med["alone"], 2),
+            "flowfront_tok_per_s": round(med["litellm"], 2),
+            "overhead": round(paired["litellm"], 4),
+            "fixed_overhead_ms": round(1000 * statistics.median(extra["litellm"]), 1),
+            "client_cpu_s_per_call": round(statistics.median(cpu["litellm"]), 3),
+            "flowfront_direct_transport_tok_per_s": round(med["direct"], 2),
+            "overhead_direct_transport": round(paired["direct"], 4),
+            "client_cpu_s_per_call_direct_transport": round(statistics.median(cpu["direct"]), 3),
+            "overhead_is": "median over rounds of (alone tok/s / flowfront tok/s) - 1, the three paths "
+            "run back to back in a rotating order each round",
+            "rounds": rounds,
+            "max_tokens": MAX_TOKENS,
+            "load_1m": loads,
+            "transport": "flowfront_* and overhead: the executor with live_transport=litellm (the "
+            "default); *_direct_transport: the same executor reading the stream with httpx",
+        }
     return out
 
 

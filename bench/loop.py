@@ -37,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +57,15 @@ PHASE2A = 900  # phase 2's first half: shifted-task train queries, drawn with re
 
 
 def _server(work: Path, workflows: Path, data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "FLOWFRONT_EXPLORE": str(EXPLORE), "FLOWFRONT_LOG_LEVEL": "warning",
-           "FLOWFRONT_ACCESS_LOG": "false", "FLOWFRONT_GENERATION_POLL_S": "1", "FLOWFRONT_DRIFT_INTERVAL_S": "2",
-           "FLOWFRONT_DRIFT_WINDOW_S": "15"}
+    env = {
+        **os.environ,
+        "FLOWFRONT_EXPLORE": str(EXPLORE),
+        "FLOWFRONT_LOG_LEVEL": "warning",
+        "FLOWFRONT_ACCESS_LOG": "false",
+        "FLOWFRONT_GENERATION_POLL_S": "1",
+        "FLOWFRONT_DRIFT_INTERVAL_S": "2",
+        "FLOWFRONT_DRIFT_WINDOW_S": "15",
+    }
     return subprocess.Popen([sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
                              "--port", str(port), "--workdir", str(work), "--data-dir", str(data_dir)],
                             env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -83,8 +91,10 @@ async def _play(base: str, jobs: list[tuple[str, str, float, float]], rng: np.ra
             index = body["candidate"]["index"]
             served.append({"i": i, "id": body["trace_id"], "index": index, "lambda": lam})
             if graded[i]:
-                async with session.post(f"{base}/v1/feedback", json={"id": body["trace_id"], "name": "correct",
-                                                                      "value": float(grades[index])}) as g:
+                async with session.post(
+                    f"{base}/v1/feedback",
+                    json={"id": body["trace_id"], "name": "correct", "value": float(grades[index])},
+                ) as g:
                     assert g.status == 200, await g.text()
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as session:
@@ -116,8 +126,14 @@ def _interval(values: np.ndarray, stat, seed: int) -> tuple[float, float]:  # no
     if np.ptp(values, axis=-1).max() == 0:
         v = float(stat(values, axis=-1))
         return v, v
-    ci = bootstrap((values,) if values.ndim == 1 else tuple(values), stat, n_resamples=2000, method="percentile",
-                   random_state=seed, paired=values.ndim > 1).confidence_interval
+    ci = bootstrap(
+        (values,) if values.ndim == 1 else tuple(values),
+        stat,
+        n_resamples=2000,
+        method="percentile",
+        random_state=seed,
+        paired=values.ndim > 1,
+    ).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -136,7 +152,9 @@ def _training_mix(rng: np.random.Generator, mix: dict[str, float], data, tr_task
         if len(test_rows):
             jobs += _jobs(rng.choice(test_rows, 1), data.test, te_tasks, data.lambdas, rng)
         else:
-            jobs += _jobs(rng.choice(np.flatnonzero(tr_tasks == task), 1), data.train, tr_tasks, data.lambdas, rng)
+            jobs += _jobs(
+                rng.choice(np.flatnonzero(tr_tasks == task), 1), data.train, tr_tasks, data.lambdas, rng
+            )
     return jobs
 
 
@@ -149,18 +167,53 @@ def _scrape_alarm(base: str) -> int:
     return 0
 
 
-def _one_seed(seed: int, settings: Settings, data, frontier, workflows: Path) -> dict:  # noqa: ANN001, C901
-    from flowfront.router.artifact import save_router
-    from flowfront.router.baselines import StaticRouter
-    from flowfront.router.features import FeatureConfig
-    from flowfront.router.retrain import retrain
-    from flowfront.router.select import Preference, utility
-    from flowfront.router.train import make_router
+def _one_seed(seed: int, settings: Settings, data, frontier, workflows: Path) -> dict:  # noqa: ANN001
     from flowfront.service.drift import DriftThresholds, drift_report
     from flowfront.store import connect
 
     rng = np.random.default_rng(seed)
     work = Path(tempfile.mkdtemp(prefix=f"flowfront-bench-loop-{seed}-"))
+    try:
+        run = _prepare(seed, settings, data, frontier, work, rng)
+        times, gauges, report, challenger, served2 = _serve_phases(run, settings, data, workflows, rng)
+        with connect(work / "serve" / "traces.sqlite") as store:
+            decisions = store.decisions()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    t0, t1, t2 = times
+    drift = [drift_report([d for d in decisions if a <= d.created_at < b], [], run.mix, DriftThresholds())
+             for a, b in ((t0, t1), (t1, t2))]
+    return {"seed": seed, "promoted": report["promoted"], "reason": report["reason"],
+            "retrain": {k: report[k] for k in ("graded", "learned_from", "held_out", "offpolicy", "offline")},
+            **_outcomes(run, data, report, challenger, served2),
+            "drift": {phase: {"psi": d["mix"]["psi"], "alarm": d["alarms"]["mix"], "gauge": g}
+                      for phase, d, g in zip(("phase1", "phase2"), drift, gauges, strict=True)},
+            "explored_share": float(np.mean([d.explored for d in decisions]))}
+
+
+@dataclass
+class _Run:
+    """One seed's routers and traffic: the champion served first, the reference policies, and the
+    three phases' jobs (training mix, shifted train-split queries, shifted test-split queries)."""
+
+    seed: int
+    work: Path
+    champion: Any
+    informed: Any
+    static: Any
+    mix: dict
+    phases: tuple[list, list, list]
+    shifted_train: np.ndarray
+    shifted_test: np.ndarray
+
+
+def _prepare(seed: int, settings: Settings, data, frontier, work: Path, rng) -> _Run:  # noqa: ANN001
+    from flowfront.router.artifact import save_router
+    from flowfront.router.baselines import StaticRouter
+    from flowfront.router.features import FeatureConfig
+    from flowfront.router.train import make_router
+    from flowfront.store import connect
+
     with connect(settings.store_url) as src, connect(work / "traces.sqlite") as dst:
         src.copy_to(dst)
     shutil.copytree(settings.workdir / BENCHMARK, work / BENCHMARK,
@@ -170,20 +223,33 @@ def _one_seed(seed: int, settings: Settings, data, frontier, workflows: Path) ->
     champion = make_router("frontier", seed=seed).fit(data.X_train[known], data.train.rows(known))
     save_router(champion, work / BENCHMARK / "router-frontier", frontier_hash=frontier.content_hash(),
                 workflow_hash=data.bench.workflow.content_hash, feature_config=FeatureConfig(),
-                metrics={"strategy": "frontier", **champion.describe()}, note="champion: trained without the shifted tasks")
+                metrics={"strategy": "frontier", **champion.describe()},
+                note="champion: trained without the shifted tasks")
     informed = make_router("frontier", seed=seed).fit(data.X_train, data.train)
     static = StaticRouter().fit(data.X_train[known], data.train.rows(known))
     mix = champion.validation_metrics_["group_mix"]
+    # the draws keep their order, so each seed serves the jobs it always did
     phase1 = _training_mix(rng, mix, data, tr_tasks, te_tasks)
-    shifted_train = np.flatnonzero(np.isin(tr_tasks, SHIFTED))
-    first = _jobs(np.concatenate([rng.choice(np.flatnonzero(tr_tasks == t), PHASE2A // len(SHIFTED))
-                                  for t in SHIFTED])[rng.permutation(PHASE2A // len(SHIFTED) * len(SHIFTED))],
-                  data.train, tr_tasks, data.lambdas, rng)
+    per_task = PHASE2A // len(SHIFTED)
+    drawn = np.concatenate([rng.choice(np.flatnonzero(tr_tasks == t), per_task) for t in SHIFTED])
+    first = _jobs(drawn[rng.permutation(per_task * len(SHIFTED))], data.train, tr_tasks, data.lambdas, rng)
     shifted_test = np.flatnonzero(np.isin(te_tasks, SHIFTED))
     second = _jobs(shifted_test, data.test, te_tasks, data.lambdas, rng)
+    return _Run(seed=seed, work=work, champion=champion, informed=informed, static=static, mix=mix,
+                phases=(phase1, first, second), shifted_train=np.flatnonzero(np.isin(tr_tasks, SHIFTED)),
+                shifted_test=shifted_test)
+
+
+def _serve_phases(run: _Run, settings: Settings, data, workflows: Path, rng):  # noqa: ANN001, ANN202
+    """Serve phase 1 and phase 2a under the champion, retrain on what was graded, wait for a
+    promotion to reach the server, serve phase 2b; the phase times, the drift gauges, the retrain
+    report, the challenger and phase 2b's replies."""
+    from flowfront.router.retrain import retrain
+
+    phase1, first, second = run.phases
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _server(work, workflows, settings.data_dir, port)
+    proc = _server(run.work, workflows, settings.data_dir, port)
     try:
         asyncio.run(_wait_ready(base, proc))
         t0 = time.time()
@@ -196,12 +262,13 @@ def _one_seed(seed: int, settings: Settings, data, frontier, workflows: Path) ->
         gauge2 = _scrape_alarm(base)
         t2 = time.time()
         before = _generation(base)
-        report, challenger = retrain(settings.model_copy(update={"workdir": work, "store": None}), BENCHMARK,
-                                     since_s=time.time() - t1 + 1, seed=seed,
-                                     offline_exclude=frozenset(data.test.query_ids[i] for i in shifted_test),
-                                     # the offline matrix it learns from is the champion's: the shifted tasks
-                                     # are known only from the graded traffic
-                                     train_exclude=frozenset(data.train.query_ids[i] for i in shifted_train))
+        report, challenger = retrain(
+            settings.model_copy(update={"workdir": run.work, "store": None}), BENCHMARK,
+            since_s=time.time() - t1 + 1, seed=run.seed,
+            offline_exclude=frozenset(data.test.query_ids[i] for i in run.shifted_test),
+            # the offline matrix it learns from is the champion's: the shifted tasks are known only
+            # from the graded traffic
+            train_exclude=frozenset(data.train.query_ids[i] for i in run.shifted_train))
         if report["promoted"]:
             deadline = time.monotonic() + 60
             while _generation(base) <= before and time.monotonic() < deadline:
@@ -210,36 +277,38 @@ def _one_seed(seed: int, settings: Settings, data, frontier, workflows: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    with connect(work / "serve" / "traces.sqlite") as store:
-        decisions = store.decisions()
-    drift1 = drift_report([d for d in decisions if t0 <= d.created_at < t1], [], mix, DriftThresholds())
-    drift2 = drift_report([d for d in decisions if t1 <= d.created_at < t2], [], mix, DriftThresholds())
-    X2, Y2, hints = data.X_test[shifted_test], data.test.rows(shifted_test), list(te_tasks[shifted_test])
+    return (t0, t1, t2), (gauge1, gauge2), report, challenger, served2
+
+
+def _outcomes(run: _Run, data, report: dict, challenger, served2: list) -> dict:  # noqa: ANN001
+    """Each policy's expected utility on the shifted test queries, what the challenger realised at
+    the served requests' own lambdas, and whether the off-policy interval covered it."""
+    from flowfront.router.select import Preference, utility
+
+    tr_tasks, te_tasks = np.array(data.train.tasks), np.array(data.test.tasks)
+    rows = run.shifted_test
+    X2, Y2, hints = data.X_test[rows], data.test.rows(rows), list(te_tasks[rows])
     eu = {name: _eu(p, X2, Y2, data.scale, data.lambdas, hints)
-          for name, p in (("champion", champion), ("challenger", challenger), ("static", static), ("informed", informed))}
+          for name, p in (("champion", run.champion), ("challenger", challenger), ("static", run.static),
+                          ("informed", run.informed))}
     eu["served"] = eu["challenger"] if report["promoted"] else eu["champion"]
     realised = []  # the challenger's greedy choice at each served request's own lambda, recorded outcome
-    for job, s2 in zip(second, served2, strict=True):
-        row = shifted_test[s2["i"]]
-        pick = int(np.asarray(challenger.select(data.X_test[row:row + 1], Preference(lambda_=s2["lambda"]), data.scale,
-                                                hints=[job[1]]).index)[0])
+    for job, s2 in zip(run.phases[2], served2, strict=True):
+        row = rows[s2["i"]]
+        choice = challenger.select(data.X_test[row:row + 1], Preference(lambda_=s2["lambda"]), data.scale,
+                                   hints=[job[1]])
+        pick = int(np.asarray(choice.index)[0])
         realised.append(float(utility(data.test.correct[row, pick], data.test.latency_parallel_s[row, pick],
                                       s2["lambda"], data.scale)))
-    on_2a = [float(utility(data.train.correct[i, pick], data.train.latency_parallel_s[i, pick], lam, data.scale))
-             for i, pick, lam in _picks(challenger, data, first, tr_tasks)]
+    on_2a = [float(utility(data.train.correct[i, pick], data.train.latency_parallel_s[i, pick], lam,
+                           data.scale)) for i, pick, lam in _picks(challenger, data, run.phases[1], tr_tasks)]
     ope = report["offpolicy"]["challenger"]["dr"]
-    shutil.rmtree(work, ignore_errors=True)
-    return {"seed": seed, "promoted": report["promoted"], "reason": report["reason"], "retrain": {
-                k: report[k] for k in ("graded", "learned_from", "held_out", "offpolicy", "offline")},
-            "eu": {k: float(v.mean()) for k, v in eu.items()}, "_eu": eu,
-            "ope_challenger_dr": ope, "realised_on_policy": float(np.mean(realised)),
+    return {"eu": {k: float(v.mean()) for k, v in eu.items()}, "_eu": eu, "ope_challenger_dr": ope,
+            "realised_on_policy": float(np.mean(realised)),
             # what the challenger would realise on phase 2a's own queries (recorded outcomes): the
             # value the off-policy estimate estimates, where the second half asks other queries
             "challenger_on_phase2a": float(np.mean(on_2a)),
-            "ope_covers_realised": bool(ope["low"] <= float(np.mean(realised)) <= ope["high"]),
-            "drift": {"phase1": {"psi": drift1["mix"]["psi"], "alarm": drift1["alarms"]["mix"], "gauge": gauge1},
-                      "phase2": {"psi": drift2["mix"]["psi"], "alarm": drift2["alarms"]["mix"], "gauge": gauge2}},
-            "explored_share": float(np.mean([d.explored for d in decisions]))}
+            "ope_covers_realised": bool(ope["low"] <= float(np.mean(realised)) <= ope["high"])}
 
 
 def _picks(policy, data, jobs: list, tasks: np.ndarray):  # noqa: ANN001, ANN202 - a Policy, TrainingData
@@ -271,12 +340,21 @@ def main() -> None:
     gap = np.concatenate([r["_eu"]["informed"] - r["_eu"]["champion"] for r in runs])
     ratio = lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis)  # noqa: E731
     recovered = {}
-    for who in ("served", "challenger"):  # what served after the promotion decision; the challenger either way
+    for who in (
+        "served",
+        "challenger",
+    ):  # what served after the promotion decision; the challenger either way
         gain = np.concatenate([r["_eu"][who] - r["_eu"]["champion"] for r in runs])
         low, high = _interval(np.stack([gain, gap]), ratio, 0)
         gain_low, _ = _interval(gain, np.mean, 0)
-        recovered[who] = {"mean": float(gain.mean() / gap.mean()), "low": low, "high": high, "gain": float(gain.mean()),
-                          "gain_low": gain_low, "gap": float(gap.mean())}
+        recovered[who] = {
+            "mean": float(gain.mean() / gap.mean()),
+            "low": low,
+            "high": high,
+            "gain": float(gain.mean()),
+            "gain_low": gain_low,
+            "gap": float(gap.mean()),
+        }
     for r in runs:
         r.pop("_eu")
     result = {
@@ -297,6 +375,8 @@ def main() -> None:
     }
     write_result("loop", result)
     rf = result["recovered_fraction"]
-    print(f"recovered {rf['mean']:.2f} [{rf['low']:.2f}, {rf['high']:.2f}] of the gap; OPE covers realised: "
-          f"{result['ope_covers_realised']}; drift alarms phase 1 {result['drift']['phase1_alarms']}, phase 2 "
-          f"{result['drift']['phase2_alarm']}; promoted {result['promoted']}")
+    print(
+        f"recovered {rf['mean']:.2f} [{rf['low']:.2f}, {rf['high']:.2f}] of the gap; OPE covers realised: "
+        f"{result['ope_covers_realised']}; drift alarms phase 1 {result['drift']['phase1_alarms']}, phase 2 "
+        f"{result['drift']['phase2_alarm']}; promoted {result['promoted']}"
+    )

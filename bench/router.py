@@ -52,7 +52,11 @@ PATHS = {
 
 
 def _summary(ms: np.ndarray) -> dict[str, float]:
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def _decisions(router, scale, preference: Preference, export_dir: Path) -> dict[str, Callable]:
@@ -60,7 +64,9 @@ def _decisions(router, scale, preference: Preference, export_dir: Path) -> dict[
     def decide(embedder: Embedder, config: FeatureConfig) -> Callable:
         return lambda texts: router.select(featurize(texts, config, embedder), preference, scale).index
 
-    paths = {name: decide(Embedder(c, None, lru_size=0, export_dir=export_dir), c) for name, c in PATHS.items()}
+    paths = {
+        name: decide(Embedder(c, None, lru_size=0, export_dir=export_dir), c) for name, c in PATHS.items()
+    }
     lru = Embedder(FeatureConfig(), None, export_dir=export_dir)
     paths["cached"] = decide(lru, FeatureConfig())
     return paths
@@ -82,18 +88,29 @@ def measure_decisions(settings: Settings, export_dir: Path) -> dict:
     single = {name: _summary(ms) for name, ms in times.items()}
     base = single["plain"]
     return {
-        "benchmark": "qa-cascade", "candidates": len(data.train.candidate_ids), "design": router.design_,
-        "queries": len(queries), "share_past_256_tokens": float((token_lengths(queries) >= 256).mean()),
-        "single_query": single, "predict_and_select_only": _summary(only),
+        "benchmark": "qa-cascade",
+        "candidates": len(data.train.candidate_ids),
+        "design": router.design_,
+        "queries": len(queries),
+        "share_past_256_tokens": float((token_lengths(queries) >= 256).mean()),
+        "single_query": single,
+        "predict_and_select_only": _summary(only),
         "predict_and_select_under_cpu_burner": {
-            **_summary(burned), "burners": BURNERS, "load_1m_during": burn_load,
+            **_summary(burned),
+            "burners": BURNERS,
+            "load_1m_during": burn_load,
             "p50_ratio_to_unloaded": float(np.percentile(burned, 50) / np.percentile(only, 50)),
-            "target_p50<=1ms": bool(np.percentile(burned, 50) <= 1.0)},
+            "target_p50<=1ms": bool(np.percentile(burned, 50) <= 1.0),
+        },
         "batched_queries_per_s": qps,
-        "speedup_vs_plain": {n: {k: base[k] / s[k] for k in ("p50_ms", "p99_ms")} for n, s in single.items() if n != "plain"},
+        "speedup_vs_plain": {
+            n: {k: base[k] / s[k] for k in ("p50_ms", "p99_ms")} for n, s in single.items() if n != "plain"
+        },
         "throughput_ratio_vs_plain": {n: q / qps["plain"] for n, q in qps.items()},
-        "targets_default_static_128": {"p50<=15ms": single["static-128"]["p50_ms"] <= 15,
-                                       "p99<=50ms": single["static-128"]["p99_ms"] <= 50},
+        "targets_default_static_128": {
+            "p50<=15ms": single["static-128"]["p50_ms"] <= 15,
+            "p99<=50ms": single["static-128"]["p99_ms"] <= 50,
+        },
     }
 
 
@@ -191,10 +208,16 @@ def main() -> None:
                             "loadavg_1_5_15_before_after": [load_before, os.getloadavg()]})
     for name, s in decisions["single_query"].items():
         qps = decisions["batched_queries_per_s"].get(name)
-        print(f"{name:14s} p50 {s['p50_ms']:6.1f}  p99 {s['p99_ms']:6.1f} ms" + (f"  {qps:6.1f} q/s batched" if qps else ""))
-    print(f"predict+select only p50 {decisions['predict_and_select_only']['p50_ms']:.2f} ms "
-          f"({decisions['predict_and_select_under_cpu_burner']['p50_ms']:.2f} ms under {BURNERS} CPU burners); "
-          f"train model-route cold {training['train_model_route_cold_s']:.0f}s, warm {training['train_model_route_warm_s']:.0f}s")
+        print(
+            f"{name:14s} p50 {s['p50_ms']:6.1f}  p99 {s['p99_ms']:6.1f} ms"
+            + (f"  {qps:6.1f} q/s batched" if qps else "")
+        )
+    print(
+        f"predict+select only p50 {decisions['predict_and_select_only']['p50_ms']:.2f} ms "
+        f"({decisions['predict_and_select_under_cpu_burner']['p50_ms']:.2f} ms under {BURNERS} CPU burners); "
+        f"train model-route cold {training['train_model_route_cold_s']:.0f}s, warm "
+        f"{training['train_model_route_warm_s']:.0f}s"
+    )
 
 
 if __name__ == "__main__":

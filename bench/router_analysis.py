@@ -36,7 +36,11 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def _utility(router, data: TrainingData, rows: np.ndarray) -> float:
     ex = data.frontier.execution
-    return float(expected_utility(router, data.X_train[rows], data.train.rows(rows), data.scale, data.lambdas, ex).mean())
+    return float(
+        expected_utility(
+            router, data.X_train[rows], data.train.rows(rows), data.scale, data.lambdas, ex
+        ).mean()
+    )
 
 
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +74,9 @@ def learning_curve(data: TrainingData) -> dict[str, dict[str, list[float]]]:
             for strategy in ("frontier", "static", "knn"):
                 router = make_router(strategy, seed=seed, execution=data.frontier.execution)
                 router.fit(data.X_train[fit], data.train.rows(fit))
-                out.setdefault(f"{frac:.2f}", {}).setdefault(strategy, []).append(_utility(router, data, held))
+                out.setdefault(f"{frac:.2f}", {}).setdefault(strategy, []).append(
+                    _utility(router, data, held)
+                )
     return out
 
 
@@ -108,7 +114,9 @@ def task_mix(settings: Settings, name: str) -> dict[str, dict[str, float]]:
         for split in ("train", "test"):
             counts = Counter(q.task for q in benchmark_queries(bench, store, prepared, split))
             total = sum(counts.values())
-            mix[split] = {task: round(n / total, 4) for task, n in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+            mix[split] = {
+                task: round(n / total, 4) for task, n in sorted(counts.items(), key=lambda kv: str(kv[0]))
+            }
     return mix
 
 
@@ -123,7 +131,9 @@ def main() -> None:
             "train_queries": len(data.train.query_ids),
             "groups_cv_utility": groups(data),
             "learning_curve_utility": curve,
-            "frontier_minus_static": {f: float(np.mean(v["frontier"]) - np.mean(v["static"])) for f, v in curve.items()},
+            "frontier_minus_static": {
+                f: float(np.mean(v["frontier"]) - np.mean(v["static"])) for f, v in curve.items()
+            },
             "knn_blend_utility": knn_blend(data),
             "task_mix": task_mix(settings, name),
         }

@@ -50,8 +50,14 @@ ROUNDS = 2
 
 def _server(settings: Settings, workflows: Path, port: int, env: dict[str, str], workers: int = 1,
             log: Path | None = None) -> subprocess.Popen:
-    full = {**os.environ, **UNCACHED, "FLOWFRONT_EMBEDDING_DISK_CACHE": "false", "FLOWFRONT_ACCESS_LOG": "false",
-            "FLOWFRONT_LOG_LEVEL": "warning", **env}
+    full = {
+        **os.environ,
+        **UNCACHED,
+        "FLOWFRONT_EMBEDDING_DISK_CACHE": "false",
+        "FLOWFRONT_ACCESS_LOG": "false",
+        "FLOWFRONT_LOG_LEVEL": "warning",
+        **env,
+    }
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
         [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows), "--host", "127.0.0.1",
@@ -81,8 +87,12 @@ def _rps(settings: Settings, workflows: Path, jobs: list, env: dict[str, str], w
     finally:
         _stop(proc)
     errors = int(np.count_nonzero(run["statuses"] != 200))
-    return {"requests_per_s": len(jobs) / run["seconds"], "errors": errors, "load_1m_at_start": round(load, 2),
-            "p50_ms": float(np.percentile(run["latencies"] * 1000, 50))}
+    return {
+        "requests_per_s": len(jobs) / run["seconds"],
+        "errors": errors,
+        "load_1m_at_start": round(load, 2),
+        "p50_ms": float(np.percentile(run["latencies"] * 1000, 50)),
+    }
 
 
 def _interleaved(settings: Settings, workflows: Path, jobs: list, arms: dict[str, tuple[dict, int]]) -> dict:
@@ -90,9 +100,16 @@ def _interleaved(settings: Settings, workflows: Path, jobs: list, arms: dict[str
     for _ in range(ROUNDS):
         for name, (env, workers) in arms.items():
             runs[name].append(_rps(settings, workflows, jobs, env, workers))
-    return {name: {"requests_per_s": [r["requests_per_s"] for r in rs], "errors": sum(r["errors"] for r in rs),
-                   "p50_ms": [r["p50_ms"] for r in rs], "load_1m_at_start": [r["load_1m_at_start"] for r in rs],
-                   "median_rps": float(np.median([r["requests_per_s"] for r in rs]))} for name, rs in runs.items()}
+    return {
+        name: {
+            "requests_per_s": [r["requests_per_s"] for r in rs],
+            "errors": sum(r["errors"] for r in rs),
+            "p50_ms": [r["p50_ms"] for r in rs],
+            "load_1m_at_start": [r["load_1m_at_start"] for r in rs],
+            "median_rps": float(np.median([r["requests_per_s"] for r in rs])),
+        }
+        for name, rs in runs.items()
+    }
 
 
 async def _spread(bases: list[str], jobs: list, kill_at: int, on_kill) -> dict:  # noqa: ANN001 - a callback
@@ -195,7 +212,9 @@ def main() -> None:
             src.copy_to(dst)
         rng = np.random.default_rng(0)
         lambdas = _lambdas(settings)
-        texts = list(dict.fromkeys(q.text for split in ("train", "test") for q in _test_queries(settings, split)))
+        texts = list(
+            dict.fromkeys(q.text for split in ("train", "test") for q in _test_queries(settings, split))
+        )
         jobs = [(texts[i % len(texts)], float(rng.choice(lambdas))) for i in rng.permutation(REQUESTS)]
         short = jobs[: REQUESTS // 2]
         engines = _interleaved(settings, workflows, short, {
@@ -211,20 +230,31 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     stream = _stream()
     result = {
-        "benchmark": BENCHMARK, "strategy": "router", "backend": "replay", "connections": 64,
-        "every_query_new": True, "durable": True, "distinct_texts": len(texts),
+        "benchmark": BENCHMARK,
+        "strategy": "router",
+        "backend": "replay",
+        "connections": 64,
+        "every_query_new": True,
+        "durable": True,
+        "distinct_texts": len(texts),
         "postgres_over_sqlite": engines["postgresql"]["median_rps"] / engines["sqlite"]["median_rps"],
         "engines": engines,
         "workers_2_over_1": workers["workers_2"]["median_rps"] / workers["workers_1"]["median_rps"],
         "workers": workers,
-        "answered_on_kill": kill["answered_on_kill"], "lost_on_kill": kill["lost_on_kill"], "kill": kill,
+        "answered_on_kill": kill["answered_on_kill"],
+        "lost_on_kill": kill["lost_on_kill"],
+        "kill": kill,
         "stream": stream,
-        "notes": "PostgreSQL 15 with its defaults (fsync, synchronous commit) in a private cluster on this machine; "
-                 "SQLite WAL with synchronous=NORMAL. Two cores carry server(s), PostgreSQL and the client.",
+        "notes": "PostgreSQL 15 with its defaults (fsync, synchronous commit) in a private cluster on this "
+                 "machine; "
+        "SQLite WAL with synchronous=NORMAL. Two cores carry server(s), PostgreSQL and the client.",
     }
     write_result("scale", result)
-    print(f"postgres/sqlite x{result['postgres_over_sqlite']:.2f}, workers 2/1 x{result['workers_2_over_1']:.2f}, "
-          f"kill: {kill['answered_on_kill']} answered, {kill['lost_on_kill']} lost; stream {stream}")
+    print(
+        f"postgres/sqlite x{result['postgres_over_sqlite']:.2f}, workers 2/1 "
+        f"x{result['workers_2_over_1']:.2f}, "
+        f"kill: {kill['answered_on_kill']} answered, {kill['lost_on_kill']} lost; stream {stream}"
+    )
 
 
 STREAM_MODEL = "smollm2-135m-instruct"
@@ -277,57 +307,79 @@ output: reply
         shutil.rmtree(root, ignore_errors=True)
     ttft = [r["ttft_s"] for r in rows]
     whole = [r["plain_s"] for r in rows]
-    return {"model": STREAM_MODEL, "budget": 256, "rounds": len(rows), "ttft_s_p50": float(np.median(ttft)),
-            "plain_s_p50": float(np.median(whole)), "ttft_ratio": float(np.median(ttft) / np.median(whole)),
-            "chunks": int(np.median([r["chunks"] for r in rows])), "same_text": all(r["same"] for r in rows),
-            "completion_tokens": [r["tokens"] for r in rows], "rows": rows, "load_1m": round(os.getloadavg()[0], 2),
-            "latency": "measured on this machine (recorded wall time of the HTTP responses)"}
+    return {
+        "model": STREAM_MODEL,
+        "budget": 256,
+        "rounds": len(rows),
+        "ttft_s_p50": float(np.median(ttft)),
+        "plain_s_p50": float(np.median(whole)),
+        "ttft_ratio": float(np.median(ttft) / np.median(whole)),
+        "chunks": int(np.median([r["chunks"] for r in rows])),
+        "same_text": all(r["same"] for r in rows),
+        "completion_tokens": [r["tokens"] for r in rows],
+        "rows": rows,
+        "load_1m": round(os.getloadavg()[0], 2),
+        "latency": "measured on this machine (recorded wall time of the HTTP responses)",
+    }
 
 
-def _stream_once(root: Path, workflows: Path, wf, models: Path, api_base: str, prompt: str, i: int) -> dict:  # noqa: ANN001
+def _stream_once(root: Path, workflows: Path, wf, models: Path, api_base: str, prompt: str,  # noqa: ANN001
+                 i: int) -> dict:
     import httpx
-    import orjson
 
     from flowfront.compile.artifact import Estimates, Frontier
 
     out = {}
+    one = [{"knobs": {}, "nodes": {"reply": {"model": STREAM_MODEL, "budget": 256}}}]
+    estimates = [Estimates(accuracy=0.5, latency_sequential_s=1, latency_parallel_s=1, cost_usd=0)]
     for mode in ("stream", "plain"):
-        httpx.post(f"{api_base}/chat/completions", timeout=60, json={  # llama.cpp's prompt cache: a fresh state
+        # a call on another prompt first: llama.cpp's prompt cache must not carry this prompt over
+        httpx.post(f"{api_base}/chat/completions", timeout=60, json={
             "model": STREAM_MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 1})
         work = root / f"work-{i}-{mode}"
-        frontier = Frontier.of_configurations(wf, [{"knobs": {}, "nodes": {"reply": {"model": STREAM_MODEL, "budget": 256}}}],
-                                              [Estimates(accuracy=0.5, latency_sequential_s=1, latency_parallel_s=1,
-                                                         cost_usd=0)])
-        frontier.save(work / "chat" / "frontier.json")
+        Frontier.of_configurations(wf, one, estimates).save(work / "chat" / "frontier.json")
         port = _free_port()
         env = {**os.environ, "FLOWFRONT_BACKEND": "litellm", "FLOWFRONT_MODELS_DIR": str(models),
                "FLOWFRONT_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
-                                 "--port", str(port), "--workdir", str(work)], env=env, cwd=PROJECT_ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
+                   "--port", str(port), "--workdir", str(work)]
+        proc = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(_wait_ready(base, proc))
             body = {"model": "chat", "messages": [{"role": "user", "content": prompt}]}
-            started = time.perf_counter()
-            if mode == "stream":
-                pieces, first = [], None
-                with httpx.stream("POST", f"{base}/v1/chat/completions", json={**body, "stream": True},
-                                  timeout=300) as reply:
-                    for line in reply.iter_lines():
-                        if line.startswith("data: {"):
-                            chunk = orjson.loads(line[6:])
-                            text = (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")
-                            if text:
-                                first = first if first is not None else time.perf_counter() - started
-                                pieces.append(text)
-                out.update(ttft_s=first, stream_s=time.perf_counter() - started, chunks=len(pieces),
-                           text="".join(pieces))
-            else:
-                reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300).json()
-                out.update(plain_s=time.perf_counter() - started, plain=reply["choices"][0]["message"]["content"],
-                           tokens=reply["usage"]["completion_tokens"])
+            out.update(_streamed(base, body) if mode == "stream" else _plain(base, body))
         finally:
             _stop(proc)
     same = out.pop("text") == out.pop("plain")
     return {**out, "same": same}
+
+
+def _streamed(base: str, body: dict) -> dict:
+    """Time to the first content chunk, the whole stream's time, the chunks and their text."""
+    import httpx
+    import orjson
+
+    pieces, first = [], None
+    started = time.perf_counter()
+    request = {**body, "stream": True}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=request, timeout=300) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data: {"):
+                chunk = orjson.loads(line[6:])
+                text = (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")
+                if text:
+                    first = first if first is not None else time.perf_counter() - started
+                    pieces.append(text)
+    return {"ttft_s": first, "stream_s": time.perf_counter() - started, "chunks": len(pieces),
+            "text": "".join(pieces)}
+
+
+def _plain(base: str, body: dict) -> dict:
+    import httpx
+
+    started = time.perf_counter()
+    reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300).json()
+    return {"plain_s": time.perf_counter() - started, "plain": reply["choices"][0]["message"]["content"],
+            "tokens": reply["usage"]["completion_tokens"]}

@@ -50,11 +50,18 @@ def _artifacts(settings: Settings) -> tuple[Settings, Path | None]:
 
     bench = load_benchmark(BENCHMARK, settings.configs_dir)
     try:
-        frontier = Frontier.load(settings.workdir / BENCHMARK / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
-        load_router(settings.workdir / BENCHMARK / "router-frontier", expect_frontier_hash=frontier.content_hash())
+        frontier = Frontier.load(
+            settings.workdir / BENCHMARK / "frontier.json", expect_workflow_hash=bench.workflow.content_hash
+        )
+        load_router(
+            settings.workdir / BENCHMARK / "router-frontier", expect_frontier_hash=frontier.content_hash()
+        )
         return settings, None
     except FlowfrontError as exc:
-        print(f"no usable artifacts in {settings.workdir} ({exc}); building them in a temp dir (minutes)", flush=True)
+        print(
+            f"no usable artifacts in {settings.workdir} ({exc}); building them in a temp dir (minutes)",
+            flush=True,
+        )
     from flowfront.compile.jobs import compile_job, profile_job
     from flowfront.router.train import train_job
 
@@ -95,12 +102,16 @@ def _embedding_ceiling(texts: list[str], threads: int, batch: int = 64) -> dict:
             "load_average_at_start": load}
 
 
-def _every_query_new(settings: Settings, workflows: Path, lambdas: np.ndarray, rng: np.random.Generator) -> dict:
+def _every_query_new(
+    settings: Settings, workflows: Path, lambdas: np.ndarray, rng: np.random.Generator
+) -> dict:
     texts = list(dict.fromkeys(q.text for split in ("train", "test") for q in _test_queries(settings, split)))
     jobs = [(texts[i % len(texts)], float(rng.choice(lambdas))) for i in rng.permutation(REQUESTS)]
     out = {}
     for threads in (1, 2):
-        run = _served(settings, workflows, {"run": jobs}, env={**UNCACHED, "FLOWFRONT_EMBED_THREADS": str(threads)})["run"]
+        run = _served(
+            settings, workflows, {"run": jobs}, env={**UNCACHED, "FLOWFRONT_EMBED_THREADS": str(threads)}
+        )["run"]
         run.pop("_chosen")
         ceiling = _embedding_ceiling(texts, threads)
         run["embedding_ceiling"] = ceiling
@@ -121,7 +132,9 @@ def _remove_store(port: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def _start_server(settings: Settings, workflows: Path, port: int, extra: dict | None = None) -> subprocess.Popen:
+def _start_server(
+    settings: Settings, workflows: Path, port: int, extra: dict | None = None
+) -> subprocess.Popen:
     env = {**os.environ, "FLOWFRONT_EMBEDDING_DISK_CACHE": "false", "FLOWFRONT_ACCESS_LOG": "false",
            "FLOWFRONT_LOG_LEVEL": "warning", "FLOWFRONT_TRACE_STORE": str(_trace_store(port)),
            **(extra or {})}
@@ -164,7 +177,9 @@ async def _load(base: str, jobs: list[tuple[str, float]]) -> dict:
         for i in next_job:  # one shared iterator: each job is taken once
             query, lam = jobs[i]
             started = time.perf_counter()
-            async with session.post(url, json={"query": query, "preference": {"lambda": lam}, "strategy": "router"}) as r:
+            async with session.post(
+                url, json={"query": query, "preference": {"lambda": lam}, "strategy": "router"}
+            ) as r:
                 body = await r.json()
                 statuses[i] = r.status
             latencies[i] = time.perf_counter() - started
@@ -186,7 +201,9 @@ async def _metrics(base: str) -> dict[str, float]:
         text = await r.text()
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(("flowfront_router_lookups_total", "flowfront_batch_size_sum", "flowfront_batch_size_count")):
+        if line.startswith(
+            ("flowfront_router_lookups_total", "flowfront_batch_size_sum", "flowfront_batch_size_count")
+        ):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
@@ -267,8 +284,14 @@ def _slow_clients(settings: Settings, workflows: Path, n_each: int = 100, timeou
         proc.terminate()
         proc.wait(timeout=60)
         _remove_store(port)
-    return {"connections": len(socks), "still_open": len(open_socks), "all_closed_after_s": round(closed_after, 2),
-            "timeouts_s": timeout_s, "normal_requests_answered_meanwhile": answered, "load_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "connections": len(socks),
+        "still_open": len(open_socks),
+        "all_closed_after_s": round(closed_after, 2),
+        "timeouts_s": timeout_s,
+        "normal_requests_answered_meanwhile": answered,
+        "load_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def _slow_body(settings: Settings, workflows: Path, n_slow: int = 500, seconds: float = 40.0) -> dict:
@@ -276,77 +299,93 @@ def _slow_body(settings: Settings, workflows: Path, n_slow: int = 500, seconds: 
     every 2 s (about 250 B/s in all), against a server with its default limits, while 8 normal
     clients send run requests for ``seconds``: the share of normal requests answered 200, and
     how many slow connections the server closed and when."""
-    import aiohttp
-
     port = _free_port()
     proc = _start_server(settings, workflows, port)
-    base = f"http://127.0.0.1:{port}"
-    head = (b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            b"content-length: 100000\r\n\r\n{")
-    queries = [q.text for q in _test_queries(settings)]
-
-    async def flood() -> dict:
-        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(n_slow)]
-        for _, writer in conns:
-            writer.write(head)
-        closed_at: dict[int, float] = {}
-        started = time.monotonic()
-
-        async def drip() -> None:
-            while time.monotonic() - started < seconds:
-                for i, (reader, writer) in enumerate(conns):
-                    if i in closed_at:
-                        continue
-                    if reader.at_eof() or writer.is_closing():
-                        closed_at[i] = time.monotonic() - started
-                        continue
-                    try:
-                        writer.write(b" ")
-                        await writer.drain()
-                    except (ConnectionError, OSError):
-                        closed_at[i] = time.monotonic() - started
-                await asyncio.sleep(2.0)
-
-        async def reader_watch() -> None:  # a 408 (or a close) ends a slow connection
-            async def watch(i: int, reader: asyncio.StreamReader) -> None:
-                with contextlib.suppress(ConnectionError, OSError):  # reset by the server: closed all the same
-                    await reader.read(1)
-                closed_at.setdefault(i, time.monotonic() - started)
-            await asyncio.wait([asyncio.create_task(watch(i, r)) for i, (r, _) in enumerate(conns)], timeout=seconds)
-
-        statuses: list[int] = []
-
-        async def normal(session: aiohttp.ClientSession, k: int) -> None:
-            i = k
-            while time.monotonic() - started < seconds:
-                try:
-                    async with session.post(f"{base}/v1/workflows/{BENCHMARK}/run",
-                                            json={"query": queries[i % len(queries)]}) as r:
-                        await r.read()
-                        statuses.append(r.status)
-                except (TimeoutError, aiohttp.ClientError):
-                    statuses.append(0)
-                i += 8
-
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            await asyncio.gather(drip(), reader_watch(), *(normal(session, k) for k in range(8)))
-        for _, writer in conns:
-            writer.close()
-        times = sorted(closed_at.values())
-        return {"slow_connections": n_slow, "slow_closed": len(times),
-                "slow_closed_by_s": round(times[-1], 1) if times else None,
-                "normal_requests": len(statuses), "normal_answered_200": statuses.count(200),
-                "answered_share": round(statuses.count(200) / max(1, len(statuses)), 4)}
-
+    flood = _SlowFlood(port, n_slow, seconds, [q.text for q in _test_queries(settings)])
     try:
-        asyncio.run(_wait_ready(base, proc))
-        out = asyncio.run(flood())
+        asyncio.run(_wait_ready(flood.base, proc))
+        out = asyncio.run(flood.run())
     finally:
         proc.terminate()
         proc.wait(timeout=60)
         _remove_store(port)
     return {**out, "seconds": seconds, "body_timeout_s": "default (30 s total, 1 KiB/s after a 2 s grace)",
             "load_1m": round(os.getloadavg()[0], 2)}
+
+
+class _SlowFlood:
+    """Slow-body connections dripping a byte each, and normal clients beside them (``_slow_body``)."""
+
+    HEAD = (b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 100000\r\n\r\n{")
+
+    def __init__(self, port: int, n_slow: int, seconds: float, queries: list[str]) -> None:
+        self.port, self.n_slow, self.seconds, self.queries = port, n_slow, seconds, queries
+        self.base = f"http://127.0.0.1:{port}"
+        self.closed_at: dict[int, float] = {}
+        self.statuses: list[int] = []
+        self.started = 0.0
+        self.conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    async def run(self) -> dict:
+        import aiohttp
+
+        self.conns = [await asyncio.open_connection("127.0.0.1", self.port) for _ in range(self.n_slow)]
+        for _, writer in self.conns:
+            writer.write(self.HEAD)
+        self.started = time.monotonic()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            normal = [self._normal(session, k) for k in range(8)]
+            await asyncio.gather(self._drip(), self._watch_all(), *normal)
+        for _, writer in self.conns:
+            writer.close()
+        times = sorted(self.closed_at.values())
+        ok = self.statuses.count(200)
+        return {"slow_connections": self.n_slow, "slow_closed": len(times),
+                "slow_closed_by_s": round(times[-1], 1) if times else None,
+                "normal_requests": len(self.statuses), "normal_answered_200": ok,
+                "answered_share": round(ok / max(1, len(self.statuses)), 4)}
+
+    async def _drip(self) -> None:
+        while self._elapsed() < self.seconds:
+            for i, (reader, writer) in enumerate(self.conns):
+                if i in self.closed_at:
+                    continue
+                if reader.at_eof() or writer.is_closing():
+                    self.closed_at[i] = self._elapsed()
+                    continue
+                try:
+                    writer.write(b" ")
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    self.closed_at[i] = self._elapsed()
+            await asyncio.sleep(2.0)
+
+    async def _watch_all(self) -> None:  # a 408 (or a close) ends a slow connection
+        async def watch(i: int, reader: asyncio.StreamReader) -> None:
+            with contextlib.suppress(ConnectionError, OSError):  # reset by the server: closed all the same
+                await reader.read(1)
+            self.closed_at.setdefault(i, self._elapsed())
+
+        tasks = [asyncio.create_task(watch(i, r)) for i, (r, _) in enumerate(self.conns)]
+        await asyncio.wait(tasks, timeout=self.seconds)
+
+    async def _normal(self, session, k: int) -> None:  # noqa: ANN001 - an aiohttp.ClientSession
+        import aiohttp
+
+        i = k
+        while self._elapsed() < self.seconds:
+            try:
+                async with session.post(f"{self.base}/v1/workflows/{BENCHMARK}/run",
+                                        json={"query": self.queries[i % len(self.queries)]}) as r:
+                    await r.read()
+                    self.statuses.append(r.status)
+            except (TimeoutError, aiohttp.ClientError):
+                self.statuses.append(0)
+            i += 8
 
 
 def _group_commit_cost(settings: Settings, workflows: Path, jobs: list[tuple[str, float]]) -> dict:
@@ -370,13 +409,21 @@ def _pass_stats(run: dict, metrics: dict[str, float], cpu: float, load: float) -
     lookups = {k.split('result="')[1].rstrip('"}'): v for k, v in metrics.items() if "lookups" in k}
     total = sum(lookups.values()) or 1.0
     return {
-        "requests": n, "seconds": run["seconds"], "requests_per_s": n / run["seconds"],
-        "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+        "requests": n,
+        "seconds": run["seconds"],
+        "requests_per_s": n / run["seconds"],
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
         "errors": int(np.count_nonzero(run["statuses"] != 200)),
-        "status_counts": {str(s): int(c) for s, c in zip(*np.unique(run["statuses"], return_counts=True), strict=True)},
-        "router_lookups": lookups, "cache_hit_rate": (total - lookups.get("computed", 0.0)) / total,
-        "mean_batch_size": metrics.get("flowfront_batch_size_sum", 0) / max(metrics.get("flowfront_batch_size_count", 0), 1),
-        "server_cpu_ms_per_request": 1000 * cpu / n, "load_average_at_start": load,
+        "status_counts": {
+            str(s): int(c) for s, c in zip(*np.unique(run["statuses"], return_counts=True), strict=True)
+        },
+        "router_lookups": lookups,
+        "cache_hit_rate": (total - lookups.get("computed", 0.0)) / total,
+        "mean_batch_size": metrics.get("flowfront_batch_size_sum", 0)
+        / max(metrics.get("flowfront_batch_size_count", 0), 1),
+        "server_cpu_ms_per_request": 1000 * cpu / n,
+        "load_average_at_start": load,
         "_chosen": run["chosen"],
     }
 
@@ -393,7 +440,9 @@ def _direct(settings: Settings, pairs: list[tuple[str, str]]) -> dict:
     frontier = Frontier.load(settings.workdir / BENCHMARK / "frontier.json")
     resolved = {c.id: resolve(bench.workflow, Configuration.parse(c.config)) for c in frontier.candidates}
     with open_store(settings) as store:
-        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        backend = make_backend(
+            "replay", store, load_cards(settings), settings, models=bench.workflow.all_models()
+        )
         executor = Executor(bench.workflow, backend, concurrency=settings.default_concurrency)
 
         async def run_all() -> tuple[float, int]:
@@ -409,7 +458,12 @@ def _direct(settings: Settings, pairs: list[tuple[str, str]]) -> dict:
             return time.perf_counter() - started, sum(r.error is not None for r in results)
 
         seconds, errors = asyncio.run(run_all())
-    return {"requests": len(pairs), "seconds": seconds, "requests_per_s": len(pairs) / seconds, "errors": errors}
+    return {
+        "requests": len(pairs),
+        "seconds": seconds,
+        "requests_per_s": len(pairs) / seconds,
+        "errors": errors,
+    }
 
 
 def _free_port() -> int:
@@ -437,13 +491,16 @@ def main() -> None:
         shutil.copy(settings.configs_dir / "workflows" / f"{BENCHMARK}.yaml", workflows)
 
         def draw() -> list[tuple[str, float]]:
-            return [(queries[i].text, float(rng.choice(lambdas))) for i in rng.integers(0, len(queries), REQUESTS)]
+            picks = rng.integers(0, len(queries), REQUESTS)
+            return [(queries[i].text, float(rng.choice(lambdas))) for i in picks]
 
         first, again = draw(), draw()
         served = _served(settings, workflows, {"repeated": first, "repeated_warm": again})
-        served |= _served(settings, workflows, {"distinct": [(q.text, float(rng.choice(lambdas))) for q in queries]})
+        distinct = [(q.text, float(rng.choice(lambdas))) for q in queries]
+        served |= _served(settings, workflows, {"distinct": distinct})
         new = _every_query_new(settings, workflows, lambdas, rng)
-        pairs = [(job[0], c) for job, c in zip(first, served["repeated"]["_chosen"], strict=True) if c is not None]
+        pairs = [(job[0], c) for job, c in zip(first, served["repeated"]["_chosen"], strict=True)
+                 if c is not None]
         commit = _group_commit_cost(settings, workflows, first)
         slow = _slow_clients(settings, workflows)
         slow_body = _slow_body(settings, workflows)
@@ -466,28 +523,41 @@ def main() -> None:
         "group_commit": commit,
         "slow_clients": slow,
         "slow_body": slow_body,
-        "notes": "repeated: fresh server, draws with replacement from the test split (the first sight of each "
-                 "query runs the embedding model); repeated_warm: as many draws again on the same server; distinct: "
-                 "fresh server, every test query once. The on-disk embedding cache is off in every pass. "
-                 "cache_hit_rate: share of requests whose router estimates did not run the embedding model "
-                 "(memo or feature-row cache); the router's boosters still run for feature-cache hits.",
-        "targets": {"repeated>=200rps": rep["requests_per_s"] >= 200,
-                    "every_query_new>=300rps": max(new[k]["requests_per_s"] for k in new if k.startswith("embed")) >= 300,
-                    "group_commit_cost<=10%": commit["throughput_cost"] <= 0.10,
-                    "slow_clients_closed": slow["still_open"] == 0,
-                    "slow_body_flood_answered>=99%": slow_body["answered_share"] >= 0.99,
-                    "zero_errors": all(p["errors"] == 0 for p in served.values())
-                    and all(new[k]["errors"] == 0 for k in new if k.startswith("embed"))},
+        "notes": _SERVICE_NOTES,
+        "targets": _targets(rep, new, commit, slow, slow_body, served),
     })
+    _print_summary(served, new, direct, ratio)
+
+
+_SERVICE_NOTES = (
+    "repeated: fresh server, draws with replacement from the test split (the first sight of each query runs "
+    "the embedding model); repeated_warm: as many draws again on the same server; distinct: fresh server, "
+    "every test query once. The on-disk embedding cache is off in every pass. cache_hit_rate: share of "
+    "requests whose router estimates did not run the embedding model (memo or feature-row cache); the "
+    "router's boosters still run for feature-cache hits.")
+
+
+def _targets(rep: dict, new: dict, commit: dict, slow: dict, slow_body: dict, served: dict) -> dict:
+    embed = [new[k] for k in new if k.startswith("embed")]
+    return {"repeated>=200rps": rep["requests_per_s"] >= 200,
+            "every_query_new>=300rps": max(p["requests_per_s"] for p in embed) >= 300,
+            "group_commit_cost<=10%": commit["throughput_cost"] <= 0.10,
+            "slow_clients_closed": slow["still_open"] == 0,
+            "slow_body_flood_answered>=99%": slow_body["answered_share"] >= 0.99,
+            "zero_errors": all(p["errors"] == 0 for p in [*served.values(), *embed])}
+
+
+def _print_summary(served: dict, new: dict, direct: dict, ratio: float) -> None:
     for name, p in served.items():
         print(f"{name}: {p['requests_per_s']:.0f} req/s, p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, "
               f"{p['errors']} errors, cache hit rate {p['cache_hit_rate']:.3f}, "
               f"server CPU {p['server_cpu_ms_per_request']:.2f} ms/request")
     for name, p in ((k, v) for k, v in new.items() if k.startswith("embed")):
-        print(f"every query new, {name}: {p['requests_per_s']:.0f} req/s ({p['errors']} errors), embedding ceiling "
-              f"{p['embedding_ceiling']['queries_per_s']:.0f} q/s, ratio {p['ratio_to_embedding_ceiling']:.2f}")
-    print(f"direct executor: {direct['requests_per_s']:.0f} req/s; served/direct time per request x{ratio:.1f} "
-          f"(warm x{served['repeated_warm']['overhead_ratio_vs_direct']:.1f})")
+        print(f"every query new, {name}: {p['requests_per_s']:.0f} req/s ({p['errors']} errors), embedding "
+              f"ceiling {p['embedding_ceiling']['queries_per_s']:.0f} q/s, "
+              f"ratio {p['ratio_to_embedding_ceiling']:.2f}")
+    print(f"direct executor: {direct['requests_per_s']:.0f} req/s; served/direct time per request "
+          f"x{ratio:.1f} (warm x{served['repeated_warm']['overhead_ratio_vs_direct']:.1f})")
 
 
 if __name__ == "__main__":

@@ -117,8 +117,21 @@ class Frontier(Artifact):
         if len(configs) != len(estimates) or not configs:
             raise CompileError("a frontier needs one estimate per configuration, and at least one",
                                hint="pass as many estimates as configurations")
-        candidates = [Candidate(id=f"c{i}", config=c, estimates=e) for i, (c, e) in enumerate(zip(configs, estimates, strict=True))]
-        return cls(workflow=workflow.name, provenance=Provenance(workflow_hash=workflow.content_hash, data_hash="by-hand"),
-                   benchmark=workflow.name, objective="latency", execution="parallel", proxy_mode="by-hand",
-                   method="by hand", filters={}, space_size=len(configs), n_evaluated=len(configs),
-                   search_seconds=0.0, candidates=candidates)
+        candidates = [
+            Candidate(id=f"c{i}", config=c, estimates=e)
+            for i, (c, e) in enumerate(zip(configs, estimates, strict=True))
+        ]
+        return cls(
+            workflow=workflow.name,
+            provenance=Provenance(workflow_hash=workflow.content_hash, data_hash="by-hand"),
+            benchmark=workflow.name,
+            objective="latency",
+            execution="parallel",
+            proxy_mode="by-hand",
+            method="by hand",
+            filters={},
+            space_size=len(configs),
+            n_evaluated=len(configs),
+            search_seconds=0.0,
+            candidates=candidates,
+        )

@@ -90,12 +90,16 @@ def compile_frontier(
     if near_front > 0:
         extra = widen(proxy, result.points, epsilon=near_front, max_size=max_candidates, objective=objective,
                       execution=execution, seed=seed)
-        result.points = sorted(result.points + extra,
-                               key=lambda pt: (pt.estimates["latency_sequential_s"], -pt.estimates["accuracy"]))
+        result.points = sorted(
+            result.points + extra,
+            key=lambda pt: (pt.estimates["latency_sequential_s"], -pt.estimates["accuracy"]),
+        )
         result.method += f"+near-front({len(extra)})" if extra else ""
     points = _without_twins(proxy, result.points)
     candidates = [
-        Candidate(id=f"c{i}", config=proxy.config(pt.structure, pt.digits), estimates=Estimates(**pt.estimates))
+        Candidate(
+            id=f"c{i}", config=proxy.config(pt.structure, pt.digits), estimates=Estimates(**pt.estimates)
+        )
         for i, pt in enumerate(points)
     ]
     frontier = Frontier(
@@ -111,8 +115,8 @@ def compile_frontier(
 
 def _without_twins(proxy: Proxy, points: list) -> list:
     """Drop configurations that behave like a cheaper one: the same likely calls (a check by the
-    answering model is the answer's own call; an escalation reached on fewer than one profiled
-    query is not a likely call) and estimates within what the profiles can tell apart (one
+    answering model is the answer's own call; an escalation expected on fewer than two profiled
+    queries is not a likely call) and estimates within what the profiles can tell apart (one
     profiled query of accuracy, 2% of latency). Of each such group the cheapest stays (ties: the
     fewest slots, then the first)."""
     resolution = 1.0 / max(1, proxy.profiles.n_queries)
@@ -136,8 +140,15 @@ def _indistinct(a: dict, b: dict, resolution: float) -> bool:
             and all(abs(a[k] - b[k]) <= 0.02 * max(abs(a[k]), abs(b[k])) + 1e-12 for k in lat))
 
 
-def frontier_name(*, objective: str = "latency", models: list[str] | None = None, max_budget: int | None = None,
-                  knobs: dict | None = None, near_front: float | None = None, max_candidates: int | None = None) -> str:
+def frontier_name(
+    *,
+    objective: str = "latency",
+    models: list[str] | None = None,
+    max_budget: int | None = None,
+    knobs: dict | None = None,
+    near_front: float | None = None,
+    max_candidates: int | None = None,
+) -> str:
     """``frontier`` for the default search (the one `run`, `train` and `serve` use); a compile with
     other filters or widening writes beside it, never over it."""
     from flowfront.compile.search import MAX_CANDIDATES, NEAR_FRONT
@@ -153,25 +164,41 @@ def frontier_name(*, objective: str = "latency", models: list[str] | None = None
 
 
 def compile_job(
-    settings: Settings, benchmark: str | Benchmark, *, objective: str = "latency", execution: Execution = "parallel",
-    mode: str = "correlated", models: list[str] | None = None, max_budget: int | None = None,
-    knobs: dict[str, list[Any]] | None = None, seed: int = 0, out_name: str = "frontier",
-    near_front: float | None = None, max_candidates: int | None = None,
+    settings: Settings,
+    benchmark: str | Benchmark,
+    *,
+    objective: str = "latency",
+    execution: Execution = "parallel",
+    mode: str = "correlated",
+    models: list[str] | None = None,
+    max_budget: int | None = None,
+    knobs: dict[str, list[Any]] | None = None,
+    seed: int = 0,
+    out_name: str = "frontier",
+    near_front: float | None = None,
+    max_candidates: int | None = None,
 ) -> tuple[Path, Frontier]:
     """Load the profiles, compile (:func:`compile_frontier`), write ``<out_name>.json`` + ``.png``."""
     from flowfront.compile.plots import plot_frontier
 
     bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     folder = artifact_dir(settings, bench)
-    profiles = Profiles.load(settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
+    profiles = Profiles.load(
+        settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash
+    )
     frontier, sample = compile_frontier(bench, profiles, objective=objective, execution=execution, mode=mode,
                                         models=models, max_budget=max_budget, knobs=knobs, seed=seed,
                                         near_front=near_front, max_candidates=max_candidates)
     name = out_name
     path = frontier.save(folder / f"{name}.json")
     x_key = "cost_usd" if objective == "cost" else f"latency_{execution}_s"
-    plot_frontier(sample, [c.estimates.model_dump() for c in frontier.candidates], x_key, folder / f"{name}.png",
-                  f"{bench.name}: {len(frontier.candidates)} of {frontier.space_size:,} configurations ({mode} proxy)")
+    plot_frontier(
+        sample,
+        [c.estimates.model_dump() for c in frontier.candidates],
+        x_key,
+        folder / f"{name}.png",
+        f"{bench.name}: {len(frontier.candidates)} of {frontier.space_size:,} configurations ({mode} proxy)",
+    )
     return path, frontier
 
 
@@ -181,4 +208,6 @@ def _check_models(bench: Benchmark, models: list[str] | None) -> None:
     known = set(bench.workflow.all_models())
     unknown = [m for m in models if m not in known]
     if unknown:
-        raise CompileError(f"--models names unknown model {unknown[0]!r}", hint=f"models of {bench.name}: {sorted(known)}")
+        raise CompileError(
+            f"--models names unknown model {unknown[0]!r}", hint=f"models of {bench.name}: {sorted(known)}"
+        )

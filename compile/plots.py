@@ -16,11 +16,15 @@ def _pyplot():
     return plt
 
 
-def plot_frontier(sample: dict[str, np.ndarray], front: list[dict], x_key: str, path: Path, title: str) -> Path:
+def plot_frontier(
+    sample: dict[str, np.ndarray], front: list[dict], x_key: str, path: Path, title: str
+) -> Path:
     """Every evaluated point (sampled when huge) in grey, the frontier highlighted."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(sample[x_key], sample["accuracy"], s=4, c="0.75", label=f"evaluated ({len(sample[x_key]):,} shown)")
+    ax.scatter(
+        sample[x_key], sample["accuracy"], s=4, c="0.75", label=f"evaluated ({len(sample[x_key]):,} shown)"
+    )
     ordered = sorted(front, key=lambda p: (p[x_key], p["accuracy"]))
     fx = [p[x_key] for p in ordered]
     fy = [p["accuracy"] for p in ordered]

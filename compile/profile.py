@@ -74,7 +74,11 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 
 def _group_key(node: LLMNode) -> tuple:
-    return tuple((m.role, m.content) for m in node.messages), node.parser, tuple(sorted(node.sampling.items()))
+    return (
+        tuple((m.role, m.content) for m in node.messages),
+        node.parser,
+        tuple(sorted(node.sampling.items())),
+    )
 
 
 async def _reference_inputs(
@@ -137,8 +141,12 @@ async def _measure_group(
 
     async def one(i: int, j: int) -> None:
         choice = choices[j]
-        sem = limits.setdefault(choice.model, asyncio.Semaphore(backend.concurrency(choice.model) or concurrency))
-        request = CallRequest(choice.model, inputs[i].messages, choice.budget, node.sampling, budgets=tuple(node.budgets))
+        sem = limits.setdefault(
+            choice.model, asyncio.Semaphore(backend.concurrency(choice.model) or concurrency)
+        )
+        request = CallRequest(
+            choice.model, inputs[i].messages, choice.budget, node.sampling, budgets=tuple(node.budgets)
+        )
         async with sem:
             done = await backend.complete(request)
         value = completion_value(parse, done)
@@ -156,7 +164,9 @@ async def _measure_group(
     try:
         await asyncio.gather(*(one(i, j) for i in range(n) for j in range(m)))
     except BackendError as exc:
-        raise CompileError(f"profiling node {nodes[0]!r} failed: {exc}", hint="check the backend and the data") from None
+        raise CompileError(
+            f"profiling node {nodes[0]!r} failed: {exc}", hint="check the backend and the data"
+        ) from None
     return choices, score, answer, lat, cost, ptok, ctok
 
 
@@ -197,8 +207,14 @@ def joint_statistics(score: np.ndarray, answer: list[list[str | None]]) -> dict[
     p_dis = disagree.mean(axis=0)
     p_k = np.maximum(correct.mean(axis=0), 1e-9)
     joint_k = np.einsum("nij,nk->ijk", disagree.astype(np.float64), correct) / n
-    ratio = np.where(p_dis[:, :, None] > 0, joint_k / np.maximum(p_dis[:, :, None], 1e-12) / p_k, 1.0).mean(axis=2)
-    return {"both_correct": both.tolist(), "same_wrong": same_wrong.tolist(), "disagree_ratio": ratio.tolist()}
+    ratio = np.where(p_dis[:, :, None] > 0, joint_k / np.maximum(p_dis[:, :, None], 1e-12) / p_k, 1.0).mean(
+        axis=2
+    )
+    return {
+        "both_correct": both.tolist(),
+        "same_wrong": same_wrong.tolist(),
+        "disagree_ratio": ratio.tolist(),
+    }
 
 
 async def profile_async(
@@ -235,7 +251,9 @@ async def profile_async(
         for name in members:
             merged.update(induced[name])
         if not merged:  # never ran on a correct reference run: profile on the group's first inputs
-            raise CompileError(f"node {members[0]!r} has no induced inputs", hint="choose a --reference that runs it")
+            raise CompileError(
+                f"node {members[0]!r} has no induced inputs", hint="choose a --reference that runs it"
+            )
         inputs = list(merged.values())
         choices, score, answer, lat, cost, ptok, ctok = await _measure_group(
             members, bench, backend, inputs, tick, concurrency, judge
@@ -273,7 +291,13 @@ def run_profile(
 
     async def go(progress):
         return await profile_async(
-            bench, backend, chosen, reference=reference, concurrency=concurrency, progress=progress, judge=judge
+            bench,
+            backend,
+            chosen,
+            reference=reference,
+            concurrency=concurrency,
+            progress=progress,
+            judge=judge,
         )
 
     if show_progress:

@@ -142,9 +142,13 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
         self.filters = {"models": models, "max_budget": max_budget, "knobs": knobs}
         self._arrays = {name: self._node_arrays(name) for name in workflow.llm_nodes()}
         self._joint = {
-            g: {k: np.asarray(v) for k, v in gp.joint.items()} for g, gp in profiles.groups.items() if gp.joint
+            g: {k: np.asarray(v) for k, v in gp.joint.items()}
+            for g, gp in profiles.groups.items()
+            if gp.joint
         }
-        self._allowed = {name: self._allowed_choices(name, models, max_budget) for name in workflow.llm_nodes()}
+        self._allowed = {
+            name: self._allowed_choices(name, models, max_budget) for name in workflow.llm_nodes()
+        }
         self._knobs = knobs or {}
 
     # -- setup ----------------------------------------------------------------------------------
@@ -179,9 +183,16 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             if any(name in self._knobs and value not in self._knobs[name] for name, value in knobs.items()):
                 continue
             slots = call_slots(self.workflow, knobs)
-            out.append(Structure(knobs, tuple(
-                Slot(node, i, self._allowed[node]) for node in self.workflow.llm_nodes() for i in range(slots.get(node, 0))
-            )))
+            out.append(
+                Structure(
+                    knobs,
+                    tuple(
+                        Slot(node, i, self._allowed[node])
+                        for node in self.workflow.llm_nodes()
+                        for i in range(slots.get(node, 0))
+                    ),
+                )
+            )
         if not out:
             raise CompileError(f"the knob filter {self._knobs} leaves no structure", hint="relax --knobs")
         empty = {s.node for st in out for s in st.slots if len(s.choices) == 0}
@@ -224,8 +235,8 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
         return ctx, seq, par
 
     def likely_calls(self, structure: Structure, digits: np.ndarray) -> tuple[tuple[str | None, int], ...]:
-        """The calls one configuration makes on more than one profiled query in expectation (a call
-        seen on one query is an anecdote), each once (a repeat is the call it repeats): (group,
+        """The calls one configuration makes on two or more profiled queries in expectation (a
+        call seen on one query is an anecdote), each once (a repeat is the call it repeats): (group,
         choice) pairs. Two configurations with the same likely calls differ only on queries rarer
         than the profiles can tell apart."""
         ctx, _, _ = self._run(structure, np.asarray(digits)[None, :])
@@ -282,7 +293,9 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             seq, par = seq + s, par + p
             if step.until is not None:
                 subject = at.ctx.env.get(step.until.node)
-                running = running * (1 - self._p_condition(subject, step.until.equals, step.until.negate, at.ctx.n))
+                running = running * (
+                    1 - self._p_condition(subject, step.until.equals, step.until.negate, at.ctx.n)
+                )
         return seq, par
 
     def _call(self, name: str, node: LLMNode, ctx: _Ctx, gate, cond) -> tuple[_Est, np.ndarray]:
@@ -290,7 +303,11 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
         arr = self._arrays[name]
         own = arr["acc"][c]
         closure: dict[int, np.ndarray] = {}
-        failed = cond[0].inputs if cond is not None and cond[0] is not None and cond[0].feedback and cond[1] is False else ()
+        failed = (
+            cond[0].inputs
+            if cond is not None and cond[0] is not None and cond[0].feedback and cond[1] is False
+            else ()
+        )
         for upstream in node.upstream():  # product of success over the calls this one reads
             value = ctx.env.get(upstream)
             for v in value if isinstance(value, list) else [value]:
@@ -352,15 +369,23 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
             return self._coalesce([v for v in values if v is not None], ctx.n)
         if rule == "graded-by-tests":  # the tests grade the code: P(pass) is the code's accuracy
             code = values[0]
-            return _Est(p=code.p, ran=code.ran, p_true=code.p, joint_correct=code.p, inputs=(code,), feedback=True)
+            return _Est(
+                p=code.p, ran=code.ran, p_true=code.p, joint_correct=code.p, inputs=(code,), feedback=True
+            )
         if rule == "any-passes":  # at-least-one: right unless every sample is wrong
             samples = [s for v in values for s in (v if isinstance(v, list) else [v]) if s is not None]
             p_all_wrong = np.prod(np.stack([1 - s.p for s in samples]), axis=0)
             return _Est(p=1 - p_all_wrong, ran=samples[0].ran)
         if rule == "pass-through":
-            return values[0] if values and isinstance(values[0], _Est) else _Est(np.zeros(ctx.n), np.zeros(ctx.n))
-        raise CompileError(f"code node {name!r}: function {node.fn!r} declares no proxy rule",
-                           hint="add it to flowfront.codefns.PROXY_RULES with the rule that composes its inputs")
+            return (
+                values[0]
+                if values and isinstance(values[0], _Est)
+                else _Est(np.zeros(ctx.n), np.zeros(ctx.n))
+            )
+        raise CompileError(
+            f"code node {name!r}: function {node.fn!r} declares no proxy rule",
+            hint="add it to flowfront.codefns.PROXY_RULES with the rule that composes its inputs",
+        )
 
     def _pair(self, a: _Est, b: _Est, stat: str) -> np.ndarray | None:
         if self.mode != "correlated" or a.group is None or a.group != b.group or a.group not in self._joint:
@@ -411,7 +436,11 @@ class Proxy(FlowVisitor[_At, tuple[np.ndarray, np.ndarray]]):
         if cond is not None and cond[0] is not None and cond[0].p_true is not None and cond[1] is False:
             agree = cond[0]  # first ran only when the agreement failed: an escalation
             if any(second is inp for inp in agree.inputs):
-                ratio = self._pair(agree.inputs[0], agree.inputs[1], "disagree_ratio") if len(agree.inputs) > 1 else None
+                ratio = (
+                    self._pair(agree.inputs[0], agree.inputs[1], "disagree_ratio")
+                    if len(agree.inputs) > 1
+                    else None
+                )
                 p_first = first.p * (ratio if ratio is not None else 1.0)
                 p = (1 - agree.p_true) * np.clip(p_first, 0, 1) + agree.joint_correct
                 for prior, rows in first.same_as:

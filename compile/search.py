@@ -47,9 +47,11 @@ MAX_CANDIDATES = 24
 
 def objective_columns(objective: Objective, execution: Execution) -> list[str]:
     latency = f"latency_{execution}_s"
-    return {"latency": ["accuracy", latency], "cost": ["accuracy", "cost_usd"], "both": ["accuracy", latency, "cost_usd"]}[
-        objective
-    ]
+    return {
+        "latency": ["accuracy", latency],
+        "cost": ["accuracy", "cost_usd"],
+        "both": ["accuracy", latency, "cost_usd"],
+    }[objective]
 
 
 @dataclass
@@ -74,9 +76,14 @@ def _prune(proxy: Proxy, structure: Structure, columns: list[str]) -> Structure:
     slots = []
     for slot in structure.slots:
         arrays = proxy._arrays[slot.node]
-        F = np.stack([arrays["acc"][slot.choices]] + [
-            arrays["lat"][slot.choices] if c.startswith("latency") else arrays["cost"][slot.choices] for c in columns[1:]
-        ], axis=1)
+        F = np.stack(
+            [arrays["acc"][slot.choices]]
+            + [
+                arrays["lat"][slot.choices] if c.startswith("latency") else arrays["cost"][slot.choices]
+                for c in columns[1:]
+            ],
+            axis=1,
+        )
         keep = prune_dominated_choices(F)
         slots.append(Slot(slot.node, slot.index, slot.choices[np.sort(keep)]))
     return Structure(structure.knobs, tuple(slots))
@@ -124,14 +131,18 @@ def search(
             methods.add("compose")
             n_evaluated += int(sum(len(s.choices) for s in structure.slots))
         else:
-            F, codes = nsga2_front(evaluate, structure.radices, n_trials=nsga_trials, seed=seed, maximize=maximize)
+            F, codes = nsga2_front(
+                evaluate, structure.radices, n_trials=nsga_trials, seed=seed, maximize=maximize
+            )
             methods.add("nsga2")
             n_evaluated += nsga_trials
         fronts.append((structure, F, codes))
         sample_parts.append(_sample(proxy, structure, rng, sample_size))
     points = _merge(proxy, fronts, maximize)
     sample = {k: np.concatenate([s[k] for s in sample_parts]) for k in sample_parts[0]}
-    return SearchResult(points, "+".join(sorted(methods)), n_evaluated, total, time.perf_counter() - started, sample)
+    return SearchResult(
+        points, "+".join(sorted(methods)), n_evaluated, total, time.perf_counter() - started, sample
+    )
 
 
 def _sample(proxy: Proxy, structure: Structure, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -252,7 +263,9 @@ def _compose(proxy: Proxy, structure: Structure, tree, columns, execution, maxim
     return table.F, encode(digits, structure.radices)
 
 
-def sample_configurations(proxy: Proxy, n: int, seed: int, exclude: set[str] | None = None) -> list[tuple[dict, dict]]:
+def sample_configurations(
+    proxy: Proxy, n: int, seed: int, exclude: set[str] | None = None
+) -> list[tuple[dict, dict]]:
     """Distinct configurations drawn uniformly from the whole (filtered) space, with their proxy
     estimates: a structure with probability proportional to its size, then uniform digits."""
     rng = np.random.default_rng(seed)

@@ -26,7 +26,9 @@ from flowfront.space import Configuration
 
 
 def _spread(frontier: Frontier, n: int, key: str) -> list[int]:
-    order = sorted(range(len(frontier.candidates)), key=lambda i: getattr(frontier.candidates[i].estimates, key))
+    order = sorted(
+        range(len(frontier.candidates)), key=lambda i: getattr(frontier.candidates[i].estimates, key)
+    )
     if len(order) <= n:
         return order
     picks = np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))
@@ -40,7 +42,13 @@ def _correlations(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def validate_job(
-    settings: Settings, benchmark: str | Benchmark, *, n_front: int = 12, n_sample: int = 24, seed: int = 0, split: str = "test"
+    settings: Settings,
+    benchmark: str | Benchmark,
+    *,
+    n_front: int = 12,
+    n_sample: int = 24,
+    seed: int = 0,
+    split: str = "test",
 ) -> tuple[Path, dict]:
     from flowfront.compile.plots import plot_validation
 
@@ -59,7 +67,10 @@ def validate_job(
     measured = _measure(bench, settings, [c for c, _ in points], split)
     proxy_vals = {"accuracy": np.array([e["accuracy"] for _, e in points]),
                   "latency": np.array([e[lat_key] for _, e in points])}
-    meas = {"accuracy": np.array([m["accuracy"] for m in measured]), "latency": np.array([m[lat_key] for m in measured])}
+    meas = {
+        "accuracy": np.array([m["accuracy"] for m in measured]),
+        "latency": np.array([m[lat_key] for m in measured]),
+    }
     report = _report(bench.name, frontier, points, is_front, proxy_vals, meas, measured, split)
     path = folder.validation
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
@@ -72,7 +83,10 @@ def _measure(bench, settings: Settings, configs: list[dict], split: str) -> list
     with open_store(settings) as store:
         queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), split)
         backend = benchmark_backend(bench, store, settings)
-        return [execute(bench, Configuration.parse(c), queries, backend, settings).summary.as_dict() for c in configs]
+        return [
+            execute(bench, Configuration.parse(c), queries, backend, settings).summary.as_dict()
+            for c in configs
+        ]
 
 
 def _report(name, frontier, points, is_front, proxy_vals, meas, measured, split) -> dict:
@@ -88,17 +102,30 @@ def _report(name, frontier, points, is_front, proxy_vals, meas, measured, split)
     hv_proxy = hypervolume(norm[is_front], ref, (True, False))
     hv_measured = hypervolume(norm[measured_front], ref, (True, False))
     return {
-        "benchmark": name, "split": split, "proxy_mode": frontier.proxy_mode, "execution": frontier.execution,
-        "n_frontier_executed": int(is_front.sum()), "n_sampled": int((~is_front).sum()),
+        "benchmark": name,
+        "split": split,
+        "proxy_mode": frontier.proxy_mode,
+        "execution": frontier.execution,
+        "n_frontier_executed": int(is_front.sum()),
+        "n_sampled": int((~is_front).sum()),
         "accuracy": _correlations(proxy_vals["accuracy"], meas["accuracy"]),
         "latency": _correlations(proxy_vals["latency"], meas["latency"]),
         "accuracy_bias": float(np.mean(proxy_vals["accuracy"] - meas["accuracy"])),
         # measured (critical path of the executed calls' latencies) over the proxy's estimate
-        "latency_ratio_measured_over_proxy": float(np.median(meas["latency"] / np.maximum(proxy_vals["latency"], 1e-9))),
-        "frontier_recall": recall, "measured_frontier_size": int(measured_front.sum()),
-        "hypervolume": {"proxy_frontier_measured": hv_proxy, "measured_frontier": hv_measured,
-                        "ratio": hv_proxy / hv_measured if hv_measured > 0 else None, "reference_point": ref.tolist(),
-                        "axes": "accuracy and latency min-max normalised over the executed configurations"},
-        "points": [{"config": c, "proxy": e, "measured": m, "frontier": bool(f)}
-                   for (c, e), m, f in zip(points, measured, is_front, strict=True)],
+        "latency_ratio_measured_over_proxy": float(
+            np.median(meas["latency"] / np.maximum(proxy_vals["latency"], 1e-9))
+        ),
+        "frontier_recall": recall,
+        "measured_frontier_size": int(measured_front.sum()),
+        "hypervolume": {
+            "proxy_frontier_measured": hv_proxy,
+            "measured_frontier": hv_measured,
+            "ratio": hv_proxy / hv_measured if hv_measured > 0 else None,
+            "reference_point": ref.tolist(),
+            "axes": "accuracy and latency min-max normalised over the executed configurations",
+        },
+        "points": [
+            {"config": c, "proxy": e, "measured": m, "frontier": bool(f)}
+            for (c, e), m, f in zip(points, measured, is_front, strict=True)
+        ],
     }

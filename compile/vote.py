@@ -23,7 +23,11 @@ def vote_table(k: int, m: int) -> np.ndarray:
                 continue
             total = 0.0
             for assignment in outcomes:
-                clusters = np.bincount(np.asarray(assignment, dtype=np.int64), minlength=1) if assignment else np.zeros(1)
+                clusters = (
+                    np.bincount(np.asarray(assignment, dtype=np.int64), minlength=1)
+                    if assignment
+                    else np.zeros(1)
+                )
                 top = max(c, clusters.max(initial=0))
                 tied = (c == top) + int((clusters == top).sum())
                 if tied == 1:

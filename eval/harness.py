@@ -52,7 +52,9 @@ class Strategy:
     seeded: bool = False
     fit_on_test: bool = False
     hinted: bool = False
-    fit_of: str | None = None  # reuse this strategy's fit for the same seed (the same router, asked otherwise)
+    fit_of: str | None = (
+        None  # reuse this strategy's fit for the same seed (the same router, asked otherwise)
+    )
 
 
 @dataclass
@@ -108,11 +110,20 @@ def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Str
 
     cs = sets.get("frontier")
     base = next((s for s in plan if s.name == "frontier"), None)
-    if base is None or cs is None or cs.test.tasks is None or cs.train is None or len(set(cs.train.tasks or ())) < 2:
+    if (
+        base is None
+        or cs is None
+        or cs.test.tasks is None
+        or cs.train is None
+        or len(set(cs.train.tasks or ())) < 2
+    ):
         return plan
     prior = STRATEGIES["frontier-prior"]
-    return [*plan, Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True, fit_of="frontier"),
-            Strategy("per-task", prior.factory, prior.candidates, False, hinted=True)]
+    return [
+        *plan,
+        Strategy("frontier-hinted", base.make, base.candidates, base.seeded, hinted=True, fit_of="frontier"),
+        Strategy("per-task", prior.factory, prior.candidates, False, hinted=True),
+    ]
 
 
 def _oracle_frontier() -> Strategy:
@@ -144,11 +155,15 @@ def check_disjoint(train: OutcomeMatrix, test: OutcomeMatrix) -> None:
     """Refuse to evaluate when a test query also appears in the train split."""
     shared = set(train.query_ids) & set(test.query_ids)
     if shared:
-        raise RoutingError(f"{len(shared)} test queries are also in the train split (e.g. {sorted(shared)[0]!r})",
-                           hint="fix the benchmark's split: training must never see the test split")
+        raise RoutingError(
+            f"{len(shared)} test queries are also in the train split (e.g. {sorted(shared)[0]!r})",
+            hint="fix the benchmark's split: training must never see the test split",
+        )
 
 
-def load_sets(settings: Settings, benchmark: object, need_sample: bool) -> tuple[object, dict[str, CandidateSet]]:
+def load_sets(
+    settings: Settings, benchmark: object, need_sample: bool
+) -> tuple[object, dict[str, CandidateSet]]:
     from flowfront.router.train import load_data
 
     data = {"frontier": load_data(settings, benchmark, "frontier")}
@@ -172,9 +187,15 @@ def _union(mats: list[OutcomeMatrix]) -> OutcomeMatrix:
     first = mats[0]
     arrays = [np.concatenate([getattr(m, name) for m in mats], axis=1)
               for name in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")]
-    return OutcomeMatrix(first.query_ids, first.texts, sum((m.candidate_ids for m in mats), []),
-                         sum((m.candidates for m in mats), []), *arrays, "+".join(m.source_hash for m in mats),
-                         first.tasks)
+    return OutcomeMatrix(
+        first.query_ids,
+        first.texts,
+        sum((m.candidate_ids for m in mats), []),
+        sum((m.candidates for m in mats), []),
+        *arrays,
+        "+".join(m.source_hash for m in mats),
+        first.tasks,
+    )
 
 
 def make_context(frontier, execution: Execution | None, budgets: Sequence[float] | None) -> Context:
@@ -218,10 +239,13 @@ def _outcomes(router: Policy, cs: CandidateSet, ctx: Context,
             lam[key].append(arr)
     bud = {k: [] for k in ("correct", "latency_s", "cost_usd", "infeasible", "over_budget")}
     for limit in ctx.budgets:
-        chosen = router.select(cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale,
-                               hints=hints)
+        chosen = router.select(
+            cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale, hints=hints
+        )
         correct, latency, cost = _realised(cs.test, chosen.index, ctx.execution)
-        for key, arr in zip(bud, (correct, latency, cost, ~np.asarray(chosen.feasible), latency > limit), strict=True):
+        for key, arr in zip(
+            bud, (correct, latency, cost, ~np.asarray(chosen.feasible), latency > limit), strict=True
+        ):
             bud[key].append(arr)
     return _stacked(lam), _stacked(bud), ood, hinted
 
@@ -269,7 +293,9 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
         fitted[strategy.name, seed] = (router, fit_seconds)
     lam, bud, ood, hinted = _outcomes(router, cs, ctx, cs.test.tasks if strategy.hinted else None)
     decision = None
-    if time_decisions and not strategy.fit_on_test and not strategy.hinted:  # the oracle only answers for the whole split
+    if (
+        time_decisions and not strategy.fit_on_test and not strategy.hinted
+    ):  # the oracle only answers for the whole split
         mid = Preference(lambda_=float(np.median(ctx.lambdas)))
         decision = decision_latency(router, cs.X_test, mid, ctx.scale)
     return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, router.describe().get("design"),

@@ -32,9 +32,17 @@ def eval_job(settings: Settings, benchmark: object, **kw: Any) -> tuple[Path, di
     return path, result
 
 
-def evaluate(settings: Settings, benchmark: object, *, strategies: Sequence[str | Strategy] | None = None,
-             seeds: Sequence[int] = (0, 1, 2), execution: Execution | None = None,
-             latency_budgets: Sequence[float] | None = None, n_boot: int = 1000, progress: bool = True) -> dict:
+def evaluate(
+    settings: Settings,
+    benchmark: object,
+    *,
+    strategies: Sequence[str | Strategy] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    execution: Execution | None = None,
+    latency_budgets: Sequence[float] | None = None,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> dict:
     """Evaluate strategies on the benchmark's test split; the result is the ``results.json`` payload.
 
     ``benchmark`` is a built-in name, a path or a loaded ``Benchmark`` (passed to

@@ -74,7 +74,9 @@ def bootstrap_ci(values: np.ndarray, weights: np.ndarray, level: float = 0.95) -
     return Interval(flat.mean(axis=1).reshape(lead), low.reshape(lead), high.reshape(lead))
 
 
-def expected_utility(correct: np.ndarray, latency_s: np.ndarray, lambdas: np.ndarray, scale: Scale) -> np.ndarray:
+def expected_utility(
+    correct: np.ndarray, latency_s: np.ndarray, lambdas: np.ndarray, scale: Scale
+) -> np.ndarray:
     """Per-query utility averaged over the λ sweep: mean_λ (correct − λ · normalised latency).
 
     ``correct`` and ``latency_s`` are (L, Q): the realised outcome of the candidate chosen for
@@ -83,8 +85,10 @@ def expected_utility(correct: np.ndarray, latency_s: np.ndarray, lambdas: np.nda
     lam = np.asarray(lambdas, dtype=np.float64)
     C, T = np.asarray(correct, dtype=np.float64), np.asarray(latency_s, dtype=np.float64)
     if C.shape != T.shape or C.ndim != 2 or C.shape[0] != len(lam):
-        raise SpecError(f"correct {C.shape} and latency {T.shape} must both be (L, Q) with L = {len(lam)} lambdas",
-                        hint="pass one row of realised outcomes per lambda")
+        raise SpecError(
+            f"correct {C.shape} and latency {T.shape} must both be (L, Q) with L = {len(lam)} lambdas",
+            hint="pass one row of realised outcomes per lambda",
+        )
     return utility(C, T, lam[:, None], scale).mean(axis=0)
 
 

@@ -52,7 +52,9 @@ def plot_curves(result: dict, path: Path) -> Path:
             axes[0].axvline(b, color="0.85", lw=0.8, zorder=0)
     axes[1].legend(loc="lower right", fontsize=7)
     source = result["latency_source"].split(" ")[0]
-    fig.suptitle(f"{result['benchmark']}: test split, λ sweep; latency {source}, {result['execution']} execution")
+    fig.suptitle(
+        f"{result['benchmark']}: test split, λ sweep; latency {source}, {result['execution']} execution"
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,15 @@ from flowfront.errors import FlowfrontError
 from flowfront.eval.plots import plot_curves
 from flowfront.eval.summary import RESULTS_SCHEMA
 
-__all__ = ["EvalResults", "environment", "headline", "plot_curves", "refresh_report", "write_report", "write_results"]
+__all__ = [
+    "EvalResults",
+    "environment",
+    "headline",
+    "plot_curves",
+    "refresh_report",
+    "write_report",
+    "write_results",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +52,14 @@ def _git_commit() -> tuple[str | None, bool | None]:
     if not (_source_tree() / ".git").exists():  # an installed wheel (site-packages may sit in a checkout)
         return os.environ.get("FLOWFRONT_GIT_COMMIT"), None
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_source_tree(), capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_source_tree(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_source_tree(),
                                capture_output=True, text=True, timeout=30, check=True).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
@@ -163,7 +177,9 @@ def _budget_rows(res: dict) -> tuple[list[str], list[list[str]]]:
     header = ["strategy"] + [f"≤ {b:.2f} s" for b in res["latency_budgets_s"]]
     rows = []
     for name, st in res["strategies"].items():
-        cells = [f"{_f(b['accuracy']['mean'])} ({b['over_budget_share'] * 100:.0f}% over)" for b in st["budgets"]]
+        cells = [
+            f"{_f(b['accuracy']['mean'])} ({b['over_budget_share'] * 100:.0f}% over)" for b in st["budgets"]
+        ]
         rows.append([name, *cells])
     return header, rows
 
@@ -199,14 +215,19 @@ def _budget_losses(res: dict) -> list[str]:
              for a, b in zip(mine, static, strict=True) if a["accuracy"]["mean"] < b["accuracy"]["mean"]]
     if not worse:
         return ["Under every latency budget its accuracy is at least static selection's (by constraint)."]
-    return [f"Under latency budgets it is less accurate than static selection by constraint at: {', '.join(worse)}."]
+    return [
+        "Under latency budgets it is less accurate than static selection by constraint at: "
+        f"{', '.join(worse)}."
+    ]
 
 
 def _latency_sentence(res: dict) -> str:
     if res["latency_source"] == "modeled":
-        return ("Latency: every latency here is **modeled** from configs/models/*.yaml (time to first token + "
-                "prompt tokens / prefill rate + output tokens / decode rate); none is recorded, because "
-                f"{res['data_source']} records no latencies. Execution model: {res['execution']}.")
+        return (
+            "Latency: every latency here is **modeled** from configs/models/*.yaml (time to first token + "
+            "prompt tokens / prefill rate + output tokens / decode rate); none is recorded, because "
+            f"{res['data_source']} records no latencies. Execution model: {res['execution']}."
+        )
     return (f"Latency: {res['latency_source']} (per call, from the data source {res['data_source']}). "
             f"Execution model: {res['execution']}.")
 
@@ -220,26 +241,27 @@ def _link(target: Path, report_dir: Path, text: str, missing: str) -> str:
 def _section(res: dict, report_dir: Path) -> list[str]:
     folder = Path(res.get("artifacts_dir", "."))
     sets = res["candidate_sets"]
-    sample = f", full-space sample of {sets['sample']} configurations (seed {sets['sample_seed']})" if sets["sample"] else ""
+    sample = (f", full-space sample of {sets['sample']} configurations (seed {sets['sample_seed']})"
+              if sets["sample"] else "")
     lines = [f"## {res['benchmark']}", "",
              f"{res['split']['test_queries']} test queries, {res['split']['train_queries']} train queries; "
              f"{sets['frontier']} frontier candidates{sample}; seeds {res['seeds']}; "
              f"{len(res['lambdas'])} λ values from {res['lambdas'][0]:.3g} to {res['lambdas'][-1]:.3g}.", "",
              _latency_sentence(res), "", *_losses(res), ""]
     header = ["strategy", "candidates", "runs", "EU over λ (95% CI)", "minus static", "gap to oracle",
-              "accuracy at λ=0", "HV latency", "HV cost", "speed-up at best-single's acc.", "max speed-up vs static",
-              "max cost-down vs static", "fit s", "decision p50 ms"]
+              "accuracy at λ=0", "HV latency", "HV cost", "speed-up at best-single's acc.",
+              "max speed-up vs static", "max cost-down vs static", "fit s", "decision p50 ms"]
     lines += [*_table(header, _strategy_rows(res)), ""]
     bh, br = _budget_rows(res)
-    lines += ["Accuracy under each latency budget (hard `max_latency_s`; share of queries whose realised latency "
-              "exceeded it):", "", *_table(bh, br), ""]
+    lines += ["Accuracy under each latency budget (hard `max_latency_s`; share of queries whose realised "
+              "latency exceeded it):", "", *_table(bh, br), ""]
     ref = res["hypervolume_reference"]
-    lines += [f"Hypervolume: normalised axes (the frontier's latency / cost range maps to [0, 1]), reference point "
-              f"accuracy {ref['accuracy']}, normalised x {ref['normalised_x']} (= {ref['latency_s']:.3g} s, "
-              f"${ref['cost_usd']:.3g}). Decision latency is predict + select on one feature row; the embedding "
-              "is timed by the router benchmark.", "",
-              "Plots: " + _link(folder / "eval" / "curves.png", report_dir, "accuracy–latency and accuracy–cost curves",
-                                "curves not written") + "; " +
+    lines += [f"Hypervolume: normalised axes (the frontier's latency / cost range maps to [0, 1]), "
+              f"reference point accuracy {ref['accuracy']}, normalised x {ref['normalised_x']} "
+              f"(= {ref['latency_s']:.3g} s, ${ref['cost_usd']:.3g}). Decision latency is predict + select "
+              "on one feature row; the embedding is timed by the router benchmark.", "",
+              "Plots: " + _link(folder / "eval" / "curves.png", report_dir,
+                                "accuracy–latency and accuracy–cost curves", "curves not written") + "; " +
               _link(folder / "validation.png", report_dir, "proxy vs measured (validate)",
                     "proxy-vs-measured scatter not found (run `flowfront validate`)") + ".", ""]
     return lines
@@ -254,15 +276,23 @@ def _flowcompile(results: list[dict]) -> list[str]:
             continue
         cmp = st["compare"]
         refs = [k.removeprefix("speedup_vs_") for k in cmp if k.startswith("speedup_vs_")]
-        vs = ", ".join(f"{ref} {_ratio(cmp[f'speedup_vs_{ref}'])} ({_ratio(cmp[f'speedup_vs_{ref}'], 'max')} max)"
-                       for ref in refs)
-        parts.append(f"**{res['benchmark']}** ({res['latency_source']} latency, {res['execution']} execution): {vs}")
+        vs = ", ".join(
+            f"{ref} {_ratio(cmp[f'speedup_vs_{ref}'])} ({_ratio(cmp[f'speedup_vs_{ref}'], 'max')} max)"
+            for ref in refs
+        )
+        parts.append(
+            f"**{res['benchmark']}** ({res['latency_source']} latency, {res['execution']} execution): {vs}"
+        )
     if not parts:
         return []
-    return ["FlowCompile reports speed-ups of up to 6.4× at matched accuracy against routing baselines. "
-            "The frontier router's speed-up at each baseline's best accuracy (and the largest over the "
-            "accuracies that baseline reaches; \"never reaches\" when the router's curve does not get there):", "",
-            *[f"- {p}" for p in parts], ""]
+    return [
+        "FlowCompile reports speed-ups of up to 6.4× at matched accuracy against routing baselines. "
+        "The frontier router's speed-up at each baseline's best accuracy (and the largest over the "
+        'accuracies that baseline reaches; "never reaches" when the router\'s curve does not get there):',
+        "",
+        *[f"- {p}" for p in parts],
+        "",
+    ]
 
 
 def _field(results: list[dict]) -> list[str]:
@@ -275,10 +305,20 @@ def _field(results: list[dict]) -> list[str]:
         minus = st[ROUTER]["compare"]["expected_utility_minus"]
         hinted = st.get("frontier-hinted", {}).get("compare", {}).get("expected_utility_minus", {})
         cells = [_iv(minus.get(o), sign=True) for o in (*FIELD, "static")]
-        rows.append([res["benchmark"], *cells, _iv(hinted.get(ROUTER), sign=True), _iv(hinted.get("static"), sign=True),
-                     _iv(hinted.get("per-task"), sign=True)])
+        rows.append(
+            [
+                res["benchmark"],
+                *cells,
+                _iv(hinted.get(ROUTER), sign=True),
+                _iv(hinted.get("static"), sign=True),
+                _iv(hinted.get("per-task"), sign=True),
+            ]
+        )
         short += [f"{res['benchmark']} vs {o}" for o in FIELD if o in minus and minus[o]["high"] < 0]
-        for label, iv in ((res["benchmark"], minus.get("static")), (f"{res['benchmark']} (hinted)", hinted.get("static"))):
+        for label, iv in (
+            (res["benchmark"], minus.get("static")),
+            (f"{res['benchmark']} (hinted)", hinted.get("static")),
+        ):
             if iv is not None and iv["low"] > 0:
                 ahead.append(label)
     if not rows:
@@ -290,25 +330,39 @@ def _field(results: list[dict]) -> list[str]:
                "(every interval's upper end is ≥ 0).")
     verdict += (f" Its interval against static lies above 0 on: {', '.join(ahead)}." if ahead else
                 " Its interval against static lies above 0 on no benchmark.")
-    return ["## Against the field's simple routers", "",
-            "Paired differences in expected utility (95% CI). *cluster* is the Avengers-Pro-style router; "
-            "*own prior* is the frontier router's group prior without boosting; *hinted* is the frontier "
-            "router given each test query's task label as the caller's hint, *per-task* the per-task best "
-            "selection given the same label (the prior's shrunk task means; both only where the data labels tasks).",
-            "", *_table(header, rows), "", verdict, ""]
+    return [
+        "## Against the field's simple routers",
+        "",
+        "Paired differences in expected utility (95% CI). *cluster* is the Avengers-Pro-style router; *own "
+        "prior* is the frontier router's group prior without boosting; *hinted* is the frontier router "
+        "given each test query's task label as the caller's hint, *per-task* the per-task best selection "
+        "given the same label (the prior's shrunk task means; both only where the data labels tasks).",
+        "",
+        *_table(header, rows),
+        "",
+        verdict,
+        "",
+    ]
 
 
 def write_report(results: list[dict], path: Path, *, extra_sections: Mapping[str, str] | None = None) -> Path:
-    """``report.md``: headline table, then one section per benchmark, then ``extra_sections`` (title → markdown)."""
+    """``report.md``: headline table, one section per benchmark, then ``extra_sections``
+    (title → markdown)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# flowfront evaluation", "",
-             "Every strategy is fitted on the train split only and evaluated on the same held-out test queries; "
-             "intervals are 95% paired bootstrap intervals over test queries. The MasRouter-style and MaAS-style "
-             "baselines are trained offline from the outcome tables (rewards looked up in the train outcome "
-             "matrix, no live LLM calls), unlike their papers. The oracle is an upper bound fitted on the test "
-             "outcomes, not a deployable router.", "", *_headline(results), *_field(results),
-             *_flowcompile(results)]
+    lines = [
+        "# flowfront evaluation",
+        "",
+        "Every strategy is fitted on the train split only and evaluated on the same held-out test queries; "
+        "intervals are 95% paired bootstrap intervals over test queries. The MasRouter-style and MaAS-style "
+        "baselines are trained offline from the outcome tables (rewards looked up in the train outcome "
+        "matrix, no live LLM calls), unlike their papers. The oracle is an upper bound fitted on the test "
+        "outcomes, not a deployable router.",
+        "",
+        *_headline(results),
+        *_field(results),
+        *_flowcompile(results),
+    ]
     for res in results:
         lines += _section(res, path.parent)
     for title, body in (extra_sections or {}).items():

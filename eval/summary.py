@@ -86,13 +86,21 @@ def _curves(runs: list[Run], ctx: Context) -> tuple[dict[str, np.ndarray], list[
     per_seed = []
     for r in runs:
         acc, lat, cost = (r.lam[k].mean(axis=1) for k in _LAM_KEYS)
-        per_seed.append({
-            "seed": r.seed, "fit_seconds": r.fit_seconds, "design": r.design,
-            "expected_utility": expected_utility(r.lam["correct"], r.lam["latency_s"], ctx.lambdas, ctx.scale).mean(),
-            "hypervolume_latency": normalised_hypervolume(acc, ctx.scale.normalise_latency(lat)),
-            "hypervolume_cost": normalised_hypervolume(acc, ctx.scale.normalise_cost(cost)),
-            "accuracy": acc, "latency_s": lat, "cost_usd": cost,
-        })
+        per_seed.append(
+            {
+                "seed": r.seed,
+                "fit_seconds": r.fit_seconds,
+                "design": r.design,
+                "expected_utility": expected_utility(
+                    r.lam["correct"], r.lam["latency_s"], ctx.lambdas, ctx.scale
+                ).mean(),
+                "hypervolume_latency": normalised_hypervolume(acc, ctx.scale.normalise_latency(lat)),
+                "hypervolume_cost": normalised_hypervolume(acc, ctx.scale.normalise_cost(cost)),
+                "accuracy": acc,
+                "latency_s": lat,
+                "cost_usd": cost,
+            }
+        )
     mean = {k: np.mean([p[k] for p in per_seed], axis=0) for k in ("accuracy", "latency_s", "cost_usd")}
     return mean, per_seed
 
@@ -100,11 +108,18 @@ def _curves(runs: list[Run], ctx: Context) -> tuple[dict[str, np.ndarray], list[
 def _budgets(pq: dict[str, np.ndarray], ci: dict[str, Interval], curve: dict[str, np.ndarray],
              ctx: Context) -> list[dict[str, Any]]:
     hull_acc = value_at_budget(*monotone_hull(curve["latency_s"], curve["accuracy"]), ctx.budgets)
-    return [{
-        "max_latency_s": b, "accuracy": _iv(ci["budget.correct"], i), "latency_s": _iv(ci["budget.latency_s"], i),
-        "cost_usd": pq["budget.cost_usd"][i].mean(), "infeasible_share": pq["budget.infeasible"][i].mean(),
-        "over_budget_share": pq["budget.over_budget"][i].mean(), "hull_accuracy": hull_acc[i],
-    } for i, b in enumerate(ctx.budgets)]
+    return [
+        {
+            "max_latency_s": b,
+            "accuracy": _iv(ci["budget.correct"], i),
+            "latency_s": _iv(ci["budget.latency_s"], i),
+            "cost_usd": pq["budget.cost_usd"][i].mean(),
+            "infeasible_share": pq["budget.infeasible"][i].mean(),
+            "over_budget_share": pq["budget.over_budget"][i].mean(),
+            "hull_accuracy": hull_acc[i],
+        }
+        for i, b in enumerate(ctx.budgets)
+    ]
 
 
 def _decision(run: Run) -> dict[str, Any] | None:
@@ -127,15 +142,31 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
     hull_l = monotone_hull(curve["latency_s"], curve["accuracy"])
     hull_c = monotone_hull(curve["cost_usd"], curve["accuracy"])
     return {
-        "candidates": s.candidates, "seeded": s.seeded, "fitted_on": "test (upper bound)" if s.fit_on_test else "train",
+        "candidates": s.candidates,
+        "seeded": s.seeded,
+        "fitted_on": "test (upper bound)" if s.fit_on_test else "train",
         "hints": "test task labels" if s.hinted else None,
-        "runs": len(runs), "lambda_sweep": sweep, "expected_utility": _iv(ci["eu"]),
-        "curve": curve, "hull": {"latency": np.column_stack(hull_l), "cost": np.column_stack(hull_c)},
-        "hypervolume": {ax: {"mean": np.mean([p[f"hypervolume_{ax}"] for p in per_seed]),
-                             "per_seed": [p[f"hypervolume_{ax}"] for p in per_seed]} for ax in ("latency", "cost")},
+        "runs": len(runs),
+        "lambda_sweep": sweep,
+        "expected_utility": _iv(ci["eu"]),
+        "curve": curve,
+        "hull": {"latency": np.column_stack(hull_l), "cost": np.column_stack(hull_c)},
+        "hypervolume": {
+            ax: {
+                "mean": np.mean([p[f"hypervolume_{ax}"] for p in per_seed]),
+                "per_seed": [p[f"hypervolume_{ax}"] for p in per_seed],
+            }
+            for ax in ("latency", "cost")
+        },
         "budgets": _budgets(mine, ci, curve, ctx),
-        "fit_seconds": {"mean": np.mean([r.fit_seconds for r in runs]), "per_seed": [r.fit_seconds for r in runs]},
-        "wall_seconds": {"total": sum(r.wall_seconds for r in runs), "per_seed": [r.wall_seconds for r in runs]},
+        "fit_seconds": {
+            "mean": np.mean([r.fit_seconds for r in runs]),
+            "per_seed": [r.fit_seconds for r in runs],
+        },
+        "wall_seconds": {
+            "total": sum(r.wall_seconds for r in runs),
+            "per_seed": [r.wall_seconds for r in runs],
+        },
         "decision_latency": _decision(runs[0]),
         "ood_fallback_share": runs[0].ood_share,
         "hinted_share": runs[0].hinted_share,
@@ -151,12 +182,19 @@ def _comparisons(name: str, pq: dict[str, dict[str, np.ndarray]], W: np.ndarray,
     """Paired differences against the references, gaps to each oracle, matched-accuracy ratios."""
     mine = pq[name]
     others = [o for o in pq if o != name]
-    diffs = bootstrap_ci(np.stack([mine["eu"] - pq[o]["eu"] for o in others]), W, CI_LEVEL) if others else None
+    diffs = (
+        bootstrap_ci(np.stack([mine["eu"] - pq[o]["eu"] for o in others]), W, CI_LEVEL) if others else None
+    )
     out: dict[str, Any] = {"expected_utility_minus": {o: _iv(diffs, i) for i, o in enumerate(others)}}
-    out["gap_to_oracle"] = {o: {
-        "expected_utility": _iv(bootstrap_ci(pq[o]["eu"] - mine["eu"], W, CI_LEVEL)),
-        "accuracy_at_lambda0": _iv(bootstrap_ci(pq[o]["lam.correct"][0] - mine["lam.correct"][0], W, CI_LEVEL)),
-    } for o in oracles}
+    out["gap_to_oracle"] = {
+        o: {
+            "expected_utility": _iv(bootstrap_ci(pq[o]["eu"] - mine["eu"], W, CI_LEVEL)),
+            "accuracy_at_lambda0": _iv(
+                bootstrap_ci(pq[o]["lam.correct"][0] - mine["lam.correct"][0], W, CI_LEVEL)
+            ),
+        }
+        for o in oracles
+    }
     c = curves[name]
     # best-single and static always run; the routing baselines are FlowCompile's comparison.
     for ref in ["best-single", "static", *(r for r in ROUTING_BASELINES if r in curves and r != name)]:
@@ -170,7 +208,9 @@ def _latency_source(bench) -> str:
     if bench.spec.backend == "litellm":
         return "measured"  # live calls, timed as they ran
     if bench.spec.recording is not None:
-        return "recorded"  # wall time of each live call when it was recorded (a cut: its last token's arrival)
+        return (
+            "recorded"  # wall time of each live call when it was recorded (a cut: its last token's arrival)
+        )
     if bench.spec.data.source in ("routerbench", "llmrouter"):
         return "modeled"  # neither dataset records latency: configs/models/*.yaml supplies it
     return "recorded where the data has latency_s, modeled from configs/models/*.yaml otherwise"
@@ -190,10 +230,12 @@ def summarise(data, ctx: Context, plan: list[Strategy], runs: dict[str, list[Run
     sample = ctx.sets.get("sample")
     bench, frontier = data.bench, data.frontier
     return jsonable({
-        "schema_version": RESULTS_SCHEMA, "kind": "eval", "benchmark": bench.name, "workflow": bench.workflow.name,
+        "schema_version": RESULTS_SCHEMA, "kind": "eval", "benchmark": bench.name,
+        "workflow": bench.workflow.name,
         "data_source": bench.spec.data.source, "frontier_hash": frontier.content_hash(),
         "provenance": {"workflow_hash": bench.workflow.content_hash, "data_hash": frontier.content_hash()},
-        "proxy_mode": frontier.proxy_mode, "execution": ctx.execution, "frontier_execution": frontier.execution,
+        "proxy_mode": frontier.proxy_mode, "execution": ctx.execution,
+        "frontier_execution": frontier.execution,
         "latency_source": ("unavailable (the data records no latency and its models have no cards)"
                            if not np.any(test.latency(ctx.execution)) else _latency_source(bench)),
         "split": {"train_queries": len(data.train.query_ids), "test_queries": len(test.query_ids),

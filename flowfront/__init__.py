@@ -33,9 +33,26 @@ if TYPE_CHECKING:
     from flowfront.spec import Workflow
 
 __all__ = [
-    "BackendError", "CompileError", "FlowfrontError", "Preference", "RoutingError", "Settings", "SpecError",
-    "TrainedRouter", "compile_frontier", "evaluate", "feedback", "load_benchmark", "load_frontier", "load_router",
-    "load_workflow", "profile", "run_outcomes", "save_frontier", "select", "train_router",
+    "BackendError",
+    "CompileError",
+    "FlowfrontError",
+    "Preference",
+    "RoutingError",
+    "Settings",
+    "SpecError",
+    "TrainedRouter",
+    "compile_frontier",
+    "evaluate",
+    "feedback",
+    "load_benchmark",
+    "load_frontier",
+    "load_router",
+    "load_workflow",
+    "profile",
+    "run_outcomes",
+    "save_frontier",
+    "select",
+    "train_router",
 ]
 
 
@@ -68,8 +85,10 @@ def _checked_preference() -> type:
             except ValidationError as exc:
                 err = exc.errors()[0]
                 field = ".".join(str(p) for p in err["loc"]) or "preference"
-                raise SpecError(f"Preference `{field}`: {err['msg']} (got {err.get('input')!r})",
-                                hint="lambda_ >= 0; max_latency_s, max_cost_usd > 0; min_accuracy in [0, 1]") from None
+                raise SpecError(
+                    f"Preference `{field}`: {err['msg']} (got {err.get('input')!r})",
+                    hint="lambda_ >= 0; max_latency_s, max_cost_usd > 0; min_accuracy in [0, 1]",
+                ) from None
 
     Preference.__module__ = __name__
     return Preference
@@ -96,7 +115,8 @@ def load_benchmark(name_or_path: str | Path, settings: Settings | None = None) -
 
 
 def profile(benchmark: Benchmark | str, settings: Settings | None = None, **options: Any) -> Profiles:
-    """Profile every (model, budget) of every node (``compile.jobs.profile_job`` options); returns the profiles."""
+    """Profile every (model, budget) of every node (``compile.jobs.profile_job`` options); returns
+    the profiles."""
     from flowfront.compile.artifact import Profiles
     from flowfront.compile.jobs import profile_job
 
@@ -128,7 +148,8 @@ def save_frontier(frontier: Frontier, settings: Settings | None = None, name: st
 
 
 def load_frontier(benchmark_or_path: str | Path, settings: Settings | None = None) -> Frontier:
-    """A saved frontier: a ``frontier.json`` path, or a benchmark's name (its saved frontier in the workdir)."""
+    """A saved frontier: a ``frontier.json`` path, or a benchmark's name (its saved frontier in the
+    workdir)."""
     from flowfront.compile.artifact import Frontier
 
     path = Path(benchmark_or_path)
@@ -197,8 +218,11 @@ class TrainedRouter:
         folder = Path(folder)
         if frontier is None:
             frontier = Frontier.load(folder.parent / "frontier.json")
-        return cls(load_router(folder, expect_frontier_hash=frontier.content_hash()), read_artifact(folder).feature_config,
-                   frontier)
+        return cls(
+            load_router(folder, expect_frontier_hash=frontier.content_hash()),
+            read_artifact(folder).feature_config,
+            frontier,
+        )
 
     def features(self, queries: Sequence[str] | str) -> Any:
         from flowfront.router.features import Embedder, featurize
@@ -226,8 +250,9 @@ class TrainedRouter:
         from flowfront.router.select import Preference, Scale, frontier_estimates
 
         _, lat, cost = frontier_estimates(self.frontier)
-        picked = self.learned.select(self.features(queries), preference or Preference(), Scale.from_estimates(lat, cost),
-                                     hints=tasks)
+        picked = self.learned.select(
+            self.features(queries), preference or Preference(), Scale.from_estimates(lat, cost), hints=tasks
+        )
         return [self.frontier.candidates[int(i)] for i in picked.index]
 
 
@@ -272,8 +297,11 @@ def feedback(response_id: str, name: str = "correct", *, value: float | None = N
         row = FeedbackIn(id=response_id, name=name, value=value, label=label, comment=comment).row("python")
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise SpecError(f"feedback `{'.'.join(map(str, err['loc'])) or 'grade'}`: "
-                        f"{err['msg'].removeprefix('Value error, ')}", hint="value in [0, 1] or a label") from None
+        raise SpecError(
+            f"feedback `{'.'.join(map(str, err['loc'])) or 'grade'}`: "
+            f"{err['msg'].removeprefix('Value error, ')}",
+            hint="value in [0, 1] or a label",
+        ) from None
     with connect(_settings(settings).served_store_url) as store:
         if store.put_feedback([row]):
             raise DataError(f"no served response {response_id!r} in {store.url.shown}",

@@ -87,7 +87,9 @@ class Provenance(BaseModel):
 def checksum(data: dict[str, Any]) -> str:
     """The digest ``encode`` stores under ``"checksum"``: of every other key, sorted."""
     body = {k: v for k, v in data.items() if k != "checksum"}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
+    return hashlib.sha256(
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    ).hexdigest()
 
 
 class Artifact(BaseModel):
@@ -141,8 +143,8 @@ class Artifact(BaseModel):
             raise cls.ERROR(f"{where}: {kind} schema version {data.get('schema_version')} is not supported "
                             f"(this flowfront reads {version})", hint=cls.REBUILD)
         if data.get("checksum") != checksum(data):
-            raise cls.ERROR(f"{where}: checksum mismatch: the {kind} file was edited or damaged after it was "
-                            "written", hint=cls.REBUILD)
+            raise cls.ERROR(f"{where}: checksum mismatch: the {kind} file was edited or damaged after it "
+                            "was written", hint=cls.REBUILD)
         try:
             return cls.model_validate({k: v for k, v in data.items() if k != "checksum"})
         except ValidationError as exc:
@@ -161,7 +163,9 @@ class Artifact(BaseModel):
         except FileNotFoundError:
             raise cls.ERROR(f"{path}: not found", hint=cls.REBUILD) from None
         except OSError as exc:
-            raise cls.ERROR(f"{path}: cannot read the {kind} file ({exc.strerror})", hint=cls.REBUILD) from None
+            raise cls.ERROR(
+                f"{path}: cannot read the {kind} file ({exc.strerror})", hint=cls.REBUILD
+            ) from None
         artifact = cls.decode(raw, path)
         artifact.check(path, expect_workflow_hash=expect_workflow_hash, expect_data_hash=expect_data_hash)
         return artifact

@@ -102,7 +102,9 @@ def list_benchmarks(configs_dir: Path, own_dir: Path | None = None) -> list[str]
     return sorted({p.stem for folder in folders for p in (folder / "benchmarks").glob("*.yaml")})
 
 
-def load_benchmark(name_or_path: str | Benchmark, configs_dir: Path, *, own_dir: Path | None = None) -> Benchmark:
+def load_benchmark(
+    name_or_path: str | Benchmark, configs_dir: Path, *, own_dir: Path | None = None
+) -> Benchmark:
     """A benchmark by name (built-in, or one of yours in ``own_dir/benchmarks``) or by path to its
     YAML (a loaded one is returned as is). Its workflow is read from the ``workflows`` folder beside
     the benchmark's own folder when that holds it, else from the built-in ones."""
@@ -111,12 +113,17 @@ def load_benchmark(name_or_path: str | Benchmark, configs_dir: Path, *, own_dir:
     path = Path(name_or_path)
     if not path.suffix:
         folders = [configs_dir] + ([own_dir] if own_dir is not None else [])
-        found = [f / "benchmarks" / f"{name_or_path}.yaml" for f in folders if (f / "benchmarks" / f"{name_or_path}.yaml").is_file()]
+        found = [
+            f / "benchmarks" / f"{name_or_path}.yaml"
+            for f in folders
+            if (f / "benchmarks" / f"{name_or_path}.yaml").is_file()
+        ]
         if not found:
             raise SpecError(
                 f"unknown benchmark {name_or_path!r}",
-                hint=f"benchmarks: {', '.join(list_benchmarks(configs_dir, own_dir))} (an outcome table becomes "
-                     "one with `flowfront run --outcomes FILE --name NAME`)",
+                hint=f"benchmarks: {', '.join(list_benchmarks(configs_dir, own_dir))} (an outcome table "
+                     "becomes "
+                "one with `flowfront run --outcomes FILE --name NAME`)",
             )
         path = found[0]
     spec = parse_model(BenchmarkSpec, read_yaml(path), str(path))
@@ -135,11 +142,15 @@ def save_benchmark(bench: Benchmark, own_dir: Path) -> Benchmark:
     write_atomic(own_dir / "workflows" / f"{bench.workflow.name}.yaml",
                  yaml.safe_dump(bench.workflow.model_dump(mode="json", by_alias=True, exclude_defaults=True),
                                 sort_keys=False).encode())
-    write_atomic(own_dir / "benchmarks" / f"{bench.name}.yaml",
-                 yaml.safe_dump(bench.spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False).encode())
+    write_atomic(
+        own_dir / "benchmarks" / f"{bench.name}.yaml",
+        yaml.safe_dump(bench.spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False).encode(),
+    )
     saved = load_benchmark(bench.name, own_dir.parent / "-", own_dir=own_dir)
     if saved.workflow.content_hash != bench.workflow.content_hash:
-        raise SpecError(f"benchmark {bench.name!r} did not survive being written as YAML", hint="report this as a bug")
+        raise SpecError(
+            f"benchmark {bench.name!r} did not survive being written as YAML", hint="report this as a bug"
+        )
     return saved
 
 
@@ -169,7 +180,9 @@ def load_queries(
     """Queries of a split; on replay, only those every model of the workflow has an outcome for."""
     rows = store.queries(source)
     if not rows:
-        raise DataError(f"no queries imported for source {source!r}", hint="run `flowfront data import` first")
+        raise DataError(
+            f"no queries imported for source {source!r}", hint="run `flowfront data import` first"
+        )
     models = set(bench.workflow.all_models())
     have = store.models_per_query(source) if require_outcomes else {}
     tasks = set(bench.spec.data.tasks) if bench.spec.data.tasks else None
@@ -185,7 +198,8 @@ def load_queries(
         out.append(Query(qid, text, task, this_split, ref))
     if not out:
         raise DataError(
-            f"benchmark {bench.name!r} has no queries in split {split!r} with outcomes for all of {sorted(models)}",
+            f"benchmark {bench.name!r} has no queries in split {split!r} with outcomes for all of "
+            f"{sorted(models)}",
             hint="check the split name (train/test) and that the data holds these models",
         )
     return out

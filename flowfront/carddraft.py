@@ -29,10 +29,13 @@ class Draft:
     notes: tuple[str, ...]
 
     def yaml(self) -> str:
-        lines = [f"# Draft card for {self.model}, written by `flowfront models init` from an outcome table.",
-                 *[f"# {note}" for note in self.notes],
-                 f"name: {_quote(self.model)}",
-                 f"litellm_model: {_quote('openai/' + self.model)}  # the litellm route for live calls; replay ignores it"]
+        lines = [
+            f"# Draft card for {self.model}, written by `flowfront models init` from an outcome table.",
+            *[f"# {note}" for note in self.notes],
+            f"name: {_quote(self.model)}",
+            f"litellm_model: {_quote('openai/' + self.model)}  # the litellm route for live calls; replay "
+            "ignores it",
+        ]
         lines += [f"{key}: {value:.6g}" for key, value in self.fields.items()]
         return "\n".join(lines) + "\n"
 
@@ -54,8 +57,10 @@ def _nnls(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
 def _prices(rows: list[OutcomeRow]) -> tuple[dict[str, float], str]:
     usable = [r for r in rows if r.cost_usd is not None and r.prompt_tokens is not None
               and r.completion_tokens is not None]
-    fit = _nnls(np.array([[r.prompt_tokens, r.completion_tokens] for r in usable], dtype=float).reshape(-1, 2) / 1e6,
-                np.array([r.cost_usd for r in usable], dtype=float))
+    fit = _nnls(
+        np.array([[r.prompt_tokens, r.completion_tokens] for r in usable], dtype=float).reshape(-1, 2) / 1e6,
+        np.array([r.cost_usd for r in usable], dtype=float),
+    )
     if fit is None:
         costs = [r.cost_usd for r in rows if r.cost_usd is not None]
         why = (f"cost_usd is recorded ({np.mean(costs):.3g} USD a call) but not token counts" if costs
@@ -84,7 +89,9 @@ def draft_card(model: str, rows: list[OutcomeRow]) -> Draft:
     prices, price_note = _prices(rows)
     latency, latency_note = _latency(rows)
     draft = Draft(model, {**prices, **latency}, (price_note, latency_note))
-    ModelCard.model_validate({"name": model, "litellm_model": f"openai/{model}", **draft.fields})  # fits are valid
+    ModelCard.model_validate(
+        {"name": model, "litellm_model": f"openai/{model}", **draft.fields}
+    )  # fits are valid
     return draft
 
 

@@ -26,8 +26,10 @@ def user_messages(query: str) -> tuple[dict[str, Any], ...]:
 
 def source_for_outcomes(path: Path) -> str:
     if not Path(path).is_file():
-        raise DataError(f"outcome table {path} not found", hint="pass the path of a CSV or JSON-lines outcome table "
-                                                                "(docs/outcome-tables.md)")
+        raise DataError(
+            f"outcome table {path} not found",
+            hint="pass the path of a CSV or JSON-lines outcome table (docs/outcome-tables.md)",
+        )
     return f"outcomes-{_hash_files([path])[:12]}"
 
 
@@ -60,7 +62,9 @@ def _converter(source: str) -> Callable[[Path], OutcomeTable]:
     return convert_llmrouter
 
 
-def ensure_imported(store: TraceStore, source: str, *, data_dir: Path | None = None, path: Path | None = None) -> dict[str, Any]:
+def ensure_imported(
+    store: TraceStore, source: str, *, data_dir: Path | None = None, path: Path | None = None
+) -> dict[str, Any]:
     """Import a built-in source (from ``data_dir``) or an outcome table (``path``) unless current.
 
     Returns the import summary (rows read, kept, dropped by reason, models, queries).
@@ -74,11 +78,14 @@ def ensure_imported(store: TraceStore, source: str, *, data_dir: Path | None = N
         if data_dir is None or not data_dir.is_dir():
             raise DataError(
                 f"data directory {data_dir} does not exist",
-                hint="set FLOWFRONT_DATA_DIR (or --data-dir) to the folder holding routerbench/ and llmrouter/",
+                hint="set FLOWFRONT_DATA_DIR (or --data-dir) to the folder holding routerbench/ and "
+                     "llmrouter/",
             )
         files, load = _source_files(source, data_dir), (lambda: _converter(source)(data_dir))
     else:
-        raise DataError(f"unknown data source {source!r}", hint=f"use one of {BUILTIN_SOURCES} or an outcome table path")
+        raise DataError(
+            f"unknown data source {source!r}", hint=f"use one of {BUILTIN_SOURCES} or an outcome table path"
+        )
     data_hash = _hash_files(files)
     current = store.import_record(source)
     if current is not None and current[0] == data_hash:

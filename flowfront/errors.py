@@ -51,7 +51,9 @@ class RoutingError(FlowfrontError):
 class InfeasibleError(RoutingError):
     """No candidate satisfies the hard limits; ``nearest`` names the closest feasible one."""
 
-    def __init__(self, message: str, *, nearest: dict[str, Any] | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, nearest: dict[str, Any] | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.nearest = nearest
 

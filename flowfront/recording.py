@@ -79,7 +79,11 @@ async def record(bench: Benchmark, backend: Backend, store: TraceStore, queries:
         store.put_queries(source, [(query.query_id, query.text, query.task, query.split, query.reference)])
         done += 1
         if progress is not None:
-            progress(RecordProgress(done, len(queries), getattr(backend, "live_calls", 0), time.monotonic() - started))
+            progress(
+                RecordProgress(
+                    done, len(queries), getattr(backend, "live_calls", 0), time.monotonic() - started
+                )
+            )
     return len(todo)
 
 
@@ -113,7 +117,9 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict[str
     """Write the complete queries and their calls to ``path`` (gzip JSONL, atomic)."""
     queries = store.queries(recorded_source(bench))
     if not queries:
-        raise DataError(f"nothing recorded for {bench.name!r} in {store.url.shown}", hint="run `flowfront record` first")
+        raise DataError(
+            f"nothing recorded for {bench.name!r} in {store.url.shown}", hint="run `flowfront record` first"
+        )
     refs = {q[0]: q[4] for q in queries}
     answer_nodes = _answer_nodes(bench)
     models = set(bench.workflow.all_models())
@@ -127,10 +133,21 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict[str
         node = t.request.get("node")
         answer_node = answer_nodes.get(node) if isinstance(node, str) else None
         score = _grade_call(bench, node, answer_node, t.response, refs[t.query_id])
-        row = {"key": t.key, "prompt_key": t.prompt_key, "model": t.model, "budget": t.budget, "request": t.request,
-               "response": t.response, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
-               "latency_s": t.latency_s, "cost_usd": t.cost_usd, "score": score, "query_id": t.query_id,
-               "created_at": t.created_at}
+        row = {
+            "key": t.key,
+            "prompt_key": t.prompt_key,
+            "model": t.model,
+            "budget": t.budget,
+            "request": t.request,
+            "response": t.response,
+            "prompt_tokens": t.prompt_tokens,
+            "completion_tokens": t.completion_tokens,
+            "latency_s": t.latency_s,
+            "cost_usd": t.cost_usd,
+            "score": score,
+            "query_id": t.query_id,
+            "created_at": t.created_at,
+        }
         lines.append(orjson.dumps({"trace": row}))
         n += 1
     # mtime=0: the same traces give the same bytes, so a re-export does not change the committed file
@@ -141,14 +158,18 @@ def export(bench: Benchmark, store: TraceStore, path: Path, provenance: dict[str
 def read_recording(path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]], list[Trace]]:
     """Header, queries and traces of a recording file; errors name the file and line."""
     if not path.is_file():
-        raise DataError(f"recording {path} not found", hint="record it with `flowfront record` or fix the path")
+        raise DataError(
+            f"recording {path} not found", hint="record it with `flowfront record` or fix the path"
+        )
     header: dict[str, Any] | None = None
     queries: list[tuple[Any, ...]] = []
     traces: list[Trace] = []
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a gzip file ({exc})", hint="export it again with `flowfront record --export`") from None
+        raise DataError(
+            f"{path}: not a gzip file ({exc})", hint="export it again with `flowfront record --export`"
+        ) from None
     for no, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
@@ -163,7 +184,9 @@ def read_recording(path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]], l
             else:
                 traces.append(Trace(**item["trace"], source="recording"))
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
-            raise DataError(f"{path}: line {no}: {exc}", hint="the file is damaged; export it again") from None
+            raise DataError(
+                f"{path}: line {no}: {exc}", hint="the file is damaged; export it again"
+            ) from None
     if header is None:
         raise DataError(f"{path} is empty", hint="export it again")
     return header, queries, traces
@@ -203,18 +226,26 @@ def provenance(bench: Benchmark, cards: dict[str, Any], *, started: float | None
         except metadata.PackageNotFoundError:
             return None
 
-    models = {m: (cards[m].local.sha256 if m in cards and cards[m].local else None) for m in bench.workflow.all_models()}
+    models = {
+        m: (cards[m].local.sha256 if m in cards and cards[m].local else None)
+        for m in bench.workflow.all_models()
+    }
     return {
         "models": models,
         "server": f"llama-cpp-python {version('llama_cpp_python')}",
         "litellm": version("litellm"),
         "flowfront": version("flowfront"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "recorded_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "latency_source": "recorded (wall time of streamed calls to llama.cpp on this machine)",
-        "grading": "answer-producing calls graded at export: " + {"number": "final number vs the reference",
-                                                                 "tests": "the problem's unit tests, sandboxed"}.get(
-                                                                     bench.spec.match, bench.spec.match),
+        "grading": "answer-producing calls graded at export: "
+        + {"number": "final number vs the reference", "tests": "the problem's unit tests, sandboxed"}.get(
+            bench.spec.match, bench.spec.match
+        ),
     }
 

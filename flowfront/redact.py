@@ -54,7 +54,9 @@ class Redactor:
         self._masked = re.compile("|".join(masked)) if masked else None
 
     @classmethod
-    def from_environment(cls, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Redactor:
+    def from_environment(
+        cls, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None
+    ) -> Redactor:
         """Secrets are the values of variables named like keys, tokens or passwords, plus ``extra``."""
         env = os.environ if environ is None else environ
         found = [value for name, value in env.items() if _SECRET_NAME.search(name)]

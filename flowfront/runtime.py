@@ -72,7 +72,9 @@ def backend_name(bench: Benchmark, settings: Settings) -> str:
     return "litellm" if bench.spec.backend == "litellm" else settings.backend
 
 
-def benchmark_backend(bench: Benchmark, store: TraceStore, settings: Settings, *, api_base: str | None = None) -> Backend:
+def benchmark_backend(
+    bench: Benchmark, store: TraceStore, settings: Settings, *, api_base: str | None = None
+) -> Backend:
     return make_backend(backend_name(bench, settings), store, load_cards(settings), settings,
                         models=bench.workflow.all_models(), api_base=api_base)
 
@@ -121,8 +123,13 @@ def load_outcomes_benchmark(settings: Settings, table: Path, base: str = "model-
 
     with open_store(settings) as store:
         data = prepare_data(load_benchmark(base, settings.configs_dir), store, settings, table)
-    bench = outcomes_benchmark(load_benchmark(base, settings.configs_dir), table, list(data.summary["models"]),
-                               data.source.removeprefix("outcomes-"), name=name)
+    bench = outcomes_benchmark(
+        load_benchmark(base, settings.configs_dir),
+        table,
+        list(data.summary["models"]),
+        data.source.removeprefix("outcomes-"),
+        name=name,
+    )
     return bench if name is None else save_benchmark(bench, settings.workspace.own)
 
 
@@ -155,7 +162,9 @@ def execute(
 ) -> ExecOutcome:
     """Run one configuration over queries and grade it. A failed call is an error unless told."""
     resolved = resolve(bench.workflow, config)
-    executor = Executor(bench.workflow, backend, concurrency=settings.default_concurrency, timeout_s=settings.call_timeout_s)
+    executor = Executor(
+        bench.workflow, backend, concurrency=settings.default_concurrency, timeout_s=settings.call_timeout_s
+    )
     results = asyncio.run(_run_all(executor, resolved, queries, progress))
     if raise_errors:
         for res in results:
@@ -167,7 +176,9 @@ def execute(
     return ExecOutcome(summarise_runs(results, scores), results, list(queries), scores)
 
 
-async def _run_all(executor: Executor, resolved: Resolved, queries: Sequence[Query], progress: bool) -> list[RunResult]:
+async def _run_all(
+    executor: Executor, resolved: Resolved, queries: Sequence[Query], progress: bool
+) -> list[RunResult]:
     if not progress:
         return await executor.run_batch(resolved, queries)
     from rich.progress import Progress
@@ -179,6 +190,12 @@ async def _run_all(executor: Executor, resolved: Resolved, queries: Sequence[Que
 
 def benchmark_queries(bench: Benchmark, store: TraceStore, data: DataRef, split: str | None) -> list[Query]:
     # A recording holds complete queries by construction; live inputs have no outcomes yet.
-    recorded = data.source.startswith("recording-") or data.source in {"humaneval"} or data.source.startswith("questions")
-    queries = load_queries(bench, store, data.source, split, require_outcomes=bench.spec.backend == "replay" and not recorded)
+    recorded = (
+        data.source.startswith("recording-")
+        or data.source in {"humaneval"}
+        or data.source.startswith("questions")
+    )
+    queries = load_queries(
+        bench, store, data.source, split, require_outcomes=bench.spec.backend == "replay" and not recorded
+    )
     return queries[: data.limit] if data.limit is not None else queries

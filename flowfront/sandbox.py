@@ -82,8 +82,15 @@ def _run_cached(key: str, code: str, test: str, entry_point: str, timeout_s: flo
     with tempfile.TemporaryDirectory(prefix="flowfront-test-") as folder:
         cmd = [*_no_network_prefix(), sys.executable, "-I", "-c", program]
         try:
-            done = subprocess.run(cmd, cwd=folder, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                                  timeout=timeout_s, preexec_fn=_limits)
+            done = subprocess.run(
+                cmd,
+                cwd=folder,
+                env={"PATH": "/usr/bin:/bin"},
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                preexec_fn=_limits,
+            )
         except subprocess.TimeoutExpired:
             return TestOutcome(False, f"timed out after {timeout_s:g} s")
     if done.returncode == 0:

@@ -40,18 +40,33 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLOWFRONT_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="recorded outcome data, read in place")
-    store: str | None = Field(default=None, description="the trace store: sqlite:///path/traces.sqlite (or a path) "
-                              "or postgresql://user@host:5432/db (default: traces.sqlite in the workdir)")
-    trace_store: str | None = Field(default=None, description="where served requests are logged (decisions, their "
-                                    "calls, feedback): a store URL; default: the store itself when it is PostgreSQL, "
-                                    "else serve/traces.sqlite in the workdir")
-    workdir: Path = Field(default=Path("runs"), description="trace store, artifacts, reports (default ./runs)")
-    configs_dir: Path = Field(default_factory=builtin_configs, description="workflows, benchmarks, model cards "
-                              "(default: the ones shipped with the package)")
-    cards_dir: Path = Field(default=Path("cards"), description="your own model cards (default ./cards, used when it "
-                            "exists): each overrides the built-in card of the same model; `flowfront models init` "
-                            "drafts them from an outcome table")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="recorded outcome data, read in place"
+    )
+    store: str | None = Field(
+        default=None,
+        description="the trace store: sqlite:///path/traces.sqlite (or a path) "
+        "or postgresql://user@host:5432/db (default: traces.sqlite in the workdir)",
+    )
+    trace_store: str | None = Field(
+        default=None,
+        description="where served requests are logged (decisions, their "
+        "calls, feedback): a store URL; default: the store itself when it is PostgreSQL, "
+        "else serve/traces.sqlite in the workdir",
+    )
+    workdir: Path = Field(
+        default=Path("runs"), description="trace store, artifacts, reports (default ./runs)"
+    )
+    configs_dir: Path = Field(
+        default_factory=builtin_configs,
+        description="workflows, benchmarks, model cards (default: the ones shipped with the package)",
+    )
+    cards_dir: Path = Field(
+        default=Path("cards"),
+        description="your own model cards (default ./cards, used when it "
+        "exists): each overrides the built-in card of the same model; `flowfront models init` "
+        "drafts them from an outcome table",
+    )
     backend: BackendName = "replay"
     call_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
@@ -59,18 +74,28 @@ class Settings(BaseSettings):
     api_base: str | None = Field(default=None, description="one OpenAI-compatible base URL for every model "
                                  "(default: each model's own: a local server from `flowfront models serve`, "
                                  "the card's api_base, or the provider's)")
-    provider_api_key: SecretStr | None = Field(default=None, description="key sent to api_base (providers' own "
-                                               "keys come from their usual variables, e.g. OPENAI_API_KEY)")
-    models_dir: Path = Field(default=Path("~/.cache/flowfront/models"), description="local GGUF weights and servers.json")
-    query_limit: int | None = Field(default=None, ge=1, description="use only the first N queries of each split "
-                                    "(a quick live run)")
+    provider_api_key: SecretStr | None = Field(
+        default=None,
+        description="key sent to api_base (providers' own "
+        "keys come from their usual variables, e.g. OPENAI_API_KEY)",
+    )
+    models_dir: Path = Field(
+        default=Path("~/.cache/flowfront/models"), description="local GGUF weights and servers.json"
+    )
+    query_limit: int | None = Field(
+        default=None, ge=1, description="use only the first N queries of each split (a quick live run)"
+    )
     live_transport: Literal["litellm", "direct"] = Field(
-        default="litellm", description="how streamed calls to an OpenAI-compatible base URL are read: through "
+        default="litellm",
+        description="how streamed calls to an OpenAI-compatible base URL are read: through "
         "litellm (the default), or directly with httpx (about half the client CPU a token; "
-        "bench/results/live.json)")
+        "bench/results/live.json)",
+    )
     stream_live_calls: Literal["auto", "always", "never"] = Field(
-        default="auto", description="stream live calls to record time to first token and per-token times (the "
-        "recorded latency of every smaller budget); auto: for local llama.cpp models")
+        default="auto",
+        description="stream live calls to record time to first token and per-token times (the "
+        "recorded latency of every smaller budget); auto: for local llama.cpp models",
+    )
 
     @field_validator("data_dir", "workdir", "configs_dir", "cards_dir", "models_dir", mode="after")
     @classmethod
@@ -108,7 +133,8 @@ class Settings(BaseSettings):
         if not self.data_dir.is_dir():
             raise DataError(
                 f"data directory {self.data_dir} does not exist",
-                hint="set FLOWFRONT_DATA_DIR or pass --data-dir to the folder holding routerbench/ and llmrouter/",
+                hint="set FLOWFRONT_DATA_DIR or pass --data-dir to the folder holding routerbench/ and "
+                     "llmrouter/",
             )
         return self.data_dir
 

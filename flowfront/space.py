@@ -139,11 +139,14 @@ def resolve(workflow: Workflow, config: Configuration) -> Resolved:
         node = workflow.llm_node(name)  # only llm nodes make calls
         given = config.nodes.get(name)
         if given is None:
-            raise SpecError(f"configuration has no setting for node {name!r}", hint=f"add \"{name}\": {{\"model\": ...}}")
+            raise SpecError(
+                f"configuration has no setting for node {name!r}", hint=f'add "{name}": {{"model": ...}}'
+            )
         settings = [given] * count if isinstance(given, NodeSetting) else list(given)
         if len(settings) != count:
             raise SpecError(
-                f"node {name!r} makes {count} call(s) under these knobs but the configuration gives {len(settings)} settings",
+                f"node {name!r} makes {count} call(s) under these knobs but the configuration gives "
+                f"{len(settings)} settings",
                 hint="give one setting, or a list with one setting per call",
             )
         for setting in settings:
@@ -155,24 +158,35 @@ def resolve(workflow: Workflow, config: Configuration) -> Resolved:
 def _resolve_knobs(workflow: Workflow, given: dict[str, KnobValue]) -> dict[str, KnobValue]:
     unknown = set(given) - set(workflow.knobs)
     if unknown:
-        raise SpecError(f"configuration names unknown knob {sorted(unknown)[0]!r}", hint=f"knobs: {sorted(workflow.knobs)}")
+        raise SpecError(
+            f"configuration names unknown knob {sorted(unknown)[0]!r}",
+            hint=f"knobs: {sorted(workflow.knobs)}",
+        )
     knobs: dict[str, KnobValue] = {}
     for name, knob in workflow.knobs.items():
         value = given.get(name, knob.default)
         if value is None:
-            raise SpecError(f"configuration has no value for knob {name!r}", hint=f"choose one of {knob.values}")
+            raise SpecError(
+                f"configuration has no value for knob {name!r}", hint=f"choose one of {knob.values}"
+            )
         if value not in knob.values or type(value) is not type(knob.values[knob.values.index(value)]):
-            raise SpecError(f"knob {name!r} = {value!r} is outside the space", hint=f"choose one of {knob.values}")
+            raise SpecError(
+                f"knob {name!r} = {value!r} is outside the space", hint=f"choose one of {knob.values}"
+            )
         knobs[name] = value
     return knobs
 
 
 def _check_setting(name: str, node: LLMNode, setting: NodeSetting) -> None:
     if setting.model not in node.models:
-        raise SpecError(f"node {name!r}: model {setting.model!r} is not in its choices", hint=f"choose from {node.models}")
+        raise SpecError(
+            f"node {name!r}: model {setting.model!r} is not in its choices", hint=f"choose from {node.models}"
+        )
     if setting.budget not in node.budgets:
         shown = ["unlimited" if b is None else b for b in node.budgets]
-        raise SpecError(f"node {name!r}: budget {setting.budget} is outside the space", hint=f"choose from {shown}")
+        raise SpecError(
+            f"node {name!r}: budget {setting.budget} is outside the space", hint=f"choose from {shown}"
+        )
 
 
 def node_choices(node: LLMNode) -> list[NodeSetting]:
@@ -182,7 +196,10 @@ def node_choices(node: LLMNode) -> list[NodeSetting]:
 
 def knob_assignments(workflow: Workflow) -> list[dict[str, KnobValue]]:
     names = list(workflow.knobs)
-    return [dict(zip(names, values, strict=True)) for values in product(*(workflow.knobs[n].values for n in names))]
+    return [
+        dict(zip(names, values, strict=True))
+        for values in product(*(workflow.knobs[n].values for n in names))
+    ]
 
 
 def space_size(workflow: Workflow) -> int:
@@ -199,8 +216,10 @@ def all_configurations(workflow: Workflow, *, limit: int = 5000) -> list[Configu
     """Every configuration of a small space (recording a live benchmark runs them all)."""
     size = space_size(workflow)
     if size > limit:
-        raise SpecError(f"workflow {workflow.name!r} has {size:,} configurations, more than {limit:,} to run one by one",
-                        hint="narrow its models or budgets for a recording")
+        raise SpecError(
+            f"workflow {workflow.name!r} has {size:,} configurations, more than {limit:,} to run one by one",
+            hint="narrow its models or budgets for a recording",
+        )
     llm = workflow.llm_nodes()
     out: list[Configuration] = []
     for knobs in knob_assignments(workflow):
@@ -210,5 +229,7 @@ def all_configurations(workflow: Workflow, *, limit: int = 5000) -> list[Configu
             nodes: dict[str, list[NodeSetting]] = {}
             for (name, _), setting in zip(per_call, picks, strict=True):
                 nodes.setdefault(name, []).append(setting)
-            out.append(Configuration(nodes={n: s[0] if len(s) == 1 else s for n, s in nodes.items()}, knobs=knobs))
+            out.append(
+                Configuration(nodes={n: s[0] if len(s) == 1 else s for n, s in nodes.items()}, knobs=knobs)
+            )
     return out

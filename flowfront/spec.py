@@ -169,11 +169,16 @@ def _step_kind(step: Any) -> str | None:
 
 
 Step = Annotated[
-    Annotated[str, Tag("node")] | Annotated[Sample, Tag("sample")] | Annotated[Parallel, Tag("parallel")] | Annotated[If, Tag("if")] | Annotated[Loop, Tag("loop")],
+    Annotated[str, Tag("node")]
+    | Annotated[Sample, Tag("sample")]
+    | Annotated[Parallel, Tag("parallel")]
+    | Annotated[If, Tag("if")]
+    | Annotated[Loop, Tag("loop")],
     Discriminator(
         _step_kind,
         custom_error_type="flow_step",
-        custom_error_message="a flow step is a node name or a mapping with one of: sample, parallel, if, loop",
+        custom_error_message="a flow step is a node name or a mapping with one of: sample, parallel, if, "
+                             "loop",
     ),
 ]
 Flow = list[Step]
@@ -293,9 +298,13 @@ def _check_references(wf: Workflow) -> None:
         for upstream in node.upstream():
             need_node(upstream, f"nodes.{name}")
         if isinstance(node, LLMNode) and node.parser not in PARSERS:
-            raise ValueError(f"nodes.{name}.parser: unknown parser {node.parser!r}; choose from {sorted(PARSERS)}")
+            raise ValueError(
+                f"nodes.{name}.parser: unknown parser {node.parser!r}; choose from {sorted(PARSERS)}"
+            )
         if isinstance(node, CodeNode) and node.fn not in CODE_FUNCTIONS:
-            raise ValueError(f"nodes.{name}.fn: unknown code function {node.fn!r}; choose from {sorted(CODE_FUNCTIONS)}")
+            raise ValueError(
+                f"nodes.{name}.fn: unknown code function {node.fn!r}; choose from {sorted(CODE_FUNCTIONS)}"
+            )
     for name, knob in wf.knobs.items():
         for value in knob.values:
             if isinstance(value, str) and value.lower() in {"yes", "no", "true", "false"}:
@@ -313,7 +322,11 @@ def format_loc(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
             continue
         after_node = i >= 2 and loc[i - 2] == "nodes" and part in {"llm", "code"}
-        after_step = isinstance(loc[i - 1], int) and part in {"node", "sample", "parallel", "if", "loop"} if i else False
+        after_step = (
+            isinstance(loc[i - 1], int) and part in {"node", "sample", "parallel", "if", "loop"}
+            if i
+            else False
+        )
         if not (after_node or after_step):
             out += f".{part}" if out else str(part)
     return out or "<top level>"
@@ -331,7 +344,9 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}:{where}: malformed YAML: {problem}", hint="fix the YAML syntax there") from None
+        raise SpecError(
+            f"{path}:{where}: malformed YAML: {problem}", hint="fix the YAML syntax there"
+        ) from None
 
 
 _M = TypeVar("_M", bound=BaseModel)

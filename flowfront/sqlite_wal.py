@@ -27,7 +27,9 @@ def connect_wal(path: Path, *, timeout: float = 30.0, first: tuple[str, ...] = (
     ``first``: statements run before the switch, e.g. an ``auto_vacuum`` pragma, which only
     takes effect while the file is still empty, and the switch to WAL writes its header.
     """
-    conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=isolation_level)
+    conn = sqlite3.connect(
+        str(path), timeout=timeout, check_same_thread=False, isolation_level=isolation_level
+    )
     deadline, pause = time.monotonic() + timeout, 0.005
     try:
         for statement in first:

@@ -60,7 +60,8 @@ def bundled_bpe_dir() -> Path:
     folder = Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
     if not (folder / _BPE_CACHE_NAME).is_file():
         raise FlowfrontError(
-            f"cannot count tokens offline: {folder / _BPE_CACHE_NAME} (tiktoken's cl100k_base file) is missing",
+            f"cannot count tokens offline: {folder / _BPE_CACHE_NAME} (tiktoken's cl100k_base file) is "
+            "missing",
             hint="reinstall litellm (`pip install --force-reinstall litellm`) or copy cl100k_base.tiktoken "
             f"there under the name {_BPE_CACHE_NAME}",
         )

@@ -30,7 +30,9 @@ def nn_distance(probes: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return 1.0 - (unit(probes) @ unit(reference).T).max(axis=1)
 
 
-def scores(X: np.ndarray, ref: np.ndarray, held: np.ndarray, novel: np.ndarray, centre: bool) -> tuple[float, float]:
+def scores(
+    X: np.ndarray, ref: np.ndarray, held: np.ndarray, novel: np.ndarray, centre: bool
+) -> tuple[float, float]:
     """(AUROC novel vs in-distribution, share of novel rows past the 99th in-distribution percentile)."""
     shift = X[ref].mean(axis=0) if centre else 0.0
     d_in = nn_distance(X[held] - shift, X[ref] - shift)

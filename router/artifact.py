@@ -32,8 +32,15 @@ from flowfront.router.features import FeatureConfig
 from flowfront.router.model import LightGBMRouter
 from flowfront.router.querymap import QueryMap
 
-__all__ = ["KEEP_VERSIONS", "ROUTER_SCHEMA", "RouterArtifact", "load_router", "rollback_router", "router_versions",
-           "save_router"]
+__all__ = [
+    "KEEP_VERSIONS",
+    "ROUTER_SCHEMA",
+    "RouterArtifact",
+    "load_router",
+    "rollback_router",
+    "router_versions",
+    "save_router",
+]
 
 ROUTER_SCHEMA = 3  # 2: query map + group priors; 3: provenance, checksum
 _RETRAIN = "re-run `flowfront train` for this frontier"
@@ -222,7 +229,12 @@ def _swap_in(tmp: Path, folder: Path, digest: str) -> None:
     versions = [e["version"] for e in _history(folder)][-(KEEP_VERSIONS - 1):]
     keep = {versioned.name, previous.name if previous is not None else None, *versions}
     for old in folder.parent.glob(f"{folder.name}.*"):
-        if old.is_dir() and not old.is_symlink() and old.name not in keep and not old.name.startswith(f"{folder.name}.tmp"):
+        if (
+            old.is_dir()
+            and not old.is_symlink()
+            and old.name not in keep
+            and not old.name.startswith(f"{folder.name}.tmp")
+        ):
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -254,7 +266,9 @@ def _record(folder: Path, note: str, version: str | None = None) -> None:
             break
     else:
         history.append({"version": version, "at": time.time(), "note": note})
-    write_atomic(_history_path(folder), orjson.dumps(history[-(KEEP_VERSIONS + 5):], option=orjson.OPT_INDENT_2))
+    write_atomic(
+        _history_path(folder), orjson.dumps(history[-(KEEP_VERSIONS + 5) :], option=orjson.OPT_INDENT_2)
+    )
 
 
 def router_versions(folder: Path) -> list[dict[str, Any]]:
@@ -300,7 +314,9 @@ def _read_checked(folder: Path, rel: str, sha256: str | None) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise RoutingError(f"{path}: model file referenced by router.json is missing", hint=_RETRAIN) from None
+        raise RoutingError(
+            f"{path}: model file referenced by router.json is missing", hint=_RETRAIN
+        ) from None
     if sha256 is not None and _sha256(data) != sha256:
         raise RoutingError(f"{path}: model file is corrupt (checksum mismatch)", hint=_RETRAIN)
     return data
@@ -318,7 +334,9 @@ def _load_models(folder: Path, files: list[ModelFile], *, constant_none: bool) -
         try:
             out.append(lgb.Booster(model_str=text))
         except lgb.basic.LightGBMError as exc:
-            raise RoutingError(f"{folder / f.path}: not a readable LightGBM model ({exc})", hint=_RETRAIN) from None
+            raise RoutingError(
+                f"{folder / f.path}: not a readable LightGBM model ({exc})", hint=_RETRAIN
+            ) from None
     return out
 
 
@@ -348,7 +366,9 @@ def _query_map(folder: Path, art: RouterArtifact) -> Any:
         _, groups = qmap.transform(probe)
         priors = {name: np.asarray(v, dtype=np.float64) for name, v in art.priors.items()}
     except (KeyError, TypeError, ValueError) as exc:
-        raise RoutingError(f"{folder}/router.json: invalid query map or priors ({exc})", hint=_RETRAIN) from None
+        raise RoutingError(
+            f"{folder}/router.json: invalid query map or priors ({exc})", hint=_RETRAIN
+        ) from None
     expected = (groups.shape[1], len(art.candidate_ids))
     bad = {n: p.shape for n, p in priors.items() if p.shape != expected}
     if bad or set(priors) != {"accuracy", "latency_s", "cost_usd"}:
@@ -360,8 +380,11 @@ def _query_map(folder: Path, art: RouterArtifact) -> Any:
 def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -> dict[str, Any]:
     k = len(art.candidate_ids)
     expected_success = {"conditioned": 1, "prior": 0}.get(art.design, k)
-    sizes = {"success_models": (len(art.success_models), expected_success),
-             "candidate_features": (len(art.candidate_features), k), "static": (len(art.static.get("accuracy", [])), k)}
+    sizes = {
+        "success_models": (len(art.success_models), expected_success),
+        "candidate_features": (len(art.candidate_features), k),
+        "static": (len(art.static.get("accuracy", [])), k),
+    }
     bad = {n: v for n, (v, want) in sizes.items() if v != want}
     if bad or reference.ndim != 2 or reference.shape[1] != art.params.get("embedding_dim"):
         raise RoutingError(f"{folder}/router.json: inconsistent sizes for {k} candidates "
@@ -369,15 +392,24 @@ def _validated_state(folder: Path, art: RouterArtifact, reference: np.ndarray) -
     _query_map(folder, art)
     _check_ranges(folder, art)
     return {
-        "params": art.params, "design": art.design, "candidate_ids": art.candidate_ids,
-        "n_features": art.n_features, "outcomes_hash": art.provenance.data_hash,
+        "params": art.params,
+        "design": art.design,
+        "candidate_ids": art.candidate_ids,
+        "n_features": art.n_features,
+        "outcomes_hash": art.provenance.data_hash,
         "candidate_features": np.asarray(art.candidate_features, dtype=np.float32).reshape(k, -1),
-        "static": art.static, "query_map": art.query_map, "priors": art.priors, "calibration": art.calibration,
-        "ood_threshold": art.ood_threshold, "reference": reference,
+        "static": art.static,
+        "query_map": art.query_map,
+        "priors": art.priors,
+        "calibration": art.calibration,
+        "ood_threshold": art.ood_threshold,
+        "reference": reference,
         "success_models": _load_models(folder, art.success_models, constant_none=False),
         "latency_model": _load_regressor(folder, art.latency_model),
         "cost_model": _load_regressor(folder, art.cost_model),
-        "regressors": art.regressors, "fit_seconds": art.fit_seconds, "validation_metrics": art.validation_metrics,
+        "regressors": art.regressors,
+        "fit_seconds": art.fit_seconds,
+        "validation_metrics": art.validation_metrics,
     }
 
 
@@ -394,7 +426,8 @@ def _check_ranges(folder: Path, art: RouterArtifact) -> None:
 
 
 def _router_from_state(state: dict[str, Any]) -> LightGBMRouter:
-    """Set a fitted router's learned attributes from validated artifact state (the inverse of ``save_router``)."""
+    """Set a fitted router's learned attributes from validated artifact state (the inverse of
+    ``save_router``)."""
     router = LightGBMRouter(**state["params"])
     router.design_, router.candidate_ids_ = state["design"], list(state["candidate_ids"])
     router.n_features_, router.source_hash_ = int(state["n_features"]), state["outcomes_hash"]

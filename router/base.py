@@ -72,7 +72,9 @@ class OutcomeMatrix:
                                hint="check the split is not empty and the frontier has candidates")
         for name in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd"):
             if getattr(self, name).shape != (q, k):
-                raise RoutingError(f"outcome matrix field {name} has shape {getattr(self, name).shape}, expected {(q, k)}")
+                raise RoutingError(
+                    f"outcome matrix field {name} has shape {getattr(self, name).shape}, expected {(q, k)}"
+                )
 
     def latency(self, execution: Execution) -> np.ndarray:
         return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
@@ -81,16 +83,28 @@ class OutcomeMatrix:
         """The matrix restricted to some queries (folds, bootstrap samples)."""
         idx = np.asarray(index)
         return OutcomeMatrix(
-            [self.query_ids[i] for i in idx], [self.texts[i] for i in idx], self.candidate_ids, self.candidates,
-            self.correct[idx], self.latency_sequential_s[idx], self.latency_parallel_s[idx], self.cost_usd[idx],
-            self.source_hash, None if self.tasks is None else [self.tasks[i] for i in idx],
+            [self.query_ids[i] for i in idx],
+            [self.texts[i] for i in idx],
+            self.candidate_ids,
+            self.candidates,
+            self.correct[idx],
+            self.latency_sequential_s[idx],
+            self.latency_parallel_s[idx],
+            self.cost_usd[idx],
+            self.source_hash,
+            None if self.tasks is None else [self.tasks[i] for i in idx],
         )
 
     def save(self, path: Path, *, workflow_hash: str) -> Path:
         """``.npz`` arrays plus the :class:`OutcomesHeader` inside it, written atomically; no pickle."""
-        header = OutcomesHeader(provenance=Provenance(workflow_hash=workflow_hash, data_hash=self.source_hash),
-                                query_ids=self.query_ids, texts=self.texts, candidate_ids=self.candidate_ids,
-                                candidates=self.candidates, tasks=self.tasks)
+        header = OutcomesHeader(
+            provenance=Provenance(workflow_hash=workflow_hash, data_hash=self.source_hash),
+            query_ids=self.query_ids,
+            texts=self.texts,
+            candidate_ids=self.candidate_ids,
+            candidates=self.candidates,
+            tasks=self.tasks,
+        )
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer, meta=np.frombuffer(header.encode(), dtype=np.uint8), correct=self.correct,
@@ -105,9 +119,13 @@ class OutcomeMatrix:
         try:
             with np.load(path, allow_pickle=False) as data:
                 raw = data["meta"].tobytes()
-                arrays = {k: data[k] for k in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")}
+                arrays = {
+                    k: data[k] for k in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")
+                }
         except (OSError, KeyError, ValueError) as exc:
-            raise RoutingError(f"{path}: not a readable outcome matrix ({exc})", hint=OutcomesHeader.REBUILD) from None
+            raise RoutingError(
+                f"{path}: not a readable outcome matrix ({exc})", hint=OutcomesHeader.REBUILD
+            ) from None
         meta = OutcomesHeader.decode(raw, path)
         meta.check(path, expect_workflow_hash=expect_workflow_hash, expect_data_hash=expect_source_hash)
         return cls(meta.query_ids, meta.texts, meta.candidate_ids, meta.candidates, **arrays,
@@ -167,7 +185,9 @@ class Policy(abc.ABC):
         """Per-query estimates for every candidate; ``hints`` (one per row) as in :data:`Hints`."""
 
     @abc.abstractmethod
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         """The candidate each query should use under a preference."""
 
     def describe(self) -> dict[str, Any]:
@@ -201,7 +221,9 @@ class Router(Policy):
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> Router:
         """Learn from the outcome matrix of the train split; return self."""
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         """The shared selection rules on :meth:`predict`'s estimates."""
         return self.select_by_estimates(X, preference, scale, hints=hints)
 

@@ -38,8 +38,14 @@ __all__ = [
 # --- shared helpers --------------------------------------------------------------------------
 
 
-def realised_utility(Y: OutcomeMatrix, index: np.ndarray, lam: float, scale: Scale, execution: Execution = "parallel",
-                     objective: str = "latency") -> float:
+def realised_utility(
+    Y: OutcomeMatrix,
+    index: np.ndarray,
+    lam: float,
+    scale: Scale,
+    execution: Execution = "parallel",
+    objective: str = "latency",
+) -> float:
     """Mean over queries of ``correct - lam * normalised(objective)`` of the chosen candidates."""
     rows = np.arange(len(index))
     axis = Y.latency(execution) if objective == "latency" else Y.cost_usd
@@ -81,8 +87,10 @@ def _meets_limits(acc: np.ndarray, lat: np.ndarray, cost: np.ndarray, pref: Pref
 
 def _check_rows(X: np.ndarray, Y: OutcomeMatrix) -> None:
     if X.ndim != 2 or X.shape[0] != len(Y.query_ids):
-        raise RoutingError(f"features have shape {X.shape} but the outcome matrix has {len(Y.query_ids)} queries",
-                           hint="featurize exactly the queries of the outcome matrix, in its order")
+        raise RoutingError(
+            f"features have shape {X.shape} but the outcome matrix has {len(Y.query_ids)} queries",
+            hint="featurize exactly the queries of the outcome matrix, in its order",
+        )
 
 
 def _choice_label(setting: dict | list | None) -> str:
@@ -131,7 +139,11 @@ class StaticRouter(Router):
                                hint="build the outcome matrix from this frontier")
         est = [c.estimates for c in self.frontier.candidates]
         lat = [e.latency_parallel_s if self.execution == "parallel" else e.latency_sequential_s for e in est]
-        self.means_ = (np.array([e.accuracy for e in est]), np.array(lat), np.array([e.cost_usd for e in est]))
+        self.means_ = (
+            np.array([e.accuracy for e in est]),
+            np.array(lat),
+            np.array([e.cost_usd for e in est]),
+        )
         return self
 
     def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
@@ -161,7 +173,9 @@ class RandomPolicy(_TrainMeansPolicy):
         self.seed = seed
         self.execution = execution
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         self._check_fitted()
         ok = _meets_limits(*self.means_, preference)
         if not ok.any():  # nothing meets the limits: the usual error or nearest fallback
@@ -185,7 +199,9 @@ class BestSinglePolicy(_TrainMeansPolicy):
         self.best_ = int(_lex_argmin([-acc[None], cost[None], lat[None]])[0])
         return self
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         self._check_fitted()
         q = X.shape[0]
         return SelectionResult(np.full(q, self.best_), np.ones(q, dtype=bool), np.zeros(q))
@@ -218,14 +234,18 @@ class OraclePolicy(Policy):
     def _check_same_queries(self, X: np.ndarray) -> None:
         self._check_fitted()
         if X.shape != self.X_.shape or not np.array_equal(X, self.X_):
-            raise RoutingError("the oracle only answers for the queries it was fitted on",
-                               hint="fit OraclePolicy on the evaluation split's outcome matrix, then select on it")
+            raise RoutingError(
+                "the oracle only answers for the queries it was fitted on",
+                hint="fit OraclePolicy on the evaluation split's outcome matrix, then select on it",
+            )
 
     def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_same_queries(X)
         return Predictions(*(a.copy() for a in self.truth_))
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         self._check_same_queries(X)
         acc, lat, cost = self.truth_
         axis = lat if preference.objective == "latency" else cost
@@ -272,8 +292,10 @@ class KNNRouter(Router):
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> KNNRouter:
         _check_rows(X, Y)
         if X.shape[1] < self.embedding_dim:
-            raise RoutingError(f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
-                               hint="pass router.features.featurize output or lower embedding_dim")
+            raise RoutingError(
+                f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
+                hint="pass router.features.featurize output or lower embedding_dim",
+            )
         outcomes = np.stack([Y.correct, Y.latency(self.execution), Y.cost_usd], axis=-1)
         emb = _unit(X[:, : self.embedding_dim])
         self.k_scores_ = self._score_ks(emb, outcomes, Y)
@@ -366,7 +388,9 @@ class FactorisedPolicy(Policy):
             onehot = np.eye(len(self.labels_[f]))[self.codes_[:, f]]
             marg[:, offsets[f] : offsets[f + 1]] = onehot / onehot.sum(axis=0)
         marg[:, -1] = 1.0 / len(Y.candidate_ids)  # the overall mean
-        targets = np.concatenate([m @ marg for m in (Y.correct, Y.latency(self.execution), Y.cost_usd)], axis=1)
+        targets = np.concatenate(
+            [m @ marg for m in (Y.correct, Y.latency(self.execution), Y.cost_usd)], axis=1
+        )
         self.mu_, self.sd_ = X.mean(axis=0), X.std(axis=0) + 1e-6
         Z = np.hstack([(X - self.mu_) / self.sd_, np.ones((len(X), 1))])
         reg = self.alpha * np.eye(Z.shape[1])
@@ -388,7 +412,9 @@ class FactorisedPolicy(Policy):
         acc, lat, cost = out
         return Predictions(np.clip(acc, 0.0, 1.0), np.maximum(lat, 0.0), np.maximum(cost, 0.0))
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         if preference.has_limits:
             return self.select_by_estimates(X, preference, scale, hints=hints)
         acc, lat, cost = self._factor_estimates(X)

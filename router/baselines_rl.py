@@ -90,8 +90,13 @@ class _ReinforcePolicy(Policy):
         self.factors_ = [names[f] for f in keep]
         self.labels_ = [labels[f] for f in keep]
         self.codes_ = codes[:, keep]
-        self.items_ = [self._item_embeddings(f, lab) for f, lab in zip(self.factors_, self.labels_, strict=True)]
-        lo, hi = self.lambda_range or (0.0, float(lambda_sweep(scale, *self.means_, objective=self.objective).max()))
+        self.items_ = [
+            self._item_embeddings(f, lab) for f, lab in zip(self.factors_, self.labels_, strict=True)
+        ]
+        lo, hi = self.lambda_range or (
+            0.0,
+            float(lambda_sweep(scale, *self.means_, objective=self.objective).max()),
+        )
         self.lambda_bounds_ = (lo, max(hi, lo, 1e-6))
         self._fit_projection(X)
         axis = Y.latency(self.execution) if self.objective == "latency" else Y.cost_usd
@@ -157,7 +162,9 @@ class _ReinforcePolicy(Policy):
                 self.weights_[f] = self._adam(W, grad, moments[f], step)
         self.reward_history_ = np.asarray(history)
 
-    def _adam(self, W: np.ndarray, grad: np.ndarray, moment: tuple[np.ndarray, np.ndarray], step: int) -> np.ndarray:
+    def _adam(
+        self, W: np.ndarray, grad: np.ndarray, moment: tuple[np.ndarray, np.ndarray], step: int
+    ) -> np.ndarray:
         m, v = moment
         m *= 0.9
         m += 0.1 * grad
@@ -179,7 +186,9 @@ class _ReinforcePolicy(Policy):
         self._check_fitted()
         return _broadcast(self.means_, X.shape[0])
 
-    def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+    def select(
+        self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+    ) -> SelectionResult:
         """The policy's most probable candidate at the preference's lambda; under hard limits the most
         probable one meeting them by the train-mean estimates (none: the usual error/nearest rule)."""
         self._check_fitted()

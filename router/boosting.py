@@ -84,13 +84,19 @@ class Boosting:
     seed: int
 
     def train(self, objective: str, train: tuple, valid: tuple) -> Any:
-        """One booster (rows, target, init score) with early stopping on ``valid``, trimmed to its best iteration."""
+        """One booster (rows, target, init score) with early stopping on ``valid``, trimmed to its
+        best iteration."""
         import lightgbm as lgb
 
         dtrain = lgb.Dataset(train[0], train[1], init_score=train[2], free_raw_data=True)
         dvalid = lgb.Dataset(valid[0], valid[1], init_score=valid[2], reference=dtrain)
-        booster = lgb.train({**self.params, "objective": objective}, dtrain, num_boost_round=self.n_estimators,
-                            valid_sets=[dvalid], callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+        booster = lgb.train(
+            {**self.params, "objective": objective},
+            dtrain,
+            num_boost_round=self.n_estimators,
+            valid_sets=[dvalid],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
         # Re-parsing the trimmed text makes the in-memory model exactly what the artifact stores.
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
@@ -120,11 +126,15 @@ class Boosting:
             models.append(self.train("cross_entropy", *parts))
         return models
 
-    def _conditioned(self, Q: Parts, cf: np.ndarray, s: np.ndarray, fit: np.ndarray, valid: np.ndarray) -> list[Any]:
+    def _conditioned(
+        self, Q: Parts, cf: np.ndarray, s: np.ndarray, fit: np.ndarray, valid: np.ndarray
+    ) -> list[Any]:
         if np.ptp(s[fit]) == 0.0:
             return [float(s[fit[0], 0])]
         fit = self.cap_rows(fit, s.shape[1])
-        parts = [(pair_rows(rows(Q, p), cf, "acc"), s[p].ravel(), logit(Q["acc"][p]).ravel()) for p in (fit, valid)]
+        parts = [
+            (pair_rows(rows(Q, p), cf, "acc"), s[p].ravel(), logit(Q["acc"][p]).ravel()) for p in (fit, valid)
+        ]
         return [self.train("cross_entropy", *parts)]
 
     def fit_regressor(self, Q: Parts, cf: np.ndarray, V: np.ndarray, fit: np.ndarray, valid: np.ndarray,

@@ -97,7 +97,8 @@ class EmbeddingCache:
                     chunk = list(keys[start : start + _CHUNK])
                     marks = ",".join("?" * len(chunk))
                     rows = self._conn.execute(
-                        f"SELECT text_sha256, vector FROM embeddings WHERE namespace = ? AND text_sha256 IN ({marks})",
+                        "SELECT text_sha256, vector FROM embeddings WHERE namespace = ? AND text_sha256 IN "
+                        f"({marks})",
                         [self.namespace, *chunk],
                     ).fetchall()
                     found.update((bytes(k), self._decode(v)) for k, v in rows)
@@ -117,7 +118,8 @@ class EmbeddingCache:
         """Store vectors in one transaction; a text already cached keeps its first vector."""
         now = time.time()
         rows = [
-            (self.namespace, k, np.ascontiguousarray(v, dtype=np.float32).tobytes(), now) for k, v in items.items()
+            (self.namespace, k, np.ascontiguousarray(v, dtype=np.float32).tobytes(), now)
+            for k, v in items.items()
         ]
         try:
             with self._lock:
@@ -128,7 +130,9 @@ class EmbeddingCache:
                     if over > 0:  # the oldest go, a tenth more than needed so this is not every write
                         self._conn.execute(
                             "DELETE FROM embeddings WHERE (namespace, text_sha256) IN (SELECT namespace, "
-                            "text_sha256 FROM embeddings ORDER BY added LIMIT ?)", [over + (self.max_rows or 0) // 10])
+                            "text_sha256 FROM embeddings ORDER BY added LIMIT ?)",
+                            [over + (self.max_rows or 0) // 10],
+                        )
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")

@@ -29,9 +29,17 @@ __all__ = ["ClusterRouter"]
 class ClusterRouter(Router):
     """Avengers-Pro-style cluster router (see the module docstring)."""
 
-    def __init__(self, n_clusters_grid: tuple[int, ...] = (4, 8, 16, 32, 64), top_grid: tuple[int, ...] = (1, 3),
-                 min_cluster_queries: int = 3, embedding_dim: int = EMBEDDING_DIM, holdout: float = 0.2,
-                 seed: int = 0, scale: Scale | None = None, execution: Execution = "parallel") -> None:
+    def __init__(
+        self,
+        n_clusters_grid: tuple[int, ...] = (4, 8, 16, 32, 64),
+        top_grid: tuple[int, ...] = (1, 3),
+        min_cluster_queries: int = 3,
+        embedding_dim: int = EMBEDDING_DIM,
+        holdout: float = 0.2,
+        seed: int = 0,
+        scale: Scale | None = None,
+        execution: Execution = "parallel",
+    ) -> None:
         self.n_clusters_grid = n_clusters_grid
         self.top_grid = top_grid
         self.min_cluster_queries = min_cluster_queries
@@ -44,12 +52,16 @@ class ClusterRouter(Router):
     def fit(self, X: np.ndarray, Y: OutcomeMatrix) -> ClusterRouter:
         _check_rows(X, Y)
         if X.shape[1] < self.embedding_dim:
-            raise RoutingError(f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
-                               hint="pass router.features.featurize output or lower embedding_dim")
+            raise RoutingError(
+                f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
+                hint="pass router.features.featurize output or lower embedding_dim",
+            )
         emb = _unit(X[:, : self.embedding_dim])
         outcomes = np.stack([Y.correct, Y.latency(self.execution), Y.cost_usd], axis=-1)  # (N, K, 3)
         self.grid_scores_ = self._score_grid(emb, outcomes, Y)
-        (self.n_clusters_, self.top_), _ = max(self.grid_scores_.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+        (self.n_clusters_, self.top_), _ = max(
+            self.grid_scores_.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1])
+        )
         self.centres_, self.sizes_, self.means_ = self._clusters(emb, outcomes, self.n_clusters_)
         return self
 
@@ -61,7 +73,11 @@ class ClusterRouter(Router):
         from sklearn.cluster import KMeans
 
         k = min(k, len(emb))
-        labels = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit_predict(emb) if k > 1 else np.zeros(len(emb), int)
+        labels = (
+            KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit_predict(emb)
+            if k > 1
+            else np.zeros(len(emb), int)
+        )
         sizes = np.bincount(labels, minlength=k).astype(float)
         onehot = np.eye(k)[labels]  # (N, k)
         means = np.einsum("nc,nkm->ckm", onehot, outcomes) / np.maximum(sizes, 1.0)[:, None, None]
@@ -77,7 +93,9 @@ class ClusterRouter(Router):
         w = w / w.sum(axis=1, keepdims=True)
         return np.einsum("qt,qtkm->qkm", w, means[nearest])
 
-    def _score_grid(self, emb: np.ndarray, outcomes: np.ndarray, Y: OutcomeMatrix) -> dict[tuple[int, int], float]:
+    def _score_grid(
+        self, emb: np.ndarray, outcomes: np.ndarray, Y: OutcomeMatrix
+    ) -> dict[tuple[int, int], float]:
         n = len(emb)
         n_val = int(round(self.holdout * n))
         grid = [(c, t) for c in self._usable(n) for t in self.top_grid if t <= c]
@@ -104,5 +122,7 @@ class ClusterRouter(Router):
     def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
         self._check_fitted()
         emb = _unit(X[:, : self.embedding_dim])
-        acc, lat, cost = np.moveaxis(self._estimate(emb, self.centres_, self.sizes_, self.means_, self.top_), -1, 0)
+        acc, lat, cost = np.moveaxis(
+            self._estimate(emb, self.centres_, self.sizes_, self.means_, self.top_), -1, 0
+        )
         return Predictions(np.clip(acc, 0.0, 1.0), lat, cost)

@@ -29,8 +29,14 @@ __all__ = ["SIMPLEST_FIRST", "choose_design"]
 SIMPLEST_FIRST = ("prior", "conditioned", "per-candidate")
 
 
-def choose_design(router: Any, X: np.ndarray, Y: OutcomeMatrix, designs: list[str],
-                  candidate_features: np.ndarray | None, groups: np.ndarray | None) -> tuple[str, dict[str, Any]]:
+def choose_design(
+    router: Any,
+    X: np.ndarray,
+    Y: OutcomeMatrix,
+    designs: list[str],
+    candidate_features: np.ndarray | None,
+    groups: np.ndarray | None,
+) -> tuple[str, dict[str, Any]]:
     """The design to fit, and the cross-validation record (per design: mean utility, SE of its
     difference to the best). ``router`` is the unfitted ``LightGBMRouter`` whose parameters the
     fold fits copy (this module sits below it: it takes the class from the instance)."""
@@ -44,16 +50,33 @@ def choose_design(router: Any, X: np.ndarray, Y: OutcomeMatrix, designs: list[st
         for design in designs:
             # Without latency/cost regressors: every design then selects on the same latency and
             # cost estimates (the priors), so the comparison is of success designs alone, and faster.
-            clone = type(router)(**{**router.get_params(), "design": design, "design_folds": 0, "ood_fallback": False,
-                                    "variation_threshold": float("inf")})
+            clone = type(router)(
+                **{
+                    **router.get_params(),
+                    "design": design,
+                    "design_folds": 0,
+                    "ood_fallback": False,
+                    "variation_threshold": float("inf"),
+                }
+            )
             clone.fit(X[rest], sub, candidate_features, None if groups is None else groups[rest])
-            per_query[design][held] = expected_utility(clone, X[held], Y.rows(held), scale, lambdas, router.execution)
+            per_query[design][held] = expected_utility(
+                clone, X[held], Y.rows(held), scale, lambdas, router.execution
+            )
     means = {d: float(v.mean()) for d, v in per_query.items()}
     best = max(means, key=means.__getitem__)
-    se = {d: float(np.std(per_query[best] - per_query[d], ddof=1) / np.sqrt(n)) if n > 1 else 0.0 for d in designs}
+    se = {
+        d: float(np.std(per_query[best] - per_query[d], ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        for d in designs
+    }
     chosen = next(d for d in SIMPLEST_FIRST if d in means and means[best] - means[d] <= se[d])
-    return chosen, {"cv_folds": router.design_folds, "cv_utility": means, "cv_best": best,
-                    "cv_se_of_gap_to_best": se, "rule": "simplest design within one standard error of the best"}
+    return chosen, {
+        "cv_folds": router.design_folds,
+        "cv_utility": means,
+        "cv_best": best,
+        "cv_se_of_gap_to_best": se,
+        "rule": "simplest design within one standard error of the best",
+    }
 
 
 def _sweep(Y: OutcomeMatrix, execution: Execution) -> tuple[Scale, np.ndarray]:

@@ -106,7 +106,9 @@ class FeatureConfig(BaseModel):
     max_seq_length: int = Field(default=128, ge=8, le=512, description="tokens kept per query")
     # Prompts with few-shot examples put the question last; keeping the head embedded the shared
     # examples only (1,918 RouterBench train prompts gave 4 distinct vectors), so keep the tail.
-    truncation: Literal["head", "tail"] = Field(default="tail", description="which end of a long query is kept")
+    truncation: Literal["head", "tail"] = Field(
+        default="tail", description="which end of a long query is kept"
+    )
     text_stats: bool = Field(default=True, description="append TEXT_STAT_NAMES after the embedding")
     normalize: bool = Field(default=True, description="L2-normalise the embedding")
 
@@ -163,7 +165,8 @@ class Embedder:
             from flowfront.router.static_embed import STATIC_REVISION
 
             recipe += f"/static-rev{STATIC_REVISION}"
-        return f"{c.model}=={embedding_package_version(c.model)}/{c.variant}{recipe}/len{c.max_seq_length}/{c.truncation}"
+        version = embedding_package_version(c.model)
+        return f"{c.model}=={version}/{c.variant}{recipe}/len{c.max_seq_length}/{c.truncation}"
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False
@@ -257,9 +260,14 @@ class Embedder:
         if c.variant == "static":
             from flowfront.router.static_embed import load_static_encoder
 
-            return load_static_encoder(resolve_embedding_model(c.model), export_dir=export_dir,
-                                       package_version=embedding_package_version(c.model), max_seq_length=c.max_seq_length,
-                                       truncation=c.truncation, num_threads=self.num_threads)
+            return load_static_encoder(
+                resolve_embedding_model(c.model),
+                export_dir=export_dir,
+                package_version=embedding_package_version(c.model),
+                max_seq_length=c.max_seq_length,
+                truncation=c.truncation,
+                num_threads=self.num_threads,
+            )
         return load_encoder(
             resolve_embedding_model(c.model),
             variant=c.variant,

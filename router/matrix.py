@@ -32,7 +32,9 @@ def build_outcomes(
     correct, lat_seq, lat_par, cost = (np.zeros((q, k)) for _ in range(4))
     from flowfront.progress import progress_bar
 
-    with progress_bar(f"outcome matrix {q} queries x {k} candidates", total=k if progress else None) as advance:
+    with progress_bar(
+        f"outcome matrix {q} queries x {k} candidates", total=k if progress else None
+    ) as advance:
         for j in range(k):
             out = execute(bench, Configuration.parse(candidates[j]), queries, backend, settings)
             correct[:, j] = out.scores

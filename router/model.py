@@ -148,15 +148,30 @@ class LightGBMRouter(Router):
         groups = self._groups(Y, groups, len(X))
         fit, valid, calib = self._folds(len(X))
         s = np.asarray(Y.correct, dtype=np.float64)
-        lat, cost = np.asarray(Y.latency(self.execution), dtype=np.float64), np.asarray(Y.cost_usd, dtype=np.float64)
-        self.n_features_, self.candidate_ids_, self.source_hash_ = X.shape[1], list(Y.candidate_ids), Y.source_hash
-        self.static_accuracy_, self.static_latency_s_, self.static_cost_usd_ = s.mean(0), lat.mean(0), cost.mean(0)
+        lat, cost = (
+            np.asarray(Y.latency(self.execution), dtype=np.float64),
+            np.asarray(Y.cost_usd, dtype=np.float64),
+        )
+        self.n_features_, self.candidate_ids_, self.source_hash_ = (
+            X.shape[1],
+            list(Y.candidate_ids),
+            Y.source_hash,
+        )
+        self.static_accuracy_, self.static_latency_s_, self.static_cost_usd_ = (
+            s.mean(0),
+            lat.mean(0),
+            cost.mean(0),
+        )
         designs, cv = self._designs(X, Y, candidate_features, groups)
         # The prior alone has nothing to early-stop and its group means are frequencies already:
         # its map and means learn from every train query (one group is then exactly static).
         learn = np.arange(len(X)) if designs == ["prior"] else fit
-        self.query_map_ = QueryMap(n_components=self.n_components, embedding_dim=self.embedding_dim,
-                                   n_clusters=self.n_clusters, seed=self.seed).fit(X[learn], _take(groups, learn))
+        self.query_map_ = QueryMap(
+            n_components=self.n_components,
+            embedding_dim=self.embedding_dim,
+            n_clusters=self.n_clusters,
+            seed=self.seed,
+        ).fit(X[learn], _take(groups, learn))
         self._fit_priors(s[learn], lat[learn], cost[learn])
         self.candidate_features_ = self._candidate_matrix(Y, s[fit], lat[fit], cost[fit], candidate_features)
         Q = self._query_parts(X)
@@ -183,23 +198,39 @@ class LightGBMRouter(Router):
         """The success design the fit chose, and the validation evidence for it."""
         self._check_fitted()
         vm = self.validation_metrics_
-        keys = ("valid_utility", "valid_utility_prior", "valid_log_loss", "valid_log_loss_prior", "calibration",
-                "cv_utility", "cv_se_of_gap_to_best", "rule", "group_mix")
+        keys = (
+            "valid_utility",
+            "valid_utility_prior",
+            "valid_log_loss",
+            "valid_log_loss_prior",
+            "calibration",
+            "cv_utility",
+            "cv_se_of_gap_to_best",
+            "rule",
+            "group_mix",
+        )
         return {"design": self.design_, **{k: vm.get(k) for k in keys if k in vm or k == "calibration"}}
 
     def _check_fit_inputs(self, X: np.ndarray, Y: OutcomeMatrix, extra: np.ndarray | None) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[0] != len(Y.query_ids):
-            raise RoutingError(f"features have shape {X.shape} but the outcome matrix has {len(Y.query_ids)} queries",
-                               hint="featurize exactly the outcome matrix's texts, in order")
+            raise RoutingError(
+                f"features have shape {X.shape} but the outcome matrix has {len(Y.query_ids)} queries",
+                hint="featurize exactly the outcome matrix's texts, in order",
+            )
         if X.shape[1] < self.embedding_dim:
-            raise RoutingError(f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
-                               hint="pass router.features.featurize output or set embedding_dim")
+            raise RoutingError(
+                f"features have {X.shape[1]} columns, fewer than embedding_dim={self.embedding_dim}",
+                hint="pass router.features.featurize output or set embedding_dim",
+            )
         if not np.isfinite(X).all():
             raise RoutingError("features contain NaN or infinite values", hint="featurize the texts again")
         if extra is not None and np.asarray(extra).shape[0] != len(Y.candidate_ids):
-            raise RoutingError(f"candidate_features has {np.asarray(extra).shape[0]} rows for {len(Y.candidate_ids)} "
-                               "candidates", hint="pass one row per outcome-matrix column, in order")
+            raise RoutingError(
+                f"candidate_features has {np.asarray(extra).shape[0]} rows for {len(Y.candidate_ids)} "
+                "candidates",
+                hint="pass one row per outcome-matrix column, in order",
+            )
         if len(X) < MIN_TRAIN_QUERIES:
             raise RoutingError(f"{len(X)} train queries are too few to fit and validate a router",
                                hint=f"use a train split with at least {MIN_TRAIN_QUERIES} queries")
@@ -220,7 +251,11 @@ class LightGBMRouter(Router):
         order = np.random.default_rng(self.seed).permutation(n)
         n_valid = max(int(round(self.valid_fraction * n)), 5)
         n_calib = max(int(round(self.calib_fraction * n)), 5) if self.calib_fraction > 0 else 0
-        return np.sort(order[n_valid + n_calib :]), np.sort(order[:n_valid]), np.sort(order[n_valid : n_valid + n_calib])
+        return (
+            np.sort(order[n_valid + n_calib :]),
+            np.sort(order[:n_valid]),
+            np.sort(order[n_valid : n_valid + n_calib]),
+        )
 
     def _fit_priors(self, s: np.ndarray, lat: np.ndarray, cost: np.ndarray) -> None:
         """Per group and candidate: shrunk means of correctness, latency and cost (fit rows)."""
@@ -233,7 +268,9 @@ class LightGBMRouter(Router):
     def _candidate_matrix(self, Y: OutcomeMatrix, s: np.ndarray, lat: np.ndarray, cost: np.ndarray,
                           extra: np.ndarray | None) -> np.ndarray:
         onehot, _ = candidate_features(Y.candidates)
-        means = np.stack([s.mean(axis=0), np.log1p(lat.mean(axis=0)), np.log1p(1e3 * cost.mean(axis=0))], axis=1)
+        means = np.stack(
+            [s.mean(axis=0), np.log1p(lat.mean(axis=0)), np.log1p(1e3 * cost.mean(axis=0))], axis=1
+        )
         parts = [onehot, means] + ([np.asarray(extra, dtype=np.float64)] if extra is not None else [])
         return np.concatenate(parts, axis=1).astype(np.float32)
 
@@ -243,14 +280,18 @@ class LightGBMRouter(Router):
     def hint_groups(self) -> tuple[str, ...]:
         """The task labels the groups were learned from (none when the groups are k-means clusters)."""
         self._check_fitted()
-        return tuple(self.query_map_.groups_) if self.validation_metrics_.get("group_source") == "labels" else ()
+        return (
+            tuple(self.query_map_.groups_) if self.validation_metrics_.get("group_source") == "labels" else ()
+        )
 
     def hint_mask(self, hints: Hints, n: int) -> np.ndarray:
         """(n,) rows whose hint names a group seen in training; the others are routed from the text."""
         if hints is None:
             return np.zeros(n, dtype=bool)
         if len(hints) != n:
-            raise RoutingError(f"{len(hints)} hints for {n} queries", hint="pass one hint (or None) per query")
+            raise RoutingError(
+                f"{len(hints)} hints for {n} queries", hint="pass one hint (or None) per query"
+            )
         known = set(self.hint_groups)
         return np.array([h in known for h in hints], dtype=bool)
 
@@ -269,10 +310,18 @@ class LightGBMRouter(Router):
                 "latency": G @ self.prior_latency_s_, "cost": G @ self.prior_cost_usd_}
 
     def _boosting(self) -> Boosting:
-        params = {"num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
-                  "learning_rate": self.learning_rate, "feature_fraction": self.feature_fraction,
-                  "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "verbose": -1, "deterministic": True,
-                  "force_row_wise": True, "seed": self.seed}
+        params = {
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "learning_rate": self.learning_rate,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "num_threads": self.num_threads,
+            "verbose": -1,
+            "deterministic": True,
+            "force_row_wise": True,
+            "seed": self.seed,
+        }
         return Boosting(params, self.n_estimators, self.early_stopping_rounds, self.max_conditioned_rows,
                         self.variation_threshold, self.seed)
 
@@ -335,7 +384,9 @@ class LightGBMRouter(Router):
 
     def _fit_ood(self, X: np.ndarray, fit: np.ndarray, held_out: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed + 2)
-        ref_rows = fit if len(fit) <= self.reference_size else rng.choice(fit, self.reference_size, replace=False)
+        ref_rows = (
+            fit if len(fit) <= self.reference_size else rng.choice(fit, self.reference_size, replace=False)
+        )
         # Stored as float16 in the artifact; learning the threshold on the rounded set keeps it exact.
         self.reference_embeddings_ = X[np.sort(ref_rows), : self.embedding_dim].astype(np.float16)
         dist = nn_cosine_distance(X[held_out, : self.embedding_dim], self.reference_embeddings_)
@@ -353,7 +404,9 @@ class LightGBMRouter(Router):
         cf = self.candidate_features_
         raw = raw_success(Q, cf, self.design_, self.success_models_)
         # A candidate that was always right (or wrong) keeps its constant: calibration is for boosters.
-        acc = np.where(self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0))
+        acc = np.where(
+            self._constant_columns(), raw, np.clip(apply_calibration(raw, self.calibration_), 0.0, 1.0)
+        )
         lat, cost = regress(Q, cf, self.latency_model_, "latency"), regress(Q, cf, self.cost_model_, "cost")
         groups = np.asarray(self.query_map_.groups_, dtype=object)[Q["G"].argmax(axis=1)]
         if not self.ood_fallback:
@@ -389,8 +442,10 @@ class LightGBMRouter(Router):
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features_:
-            raise RoutingError(f"features have shape {X.shape}, the router was trained on {self.n_features_} columns",
-                               hint="featurize with the FeatureConfig stored in the router artifact")
+            raise RoutingError(
+                f"features have shape {X.shape}, the router was trained on {self.n_features_} columns",
+                hint="featurize with the FeatureConfig stored in the router artifact",
+            )
         if not np.isfinite(X).all():
             raise RoutingError("features contain NaN or infinite values", hint="featurize the texts again")
         return X

@@ -51,8 +51,14 @@ class PolicyValue:
     matched: int  # decisions where the policy picks what was served
 
     def as_json(self) -> dict[str, float | int | str]:
-        return {"estimator": self.estimator, "value": self.value, "low": self.low, "high": self.high, "n": self.n,
-                "matched": self.matched}
+        return {
+            "estimator": self.estimator,
+            "value": self.value,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "matched": self.matched,
+        }
 
 
 def ips_terms(log: Logged, chosen: np.ndarray) -> np.ndarray:
@@ -61,7 +67,9 @@ def ips_terms(log: Logged, chosen: np.ndarray) -> np.ndarray:
 
 def dr_terms(log: Logged, chosen: np.ndarray) -> np.ndarray:
     rows = np.arange(len(chosen))
-    correction = np.where(chosen == log.action, (log.utility - log.direct[rows, log.action]) / log.propensity, 0.0)
+    correction = np.where(
+        chosen == log.action, (log.utility - log.direct[rows, log.action]) / log.propensity, 0.0
+    )
     return log.direct[rows, chosen] + correction
 
 

@@ -200,7 +200,13 @@ class OnnxEncoder:
     """Tokenise with the model's fast tokenizer and run the exported graph on onnxruntime."""
 
     def __init__(
-        self, onnx_path: Path, model_dir: Path, *, max_seq_length: int, num_threads: int, truncation: str = "tail"
+        self,
+        onnx_path: Path,
+        model_dir: Path,
+        *,
+        max_seq_length: int,
+        num_threads: int,
+        truncation: str = "tail",
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -208,7 +214,9 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # tokenizer.json ships with fixed padding to 128 and truncation at 128; we want the
         # configured limit and padding only to the longest text of each batch.
-        self.tokenizer.enable_truncation(max_length=max_seq_length, direction="left" if truncation == "tail" else "right")
+        self.tokenizer.enable_truncation(
+            max_length=max_seq_length, direction="left" if truncation == "tail" else "right"
+        )
         pad_id = self.tokenizer.token_to_id("[PAD]")
         self.tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
         options = ort.SessionOptions()
@@ -274,4 +282,6 @@ def load_encoder(
         model_dir, export_dir, package_version=package_version, variant=variant, max_seq_length=max_seq_length
     )
     threads = num_threads or default_threads()
-    return OnnxEncoder(path, model_dir, max_seq_length=max_seq_length, num_threads=threads, truncation=truncation)
+    return OnnxEncoder(
+        path, model_dir, max_seq_length=max_seq_length, num_threads=threads, truncation=truncation
+    )

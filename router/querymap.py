@@ -10,8 +10,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QueryMap", "apply_calibration", "brier", "fit_calibration_map", "group_means", "logit", "nn_cosine_distance", "sigmoid",
-           "soft_log_loss", "unit_rows"]
+__all__ = [
+    "QueryMap",
+    "apply_calibration",
+    "brier",
+    "fit_calibration_map",
+    "group_means",
+    "logit",
+    "nn_cosine_distance",
+    "sigmoid",
+    "soft_log_loss",
+    "unit_rows",
+]
 
 _EPS = 1e-6
 
@@ -143,10 +153,17 @@ class QueryMap:
 
     def state(self) -> dict[str, Any]:
         """Parameters and learned arrays as JSON-ready lists."""
-        params = {"n_components": self.n_components, "embedding_dim": self.embedding_dim,
-                  "n_clusters": self.n_clusters, "seed": self.seed, "min_cluster_queries": self.min_cluster_queries}
-        arrays = {name: getattr(self, name).tolist() for name in ("center_", "components_", "mu_", "sd_", "coef_",
-                                                                  "intercept_")}
+        params = {
+            "n_components": self.n_components,
+            "embedding_dim": self.embedding_dim,
+            "n_clusters": self.n_clusters,
+            "seed": self.seed,
+            "min_cluster_queries": self.min_cluster_queries,
+        }
+        arrays = {
+            name: getattr(self, name).tolist()
+            for name in ("center_", "components_", "mu_", "sd_", "coef_", "intercept_")
+        }
         return {"params": params, "groups": list(self.groups_), **arrays}
 
     @classmethod
@@ -157,10 +174,18 @@ class QueryMap:
             setattr(qmap, name, np.asarray(state[name], dtype=np.float64))
         k, d, g = len(qmap.components_), qmap.embedding_dim, len(qmap.groups_)
         width = len(qmap.mu_)
-        shapes = {"center_": (d,), "components_": (k, d), "sd_": (width,), "coef_": (g, width), "intercept_": (g,)}
+        shapes = {
+            "center_": (d,),
+            "components_": (k, d),
+            "sd_": (width,),
+            "coef_": (g, width),
+            "intercept_": (g,),
+        }
         bad = [n for n, shape in shapes.items() if getattr(qmap, n).shape != shape]
         if bad or width < k:
-            raise ValueError(f"query map arrays {bad or ['mu_']} do not fit {k} components, {d} dims, {g} groups")
+            raise ValueError(
+                f"query map arrays {bad or ['mu_']} do not fit {k} components, {d} dims, {g} groups"
+            )
         return qmap
 
 
@@ -191,7 +216,9 @@ def choose_calibration(p: np.ndarray, s: np.ndarray, seed: int) -> tuple[dict[st
     for method in ("identity", "platt", "isotonic"):
         out = np.empty_like(p)
         for part in (half, ~half):  # fit on one half of the queries, score on the other
-            out[part] = apply_calibration(p[part], fit_calibration_map(method, p[~part].ravel(), s[~part].ravel()))
+            out[part] = apply_calibration(
+                p[part], fit_calibration_map(method, p[~part].ravel(), s[~part].ravel())
+            )
         scores[method] = brier(out, s)
     method = min(scores, key=scores.get)
     return fit_calibration_map(method, p.ravel(), s.ravel()), {"calib_brier": scores, "calibration": method,

@@ -55,26 +55,71 @@ _NARROW = (("embedding_dim", TEST_EMBEDDING_DIM),)
 _SMALL_BOOST = (("n_estimators", 40), *_NARROW)
 _SHORT_RL = (("steps", 300), *_NARROW)
 
-STRATEGIES: dict[str, StrategyEntry] = {e.name: e for e in (
-    StrategyEntry("frontier", f"{_R}.model", "LightGBMRouter", "frontier", seeded=True, persisted=True,
-                  test_params=_SMALL_BOOST),
-    StrategyEntry("frontier-prior", f"{_R}.model", "LightGBMRouter", "frontier", seeded=True,
-                  params=(("design", "prior"),), test_params=_SMALL_BOOST),
-    StrategyEntry("static", f"{_R}.baselines", "StaticRouter", "frontier", seeded=False, reads_features=False),
-    StrategyEntry("knn", f"{_R}.baselines", "KNNRouter", "frontier", seeded=True, test_params=_NARROW),
-    StrategyEntry("cluster", f"{_R}.cluster", "ClusterRouter", "frontier", seeded=True, test_params=_NARROW),
-    StrategyEntry("random", f"{_R}.baselines", "RandomPolicy", "frontier", seeded=True, reads_features=False),
-    StrategyEntry("best-single", f"{_R}.baselines", "BestSinglePolicy", "frontier", seeded=False,
-                  reads_features=False, honours_preferences=False),
-    StrategyEntry("full-space", f"{_R}.model", "LightGBMRouter", "sample", seeded=True, persisted=True,
-                  test_params=_SMALL_BOOST),
-    StrategyEntry("full-space-factorised", f"{_R}.baselines", "FactorisedPolicy", "sample", seeded=False),
-    StrategyEntry("masrouter-style", f"{_R}.baselines_rl", "MasRouterStyle", "sample", seeded=True,
-                  test_params=_SHORT_RL),
-    StrategyEntry("maas-style", f"{_R}.baselines_rl", "MaasStyle", "sample", seeded=True, test_params=_SHORT_RL),
-    # Evaluation's upper bound, not a router to train: fitted on the test outcomes themselves.
-    StrategyEntry("oracle", f"{_R}.baselines", "OraclePolicy", "all", seeded=False, fits_on_eval=True),
-)}
+STRATEGIES: dict[str, StrategyEntry] = {
+    e.name: e
+    for e in (
+        StrategyEntry(
+            "frontier",
+            f"{_R}.model",
+            "LightGBMRouter",
+            "frontier",
+            seeded=True,
+            persisted=True,
+            test_params=_SMALL_BOOST,
+        ),
+        StrategyEntry(
+            "frontier-prior",
+            f"{_R}.model",
+            "LightGBMRouter",
+            "frontier",
+            seeded=True,
+            params=(("design", "prior"),),
+            test_params=_SMALL_BOOST,
+        ),
+        StrategyEntry(
+            "static", f"{_R}.baselines", "StaticRouter", "frontier", seeded=False, reads_features=False
+        ),
+        StrategyEntry("knn", f"{_R}.baselines", "KNNRouter", "frontier", seeded=True, test_params=_NARROW),
+        StrategyEntry(
+            "cluster", f"{_R}.cluster", "ClusterRouter", "frontier", seeded=True, test_params=_NARROW
+        ),
+        StrategyEntry(
+            "random", f"{_R}.baselines", "RandomPolicy", "frontier", seeded=True, reads_features=False
+        ),
+        StrategyEntry(
+            "best-single",
+            f"{_R}.baselines",
+            "BestSinglePolicy",
+            "frontier",
+            seeded=False,
+            reads_features=False,
+            honours_preferences=False,
+        ),
+        StrategyEntry(
+            "full-space",
+            f"{_R}.model",
+            "LightGBMRouter",
+            "sample",
+            seeded=True,
+            persisted=True,
+            test_params=_SMALL_BOOST,
+        ),
+        StrategyEntry("full-space-factorised", f"{_R}.baselines", "FactorisedPolicy", "sample", seeded=False),
+        StrategyEntry(
+            "masrouter-style",
+            f"{_R}.baselines_rl",
+            "MasRouterStyle",
+            "sample",
+            seeded=True,
+            test_params=_SHORT_RL,
+        ),
+        StrategyEntry(
+            "maas-style", f"{_R}.baselines_rl", "MaasStyle", "sample", seeded=True, test_params=_SHORT_RL
+        ),
+        # Evaluation's upper bound, not a router to train: fitted on the test outcomes themselves.
+        StrategyEntry("oracle", f"{_R}.baselines", "OraclePolicy", "all", seeded=False, fits_on_eval=True),
+    )
+}
 
 TRAINABLE = tuple(name for name, e in STRATEGIES.items() if not e.fits_on_eval)
 

@@ -40,8 +40,19 @@ from flowfront.router.offpolicy import Logged, policy_value, value_difference
 from flowfront.router.select import Preference, Scale, utility
 from flowfront.store import Decision, Feedback
 
-__all__ = ["FOLDS", "Graded", "IMPUTE_STRENGTH", "MIN_GRADED", "OFFLINE_TOLERANCE", "Comparison", "bandit_matrix",
-           "compare", "decide", "graded_decisions", "logged"]
+__all__ = [
+    "FOLDS",
+    "Graded",
+    "IMPUTE_STRENGTH",
+    "MIN_GRADED",
+    "OFFLINE_TOLERANCE",
+    "Comparison",
+    "bandit_matrix",
+    "compare",
+    "decide",
+    "graded_decisions",
+    "logged",
+]
 
 MIN_GRADED = 60  # graded decisions retrain needs: enough for each fold to judge a challenger on
 FOLDS = 5
@@ -64,7 +75,12 @@ def graded_decisions(decisions: list[Decision], feedback: list[Feedback], fronti
             grades[f.id][f.name] = float(f.value)
     out = []
     for d in decisions:
-        if d.status != 200 or d.frontier_hash != frontier_hash or d.candidate_index is None or d.estimates is None:
+        if (
+            d.status != 200
+            or d.frontier_hash != frontier_hash
+            or d.candidate_index is None
+            or d.estimates is None
+        ):
             continue
         by_name = grades.get(d.id, {})
         name = next((n for n in GRADE_NAMES if n in by_name), None)
@@ -97,7 +113,9 @@ def logged(graded: list[Graded], scale: Scale, direct: tuple[np.ndarray, np.ndar
                   utility(acc, lat, lam[:, None], scale))
 
 
-def bandit_matrix(graded: list[Graded], like: OutcomeMatrix, *, default_task: str = "served") -> OutcomeMatrix:
+def bandit_matrix(
+    graded: list[Graded], like: OutcomeMatrix, *, default_task: str = "served"
+) -> OutcomeMatrix:
     """Outcome rows for graded decisions, shaped like the offline matrix (same candidates)."""
     K = len(like.candidate_ids)
     task_of = [g.decision.task or g.decision.route_group or default_task for g in graded]
@@ -135,10 +153,18 @@ def concat(a: OutcomeMatrix, b: OutcomeMatrix) -> OutcomeMatrix:
         raise RoutingError("the served decisions were made over other candidates than the offline matrix",
                            hint="retrain on decisions made with the current frontier")
     tasks = None if a.tasks is None or b.tasks is None else [*a.tasks, *b.tasks]
-    return OutcomeMatrix([*a.query_ids, *b.query_ids], [*a.texts, *b.texts], a.candidate_ids, a.candidates,
-                         np.vstack([a.correct, b.correct]), np.vstack([a.latency_sequential_s, b.latency_sequential_s]),
-                         np.vstack([a.latency_parallel_s, b.latency_parallel_s]), np.vstack([a.cost_usd, b.cost_usd]),
-                         source_hash=b.source_hash, tasks=tasks)
+    return OutcomeMatrix(
+        [*a.query_ids, *b.query_ids],
+        [*a.texts, *b.texts],
+        a.candidate_ids,
+        a.candidates,
+        np.vstack([a.correct, b.correct]),
+        np.vstack([a.latency_sequential_s, b.latency_sequential_s]),
+        np.vstack([a.latency_parallel_s, b.latency_parallel_s]),
+        np.vstack([a.cost_usd, b.cost_usd]),
+        source_hash=b.source_hash,
+        tasks=tasks,
+    )
 
 
 def choices(policy: Policy, X: np.ndarray, graded: list[Graded], scale: Scale) -> np.ndarray:
@@ -164,7 +190,9 @@ class Comparison:
 
 def folds_of(graded: list[Graded], folds: int = FOLDS) -> np.ndarray:
     """Fold of each graded decision, by its query text (the same query always lands in the same fold)."""
-    return np.array([int(hashlib.sha256(g.decision.query.encode()).hexdigest()[:8], 16) % folds for g in graded])
+    return np.array(
+        [int(hashlib.sha256(g.decision.query.encode()).hexdigest()[:8], 16) % folds for g in graded]
+    )
 
 
 def offpolicy(champion: Policy, fit: Callable[[np.ndarray], Policy], X: np.ndarray, graded: list[Graded],
@@ -183,17 +211,28 @@ def offpolicy(champion: Policy, fit: Callable[[np.ndarray], Policy], X: np.ndarr
         # are what drift made wrong, and a direct model that favours the policy it came from decides
         # the comparison. It never saw these decisions.
         pred = policy.predict(X[held], hints=[g.decision.task for g in rows])
-        parts.append((logged(rows, scale, (pred.accuracy, pred.latency_s)), choices(policy, X[held], rows, scale),
-                      choices(champion, X[held], rows, scale), np.array([g.decision.query for g in rows])))
+        parts.append(
+            (
+                logged(rows, scale, (pred.accuracy, pred.latency_s)),
+                choices(policy, X[held], rows, scale),
+                choices(champion, X[held], rows, scale),
+                np.array([g.decision.query for g in rows]),
+            )
+        )
     log = Logged(*(np.concatenate([getattr(p[0], name) for p in parts])
                    for name in ("action", "propensity", "utility", "direct")))
     a_new, a_old, queries = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
     opts = {"seed": seed, "groups": queries}  # a repeated query is one cluster in the bootstrap
-    return {"held_out_decisions": len(log.action), "folds": folds, "distinct_queries": len(set(queries)),
-            "challenger": {e: policy_value(log, a_new, e, **opts).as_json() for e in ("ips", "dr")},
-            "champion": {e: policy_value(log, a_old, e, **opts).as_json() for e in ("ips", "dr")},
-            "difference": {e: value_difference(log, a_new, a_old, e, **opts).as_json() for e in ("ips", "dr")},
-            "logged_mean_utility": float(log.utility.mean()), "min_propensity": float(log.propensity.min())}
+    return {
+        "held_out_decisions": len(log.action),
+        "folds": folds,
+        "distinct_queries": len(set(queries)),
+        "challenger": {e: policy_value(log, a_new, e, **opts).as_json() for e in ("ips", "dr")},
+        "champion": {e: policy_value(log, a_old, e, **opts).as_json() for e in ("ips", "dr")},
+        "difference": {e: value_difference(log, a_new, a_old, e, **opts).as_json() for e in ("ips", "dr")},
+        "logged_mean_utility": float(log.utility.mean()),
+        "min_propensity": float(log.propensity.min()),
+    }
 
 
 def offline(champion: Policy, challenger: Policy, X_test: np.ndarray, Y_test: OutcomeMatrix, scale: Scale,
@@ -205,12 +244,18 @@ def offline(champion: Policy, challenger: Policy, X_test: np.ndarray, Y_test: Ou
     eu_old = expected_utility(champion, X_test, Y_test, scale, lambdas, execution)  # type: ignore[arg-type]
     diff = eu_new - eu_old
     if np.ptp(diff) > 0:
-        ci = bootstrap((diff,), np.mean, n_resamples=2000, method="percentile", random_state=seed).confidence_interval
+        ci = bootstrap(
+            (diff,), np.mean, n_resamples=2000, method="percentile", random_state=seed
+        ).confidence_interval
         low, high = float(ci.low), float(ci.high)
     else:
         low = high = float(diff.mean())
-    return {"test_queries": len(diff), "challenger_eu": float(eu_new.mean()), "champion_eu": float(eu_old.mean()),
-            "difference": {"value": float(diff.mean()), "low": low, "high": high}}
+    return {
+        "test_queries": len(diff),
+        "challenger_eu": float(eu_new.mean()),
+        "champion_eu": float(eu_old.mean()),
+        "difference": {"value": float(diff.mean()), "low": low, "high": high},
+    }
 
 
 def compare(champion: Policy, challenger: Policy, X: np.ndarray, graded: list[Graded], X_test: np.ndarray,
@@ -232,8 +277,10 @@ def decide(comparison: Comparison) -> tuple[bool, str]:
     if dr["low"] <= 0:
         return False, (f"not better on recent traffic: doubly robust difference {dr['value']:+.4f} "
                        f"[{dr['low']:+.4f}, {dr['high']:+.4f}] does not exclude 0")
-    return True, (f"better on recent traffic (doubly robust {dr['value']:+.4f} [{dr['low']:+.4f}, {dr['high']:+.4f}]) "
-                  f"and not worse offline ({off['value']:+.4f} [{off['low']:+.4f}, {off['high']:+.4f}])")
+    return True, (
+        f"better on recent traffic (doubly robust {dr['value']:+.4f} [{dr['low']:+.4f}, {dr['high']:+.4f}]) "
+        f"and not worse offline ({off['value']:+.4f} [{off['low']:+.4f}, {off['high']:+.4f}])"
+    )
 
 
 def retrain_job(settings: Any, benchmark: str, **options: Any) -> dict[str, Any]:
@@ -242,9 +289,10 @@ def retrain_job(settings: Any, benchmark: str, **options: Any) -> dict[str, Any]
     return retrain(settings, benchmark, **options)[0]
 
 
-def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed: int = 0, dry_run: bool = False,
-            offline_exclude: frozenset[str] = frozenset(), train_exclude: frozenset[str] = frozenset(),
-            min_graded: int = MIN_GRADED) -> tuple[dict[str, Any], Any]:
+def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed: int = 0,
+            dry_run: bool = False, offline_exclude: frozenset[str] = frozenset(),
+            train_exclude: frozenset[str] = frozenset(), min_graded: int = MIN_GRADED
+            ) -> tuple[dict[str, Any], Any]:
     """:func:`retrain_job`, also returning the challenger (promoted or not). ``offline_exclude``
     and ``train_exclude`` name test and train query ids to leave out of the offline matrices (a
     simulation's way of saying what the offline data did not hold)."""
@@ -276,12 +324,14 @@ def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed
 
     challenger = fit(np.arange(len(graded)))
     keep = np.array([q not in offline_exclude for q in data.test.query_ids])
-    comparison = compare(champion, challenger, X, graded, data.X_test[keep], data.test.rows(np.flatnonzero(keep)),
-                         data.scale, data.lambdas, execution, seed=seed, fit=fit)
+    comparison = compare(champion, challenger, X, graded, data.X_test[keep],
+                         data.test.rows(np.flatnonzero(keep)), data.scale, data.lambdas, execution, seed=seed,
+                         fit=fit)
     promote, why = decide(comparison)
     report = {"benchmark": bench.name, "workflow": bench.workflow.name, "at": time.time(),
-              "graded": len(graded), "learned_from": len(graded), "held_out": comparison.offpolicy["held_out_decisions"],
-              "champion": champion.source_hash_, "offpolicy": comparison.offpolicy, "offline": comparison.offline,
+              "graded": len(graded), "learned_from": len(graded),
+              "held_out": comparison.offpolicy["held_out_decisions"], "champion": champion.source_hash_,
+              "offpolicy": comparison.offpolicy, "offline": comparison.offline,
               "rule": __doc__.split("Promote when", 1)[1].split("\n\n")[0].strip() if __doc__ else "",
               "promoted": bool(promote and not dry_run), "would_promote": promote, "reason": why}
     if promote and not dry_run:
@@ -291,24 +341,32 @@ def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed
     return report, challenger
 
 
-def _graded(settings: Any, workflow: str, frontier_hash: str, since_s: float | None, least: int) -> list[Graded]:
+def _graded(
+    settings: Any, workflow: str, frontier_hash: str, since_s: float | None, least: int
+) -> list[Graded]:
     """The graded decisions retrain learns from, or a one-line refusal when there are too few."""
     import time
 
     from flowfront.store import connect
 
     with connect(settings.served_store_url) as served:
-        decisions = served.decisions(since=None if since_s is None else time.time() - since_s, workflow=workflow)
+        decisions = served.decisions(
+            since=None if since_s is None else time.time() - since_s, workflow=workflow
+        )
         feedback = served.feedback(ids=[d.id for d in decisions]) if decisions else []
     graded = graded_decisions(decisions, feedback, frontier_hash)
     if len(graded) < least:
-        raise RoutingError(f"retrain needs at least {least} graded decisions of {workflow!r} on its current "
-                           f"frontier; it has {len(graded)}",
-                           hint="grade more (POST /v1/feedback, `flowfront feedback import`, `flowfront grade`)")
+        raise RoutingError(
+            f"retrain needs at least {least} graded decisions of {workflow!r} on its current "
+            f"frontier; it has {len(graded)}",
+            hint="grade more (POST /v1/feedback, `flowfront feedback import`, `flowfront grade`)",
+        )
     return graded
 
 
-def _promote(settings: Any, folder: Any, challenger: Any, frontier_hash: str, workflow_hash: str, n: int) -> int:
+def _promote(
+    settings: Any, folder: Any, challenger: Any, frontier_hash: str, workflow_hash: str, n: int
+) -> int:
     """Swap the challenger in (validated first) and advance the shared generation, so every
     replica reloads it; returns that generation."""
     from flowfront.router.artifact import read_artifact, save_router
@@ -330,7 +388,9 @@ def _write_report(out: Any, report: dict[str, Any]) -> str:
     from flowfront.artifacts import write_atomic
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["at"]))
-    write_atomic(out / f"{stamp}.json", orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    write_atomic(
+        out / f"{stamp}.json", orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
     write_atomic(out / f"{stamp}.md", _markdown(report).encode())
     return str(out / f"{stamp}.md")
 
@@ -341,15 +401,24 @@ def _markdown(r: dict[str, Any]) -> str:
     def row(name: str, part: dict[str, Any]) -> str:
         return f"| {name} | {part['value']:+.4f} | [{part['low']:+.4f}, {part['high']:+.4f}] |"
 
-    lines = [f"# Retrain of {r['workflow']}", "",
-             f"{r['graded']} graded decisions, learned from and judged on by cross-fitting in "
-             f"{r['offpolicy']['folds']} folds (each decision judges a challenger that never saw it; the "
-             f"challenger that would go live learned from all of them).", "",
-             "| comparison (challenger - champion) | value | 95% interval |", "|---|---|---|",
-             row("doubly robust, held-out decisions", dr), row("inverse propensity, held-out decisions", ips),
-             row(f"expected utility, offline test split ({off['test_queries']} queries)", off["difference"]), "",
-             f"Challenger doubly robust value {r['offpolicy']['challenger']['dr']['value']:.4f}, champion "
-             f"{r['offpolicy']['champion']['dr']['value']:.4f}.", "",
-             f"**Decision: {'promoted' if r['promoted'] else 'kept the champion'}.** {r['reason']}.", "",
-             f"Rule: {r['rule']}"]
+    lines = [
+        f"# Retrain of {r['workflow']}",
+        "",
+        f"{r['graded']} graded decisions, learned from and judged on by cross-fitting in "
+        f"{r['offpolicy']['folds']} folds (each decision judges a challenger that never saw it; the "
+        f"challenger that would go live learned from all of them).",
+        "",
+        "| comparison (challenger - champion) | value | 95% interval |",
+        "|---|---|---|",
+        row("doubly robust, held-out decisions", dr),
+        row("inverse propensity, held-out decisions", ips),
+        row(f"expected utility, offline test split ({off['test_queries']} queries)", off["difference"]),
+        "",
+        f"Challenger doubly robust value {r['offpolicy']['challenger']['dr']['value']:.4f}, champion "
+        f"{r['offpolicy']['champion']['dr']['value']:.4f}.",
+        "",
+        f"**Decision: {'promoted' if r['promoted'] else 'kept the champion'}.** {r['reason']}.",
+        "",
+        f"Rule: {r['rule']}",
+    ]
     return "\n".join(lines) + "\n"

@@ -31,8 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowfront.errors import InfeasibleError, RoutingError
 
-__all__ = ["Preference", "Scale", "SelectionResult", "frontier_estimates", "lambda_sweep", "select", "select_static",
-           "utility"]
+__all__ = [
+    "Preference",
+    "Scale",
+    "SelectionResult",
+    "frontier_estimates",
+    "lambda_sweep",
+    "select",
+    "select_static",
+    "utility",
+]
 
 Objective = Literal["latency", "cost"]
 _LIMIT_FIELDS = ("max_latency_s", "max_cost_usd", "min_accuracy")
@@ -433,6 +441,12 @@ def select_static(frontier, pref: Preference) -> tuple[int, int | None, bool]:
     others = np.flatnonzero(np.arange(len(acc)) != index)
     runner = None
     if len(others):
-        rest = select(acc[others], lat[others], cost[others], pref.model_copy(update={"on_infeasible": "nearest"}), scale)
+        rest = select(
+            acc[others],
+            lat[others],
+            cost[others],
+            pref.model_copy(update={"on_infeasible": "nearest"}),
+            scale,
+        )
         runner = int(others[int(rest.index)])
     return index, runner, bool(picked.feasible)

@@ -63,7 +63,9 @@ def distil(encoder: OnnxEncoder) -> np.ndarray:
     return table
 
 
-def ensure_static(model_dir: Path, export_dir: Path, *, package_version: str, num_threads: int | None = None) -> Path:
+def ensure_static(
+    model_dir: Path, export_dir: Path, *, package_version: str, num_threads: int | None = None
+) -> Path:
     """Path of the token table, distilling it (from the int8 export, made first if needed) on first use."""
     target = static_path(export_dir, package_version)
     if target.is_file():
@@ -74,7 +76,9 @@ def ensure_static(model_dir: Path, export_dir: Path, *, package_version: str, nu
     with export_lock(export_dir):
         if target.is_file():  # another process finished it while we waited
             return target
-        encoder = OnnxEncoder(int8, model_dir, max_seq_length=_DISTIL_SEQ, num_threads=num_threads or default_threads())
+        encoder = OnnxEncoder(
+            int8, model_dir, max_seq_length=_DISTIL_SEQ, num_threads=num_threads or default_threads()
+        )
         buffer = io.BytesIO()
         np.save(buffer, distil(encoder), allow_pickle=False)
         write_atomic(target, buffer.getvalue())  # other workers never load half a table
@@ -84,13 +88,17 @@ def ensure_static(model_dir: Path, export_dir: Path, *, package_version: str, nu
 class StaticEncoder:
     """texts -> un-normalised mean of their tokens' distilled vectors, float32 ``(n, dim)``."""
 
-    def __init__(self, table_path: Path, model_dir: Path, *, max_seq_length: int, truncation: str = "tail") -> None:
+    def __init__(
+        self, table_path: Path, model_dir: Path, *, max_seq_length: int, truncation: str = "tail"
+    ) -> None:
         from tokenizers import Tokenizer
 
         self.table = np.load(table_path, allow_pickle=False)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=max_seq_length, direction="left" if truncation == "tail" else "right")
+        self.tokenizer.enable_truncation(
+            max_length=max_seq_length, direction="left" if truncation == "tail" else "right"
+        )
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)

@@ -1,11 +1,13 @@
-"""Contract tests for every router strategy: one contract, two seeds (Optuna's shared sampler tests, for routers).
+"""Contract tests for every router strategy: one contract, two seeds (Optuna's shared sampler
+tests, for routers).
 
 The data is a small synthetic outcome matrix with a planted signal: queries sit in two clusters
 of the embedding space; cluster 0 is answered by model "a" in either mode, cluster 1 only by the
 slow "careful" mode. A router that reads the features can learn this; random cannot.
 
 Use from a test module with ``from flowfront.router.testing import *``; the tests run over every
-strategy of the one registry (``flowfront.router.registry.STRATEGIES``), a new one included. Needs pytest (the ``dev`` extra); nothing at run time imports this module.
+strategy of the one registry (``flowfront.router.registry.STRATEGIES``), a new one included.
+Needs pytest (the ``dev`` extra); nothing at run time imports this module.
 """
 
 from __future__ import annotations
@@ -48,9 +50,18 @@ def synthetic(n: int, seed: int, swap: bool = False) -> tuple[np.ndarray, Outcom
     latency = base_latency * rng.uniform(0.9, 1.1, size=p.shape)
     cost = 1e-3 * latency
     ids = [f"c{j}" for j in range(len(CANDIDATES))]
-    Y = OutcomeMatrix([f"q{i}" for i in range(n)], [f"cluster {c} query {i}" for i, c in enumerate(cluster)], ids, CANDIDATES, correct,
-                      latency, latency, cost, source_hash="synthetic",
-                      tasks=[f"task-{c}" for c in cluster])  # labelled: a router that learns groups takes hints
+    Y = OutcomeMatrix(
+        [f"q{i}" for i in range(n)],
+        [f"cluster {c} query {i}" for i, c in enumerate(cluster)],
+        ids,
+        CANDIDATES,
+        correct,
+        latency,
+        latency,
+        cost,
+        source_hash="synthetic",
+        tasks=[f"task-{c}" for c in cluster],
+    )  # labelled: a router that learns groups takes hints
     return X, Y
 
 
@@ -101,7 +112,9 @@ class TestRouterContract:
                 continue
             for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
                 if param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-                    assert hasattr(router, param.name), f"{name} does not store __init__ parameter {param.name}"
+                    assert hasattr(router, param.name), (
+                        f"{name} does not store __init__ parameter {param.name}"
+                    )
 
     def test_fit_learns_attributes_with_trailing_underscore(self, name: str, seed: int, data: dict) -> None:
         router, _, _ = _fit(name, seed, data)
@@ -125,7 +138,11 @@ class TestRouterContract:
 
     def test_select_returns_valid_indices(self, name: str, seed: int, data: dict, scale: Scale) -> None:
         router, X, Y = _fitted(name, seed, data)
-        for pref in (Preference(), Preference(**{"lambda": 0.3}), Preference(**{"lambda": 5.0}, objective="cost")):
+        for pref in (
+            Preference(),
+            Preference(**{"lambda": 0.3}),
+            Preference(**{"lambda": 5.0}, objective="cost"),
+        ):
             if STRATEGIES[name].module.endswith("baselines_rl") and pref.objective == "cost":
                 continue  # trained for latency; a cost preference is refused (test_baselines checks that)
             index = router.select(X, pref, scale).index
@@ -197,5 +214,7 @@ def test_a_router_cannot_override_the_shared_selection() -> None:
             def predict(self, X: np.ndarray, *, hints: Hints = None) -> Predictions:
                 raise NotImplementedError
 
-            def select(self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None) -> SelectionResult:
+            def select(
+                self, X: np.ndarray, preference: Preference, scale: Scale, *, hints: Hints = None
+            ) -> SelectionResult:
                 raise NotImplementedError

@@ -47,18 +47,24 @@ def make_router(strategy: str, *, seed: int = 0, execution: Execution = "paralle
 def trainable_entry(strategy: str) -> StrategyEntry:
     entry = strategy_entry(strategy)
     if entry.fits_on_eval:
-        raise RoutingError(f"strategy {strategy!r} is fitted on the outcomes it is judged on (an evaluation bound)",
-                           hint=f"train one of {', '.join(TRAINABLE)}")
+        raise RoutingError(
+            f"strategy {strategy!r} is fitted on the outcomes it is judged on (an evaluation bound)",
+            hint=f"train one of {', '.join(TRAINABLE)}",
+        )
     return entry
 
 
-def _candidates(settings: Settings, bench: Benchmark, frontier: Frontier, kind: str, seed: int) -> tuple[list, list]:
+def _candidates(
+    settings: Settings, bench: Benchmark, frontier: Frontier, kind: str, seed: int
+) -> tuple[list, list]:
     if kind == "frontier":
         return [c.config for c in frontier.candidates], [c.id for c in frontier.candidates]
     from flowfront.compile.proxy import Proxy
     from flowfront.compile.search import sample_configurations
 
-    profiles = Profiles.load(settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash)
+    profiles = Profiles.load(
+        settings.workspace.benchmark(bench.name).profiles, expect_workflow_hash=bench.workflow.content_hash
+    )
     proxy = Proxy(bench.workflow, profiles, mode=frontier.proxy_mode)
     n = max(10 * len(frontier.candidates), 100)
     sample = sample_configurations(proxy, n, seed)
@@ -72,7 +78,9 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
     # The schema version is part of the name, so a cache from an older layout is rebuilt, not misread.
     # The workflow's hash is part of it too: the same candidates under an edited prompt are new columns.
     wf = bench.workflow.content_hash
-    digest = hashlib.sha256(orjson.dumps([OUTCOMES_SCHEMA, wf, candidates], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    digest = hashlib.sha256(
+        orjson.dumps([OUTCOMES_SCHEMA, wf, candidates], option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:16]
     path = settings.workspace.benchmark(bench.name).outcomes(digest, split)
     if path.is_file():
         return OutcomeMatrix.load(path, expect_source_hash=digest, expect_workflow_hash=wf)
@@ -80,9 +88,13 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
         data = prepare_data(bench, store, settings)
         queries = benchmark_queries(bench, store, data, split)
         if not queries:
-            raise RoutingError(f"the {split} split of {bench.name} is empty", hint="check the data and the split")
+            raise RoutingError(
+                f"the {split} split of {bench.name} is empty", hint="check the data and the split"
+            )
         backend = benchmark_backend(bench, store, settings)
-        matrix = build_outcomes(bench, candidates, ids, queries, backend, settings, source_hash=digest, progress=True)
+        matrix = build_outcomes(
+            bench, candidates, ids, queries, backend, settings, source_hash=digest, progress=True
+        )
     matrix.save(path, workflow_hash=wf)
     return matrix
 
@@ -99,7 +111,9 @@ def load_data(settings: Settings, benchmark: str | Benchmark, kind: str, seed: i
               include_test: bool = True) -> TrainingData:
     """Outcome matrices (train, and test unless told) and features for one candidate set of a benchmark."""
     bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
-    frontier = Frontier.load(settings.workspace.benchmark(bench.name).frontier(), expect_workflow_hash=bench.workflow.content_hash)
+    frontier = Frontier.load(
+        settings.workspace.benchmark(bench.name).frontier(), expect_workflow_hash=bench.workflow.content_hash
+    )
     candidates, ids = _candidates(settings, bench, frontier, kind, seed)
     train = _matrix(settings, bench, candidates, ids, "train")
     test = _matrix(settings, bench, candidates, ids, "test") if include_test else None
@@ -117,12 +131,16 @@ def _probe_utility(data: TrainingData, strategy: str, seed: int, execution: Exec
     order = rng.permutation(len(data.train.query_ids))
     cut = int(0.8 * len(order))
     fit_rows, held = np.sort(order[:cut]), np.sort(order[cut:])
-    probe = make_router(strategy, seed=seed, execution=execution).fit(data.X_train[fit_rows], data.train.rows(fit_rows))
+    probe = make_router(strategy, seed=seed, execution=execution).fit(
+        data.X_train[fit_rows], data.train.rows(fit_rows)
+    )
     return float(expected_utility(probe, data.X_train[held], data.train.rows(held), data.scale, data.lambdas,
                                   execution).mean())
 
 
-def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, seed: int = 0) -> tuple[Path | None, dict]:
+def train_job(
+    settings: Settings, benchmark: str | Benchmark, strategy: str, *, seed: int = 0
+) -> tuple[Path | None, dict]:
     """Fit a strategy on the train split; report training time and a held-out utility: the
     cross-validated utility of the design the fit chose, where it chose one by cross-validation
     (every train query scored by a fit that never saw it), else that of a probe fit on 80% of the
@@ -137,7 +155,10 @@ def train_job(settings: Settings, benchmark: str | Benchmark, strategy: str, *, 
     described = router.describe()  # e.g. which success design won on validation, and by how much
     cv = described.get("cv_utility")
     if isinstance(cv, dict) and described.get("design") in cv:
-        utility, heldout = float(cv[described["design"]]), f"{described.get('cv_folds', 3)}-fold cross-validation"
+        utility, heldout = (
+            float(cv[described["design"]]),
+            f"{described.get('cv_folds', 3)}-fold cross-validation",
+        )
     else:
         utility, heldout = _probe_utility(data, strategy, seed, execution), "a 20% fold of the train split"
     metrics = {"strategy": strategy, "train_queries": len(data.train.query_ids),

@@ -46,11 +46,15 @@ def service_settings(settings: Settings | None = None) -> ServiceSettings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise SpecError(f"invalid service setting FLOWFRONT_{name.upper()}: {err['msg'].removeprefix('Value error, ')}",
-                        hint="fix or unset that environment variable") from None
+        raise SpecError(
+            f"invalid service setting FLOWFRONT_{name.upper()}: {err['msg'].removeprefix('Value error, ')}",
+            hint="fix or unset that environment variable",
+        ) from None
 
 
-def create_app(settings: Settings | None, workflows_dir: Path, *, telemetry: Telemetry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None, workflows_dir: Path, *, telemetry: Telemetry | None = None
+) -> FastAPI:
     """The service over the workflow YAMLs in ``workflows_dir`` and their artifacts in ``settings.workdir``;
     ``telemetry`` replaces the OpenTelemetry export the environment asks for (tests)."""
     config = service_settings(settings)
@@ -60,7 +64,9 @@ def create_app(settings: Settings | None, workflows_dir: Path, *, telemetry: Tel
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        wrapped = install_redaction(redactor)  # uvicorn's handlers exist by now; every line they render is scrubbed
+        wrapped = install_redaction(
+            redactor
+        )  # uvicorn's handlers exist by now; every line they render is scrubbed
         shared = await asyncio.to_thread(Shared, config, metrics, redactor, telemetry)
         app.state.shared = shared
         lifecycle = app.state.lifecycle = Lifecycle(app, shared, workflows_dir)
@@ -112,7 +118,13 @@ def _openapi(app: FastAPI) -> dict:
                 for param in op.get("parameters", []):
                     if param.get("name") == "name" and param.get("in") == "path":
                         param["schema"] = {**param.get("schema", {}), "enum": names}
-        model = schema.get("components", {}).get("schemas", {}).get("ChatRequest", {}).get("properties", {}).get("model")
+        model = (
+            schema.get("components", {})
+            .get("schemas", {})
+            .get("ChatRequest", {})
+            .get("properties", {})
+            .get("model")
+        )
         if model is not None:
             model["enum"] = names
     app.openapi_schema, app.state.openapi_names = schema, key

@@ -56,7 +56,9 @@ def lookup(state: ServiceState, name: str) -> WorkflowEntry:
     entry = state.entries.get(name)
     if entry is None:
         served = ", ".join(sorted(state.entries)) or "none"
-        raise UnknownWorkflow(f"unknown workflow {name!r}", hint=f"served workflows: {served} (GET /v1/workflows)")
+        raise UnknownWorkflow(
+            f"unknown workflow {name!r}", hint=f"served workflows: {served} (GET /v1/workflows)"
+        )
     return entry
 
 

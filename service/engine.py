@@ -161,12 +161,22 @@ async def _serve(shared: Shared, out: Outcome, strategy: str | None, stream: Str
         exc.retry_after_s = shared.breakers.seconds_until_probe(avoid)  # a declared field: when to retry
         raise
     if shared.settings.explore > 0 and out.decision.strategy == "router" and not out.attempts:
-        out.index, out.propensity, out.explored = explore(entry, out.decision.estimates, out.preference, out.index,
-                                                          out.feasible, avoid, out.trace_id, shared.settings.explore)
+        out.index, out.propensity, out.explored = explore(
+            entry,
+            out.decision.estimates,
+            out.preference,
+            out.index,
+            out.feasible,
+            avoid,
+            out.trace_id,
+            shared.settings.explore,
+        )
     out.first_index = out.index
     decided = time.perf_counter()
     out.decision_s = decided - started
-    shared.metrics.decision_seconds.labels(workflow=entry.name, strategy=out.decision.strategy).observe(out.decision_s)
+    shared.metrics.decision_seconds.labels(workflow=entry.name, strategy=out.decision.strategy).observe(
+        out.decision_s
+    )
     await _execute(shared, out, avoid, stream)
     out.execution_s = time.perf_counter() - decided
     if out.attempts:
@@ -190,11 +200,17 @@ async def _execute(shared: Shared, out: Outcome, avoid: set[str], stream: Stream
         if result.error is None:
             out.result = result
             return
-        error = out.log.last_error(entry.ids[out.index]) or BackendError(result.error, model=result.failed_model)
+        error = out.log.last_error(entry.ids[out.index]) or BackendError(
+            result.error, model=result.failed_model
+        )
         out.attempts.append({"candidate": entry.ids[out.index], "error": shared.redactor.scrub(str(error)),
                              "model": result.failed_model})
         failed.add(result.failed_model or "")
-        if result.failed_model is None or len(failed) > shared.settings.max_fallbacks or (stream and stream.started):
+        if (
+            result.failed_model is None
+            or len(failed) > shared.settings.max_fallbacks
+            or (stream and stream.started)
+        ):
             raise _for_caller(error)  # (text already streamed: no other candidate may replace it)
         try:
             out.index, out.feasible, _ = _choose(entry, decision, relaxed, avoid | failed)
@@ -206,16 +222,23 @@ async def _execute(shared: Shared, out: Outcome, avoid: set[str], stream: Stream
 def _for_caller(error: BackendError) -> Exception:
     """A replay miss is the caller's to fix (send a recorded query), said in the API's words."""
     if isinstance(error, ReplayMissError):
-        return InvalidRequest(f"no recorded answer for this query ({error.message})", field="query",
-                              hint="the replay backend answers only queries in the recorded data; send one of "
-                                   "its queries, or serve with a live backend (FLOWFRONT_BACKEND=litellm)")
+        return InvalidRequest(
+            f"no recorded answer for this query ({error.message})",
+            field="query",
+            hint="the replay backend answers only queries in the recorded data; send one of "
+            "its queries, or serve with a live backend (FLOWFRONT_BACKEND=litellm)",
+        )
     return error
 
 
 async def _decide(entry: WorkflowEntry, query: str, strategy: str | None, task: str | None) -> _Decision:
     chosen = strategy or ("router" if entry.router is not None else "static")
     if chosen == "static":
-        hint = None if task is None else {"task": task, "used": False, "reason": "static selection takes no hints"}
+        hint = (
+            None
+            if task is None
+            else {"task": task, "used": False, "reason": "static selection takes no hints"}
+        )
         assert entry.static is not None
         return _Decision("static", entry.static, False, hint)
     if entry.router is None or entry.front is None:
@@ -231,8 +254,12 @@ def _hint_report(entry: WorkflowEntry, task: str, used: bool) -> dict:
         return {"task": task, "used": True, "reason": None}
     assert entry.front is not None
     known = sorted(entry.front.hint_groups)
-    reason = ("the router was trained without task labels; the task was predicted from the text" if not known else
-              f"not a task the router was trained on ({', '.join(known)}); the task was predicted from the text")
+    reason = (
+        "the router was trained without task labels; the task was predicted from the text"
+        if not known
+        else f"not a task the router was trained on ({', '.join(known)}); the task was predicted from the "
+             "text"
+    )
     return {"task": task, "used": False, "reason": reason}
 
 
@@ -250,14 +277,22 @@ def _choose(entry: WorkflowEntry, decision: _Decision, preference: Preference,
         return (*best, [])
     allowed = np.array([not (ms & avoid) for ms in entry.models])
     if not allowed.any():
-        raise BackendError(f"every candidate of {entry.name!r} calls a model that is failing ({', '.join(sorted(avoid))})",
-                           retryable=True, hint="retry after the circuit breakers' reset time")
+        raise BackendError(
+            f"every candidate of {entry.name!r} calls a model that is failing ({', '.join(sorted(avoid))})",
+            retryable=True,
+            hint="retry after the circuit breakers' reset time",
+        )
     if allowed[best[0]]:
         return (*best, [])
-    index, feasible = _select(entry, acc, lat, cost, preference.model_copy(update={"on_infeasible": "nearest"}), allowed)
+    index, feasible = _select(
+        entry, acc, lat, cost, preference.model_copy(update={"on_infeasible": "nearest"}), allowed
+    )
     blocked = sorted(entry.models[best[0]] & avoid)
-    skipped = {"candidate": entry.ids[best[0]], "error": f"skipped: circuit breaker open for {', '.join(blocked)}",
-               "model": blocked[0]}
+    skipped = {
+        "candidate": entry.ids[best[0]],
+        "error": f"skipped: circuit breaker open for {', '.join(blocked)}",
+        "model": blocked[0],
+    }
     return index, feasible, [skipped]
 
 
@@ -273,8 +308,16 @@ def _select(entry: WorkflowEntry, acc: np.ndarray, lat: np.ndarray, cost: np.nda
     return int(picked.index), bool(picked.feasible)
 
 
-def explore(entry: WorkflowEntry, estimates: tuple[np.ndarray, np.ndarray, np.ndarray], preference: Preference,
-            greedy: int, feasible: bool, avoid: set[str], trace_id: str, epsilon: float) -> tuple[int, float, bool]:
+def explore(
+    entry: WorkflowEntry,
+    estimates: tuple[np.ndarray, np.ndarray, np.ndarray],
+    preference: Preference,
+    greedy: int,
+    feasible: bool,
+    avoid: set[str],
+    trace_id: str,
+    epsilon: float,
+) -> tuple[int, float, bool]:
     """Epsilon-greedy exploration that never breaks a hard limit: with probability ``epsilon`` the
     candidate is drawn uniformly from the *eligible* ones (calling no avoided model and, by the
     router's estimates, within every hard limit the caller set), else the greedy choice stands.
@@ -303,7 +346,9 @@ def _count_usage(shared: Shared, out: Outcome) -> None:
     for e in out.log.events:
         if e.completion is not None:
             model = e.request.model
-            shared.metrics.tokens.labels(workflow=out.entry.name, model=model, kind="prompt").inc(e.completion.prompt_tokens)
+            shared.metrics.tokens.labels(workflow=out.entry.name, model=model, kind="prompt").inc(
+                e.completion.prompt_tokens
+            )
             shared.metrics.tokens.labels(workflow=out.entry.name, model=model,
                                          kind="completion").inc(e.completion.completion_tokens)
             shared.metrics.cost_usd.labels(workflow=out.entry.name, model=model).inc(e.completion.cost_usd)
@@ -319,24 +364,47 @@ def decision_row(shared: Shared, out: Outcome, error: FlowfrontError | None) -> 
         answer = result.answer if result.answer is not None else (result.value.text if result.value else None)
     estimates = None if d is None else {name: [round(float(v), 6) for v in arr] for name, arr in
                                         zip(("accuracy", "latency_s", "cost_usd"), d.estimates, strict=True)}
-    generation = entry.router_generation if d is not None and d.strategy == "router" else f"static:{entry.frontier_hash}"
+    generation = (
+        entry.router_generation
+        if d is not None and d.strategy == "router"
+        else f"static:{entry.frontier_hash}"
+    )
     status = 200 if error is None else status_for(error)
     query = out.query
-    if 400 <= status < 500 and len(query) > _REJECTED_QUERY_CHARS:  # a rejected query is kept only to debug it
+    if (
+        400 <= status < 500 and len(query) > _REJECTED_QUERY_CHARS
+    ):  # a rejected query is kept only to debug it
         query = query[:_REJECTED_QUERY_CHARS] + f"... [{len(query):,} characters]"
     return Decision(
-        id=out.trace_id, created_at=out.started_at, workflow=entry.name, endpoint=out.endpoint, query=query,
-        task=out.task, preference=out.preference.model_dump(mode="json", by_alias=True, exclude_none=True),
-        strategy=out.strategy, generation=generation, frontier_hash=entry.frontier_hash, execution=execution,
+        id=out.trace_id,
+        created_at=out.started_at,
+        workflow=entry.name,
+        endpoint=out.endpoint,
+        query=query,
+        task=out.task,
+        preference=out.preference.model_dump(mode="json", by_alias=True, exclude_none=True),
+        strategy=out.strategy,
+        generation=generation,
+        frontier_hash=entry.frontier_hash,
+        execution=execution,
         candidate=entry.ids[out.index] if out.index is not None and result is not None else None,
         candidate_index=out.index if result is not None else None,
         first_candidate=entry.ids[out.first_index] if out.first_index is not None else None,
-        estimates=estimates, propensity=out.propensity, explored=out.explored, ood=out.ood,
-        hinted=bool(d is not None and d.hinted), feasible=out.feasible,
+        estimates=estimates,
+        propensity=out.propensity,
+        explored=out.explored,
+        ood=out.ood,
+        hinted=bool(d is not None and d.hinted),
+        feasible=out.feasible,
         latency_s=None if result is None else result.latency(execution),
-        latency_wall_s=None if result is None else result.latency_wall_s, cost_usd=out.log.cost_usd(),
-        status=status, error=None if error is None else str(error),
-        fallbacks=out.attempts, checkpoints=[], answer=None if answer is None else str(answer), replica=shared.replica,
+        latency_wall_s=None if result is None else result.latency_wall_s,
+        cost_usd=out.log.cost_usd(),
+        status=status,
+        error=None if error is None else str(error),
+        fallbacks=out.attempts,
+        checkpoints=[],
+        answer=None if answer is None else str(answer),
+        replica=shared.replica,
         route_group=d.group if d is not None else None,
     )
 

@@ -30,8 +30,16 @@ from flowfront.errors import (
 )
 
 __all__ = [
-    "DeadlineExceeded", "JSONBody", "InvalidRequest", "NotReady", "Starting", "UnknownResponse", "UnknownWorkflow",
-    "error_body", "install_handlers", "status_for",
+    "DeadlineExceeded",
+    "JSONBody",
+    "InvalidRequest",
+    "NotReady",
+    "Starting",
+    "UnknownResponse",
+    "UnknownWorkflow",
+    "error_body",
+    "install_handlers",
+    "status_for",
 ]
 
 log = logging.getLogger("flowfront.service")
@@ -80,7 +88,8 @@ class DeadlineExceeded(BackendError):
         super().__init__(
             f"the request did not finish within its {deadline_s:g} s deadline",
             retryable=True,
-            hint="retry later, relax the preference towards faster candidates, or raise FLOWFRONT_REQUEST_DEADLINE_S",
+            hint="retry later, relax the preference towards faster candidates, or raise "
+                 "FLOWFRONT_REQUEST_DEADLINE_S",
         )
 
 
@@ -110,9 +119,14 @@ def status_for(exc: FlowfrontError, *, provider: bool = False) -> int:
 
 
 def _kind(status: int) -> str:
-    return {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 413: "request_too_large",
-            422: "invalid_request_error", 429: "rate_limit_error"}.get(status, "server_error" if status >= 500
-                                                                         else "invalid_request_error")
+    return {
+        401: "authentication_error",
+        404: "not_found_error",
+        409: "conflict_error",
+        413: "request_too_large",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
@@ -186,8 +200,15 @@ async def _on_validation(request: Request, exc: Exception) -> JSONBody:
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     message = f"`{field}`: {msg}{more}"
-    return JSONBody(error_body(422, _redact(request, message), field=field,
-                                     hint="fix this field; GET /docs shows the request schema"), status_code=422)
+    return JSONBody(
+        error_body(
+            422,
+            _redact(request, message),
+            field=field,
+            hint="fix this field; GET /docs shows the request schema",
+        ),
+        status_code=422,
+    )
 
 
 async def _bad_json(request: Request, error: dict) -> JSONBody:
@@ -197,8 +218,10 @@ async def _bad_json(request: Request, error: dict) -> JSONBody:
     line, column = body.count("\n") + 1, offset - (body.rfind("\n") + 1) + 1
     detail = (error.get("ctx") or {}).get("error", "invalid JSON")
     message = f"the body is not valid JSON: {detail} at line {line}, column {column}"
-    return JSONBody(error_body(422, message, field="body", hint="send a JSON object; GET /docs shows the schema"),
-                    status_code=422)
+    return JSONBody(
+        error_body(422, message, field="body", hint="send a JSON object; GET /docs shows the schema"),
+        status_code=422,
+    )
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONBody:

@@ -69,7 +69,9 @@ class Lifecycle:
         self.app.state.service_state = state
         self.shared.metrics.generation.set(generation)
         self.problem = None
-        log.info("serving %d workflows from %s (generation %d)", len(state.entries), self.workflows_dir, generation)
+        log.info(
+            "serving %d workflows from %s (generation %d)", len(state.entries), self.workflows_dir, generation
+        )
         if self.shared.settings.generation_poll_s > 0:
             self._watch = self.spawn(self._watch_generation(), "generation-watch")
         if self.shared.settings.drift_interval_s > 0:
@@ -98,13 +100,17 @@ class Lifecycle:
             old = self.state
             if old is None:
                 raise Starting("the service is still starting", hint="retry when GET /readyz answers 200")
-            new = await load_state(self.shared, self.workflows_dir, generation or old.generation + 1, strict=True)
+            new = await load_state(
+                self.shared, self.workflows_dir, generation or old.generation + 1, strict=True
+            )
             lost = _downgrades(old, new)
             if lost and not allow_downgrade:
                 self.spawn(new.retire(), f"discard-generation-{new.generation}")
-                raise RoutingError(f"reload refused, the previous generation stays: {'; '.join(lost)}",
-                                   hint="restore the artifacts, or POST /admin/reload?allow_downgrade=true to "
-                                        "serve without them")
+                raise RoutingError(
+                    f"reload refused, the previous generation stays: {'; '.join(lost)}",
+                    hint="restore the artifacts, or POST /admin/reload?allow_downgrade=true to "
+                    "serve without them",
+                )
             if announce:  # only a generation that loaded is announced to the other replicas
                 new.generation = await asyncio.to_thread(self.shared.served_store.bump_generation)
             self.app.state.service_state = new
@@ -158,8 +164,12 @@ class Lifecycle:
         decisions = store.decisions(since=time.time() - s.drift_window_s, workflow=name)
         feedback = store.feedback(ids=[d.id for d in decisions]) if decisions else []
         mix = (entry.router.validation_metrics_ or {}).get("group_mix")
-        return drift_report(decisions, feedback, mix, DriftThresholds(s.drift_psi, s.drift_ood_share, s.drift_ece,
-                                                                      s.drift_latency_ratio))
+        return drift_report(
+            decisions,
+            feedback,
+            mix,
+            DriftThresholds(s.drift_psi, s.drift_ood_share, s.drift_ece, s.drift_latency_ratio),
+        )
 
     def _publish(self, name: str, report: dict[str, Any], alarmed: dict[tuple[str, str], bool]) -> None:
         m = self.shared.metrics

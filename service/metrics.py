@@ -59,9 +59,11 @@ class Metrics:
             registry=r,
             requests=Counter("flowfront_requests", "Served requests by endpoint, workflow and status",
                              ["endpoint", "workflow", "status"], registry=r),
-            decision_seconds=Histogram("flowfront_decision_seconds", "Time to choose a candidate (embed, predict, select)",
+            decision_seconds=Histogram("flowfront_decision_seconds",
+                                       "Time to choose a candidate (embed, predict, select)",
                                        ["workflow", "strategy"], buckets=_FAST, registry=r),
-            execution_seconds=Histogram("flowfront_execution_seconds", "Time to execute the chosen configuration(s)",
+            execution_seconds=Histogram("flowfront_execution_seconds",
+                                        "Time to execute the chosen configuration(s)",
                                         ["workflow"], buckets=_FAST, registry=r),
             chosen=Counter("flowfront_chosen_candidates", "Candidates that answered, by workflow",
                            ["workflow", "candidate"], registry=r),
@@ -69,10 +71,12 @@ class Metrics:
                                    ["model", "kind"], registry=r),
             fallbacks=Counter("flowfront_fallbacks", "Requests answered by another candidate after a failure",
                               ["workflow"], registry=r),
-            breaker_state=Gauge("flowfront_breaker_state", "Circuit breaker per model (and worker): 0 closed, "
-                                "1 half-open, 2 open", ["model"], registry=r, multiprocess_mode="liveall"),
-            embed_lookups=Counter("flowfront_router_lookups", "Where each routed query's estimates came from: "
-                                  "memo, feature-cache, embedding-cache or computed (the model ran)",
+            breaker_state=Gauge("flowfront_breaker_state",
+                                "Circuit breaker per model (and worker): 0 closed, 1 half-open, 2 open",
+                                ["model"], registry=r, multiprocess_mode="liveall"),
+            embed_lookups=Counter("flowfront_router_lookups",
+                                  "Where each routed query's estimates came from: memo, feature-cache, "
+                                  "embedding-cache or computed (the model ran)",
                                   ["result"], registry=r),
             batch_size=Histogram("flowfront_batch_size", "Queries per embedding/prediction batch",
                                  buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r),
@@ -92,9 +96,10 @@ class Metrics:
                              registry=r),
             generation=Gauge("flowfront_generation", "The artifact generation each worker serves", registry=r,
                              multiprocess_mode="liveall"),
-            drift=Gauge("flowfront_drift", "Drift of the last window of served traffic: measure psi (task mix "
-                        "against training), ood_share, ece (calibration against grades), latency_ratio "
-                        "(realised over predicted)", ["workflow", "measure"], registry=r, multiprocess_mode="max"),
+            drift=Gauge("flowfront_drift",
+                        "Drift of the last window of served traffic: measure psi (task mix against "
+                        "training), ood_share, ece (calibration against grades), latency_ratio (realised "
+                        "over predicted)", ["workflow", "measure"], registry=r, multiprocess_mode="max"),
             drift_alarm=Gauge("flowfront_drift_alarm", "1 while a drift measure is over its threshold",
                               ["workflow", "measure"], registry=r, multiprocess_mode="max"),
         )

@@ -42,50 +42,9 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.api_keys and not scope.get("path", "").startswith(_OPEN_PATHS) and not self._authorized(scope):
-            # before the body is read: an unauthenticated client learns nothing about the schema
-            await _send_error(send, 401, "missing or invalid API key",
-                              "send `Authorization: Bearer <key>` with one of the service's keys",
-                              [(b"www-authenticate", b"Bearer")])
-            self._count(scope, 401)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await _too_large(send, self.max_body_bytes)
-            self._count(scope, 413)
+        if await self._refused(scope, send):
             return
         status = 500
-        seen = 0
-        limit = self.max_body_bytes
-        started: float | None = None
-        body_done = False
-        loop = asyncio.get_running_loop()
-
-        async def limited_receive() -> Message:
-            nonlocal seen, started, body_done
-            if body_done:  # the body is in; later reads wait for the client's disconnect (streaming)
-                return await receive()
-            now = loop.time()
-            started = now if started is None else started
-            # The whole body within body_timeout_s of the first read, and never slower than the
-            # minimum rate after a short grace: a client sending a byte every few seconds is cut off
-            # within seconds, not allowed to hold a slot by restarting a per-chunk timer.
-            deadline = started + self.body_timeout_s
-            if self.body_min_bytes_per_s > 0:
-                deadline = min(deadline, started + _BODY_GRACE_S + (seen + 1) / self.body_min_bytes_per_s)
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - now))
-            except TimeoutError:
-                raise HTTPException(408, f"request body too slow: {seen:,} bytes in {loop.time() - started:.1f} s "
-                                    f"(the whole body must arrive within {self.body_timeout_s:g} s, at "
-                                    f"{self.body_min_bytes_per_s:g}+ bytes/s)",
-                                    headers={"connection": "close"}) from None  # the rest of it is not wanted
-            if message["type"] == "http.request":
-                body_done = not message.get("more_body", False)
-                seen += len(message.get("body", b""))
-                if seen > limit:  # a chunked body with no (or a false) Content-Length
-                    raise HTTPException(413, f"request body exceeds {limit:,} bytes ({_TOO_LARGE_HINT})")
-            return message
 
         async def counting_send(message: Message) -> None:
             nonlocal status
@@ -93,12 +52,30 @@ class ServiceMiddleware:
                 status = message["status"]
             await send(message)
 
+        reader = _BodyReader(receive, self.max_body_bytes, self.body_timeout_s, self.body_min_bytes_per_s)
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, limited_receive, counting_send)
+            await self.app(scope, reader, counting_send)
         finally:
             self.metrics.in_flight.dec()
             self._count(scope, status)
+
+    async def _refused(self, scope: Scope, send: Send) -> bool:
+        """Answer what is refused before the body is read: a missing key (an unauthenticated client
+        learns nothing about the schema) or a declared body over the limit."""
+        guarded = self.api_keys and not scope.get("path", "").startswith(_OPEN_PATHS)
+        if guarded and not self._authorized(scope):
+            await _send_error(send, 401, "missing or invalid API key",
+                              "send `Authorization: Bearer <key>` with one of the service's keys",
+                              [(b"www-authenticate", b"Bearer")])
+            self._count(scope, 401)
+            return True
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _too_large(send, self.max_body_bytes)
+            self._count(scope, 413)
+            return True
+        return False
 
     def _authorized(self, scope: Scope) -> bool:
         return authorized(scope, self.api_keys)
@@ -134,11 +111,57 @@ def authorized(scope: Scope, keys: list[bytes]) -> bool:
 
 async def _send_error(send: Send, status: int, message: str, hint: str, headers: list | None = None) -> None:
     payload = orjson.dumps(error_body(status, message, hint=hint))
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close"), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
 async def _too_large(send: Send, limit: int) -> None:
     await _send_error(send, 413, f"request body exceeds {limit:,} bytes", _TOO_LARGE_HINT)
+
+
+class _BodyReader:
+    """The app's ``receive`` with the body's limits: its size (a chunked body has no trustworthy
+    Content-Length), a total time and a minimum rate."""
+
+    def __init__(self, receive: Receive, limit: int, timeout_s: float, min_bytes_per_s: float) -> None:
+        self.receive, self.limit, self.timeout_s, self.min_rate = receive, limit, timeout_s, min_bytes_per_s
+        self.seen, self.done = 0, False
+        self.started: float | None = None
+        self.loop = asyncio.get_running_loop()
+
+    async def __call__(self) -> Message:
+        if self.done:  # the body is in; later reads wait for the client's disconnect (streaming)
+            return await self.receive()
+        now = self.loop.time()
+        self.started = now if self.started is None else self.started
+        # The whole body within timeout_s of the first read, and never slower than the minimum rate
+        # after a short grace: a client sending a byte every few seconds is cut off within seconds,
+        # not allowed to hold a slot by restarting a per-chunk timer.
+        deadline = self.started + self.timeout_s
+        if self.min_rate > 0:
+            deadline = min(deadline, self.started + _BODY_GRACE_S + (self.seen + 1) / self.min_rate)
+        try:
+            message = await asyncio.wait_for(self.receive(), max(0.0, deadline - now))
+        except TimeoutError:
+            took = self.loop.time() - self.started
+            raise HTTPException(408, f"request body too slow: {self.seen:,} bytes in {took:.1f} s (the "
+                                f"whole body must arrive within {self.timeout_s:g} s, at {self.min_rate:g}+ "
+                                "bytes/s)",
+                                headers={"connection": "close"}) from None  # the rest of it is not wanted
+        if message["type"] == "http.request":
+            self.done = not message.get("more_body", False)
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                raise HTTPException(413, f"request body exceeds {self.limit:,} bytes ({_TOO_LARGE_HINT})")
+        return message

@@ -62,8 +62,10 @@ class GuardedH11Protocol(H11Protocol):
             return False
         body = (b'{"error":{"type":"invalid_request_error","code":431,"message":"request head exceeds '
                 + str(self.max_head_bytes).encode() + b' bytes","hint":"send fewer or smaller headers"}}')
-        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
         self._disarm()
         self.transport.close()
         return True

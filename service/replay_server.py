@@ -46,7 +46,8 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
         try:
             body = await request.json()
         except ValueError:
-            raise InvalidRequest("the body is not JSON", field="body", hint="send a JSON chat completion request") from None
+            raise InvalidRequest("the body is not JSON", field="body",
+                                 hint="send a JSON chat completion request") from None
         _check_body(body)
         model = body["model"]
         if model in fail_models:
@@ -76,7 +77,8 @@ def create_replay_app(replay: ReplayBackend, *, fail_models: frozenset[str] = fr
                 "completion_tokens": done.completion_tokens,
                 "total_tokens": done.prompt_tokens + done.completion_tokens,
             },
-            "flowfront": {"latency_s": done.latency_s, "latency_source": done.latency_source, "cost_usd": done.cost_usd},
+            "flowfront": {"latency_s": done.latency_s, "latency_source": done.latency_source,
+                          "cost_usd": done.cost_usd},
         }
 
     return app
@@ -93,7 +95,9 @@ def _check_body(body: Any) -> None:
         raise InvalidRequest("`messages` must be a non-empty list", field="messages")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or "role" not in m:
-            raise InvalidRequest(f"`messages[{i}]` needs a `role` and a string `content`", field=f"messages[{i}]")
+            raise InvalidRequest(
+                f"`messages[{i}]` needs a `role` and a string `content`", field=f"messages[{i}]"
+            )
     budget = body.get("max_tokens")
     if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
         raise InvalidRequest("`max_tokens` must be a positive integer", field="max_tokens")

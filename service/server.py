@@ -42,7 +42,9 @@ def serve(settings: Settings, workflows_dir: Path, host: str, port: int, *, work
     check_bind(config, host)
     logging.getLogger("flowfront.service").setLevel(config.log_level.upper())
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     options: dict[str, Any] = dict(
         host=host, port=port, log_level=config.log_level, access_log=config.access_log,
         timeout_graceful_shutdown=int(max(1, config.shutdown_grace_s)), lifespan="on", server_header=False,
@@ -60,13 +62,17 @@ def serve(settings: Settings, workflows_dir: Path, host: str, port: int, *, work
     _serve_workers(config, workflows_dir, workers, options)
 
 
-def _serve_workers(config: ServiceSettings, workflows_dir: Path, workers: int, options: dict[str, Any]) -> None:
+def _serve_workers(
+    config: ServiceSettings, workflows_dir: Path, workers: int, options: dict[str, Any]
+) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     metrics_dir = tempfile.mkdtemp(prefix="flowfront-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client
-    os.environ[_WORKER_ENV] = orjson.dumps({"settings": _plain(config), "workflows": str(workflows_dir)}).decode()
+    os.environ[_WORKER_ENV] = orjson.dumps(
+        {"settings": _plain(config), "workflows": str(workflows_dir)}
+    ).decode()
     try:
         uv = uvicorn.Config("flowfront.service.server:worker_app", factory=True, workers=workers, **options)
         uv.header_timeout_s = config.header_timeout_s  # type: ignore[attr-defined]

@@ -95,12 +95,18 @@ class Shared:
         self.redactor = redactor
         self.breakers = BreakerBoard(settings.breaker_failures, settings.breaker_reset_s,
                                      on_change=metrics.breaker_changed)
-        self.writer = TraceWriter(settings.served_store_url, metrics, redactor, batch_size=settings.trace_batch_size,
-                                  flush_interval_s=settings.trace_flush_interval_s, queue_max=settings.trace_queue_max,
-                                  durable=settings.trace_durable,
-                                  max_age_s=settings.trace_max_age_days * 86400 if settings.trace_max_age_days else None,
-                                  max_bytes=int(settings.trace_max_mb * 1e6) if settings.trace_max_mb else None,
-                                  prune_interval_s=settings.trace_prune_interval_s)
+        self.writer = TraceWriter(
+            settings.served_store_url,
+            metrics,
+            redactor,
+            batch_size=settings.trace_batch_size,
+            flush_interval_s=settings.trace_flush_interval_s,
+            queue_max=settings.trace_queue_max,
+            durable=settings.trace_durable,
+            max_age_s=settings.trace_max_age_days * 86400 if settings.trace_max_age_days else None,
+            max_bytes=int(settings.trace_max_mb * 1e6) if settings.trace_max_mb else None,
+            prune_interval_s=settings.trace_prune_interval_s,
+        )
         self.store: TraceStore | None = None  # opened by open_stores (the service retries until it can)
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.telemetry = telemetry if telemetry is not None else telemetry_from_environment(settings.otel)
@@ -141,8 +147,12 @@ class Shared:
         with self._lock:
             found = self.backends.get(key)
             if found is None:
-                found = self.backends[key] = GuardedBackend(self._raw_backend(list(key)), self.breakers,
-                                                            self.settings.call_timeout_s, self.metrics.backend_error)
+                found = self.backends[key] = GuardedBackend(
+                    self._raw_backend(list(key)),
+                    self.breakers,
+                    self.settings.call_timeout_s,
+                    self.metrics.backend_error,
+                )
         return found
 
     def _raw_backend(self, models: list[str]) -> Backend:
@@ -163,9 +173,15 @@ class Shared:
             # The first lookup builds the replay index (one SQLite scan): do it now, not on a request.
             inner.has(CallRequest(model=models[0], messages=()))
         if s.fault_fail_models or s.fault_hang_models:
-            log.warning("fault injection on: failing %s, hanging %s", s.fault_fail_models, s.fault_hang_models)
-            return FaultInjectingBackend(inner, fail_models=s.fault_fail_models, hang_models=s.fault_hang_models,
-                                         hang_s=max(3600.0, 10 * s.call_timeout_s))
+            log.warning(
+                "fault injection on: failing %s, hanging %s", s.fault_fail_models, s.fault_hang_models
+            )
+            return FaultInjectingBackend(
+                inner,
+                fail_models=s.fault_fail_models,
+                hang_models=s.fault_hang_models,
+                hang_s=max(3600.0, 10 * s.call_timeout_s),
+            )
         return inner
 
     def feature_source(self, config: Any) -> FeatureSource:
@@ -245,27 +261,37 @@ def load_entries(shared: Shared, workflows_dir: Path, *, strict: bool = False) -
     the old state rather than drop a workflow), otherwise a warning and a degraded status.
     """
     if not workflows_dir.is_dir():
-        raise SpecError(f"workflows folder {workflows_dir} does not exist",
-                        hint="pass --workflows pointing at a folder of workflow YAML files (e.g. configs/workflows)")
+        raise SpecError(
+            f"workflows folder {workflows_dir} does not exist",
+            hint="pass --workflows pointing at a folder of workflow YAML files (e.g. configs/workflows)",
+        )
     entries: dict[str, WorkflowEntry] = {}
     own = shared.settings.workspace.own / "workflows"
     folders = [workflows_dir] + ([own] if own.is_dir() and own.resolve() != workflows_dir.resolve() else [])
     for path in [p for folder in folders for p in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])]:
         workflow = load_workflow(path)
         if workflow.name in entries:
-            raise SpecError(f"{path}: workflow name {workflow.name!r} is used twice in {' and '.join(map(str, folders))}",
-                            hint="give every served workflow a distinct name")
+            raise SpecError(
+                f"{path}: workflow name {workflow.name!r} is used twice in {' and '.join(map(str, folders))}",
+                hint="give every served workflow a distinct name",
+            )
         entries[workflow.name] = _entry(shared, workflow, strict)
     if not entries:
-        raise SpecError(f"{workflows_dir} holds no workflow YAML files", hint="point --workflows at configs/workflows")
+        raise SpecError(
+            f"{workflows_dir} holds no workflow YAML files", hint="point --workflows at configs/workflows"
+        )
     return entries
 
 
 def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
     folder = _artifact_folder(shared.settings.workdir, workflow)
     if folder is None:
-        return WorkflowEntry(workflow, status=f"not compiled: no frontier for this workflow under {shared.settings.workdir}"
-                             f"; run `flowfront profile` and `flowfront compile` for its benchmark", health="missing")
+        return WorkflowEntry(
+            workflow,
+            status=f"not compiled: no frontier for this workflow under {shared.settings.workdir}"
+            f"; run `flowfront profile` and `flowfront compile` for its benchmark",
+            health="missing",
+        )
     try:
         frontier = Frontier.load(BenchmarkDir(folder).frontier(), expect_workflow_hash=workflow.content_hash)
     except CompileError as exc:
@@ -279,7 +305,9 @@ def _entry(shared: Shared, workflow: Workflow, strict: bool) -> WorkflowEntry:
         if strict:
             raise
         log.warning("workflow %s is degraded: %s", workflow.name, exc)
-        return WorkflowEntry(workflow, status=f"degraded: its frontier cannot be served ({exc})", health="degraded")
+        return WorkflowEntry(
+            workflow, status=f"degraded: its frontier cannot be served ({exc})", health="degraded"
+        )
     entry.executor = Executor(workflow, shared.backend(workflow.all_models()),
                               concurrency=shared.settings.default_concurrency,
                               # the guarded backend enforces call_timeout_s; this is only a backstop
@@ -335,8 +363,10 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
         art = read_artifact(folder)
         config = art.feature_config
         if list(router.candidate_ids_) != entry.ids:
-            raise RoutingError(f"{folder}: router candidates {router.candidate_ids_} differ from the frontier's",
-                               hint="re-run `flowfront train`")
+            raise RoutingError(
+                f"{folder}: router candidates {router.candidate_ids_} differ from the frontier's",
+                hint="re-run `flowfront train`",
+            )
     except FlowfrontError as exc:
         if strict:
             raise
@@ -352,7 +382,9 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
                               on_batch=shared.metrics.batch_size.observe)
 
 
-async def load_state(shared: Shared, workflows_dir: Path, generation: int, *, strict: bool = False) -> ServiceState:
+async def load_state(
+    shared: Shared, workflows_dir: Path, generation: int, *, strict: bool = False
+) -> ServiceState:
     """Load every workflow's artifacts off the event loop and start the new state's batchers."""
     entries = await asyncio.to_thread(load_entries, shared, workflows_dir, strict=strict)
     state = ServiceState(entries, generation)

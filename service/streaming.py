@@ -89,7 +89,12 @@ async def chunks(stream: ChunkStream, task: asyncio.Task, base: dict[str, Any],
                  error_body: Callable[[FlowfrontError], dict[str, Any]]) -> AsyncIterator[bytes]:
     """The SSE body: the role, every text piece as it comes, then the last chunk (usage, details)
     or an error event. ``finish(outcome)`` gives the last chunk's extras and finish reason."""
-    yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    yield sse(
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        }
+    )
     pump = asyncio.ensure_future(_close_when_done(stream, task))
     try:
         while True:

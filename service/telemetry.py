@@ -36,13 +36,25 @@ class Telemetry:
 
         start = int(decision.created_at * _SECONDS)
         parent = self.tracer.start_span(
-            f"workflow {decision.workflow}", kind=SpanKind.SERVER, start_time=start,
-            attributes=_clean({"flowfront.workflow": decision.workflow, "flowfront.response_id": decision.id,
-                               "flowfront.endpoint": decision.endpoint, "flowfront.strategy": decision.strategy,
-                               "flowfront.candidate": decision.candidate, "flowfront.router_generation": decision.generation,
-                               "flowfront.frontier_hash": decision.frontier_hash, "flowfront.propensity": decision.propensity,
-                               "flowfront.fallbacks": len(decision.fallbacks), "http.response.status_code": decision.status,
-                               "flowfront.cost_usd": decision.cost_usd}))
+            f"workflow {decision.workflow}",
+            kind=SpanKind.SERVER,
+            start_time=start,
+            attributes=_clean(
+                {
+                    "flowfront.workflow": decision.workflow,
+                    "flowfront.response_id": decision.id,
+                    "flowfront.endpoint": decision.endpoint,
+                    "flowfront.strategy": decision.strategy,
+                    "flowfront.candidate": decision.candidate,
+                    "flowfront.router_generation": decision.generation,
+                    "flowfront.frontier_hash": decision.frontier_hash,
+                    "flowfront.propensity": decision.propensity,
+                    "flowfront.fallbacks": len(decision.fallbacks),
+                    "http.response.status_code": decision.status,
+                    "flowfront.cost_usd": decision.cost_usd,
+                }
+            ),
+        )
         context = trace.set_span_in_context(parent)
         for event in events:
             self._call(event, context)
@@ -59,13 +71,22 @@ class Telemetry:
                       "gen_ai.request.max_tokens": req.budget, "flowfront.candidate": event.candidate,
                       "flowfront.node": req.node}
         if done is not None:
-            attributes |= {"gen_ai.response.model": req.model, "gen_ai.usage.input_tokens": done.prompt_tokens,
-                           "gen_ai.usage.output_tokens": done.completion_tokens,
-                           "gen_ai.response.finish_reasons": ["length" if done.truncated else "stop"],
-                           "flowfront.latency_s": done.latency_s, "flowfront.latency_source": done.latency_source,
-                           "flowfront.cost_usd": done.cost_usd}
-        span = self.tracer.start_span(f"chat {req.model}", context=context, kind=SpanKind.CLIENT, start_time=start,
-                                      attributes=_clean(attributes))
+            attributes |= {
+                "gen_ai.response.model": req.model,
+                "gen_ai.usage.input_tokens": done.prompt_tokens,
+                "gen_ai.usage.output_tokens": done.completion_tokens,
+                "gen_ai.response.finish_reasons": ["length" if done.truncated else "stop"],
+                "flowfront.latency_s": done.latency_s,
+                "flowfront.latency_source": done.latency_source,
+                "flowfront.cost_usd": done.cost_usd,
+            }
+        span = self.tracer.start_span(
+            f"chat {req.model}",
+            context=context,
+            kind=SpanKind.CLIENT,
+            start_time=start,
+            attributes=_clean(attributes),
+        )
         if done is None:
             kind = "cancelled" if event.cancelled else type(event.error).__name__
             span.set_attribute("error.type", kind)
@@ -94,9 +115,13 @@ def telemetry_from_environment(enabled: bool) -> Telemetry | None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        raise SpecError("OpenTelemetry export is on, but its packages are missing",
-                        hint="pip install 'flowfront[otel]', or unset OTEL_EXPORTER_OTLP_* / FLOWFRONT_OTEL") from None
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "flowfront")}))
+        raise SpecError(
+            "OpenTelemetry export is on, but its packages are missing",
+            hint="pip install 'flowfront[otel]', or unset OTEL_EXPORTER_OTLP_* / FLOWFRONT_OTEL",
+        ) from None
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "flowfront")})
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     log.info("OpenTelemetry export on (OTLP over HTTP)")
     return Telemetry(provider)

@@ -54,23 +54,48 @@ def served_calls(decision: Decision, events: tuple[CallEvent, ...], redactor: Re
             request["messages"] = list(req.messages)
         else:  # a failed call keeps a compact row: its prompt is not worth the disk
             request["prompt_chars"] = sum(len(str(m.get("content", ""))) for m in req.messages)
-        rows.append(ServedCall(
-            trace_id=decision.id, seq=seq, candidate=e.candidate, node=req.node, model=req.model, budget=req.budget,
-            prompt_key=req.prompt_key, request=request, response=done.text if done is not None else None,
-            prompt_tokens=done.prompt_tokens if done else None, completion_tokens=done.completion_tokens if done else None,
-            latency_s=done.latency_s if done else None, latency_source=done.latency_source if done else None,
-            cost_usd=done.cost_usd if done else None, score=done.recorded_score if done else None, error=error,
-            wall_s=e.wall_s, created_at=e.started_at,
-        ))
+        rows.append(
+            ServedCall(
+                trace_id=decision.id,
+                seq=seq,
+                candidate=e.candidate,
+                node=req.node,
+                model=req.model,
+                budget=req.budget,
+                prompt_key=req.prompt_key,
+                request=request,
+                response=done.text if done is not None else None,
+                prompt_tokens=done.prompt_tokens if done else None,
+                completion_tokens=done.completion_tokens if done else None,
+                latency_s=done.latency_s if done else None,
+                latency_source=done.latency_source if done else None,
+                cost_usd=done.cost_usd if done else None,
+                score=done.recorded_score if done else None,
+                error=error,
+                wall_s=e.wall_s,
+                created_at=e.started_at,
+            )
+        )
     return rows
 
 
 class TraceWriter:
     """Background, batched writes of served requests to the served-request store."""
 
-    def __init__(self, url: StoreURL, metrics: Metrics, redactor: Redactor, *, batch_size: int = 512,
-                 flush_interval_s: float = 0.2, queue_max: int = 100_000, durable: bool = True,
-                 max_age_s: float | None = None, max_bytes: int | None = None, prune_interval_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: StoreURL,
+        metrics: Metrics,
+        redactor: Redactor,
+        *,
+        batch_size: int = 512,
+        flush_interval_s: float = 0.2,
+        queue_max: int = 100_000,
+        durable: bool = True,
+        max_age_s: float | None = None,
+        max_bytes: int | None = None,
+        prune_interval_s: float = 60.0,
+    ) -> None:
         self.url = url
         self.durable = durable
         self.max_age_s, self.max_bytes, self.prune_interval_s = max_age_s, max_bytes, prune_interval_s
@@ -92,7 +117,9 @@ class TraceWriter:
 
     async def start(self, store: TraceStore | None = None) -> None:
         """Open the store (or use ``store``) and start writing."""
-        self.store = store if store is not None else await asyncio.to_thread(connect, self.url, redactor=self.redactor)
+        self.store = (
+            store if store is not None else await asyncio.to_thread(connect, self.url, redactor=self.redactor)
+        )
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run(), name="trace-writer")
         if self.max_age_s or self.max_bytes:
@@ -150,8 +177,13 @@ class TraceWriter:
             except StoreError as exc:
                 failure, attempt = exc, attempt + 1
                 if attempt == 1 or attempt % 20 == 0:
-                    log.error("the store %s refused %d served requests (attempt %d): %s", self.url.shown, len(batch),
-                              attempt, exc)
+                    log.error(
+                        "the store %s refused %d served requests (attempt %d): %s",
+                        self.url.shown,
+                        len(batch),
+                        attempt,
+                        exc,
+                    )
                 # waiting requests (durable) are told soon; queued-only rows are kept until the store
                 # is back, except on shutdown, which must end
                 if attempt >= _ATTEMPTS and (self._closing or any(p.committed is not None for p in batch)):
@@ -165,9 +197,14 @@ class TraceWriter:
                 if rows:
                     pending.committed.set_result(None)
                 else:  # the request learns its rows are not stored: 503, never a 200 then lost
-                    pending.committed.set_exception(StoreUnavailable(
-                        f"this response could not be logged: {failure}" if failure else "the store refused the write",
-                        hint="retry shortly; the service keeps trying the store"))
+                    pending.committed.set_exception(
+                        StoreUnavailable(
+                            f"this response could not be logged: {failure}"
+                            if failure
+                            else "the store refused the write",
+                            hint="retry shortly; the service keeps trying the store",
+                        )
+                    )
         self.written += rows
         self.metrics.traces_written.inc(rows)
         self.metrics.trace_queue.set(self._queue.qsize())
@@ -187,7 +224,9 @@ class TraceWriter:
         assert self.store is not None
         started = time.perf_counter()
         try:
-            removed = await asyncio.to_thread(self.store.prune_served, max_age_s=self.max_age_s, max_bytes=self.max_bytes)
+            removed = await asyncio.to_thread(
+                self.store.prune_served, max_age_s=self.max_age_s, max_bytes=self.max_bytes
+            )
         except StoreError as exc:
             log.warning("retention on %s failed, tried again later: %s", self.url.shown, exc)
             return 0

@@ -34,9 +34,15 @@ class WorkflowTraffic:
     explored: int = 0
     latency_s: list[float] = field(default_factory=list)
     cost_usd: list[float] = field(default_factory=list)
-    static: dict[str, list[float]] = field(default_factory=lambda: {"latency_s": [], "cost_usd": [], "accuracy": []})
-    best: dict[str, list[float]] = field(default_factory=lambda: {"latency_s": [], "cost_usd": [], "accuracy": []})
-    served_est: dict[str, list[float]] = field(default_factory=lambda: {"latency_s": [], "cost_usd": [], "accuracy": []})
+    static: dict[str, list[float]] = field(
+        default_factory=lambda: {"latency_s": [], "cost_usd": [], "accuracy": []}
+    )
+    best: dict[str, list[float]] = field(
+        default_factory=lambda: {"latency_s": [], "cost_usd": [], "accuracy": []}
+    )
+    served_est: dict[str, list[float]] = field(
+        default_factory=lambda: {"latency_s": [], "cost_usd": [], "accuracy": []}
+    )
 
     def as_json(self) -> dict[str, Any]:
         def mean(xs: list[float]) -> float | None:
@@ -67,7 +73,9 @@ def summarise_traffic(decisions: list[Decision], workdir: Path) -> list[Workflow
         t.requests += 1
         t.statuses[d.status] += 1
         t.fallbacks += bool([a for a in d.fallbacks if not str(a.get("error", "")).startswith("skipped")])
-        t.breaker_skips += sum(str(a.get("error", "")).startswith("skipped: circuit breaker") for a in d.fallbacks)
+        t.breaker_skips += sum(
+            str(a.get("error", "")).startswith("skipped: circuit breaker") for a in d.fallbacks
+        )
         t.explored += d.explored
         if d.status != 200 or d.candidate is None:
             continue

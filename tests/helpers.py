@@ -57,8 +57,21 @@ def replay_server(workdir: Path, *extra: str):
     """``flowfront replay-serve`` on a free loopback port; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowfront.cli", "replay-serve", "--port", str(port), "--workdir", str(workdir), *extra],
-        env=cli_env(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "flowfront.cli",
+            "replay-serve",
+            "--port",
+            str(port),
+            "--workdir",
+            str(workdir),
+            *extra,
+        ],
+        env=cli_env(),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -131,7 +144,8 @@ def masked(key: str) -> str:
 
 
 @contextmanager
-def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: bool | str = True, answer: str = "A"):
+def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: bool | str = True,
+                  answer: str = "A"):
     """An OpenAI-compatible provider on loopback. ``GET /models`` lists ``models``; a chat call
     answers ``status``: 401 echoes the caller's bearer token (``echo_key="masked"``: masked, the
     way OpenAI's error does), 200 answers ``answer``. Yields (base URL, list of received bodies)."""
@@ -163,8 +177,9 @@ def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: 
             if status == 401:
                 bearer = token.removeprefix("Bearer ")
                 shown = masked(bearer) if echo_key == "masked" else token if echo_key else "***"
-                self._send(401, {"error": {"message": f"Incorrect API key provided: {shown}. You can find your key "
-                                           "at your provider's dashboard.", "type": "invalid_request_error",
+                message = (f"Incorrect API key provided: {shown}. "
+                           "You can find your key at your provider's dashboard.")
+                self._send(401, {"error": {"message": message, "type": "invalid_request_error",
                                            "code": "invalid_api_key"}})
                 return
             if status != 200:
@@ -193,7 +208,9 @@ def grep_tree(folder: Path | str, needle: str) -> list[str]:
     with ``read_bytes`` while an app in this process had it open let another process believe it was
     the store's last user, checkpoint and delete the WAL index under it ("database disk image is
     malformed" afterwards)."""
-    done = subprocess.run(["grep", "-rlaF", "--", needle, str(folder)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["grep", "-rlaF", "--", needle, str(folder)], capture_output=True, text=True, timeout=120
+    )
     if done.returncode not in (0, 1):
         raise RuntimeError(f"grep failed: {done.stderr}")
     return sorted(done.stdout.split())

@@ -81,7 +81,9 @@ def trace_request(make_client: Callable[[], Any], workflow: str, queries: list[s
                 seen.append(name)
             caller = _first_party_caller(frame)
             if caller is not None and package(caller) != package(name):
-                edges.setdefault((package(caller), package(name)), set()).add(f"{caller} -> {name}.{frame.f_code.co_name}")
+                edges.setdefault((package(caller), package(name)), set()).add(
+                    f"{caller} -> {name}.{frame.f_code.co_name}"
+                )
 
     threading.setprofile(profile)
     sys.setprofile(profile)

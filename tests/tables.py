@@ -37,5 +37,7 @@ def make_table(path: Path, n_queries: int = 210, seed: int = 7) -> Path:
             for model, skill in SKILL.items():
                 score = int(rng.random() < skill[topic])
                 latency = LATENCY[model] * (1 + 0.2 * rng.random())
-                writer.writerow([f"q{i}", text, topic, model, score, f"answer {i} by {model}", COST[model], latency])
+                writer.writerow(
+                    [f"q{i}", text, topic, model, score, f"answer {i} by {model}", COST[model], latency]
+                )
     return path

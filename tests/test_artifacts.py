@@ -101,9 +101,12 @@ def test_content_hash_is_of_content_and_inputs_not_of_when_or_where() -> None:
     assert a.content_hash() != _results(data_hash="d2").content_hash()
 
 
-@pytest.mark.parametrize(("field", "value"), [("accuracy", 2.5), ("latency_parallel_s", -1.0), ("cost_usd", -0.5)])
-def test_a_frontier_with_out_of_range_estimates_is_refused_even_with_a_valid_checksum(tmp_path: Path, field,
-                                                                                      value) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"), [("accuracy", 2.5), ("latency_parallel_s", -1.0), ("cost_usd", -0.5)]
+)
+def test_a_frontier_with_out_of_range_estimates_is_refused_even_with_a_valid_checksum(
+    tmp_path: Path, field, value
+) -> None:
     """A checksum says the file is as written, not that what was written is sane."""
     import orjson
 

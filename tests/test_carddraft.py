@@ -41,15 +41,18 @@ def _table(path: Path, *, columns: tuple[str, ...]) -> Path:
 
 @pytest.mark.slow  # starts a subprocess or a server
 def test_drafts_fit_prices_and_latency_from_a_full_table(tmp_path: Path) -> None:
-    table = _table(tmp_path / "t.csv", columns=("prompt_tokens", "completion_tokens", "cost_usd", "latency_s"))
+    table = _table(
+        tmp_path / "t.csv", columns=("prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
+    )
     done = flowfront("models", "init", str(table), "--out", str(tmp_path / "cards"))
     assert done.returncode == 0, done.stderr
     cards = load_model_cards(tmp_path / "cards")
     for model, (p_in, p_out, ttft, prefill, decode) in TRUTH.items():
         card = cards[model]
         assert np.allclose([card.input_usd_per_mtok, card.output_usd_per_mtok], [p_in, p_out], rtol=1e-3)
-        assert np.allclose([card.ttft_s, card.prefill_tok_per_s, card.decode_tok_per_s], [ttft, prefill, decode],
-                           rtol=1e-3)
+        assert np.allclose(
+            [card.ttft_s, card.prefill_tok_per_s, card.decode_tok_per_s], [ttft, prefill, decode], rtol=1e-3
+        )
 
 
 @pytest.mark.slow  # starts a subprocess or a server
@@ -64,8 +67,15 @@ def test_a_table_without_costs_or_latency_gives_cards_that_invent_nothing(tmp_pa
     card = load_model_card(path)
     assert not card.has_prices and not card.has_latency_model
     # replay with such a card: latency stays unavailable, cost what the record says (none: 0)
-    rec = Recorded(response="B", prompt_tokens=10, completion_tokens=1, latency_s=None, cost_usd=None, score=1.0,
-                   error=None)
+    rec = Recorded(
+        response="B",
+        prompt_tokens=10,
+        completion_tokens=1,
+        latency_s=None,
+        cost_usd=None,
+        score=1.0,
+        error=None,
+    )
     request = CallRequest(model=card.name, messages=({"role": "user", "content": "q"},), budget=None)
     done = completion_from_record(rec, request, cut(rec, None), {card.name: card}.get)
     assert done.latency_source == "unavailable" and done.cost_usd == 0.0

@@ -32,7 +32,10 @@ def test_malformed_workflow_yaml(tmp_path: Path) -> None:
     ("config", "needle"),
     [
         ('{"nodes": {"answr": {"model": "claude-v2"}}, "knobs": {"checker": "off"}}', "unknown node 'answr'"),
-        ('{"nodes": {"answer": {"model": "gpt-5"}}, "knobs": {"checker": "off"}}', "model 'gpt-5' is not in its choices"),
+        (
+            '{"nodes": {"answer": {"model": "gpt-5"}}, "knobs": {"checker": "off"}}',
+            "model 'gpt-5' is not in its choices",
+        ),
         ('{"nodes": {"solve": {"model": "claude-v2", "budget": 100}}}', "budget 100 is outside the space"),
         ("{not json", "not valid JSON"),
     ],
@@ -44,7 +47,9 @@ def test_bad_configuration(tmp_path: Path, config: str, needle: str) -> None:
 
 
 def test_missing_data_dir(tmp_path: Path) -> None:
-    proc = flowfront("exec", "qa-cascade", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path))
+    proc = flowfront(
+        "exec", "qa-cascade", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path)
+    )
     assert_clean_error(proc, "does not exist", "FLOWFRONT_DATA_DIR")
 
 
@@ -55,11 +60,22 @@ def test_corrupt_trace_store(tmp_path: Path) -> None:
 
 
 def test_unknown_benchmark(tmp_path: Path) -> None:
-    assert_clean_error(flowfront("exec", "qa-cascad", "--workdir", str(tmp_path)), "unknown benchmark", "qa-cascade")
+    assert_clean_error(
+        flowfront("exec", "qa-cascad", "--workdir", str(tmp_path)), "unknown benchmark", "qa-cascade"
+    )
 
 
 def test_exec_json_contract(imported_settings) -> None:
-    proc = flowfront("exec", "qa-cascade", "--split", "test", "--json", "--workdir", str(imported_settings.workdir), env=cli_env())
+    proc = flowfront(
+        "exec",
+        "qa-cascade",
+        "--split",
+        "test",
+        "--json",
+        "--workdir",
+        str(imported_settings.workdir),
+        env=cli_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     out = orjson.loads(proc.stdout)
     assert {"n", "accuracy", "latency_sequential_s", "latency_parallel_s", "cost_usd"} <= set(out)
@@ -73,6 +89,13 @@ def test_run_warns_when_the_proxy_ranks_unlike_the_measurement() -> None:
     from flowfront.cli.pipeline import _warn_on_weak_proxy
 
     console = Console(record=True, width=200)
-    warned = _warn_on_weak_proxy(console, "mine", {"accuracy": {"spearman": 0.43}, "latency": {"spearman": 0.95}})
+    warned = _warn_on_weak_proxy(
+        console, "mine", {"accuracy": {"spearman": 0.43}, "latency": {"spearman": 0.95}}
+    )
     assert len(warned) == 1 and "accuracy" in warned[0] and "0.43" in console.export_text()
-    assert _warn_on_weak_proxy(console, "mine", {"accuracy": {"spearman": 0.9}, "latency": {"spearman": float("nan")}}) == []
+    assert (
+        _warn_on_weak_proxy(
+            console, "mine", {"accuracy": {"spearman": 0.9}, "latency": {"spearman": float("nan")}}
+        )
+        == []
+    )

@@ -21,17 +21,37 @@ CASCADE = {
     "name": "mini-cascade",
     "knobs": {"checker": {"values": ["on", "off"], "default": "on"}},
     "nodes": {
-        "answer": {"kind": "llm", "messages": [{"role": "user", "content": "{query}"}], "parser": "choice", "models": ["a", "b", "c"]},
-        "check": {"kind": "llm", "messages": [{"role": "user", "content": "{query}"}], "parser": "choice", "models": ["a", "b", "c"]},
+        "answer": {
+            "kind": "llm",
+            "messages": [{"role": "user", "content": "{query}"}],
+            "parser": "choice",
+            "models": ["a", "b", "c"],
+        },
+        "check": {
+            "kind": "llm",
+            "messages": [{"role": "user", "content": "{query}"}],
+            "parser": "choice",
+            "models": ["a", "b", "c"],
+        },
         "agree": {"kind": "code", "fn": "agree", "inputs": ["answer", "check"]},
-        "escalate": {"kind": "llm", "messages": [{"role": "user", "content": "{query}"}], "parser": "choice", "models": ["a", "b", "c"]},
+        "escalate": {
+            "kind": "llm",
+            "messages": [{"role": "user", "content": "{query}"}],
+            "parser": "choice",
+            "models": ["a", "b", "c"],
+        },
         "final": {"kind": "code", "fn": "coalesce", "inputs": ["escalate", "answer"]},
     },
     "flow": [
-        {"if": {"knob": "checker", "equals": "on"}, "then": [
-            {"parallel": [["answer"], ["check"]]}, "agree",
-            {"if": {"node": "agree", "equals": False}, "then": ["escalate"]},
-        ], "else": ["answer"]},
+        {
+            "if": {"knob": "checker", "equals": "on"},
+            "then": [
+                {"parallel": [["answer"], ["check"]]},
+                "agree",
+                {"if": {"node": "agree", "equals": False}, "then": ["escalate"]},
+            ],
+            "else": ["answer"],
+        },
         "final",
     ],
     "output": "final",
@@ -49,8 +69,8 @@ ANSWERS = {
     "q2": {"a": ("C", 0.0, 1.0), "b": ("D", 1.0, 2.0), "c": ("D", 1.0, 4.0)},
 }
 CODE_RESPONSE = (
-    "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nThis adds two numbers and returns the sum. "
-    "It works for ints, floats and anything else with a plus operator defined."
+    "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nThis adds two numbers and returns the "
+    "sum. It works for ints, floats and anything else with a plus operator defined."
 )
 
 
@@ -61,7 +81,9 @@ def card(name: str) -> ModelCard:
     )
 
 
-def trace(model: str, query: str, response: str, score: float, latency: float | None, cost: float | None = 0.001) -> Trace:
+def trace(
+    model: str, query: str, response: str, score: float, latency: float | None, cost: float | None = 0.001
+) -> Trace:
     msgs = user_messages(query)
     return Trace(
         key=call_key(model, None, msgs, {}), prompt_key=prompt_key(model, msgs, {}), model=model, budget=None,
@@ -90,7 +112,10 @@ def run(wf_data: dict, config: dict, query: str, backend: Backend, **kw):
     return asyncio.run(executor.run(resolve(wf, Configuration.parse(config)), Query(query, query)))
 
 
-CFG = {"knobs": {"checker": "on"}, "nodes": {"answer": {"model": "a"}, "check": {"model": "b"}, "escalate": {"model": "c"}}}
+CFG = {
+    "knobs": {"checker": "on"},
+    "nodes": {"answer": {"model": "a"}, "check": {"model": "b"}, "escalate": {"model": "c"}},
+}
 
 
 def test_cascade_agreement_skips_escalation(store, cards) -> None:
@@ -111,7 +136,12 @@ def test_cascade_disagreement_escalates(store, cards) -> None:
 
 
 def test_checker_off_runs_one_call(store, cards) -> None:
-    res = run(CASCADE, {"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "a"}}}, "q2", ReplayBackend(store, cards))
+    res = run(
+        CASCADE,
+        {"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "a"}}},
+        "q2",
+        ReplayBackend(store, cards),
+    )
     assert len(res.calls) == 1 and res.value.score == 0.0
 
 
@@ -131,7 +161,10 @@ def test_an_identical_call_in_a_run_is_made_once(store, cards) -> None:
                                                    "escalate": {"model": "c"}}}
     for q in ANSWERS:
         Counting.made = 0
-        one, both = run(CASCADE, alone, q, Counting(store, cards)), run(CASCADE, twice, q, Counting(store, cards))
+        one, both = (
+            run(CASCADE, alone, q, Counting(store, cards)),
+            run(CASCADE, twice, q, Counting(store, cards)),
+        )
         assert Counting.made == 2  # one call for each run: the check reused the answer's
         assert (both.answer, both.value.score) == (one.answer, one.value.score)
         assert both.cost_usd == one.cost_usd and both.latency_parallel_s == one.latency_parallel_s
@@ -208,7 +241,9 @@ def test_per_model_concurrency_limit_and_timeout() -> None:
     wf = parse_model(Workflow, CASCADE, "test")
     slow = _Slow(0.02)
     executor = Executor(wf, slow, concurrency=2)
-    resolved = resolve(wf, Configuration.parse({"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "a"}}}))
+    resolved = resolve(
+        wf, Configuration.parse({"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "a"}}})
+    )
     results = asyncio.run(executor.run_batch(resolved, [Query(str(i), "x") for i in range(10)]))
     assert all(r.error is None for r in results)
     assert slow.peak == 2

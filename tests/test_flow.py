@@ -83,7 +83,11 @@ def test_no_module_dispatches_on_step_types_outside_the_visitor_and_the_spec() -
         if path.name in {"flow.py", "spec.py"} and path.parent.name == "flowfront":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "isinstance"
+                and len(node.args) == 2
+            ):
                 names = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
                 if names & STEP_TYPES:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")

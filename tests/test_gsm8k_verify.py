@@ -40,7 +40,9 @@ class ScriptedProvider(Backend):
         last = request.messages[-1]["content"]
         if last.startswith("Problem:") and "Check every step" in last:
             ok = f"#### {truth}" in last
-            text = f"Step by step it {'holds' if ok else 'fails'}.\nVERDICT: {'CORRECT' if ok else 'INCORRECT'}"
+            text = (
+                f"Step by step it {'holds' if ok else 'fails'}.\nVERDICT: {'CORRECT' if ok else 'INCORRECT'}"
+            )
         elif last.startswith("Problem:"):
             text = f"Recomputing carefully.\n#### {truth}"
         else:
@@ -62,9 +64,19 @@ def recorded(settings, tmp_path: Path):
     fixture = tmp_path / "fixture"
     with connect(fixture / "traces.sqlite") as store:
         store.put_many(
-            Trace(key=call_key(r.model, None, r.messages, r.sampling), prompt_key=prompt_key(r.model, r.messages, r.sampling),
-                  model=r.model, budget=None, request={"messages": list(r.messages)}, response=text,
-                  prompt_tokens=50, completion_tokens=10, latency_s=0.1, cost_usd=1e-4, source="fixture")
+            Trace(
+                key=call_key(r.model, None, r.messages, r.sampling),
+                prompt_key=prompt_key(r.model, r.messages, r.sampling),
+                model=r.model,
+                budget=None,
+                request={"messages": list(r.messages)},
+                response=text,
+                prompt_tokens=50,
+                completion_tokens=10,
+                latency_s=0.1,
+                cost_usd=1e-4,
+                source="fixture",
+            )
             for r, text in provider.seen
         )
     return fixture

@@ -64,11 +64,15 @@ def test_layers_point_one_way() -> None:
 
 def test_the_layer_test_catches_an_inverted_import(tmp_path: Path) -> None:
     _empty_packages(tmp_path)
-    (tmp_path / "flowfront" / "executor.py").write_text("def f():\n    from flowfront.router.select import select\n")
+    (tmp_path / "flowfront" / "executor.py").write_text(
+        "def f():\n    from flowfront.router.select import select\n"
+    )
     (tmp_path / "compile" / "proxy.py").write_text("import flowfront.service.app\n")
     (tmp_path / "router" / "model.py").write_text("from compile.artifact import Frontier\n")
     (tmp_path / "flowfront" / "cli").mkdir()
-    (tmp_path / "flowfront" / "cli" / "__init__.py").write_text("import flowfront.eval.jobs\n")  # the app layer may
+    (tmp_path / "flowfront" / "cli" / "__init__.py").write_text(
+        "import flowfront.eval.jobs\n"
+    )  # the app layer may
     assert sorted(violations(tmp_path)) == [
         "compile/proxy.py imports flowfront.service.app",
         "flowfront/executor.py imports flowfront.router.select",
@@ -79,9 +83,13 @@ def test_the_layer_test_catches_an_inverted_import(tmp_path: Path) -> None:
 def test_tests_and_benchmarks_import_the_installed_names() -> None:
     """The checkout is on sys.path under pytest, so a stale ``from router...`` would still work here
     and fail against the wheel."""
-    stale = [f"{path.relative_to(PROJECT_ROOT)} imports {module}"
-             for folder in ("tests", "bench", "scripts") for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
-             for module in imports(path) if module.split(".")[0] in STAGES]
+    stale = [
+        f"{path.relative_to(PROJECT_ROOT)} imports {module}"
+        for folder in ("tests", "bench", "scripts")
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
+        for module in imports(path)
+        if module.split(".")[0] in STAGES
+    ]
     assert stale == []
 
 
@@ -93,7 +101,9 @@ def module_cycles(root: Path) -> list[list[str]]:
             parts = [p for p in path.relative_to(root).with_suffix("").parts if p != "__init__"]
             paths[".".join(["flowfront", *parts] if pkg != "flowfront" else parts)] = path
     # `from pkg import submodule` depends on the submodule, not on pkg's __init__
-    edges = {name: {t for t in imports(path, paths) if t in paths and t != name} for name, path in paths.items()}
+    edges = {
+        name: {t for t in imports(path, paths) if t in paths and t != name} for name, path in paths.items()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

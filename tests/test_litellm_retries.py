@@ -50,10 +50,13 @@ def test_budget_maps_onto_the_providers_knob(imported_settings) -> None:
 
 
 def test_replay_server_answers_errors_like_the_service(imported_settings) -> None:
-    """One error mapping (as a provider): a miss is 404 with the service's body, a bad body names its field."""
+    """One error mapping (as a provider): a miss is 404 with the service's body, a bad body names
+    its field."""
     with replay_server(imported_settings.workdir, "--fail-model", "claude-v2") as url:
-        miss = httpx.post(f"{url}/v1/chat/completions",
-                          json={"model": "claude-v1", "messages": [{"role": "user", "content": "never recorded"}]})
+        miss = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "claude-v1", "messages": [{"role": "user", "content": "never recorded"}]},
+        )
         bad = httpx.post(f"{url}/v1/chat/completions", json={"model": "claude-v1", "messages": []})
         down = httpx.post(f"{url}/v1/chat/completions",
                           json={"model": "claude-v2", "messages": [{"role": "user", "content": "x"}]})

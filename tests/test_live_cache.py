@@ -43,9 +43,16 @@ class CountingModel(Backend):
             total += len(w)
             offsets.append(total)
         times = tuple(0.05 + 0.01 * i for i in range(n))
-        return Completion(text="".join(words), prompt_tokens=7, completion_tokens=n, latency_s=times[-1] + 0.001,
-                          cost_usd=CARD.cost_usd(7, n), latency_source="measured", truncated=n < self.length,
-                          timing=StreamTiming(tuple(offsets), times))
+        return Completion(
+            text="".join(words),
+            prompt_tokens=7,
+            completion_tokens=n,
+            latency_s=times[-1] + 0.001,
+            cost_usd=CARD.cost_usd(7, n),
+            latency_source="measured",
+            truncated=n < self.length,
+            timing=StreamTiming(tuple(offsets), times),
+        )
 
 
 def request(budget: int | None, budgets=(8, 16, 64), text: str = "hello") -> CallRequest:
@@ -59,7 +66,11 @@ def test_one_call_at_the_widest_budget_answers_every_smaller_one(tmp_path: Path)
         cache = CachedBackend(model, store)
         small = asyncio.run(cache.complete(request(8)))
         assert model.calls == [64]  # called once, at the node's widest budget
-        assert small.text == "".join(f"w{i} " for i in range(8)) and small.completion_tokens == 8 and small.truncated
+        assert (
+            small.text == "".join(f"w{i} " for i in range(8))
+            and small.completion_tokens == 8
+            and small.truncated
+        )
         assert small.latency_s == pytest.approx(0.05 + 0.07)  # when the 8th token arrived, recorded
         assert small.latency_source == "recorded"
         assert small.cost_usd == pytest.approx(CARD.cost_usd(7, 8))
@@ -114,9 +125,15 @@ def test_replay_serves_a_live_record_like_the_cache(tmp_path: Path) -> None:
         replay = ReplayBackend(store, {"tiny": CARD})
         for budget, done in live.items():
             again = replay.answer(request(budget))
-            assert (again.text, again.completion_tokens, again.truncated) == (done.text, done.completion_tokens,
-                                                                              done.truncated)
-            assert again.latency_s == pytest.approx(done.latency_s) and again.latency_source in ("recorded", "measured")
+            assert (again.text, again.completion_tokens, again.truncated) == (
+                done.text,
+                done.completion_tokens,
+                done.truncated,
+            )
+            assert again.latency_s == pytest.approx(done.latency_s) and again.latency_source in (
+                "recorded",
+                "measured",
+            )
 
 
 def test_cut_without_per_token_times_is_modeled(tmp_path: Path) -> None:
@@ -126,7 +143,9 @@ def test_cut_without_per_token_times_is_modeled(tmp_path: Path) -> None:
         trace = next(store.iter_traces())
     rec = replace(recorded(trace), timing=None)
     done = cut(rec, 8)
-    assert done.truncated and done.tokens == 8 and done.latency_s is None  # the caller models it from the card
+    assert (
+        done.truncated and done.tokens == 8 and done.latency_s is None
+    )  # the caller models it from the card
 
 
 def test_prompt_keys_ignore_budgets_and_metadata() -> None:

@@ -18,10 +18,22 @@ from tests.helpers import fake_provider, free_port
 
 
 def _card(tmp: Path, payload: bytes) -> ModelCard:
-    return ModelCard(name="tiny-local", litellm_model="openai/tiny-local", input_usd_per_mtok=0.1,
-                     output_usd_per_mtok=0.1, ttft_s=0.1, prefill_tok_per_s=100, decode_tok_per_s=10, max_concurrency=1,
-                     local=LocalWeights(packages=["none==0"], parts=["x"], size_bytes=len(payload),
-                                        sha256=hashlib.sha256(payload).hexdigest()))
+    return ModelCard(
+        name="tiny-local",
+        litellm_model="openai/tiny-local",
+        input_usd_per_mtok=0.1,
+        output_usd_per_mtok=0.1,
+        ttft_s=0.1,
+        prefill_tok_per_s=100,
+        decode_tok_per_s=10,
+        max_concurrency=1,
+        local=LocalWeights(
+            packages=["none==0"],
+            parts=["x"],
+            size_bytes=len(payload),
+            sha256=hashlib.sha256(payload).hexdigest(),
+        ),
+    )
 
 
 def test_a_weights_file_that_fails_verification_is_named_with_the_fix(tmp_path: Path) -> None:
@@ -68,7 +80,9 @@ def test_a_server_that_is_not_up(tmp_path: Path, transport: str) -> None:
 
 def test_a_local_model_without_a_running_server(tmp_path: Path) -> None:
     card = _card(tmp_path, b"GGUF")
-    backend = LiteLLMBackend({card.name: card}, Settings(workdir=tmp_path, models_dir=tmp_path), models=[card.name])
+    backend = LiteLLMBackend(
+        {card.name: card}, Settings(workdir=tmp_path, models_dir=tmp_path), models=[card.name]
+    )
     with pytest.raises(BackendError, match="no local server is running") as err:
         asyncio.run(backend.complete(_request(card.name)))
     assert "flowfront models serve" in str(err.value)
@@ -77,7 +91,9 @@ def test_a_local_model_without_a_running_server(tmp_path: Path) -> None:
 @pytest.mark.slow  # starts a subprocess or a server
 def test_an_alias_the_server_does_not_serve(tmp_path: Path) -> None:
     with fake_provider(models=("other-model",), status=404) as (base, _):
-        backend = LiteLLMBackend({}, Settings(workdir=tmp_path, max_retries=0), api_base=base, models=["wanted"])
+        backend = LiteLLMBackend(
+            {}, Settings(workdir=tmp_path, max_retries=0), api_base=base, models=["wanted"]
+        )
         with pytest.raises(BackendError, match="does not serve 'wanted'") as err:
             asyncio.run(backend.check())
         assert "alias" in str(err.value)
@@ -109,13 +125,27 @@ def test_a_call_that_times_out_keeps_what_was_recorded(tmp_path: Path, transport
         who = backend.identity("m")
         with connect(tmp_path / "t.sqlite") as store:
             kept = _request("m")
-            store.put(Trace(key=call_key(who, 8, kept.messages, {}), prompt_key=prompt_key(who, kept.messages, {}),
-                            model="m", budget=8, request={"max_tokens": 8}, response="hello", prompt_tokens=1,
-                            completion_tokens=1, latency_s=0.1, cost_usd=0.0))
+            store.put(
+                Trace(
+                    key=call_key(who, 8, kept.messages, {}),
+                    prompt_key=prompt_key(who, kept.messages, {}),
+                    model="m",
+                    budget=8,
+                    request={"max_tokens": 8},
+                    response="hello",
+                    prompt_tokens=1,
+                    completion_tokens=1,
+                    latency_s=0.1,
+                    cost_usd=0.0,
+                )
+            )
             cache = CachedBackend(backend, store)
             with pytest.raises(BackendError, match="timed out|Timeout") as err:
-                asyncio.run(cache.complete(CallRequest(model="m", messages=({"role": "user", "content": "new"},),
-                                                       budget=8)))
+                asyncio.run(
+                    cache.complete(
+                        CallRequest(model="m", messages=({"role": "user", "content": "new"},), budget=8)
+                    )
+                )
             assert err.value.retryable
             assert asyncio.run(cache.complete(kept)).text == "hello"  # the recorded call is still answered
             assert store.count() == 1 and len(store.stale_intents()) == 0  # this process is alive

@@ -18,7 +18,9 @@ MODELS = ["small-a", "small-b", "large-c"]
 
 def write_table(path: Path, *, with_latency: bool) -> dict[str, float]:
     """30 queries x 3 models, no split column; returns each model's mean score."""
-    fields = ["query_id", "query", "task", "model", "score", "cost_usd"] + (["latency_s"] if with_latency else [])
+    fields = ["query_id", "query", "task", "model", "score", "cost_usd"] + (
+        ["latency_s"] if with_latency else []
+    )
     totals = dict.fromkeys(MODELS, 0.0)
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -48,8 +50,19 @@ def test_exec_on_a_custom_outcome_table(tmp_path: Path) -> None:
     assert out["cost_usd"] == pytest.approx(0.002)
     assert out["latency_sequential_s"] == pytest.approx(1.0)
     # with no split column, a seeded 70/30 split is made
-    test = orjson.loads(flowfront("exec", "model-route", "--outcomes", str(table), "--split", "test", "--json",
-                                  "--workdir", str(tmp_path / "w")).stdout)
+    test = orjson.loads(
+        flowfront(
+            "exec",
+            "model-route",
+            "--outcomes",
+            str(table),
+            "--split",
+            "test",
+            "--json",
+            "--workdir",
+            str(tmp_path / "w"),
+        ).stdout
+    )
     assert 3 <= test["n"] <= 16
 
 

@@ -25,6 +25,8 @@ def test_the_python_api_page_runs(imported_settings, tmp_path: Path, capsys) -> 
         exec(compile(block, "docs/python-api.md", "exec"), namespace)  # noqa: S102 - the doc is ours
     out = capsys.readouterr().out
     assert "candidates of" in out and "error: unknown benchmark" in out.lower() or "error:" in out
-    assert (work / "qa-cascade" / "frontier.json").is_file() and (work / "qa-cascade" / "router-frontier").is_dir()
+    assert (work / "qa-cascade" / "frontier.json").is_file() and (
+        work / "qa-cascade" / "router-frontier"
+    ).is_dir()
     assert "static" in namespace["results"]["strategies"]
     assert flowfront.__all__ and all(hasattr(flowfront, name) for name in flowfront.__all__)

@@ -99,7 +99,9 @@ def test_vote_of_three_matches_an_independent_majority_vote(setup) -> None:
         majority = ranked[0][0] if ranked and (len(ranked) == 1 or ranked[1][1] < ranked[0][1]) else None
         voted = majority if majority is not None else answers[0]
         # ground truth: the letter of the models the data marks correct (any of all eleven)
-        truth = {letter(ast.literal_eval(row[f"{m}|model_response"])[0]) for m in MODELS if float(row[m]) == 1.0}
+        truth = {
+            letter(ast.literal_eval(row[f"{m}|model_response"])[0]) for m in MODELS if float(row[m]) == 1.0
+        }
         correct += voted is not None and voted in truth
     assert out.summary.accuracy == pytest.approx(correct / len(chosen), abs=1e-12)
     assert len(chosen) > 700

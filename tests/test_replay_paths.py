@@ -32,7 +32,14 @@ def imported(imported_settings):
 
 def fingerprint(out) -> list[tuple]:
     return [
-        (r.answer, s, r.latency_sequential_s, r.latency_parallel_s, r.cost_usd, [c.completion_tokens for c in r.calls])
+        (
+            r.answer,
+            s,
+            r.latency_sequential_s,
+            r.latency_parallel_s,
+            r.cost_usd,
+            [c.completion_tokens for c in r.calls],
+        )
         for r, s in zip(out.results, out.scores, strict=True)
     ]
 
@@ -44,8 +51,20 @@ def test_litellm_custom_provider_path_is_identical(imported, shared_settings, na
     cards = load_cards(shared_settings)
     with open_store(shared_settings) as store:
         models = bench.workflow.all_models()
-        direct = execute(bench, config, queries, make_backend("replay", store, cards, shared_settings, models=models), shared_settings)
-        via = execute(bench, config, queries, make_backend("replay-litellm", store, cards, shared_settings, models=models), shared_settings)
+        direct = execute(
+            bench,
+            config,
+            queries,
+            make_backend("replay", store, cards, shared_settings, models=models),
+            shared_settings,
+        )
+        via = execute(
+            bench,
+            config,
+            queries,
+            make_backend("replay-litellm", store, cards, shared_settings, models=models),
+            shared_settings,
+        )
     assert fingerprint(direct) == fingerprint(via)
     if name == "code-budget":
         assert any(c.truncated for r in direct.results for c in r.calls)
@@ -57,7 +76,13 @@ def test_replay_serve_over_http_matches_in_process(imported, shared_settings) ->
     cards = load_cards(shared_settings)
     wf = bench.workflow
     with open_store(shared_settings) as store:
-        direct = execute(bench, BUDGETED, queries, make_backend("replay", store, cards, shared_settings, models=wf.all_models()), shared_settings)
+        direct = execute(
+            bench,
+            BUDGETED,
+            queries,
+            make_backend("replay", store, cards, shared_settings, models=wf.all_models()),
+            shared_settings,
+        )
     with replay_server(shared_settings.workdir) as url:
         backend = LiteLLMBackend(cards, shared_settings, api_base=f"{url}/v1")
         executor = Executor(wf, backend, concurrency=8)
@@ -65,6 +90,8 @@ def test_replay_serve_over_http_matches_in_process(imported, shared_settings) ->
     assert [r.error for r in results] == [None] * len(queries)
     assert [r.answer for r in results] == [r.answer for r in direct.results]
     over_http = [(c.prompt_tokens, c.completion_tokens, c.truncated) for r in results for c in r.calls]
-    in_process = [(c.prompt_tokens, c.completion_tokens, c.truncated) for r in direct.results for c in r.calls]
+    in_process = [
+        (c.prompt_tokens, c.completion_tokens, c.truncated) for r in direct.results for c in r.calls
+    ]
     assert over_http == in_process
     assert all(c.latency_source == "measured" for r in results for c in r.calls)

@@ -32,7 +32,9 @@ def test_killed_run_resumes_without_repeating_calls(imported_settings, tmp_path:
     with replay_server(imported_settings.workdir) as url:
         args = [sys.executable, "-m", "flowfront.cli", "exec", "qa-cascade", "--backend", "litellm",
                 "--api-base", f"{url}/v1", "--workdir", str(work), "--limit", "240", "--json"]
-        first = subprocess.Popen(args, env=cli_env(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = subprocess.Popen(
+            args, env=cli_env(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 180
         while len(live_keys(work / "traces.sqlite")) < 40:
             assert first.poll() is None, first.stderr.read().decode()
@@ -44,7 +46,9 @@ def test_killed_run_resumes_without_repeating_calls(imported_settings, tmp_path:
         served_before = httpx.get(f"{url}/v1/stats").json()["by_key"]
         assert recorded and set(recorded) <= set(served_before)
 
-        second = subprocess.run(args, env=cli_env(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            args, env=cli_env(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+        )
         assert second.returncode == 0, second.stderr
         served_after = httpx.get(f"{url}/v1/stats").json()["by_key"]
 

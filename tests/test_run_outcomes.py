@@ -48,8 +48,18 @@ def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
     """Named, the table's benchmark is then served, listed and asked for by its name."""
     table = make_table(tmp_path / "synthetic.csv")
     work = tmp_path / "work"
-    out = flowfront("run", "--outcomes", str(table), "--name", "my-table", "--seeds", "1", "--workdir", str(work),
-                    timeout=900)
+    out = flowfront(
+        "run",
+        "--outcomes",
+        str(table),
+        "--name",
+        "my-table",
+        "--seeds",
+        "1",
+        "--workdir",
+        str(work),
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr
     folders = [work / "my-table"]
     assert (work / "own" / "benchmarks" / "my-table.yaml").is_file()
@@ -86,7 +96,9 @@ def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
 def _drop_columns(src: Path, dst: Path, drop: set[str], add_tokens: bool = False) -> Path:
     with src.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    header = [c for c in rows[0] if c not in drop] + (["prompt_tokens", "completion_tokens"] if add_tokens else [])
+    header = [c for c in rows[0] if c not in drop] + (
+        ["prompt_tokens", "completion_tokens"] if add_tokens else []
+    )
     with dst.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()
@@ -102,9 +114,13 @@ def _drop_columns(src: Path, dst: Path, drop: set[str], add_tokens: bool = False
     ({"latency_s"}, False, "cost", "unavailable"),  # cost, no latency, no cards: the cost objective only
     ({"latency_s", "cost_usd"}, True, "latency", "unavailable"),  # token counts only: accuracy only
 ], ids=["cost-no-latency", "tokens-only"])
-def test_an_unseen_table_without_cards_runs_with_what_it_has(tmp_path: Path, drop, tokens, objective, latency) -> None:
+def test_an_unseen_table_without_cards_runs_with_what_it_has(
+    tmp_path: Path, drop, tokens, objective, latency
+) -> None:
     """Model names no card describes: nothing is invented, the report says what was unavailable."""
-    table = _drop_columns(make_table(tmp_path / "full.csv", n_queries=120), tmp_path / "table.csv", drop, tokens)
+    table = _drop_columns(
+        make_table(tmp_path / "full.csv", n_queries=120), tmp_path / "table.csv", drop, tokens
+    )
     work = tmp_path / "work"
     out = flowfront("run", "--outcomes", str(table), "--seeds", "1", "--workdir", str(work), timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]

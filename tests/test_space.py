@@ -25,24 +25,37 @@ def test_space_sizes(cascade, vote) -> None:
 
 def test_checker_off_needs_only_answer(cascade) -> None:
     assert call_slots(cascade, {"checker": "off"}) == {"answer": 1}
-    resolved = resolve(cascade, Configuration.parse({"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "claude-v2"}}}))
+    resolved = resolve(
+        cascade,
+        Configuration.parse({"knobs": {"checker": "off"}, "nodes": {"answer": {"model": "claude-v2"}}}),
+    )
     assert set(resolved.slots) == {"answer"}
 
 
 def test_per_call_settings_and_broadcast(vote) -> None:
     models = ["gpt-4-1106-preview", "claude-v2", "claude-v1"]
-    per_call = resolve(vote, Configuration.parse({"knobs": {"k": 3}, "nodes": {"answer": [{"model": m} for m in models]}}))
+    per_call = resolve(
+        vote, Configuration.parse({"knobs": {"k": 3}, "nodes": {"answer": [{"model": m} for m in models]}})
+    )
     assert [s.model for s in per_call.slots["answer"]] == models
-    broadcast = resolve(vote, Configuration.parse({"knobs": {"k": 5}, "nodes": {"answer": {"model": "claude-v2"}}}))
+    broadcast = resolve(
+        vote, Configuration.parse({"knobs": {"k": 5}, "nodes": {"answer": {"model": "claude-v2"}}})
+    )
     assert len(broadcast.slots["answer"]) == 5
 
 
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"nodes": {"answer": {"model": "nope"}}, "knobs": {"checker": "off"}}, "model 'nope' is not in its choices"),
+        (
+            {"nodes": {"answer": {"model": "nope"}}, "knobs": {"checker": "off"}},
+            "model 'nope' is not in its choices",
+        ),
         ({"nodes": {"answer": {"model": "claude-v2"}, "bogus": {"model": "x"}}}, "unknown node 'bogus'"),
-        ({"nodes": {"answer": {"model": "claude-v2", "budget": 99}}, "knobs": {"checker": "off"}}, "budget 99 is outside"),
+        (
+            {"nodes": {"answer": {"model": "claude-v2", "budget": 99}}, "knobs": {"checker": "off"}},
+            "budget 99 is outside",
+        ),
         ({"nodes": {"answer": {"model": "claude-v2"}}, "knobs": {"checker": "maybe"}}, "outside the space"),
         ({"nodes": {"answer": {"model": "claude-v2"}}}, "no setting for node 'check'"),
         ({"nodes": {"answer": {"modle": "claude-v2"}}}, "nodes.answer"),

@@ -32,7 +32,9 @@ def test_builtin_benchmarks_load(name: str) -> None:
 
 def test_content_hash_ignores_formatting_but_not_content(tmp_path: Path) -> None:
     base = load_workflow(write(tmp_path, WF)).content_hash
-    reformatted = load_workflow(write(tmp_path, "# a comment\n" + WF.replace("[m1, m2]", "[ m1 , m2 ]"))).content_hash
+    reformatted = load_workflow(
+        write(tmp_path, "# a comment\n" + WF.replace("[m1, m2]", "[ m1 , m2 ]"))
+    ).content_hash
     changed = load_workflow(write(tmp_path, WF.replace("[m1, m2]", "[m1, m3]"))).content_hash
     assert base == reformatted
     assert base != changed

@@ -11,9 +11,16 @@ MSG = ({"role": "user", "content": "2+2?"},)
 
 def make_trace(model: str = "m", budget: int | None = None, response: str = "4") -> Trace:
     return Trace(
-        key=call_key(model, budget, MSG, {}), prompt_key=prompt_key(model, MSG, {}), model=model, budget=budget,
-        request={"messages": list(MSG)}, response=response, prompt_tokens=3, completion_tokens=1,
-        latency_s=0.5, cost_usd=1e-5,
+        key=call_key(model, budget, MSG, {}),
+        prompt_key=prompt_key(model, MSG, {}),
+        model=model,
+        budget=budget,
+        request={"messages": list(MSG)},
+        response=response,
+        prompt_tokens=3,
+        completion_tokens=1,
+        latency_s=0.5,
+        cost_usd=1e-5,
     )
 
 

@@ -27,8 +27,16 @@ pytestmark = pytest.mark.slow
 
 def _sources(dest: Path) -> Path:
     """The files a clean clone would have (tracked and new, never ignored ones such as runs/)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = PROJECT_ROOT / rel
         if src.is_file():
@@ -41,22 +49,60 @@ def _sources(dest: Path) -> Path:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("wheel")
     src = _sources(root / "src")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                            "-w", str(root / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     wheel = next((root / "dist").glob("flowfront-*.whl"))
     venv.EnvBuilder(with_pip=False).create(root / "venv")
     python = root / "venv" / "bin" / "python"
-    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                           "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     (purelib / "_test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     user = root / "user"
     for stage in ("router", "service", "compile", "eval"):  # a user's own folders of the same names
         (user / stage).mkdir(parents=True)
-        (user / stage / "__init__.py").write_text("raise ImportError('the user\\'s own package was imported')\n")
+        (user / stage / "__init__.py").write_text(
+            "raise ImportError('the user\\'s own package was imported')\n"
+        )
     env = cli_env(FLOWFRONT_DATA_DIR=str(DATA_DIR), FLOWFRONT_QUIET="1")
     return {"bin": root / "venv" / "bin", "python": python, "user": user, "env": env, "wheel": wheel,
             "purelib": purelib}
@@ -82,7 +128,14 @@ def test_the_wheel_holds_the_stage_packages_and_the_configs(installed: dict) -> 
 
 # Tour lines that start servers or need live models or the benchmarks: not run here (the service and
 # live tests cover them; `serve` is started below, after the tour).
-TOUR_SKIPS = {"serve", "replay-serve", "record", "feedback", "retrain", "router"}  # need a server or served traffic (tests/service)
+TOUR_SKIPS = {
+    "serve",
+    "replay-serve",
+    "record",
+    "feedback",
+    "retrain",
+    "router",
+}  # need a server or served traffic (tests/service)
 
 
 def tour_commands() -> list[list[str]]:
@@ -124,16 +177,30 @@ def test_the_quick_tour_after_the_main_job_breaks_nothing(installed: dict) -> No
     assert main.returncode == 0, main.stdout[-2000:] + main.stderr[-2000:]
     built = {b: _frontier_hash(work / b / "frontier.json") for b in ("qa-cascade", "model-route")}
     commands = tour_commands()
-    assert len(commands) >= 14 and commands[0] == ["benchmarks"] and ["models", "init", "my-outcomes.csv"] in commands
+    assert (
+        len(commands) >= 14
+        and commands[0] == ["benchmarks"]
+        and ["models", "init", "my-outcomes.csv"] in commands
+    )
     after_serve = [c for c in commands if c[0] == "traces"]  # prunes the store `serve` writes
     for args in [c for c in commands if c not in after_serve]:
-        _ok(subprocess.run([flowfront, *args], cwd=user, env=env, capture_output=True, text=True, timeout=900), args)
+        _ok(
+            subprocess.run(
+                [flowfront, *args], cwd=user, env=env, capture_output=True, text=True, timeout=900
+            ),
+            args,
+        )
     for bench, digest in built.items():  # the tour's compiles wrote beside the main frontier, not over it
         assert _frontier_hash(work / bench / "frontier.json") == digest, bench
     _check_report_matches_results(work)
     _check_served(installed, work)
     for args in after_serve:
-        _ok(subprocess.run([flowfront, *args], cwd=user, env=env, capture_output=True, text=True, timeout=300), args)
+        _ok(
+            subprocess.run(
+                [flowfront, *args], cwd=user, env=env, capture_output=True, text=True, timeout=300
+            ),
+            args,
+        )
 
 
 def _ok(done: subprocess.CompletedProcess, args: list[str]) -> None:
@@ -155,7 +222,8 @@ def _check_report_matches_results(work: Path) -> None:
         result = orjson.loads(path.read_bytes())
         for name, strategy in result["strategies"].items():
             utility = strategy["expected_utility"]
-            row = f"| {result['benchmark']} | {name} | {utility['mean']:.3f} [{utility['low']:.3f}, {utility['high']:.3f}]"
+            interval = f"{utility['mean']:.3f} [{utility['low']:.3f}, {utility['high']:.3f}]"
+            row = f"| {result['benchmark']} | {name} | {interval}"
             if name in ("frontier", "static", "full-space", "oracle"):
                 assert row in report, row
 

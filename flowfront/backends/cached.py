@@ -44,8 +44,12 @@ class CachedBackend(Backend):
         self.resumed_in_flight = len(stale)
         if stale:
             models = sorted({row[1] for row in stale})
-            log.warning("%d live calls were in flight when an earlier run stopped (%s); they had no result and "
-                        "are made again", len(stale), ", ".join(models))
+            log.warning(
+                "%d live calls were in flight when an earlier run stopped (%s); they had no result and are "
+                "made again",
+                len(stale),
+                ", ".join(models),
+            )
 
     def concurrency(self, model: str) -> int | None:
         return self.inner.concurrency(model)
@@ -73,7 +77,9 @@ class CachedBackend(Backend):
                     if on_delta is not None:
                         replay_deltas(done, rec, on_delta)
                     return done
-                if await asyncio.to_thread(self.store.claim_intent, pkey, request.model, request.widest_budget):
+                if await asyncio.to_thread(
+                    self.store.claim_intent, pkey, request.model, request.widest_budget
+                ):
                     break
                 await asyncio.sleep(pause)  # another process is making it: its trace will be here
                 pause = min(1.0, pause * 2)
@@ -82,30 +88,49 @@ class CachedBackend(Backend):
             del self._inflight[pkey]
             future.set_result(None)
 
-    async def _call(self, request: CallRequest, who: str, pkey: str, on_delta: DeltaSink | None) -> Completion:
+    async def _call(
+        self, request: CallRequest, who: str, pkey: str, on_delta: DeltaSink | None
+    ) -> Completion:
         # A streamed call is made at its own budget: tokens past it must never reach the caller.
         widest = request.widest_budget if on_delta is None else request.budget
         live = replace(request, budget=widest)
         self._held.add(pkey)
         self._keep_alive()
         try:
-            done = await (self.inner.complete(live) if on_delta is None else self.inner.complete(live, on_delta=on_delta))
+            done = await (
+                self.inner.complete(live)
+                if on_delta is None
+                else self.inner.complete(live, on_delta=on_delta)
+            )
         except BaseException:
             self._held.discard(pkey)
             await asyncio.shield(asyncio.to_thread(self.store.end_intent, pkey))  # let another process try
             raise
         self.live_calls += 1
         trace = Trace(
-            key=call_key(who, widest, request.messages, request.sampling), prompt_key=pkey, model=request.model,
+            key=call_key(who, widest, request.messages, request.sampling),
+            prompt_key=pkey,
+            model=request.model,
             budget=widest,
-            request={"model": request.model, "provider": who, "node": request.node, "messages": list(request.messages),
-                     "max_tokens": widest,
-                     "sampling": request.sampling, "finish_reason": "length" if done.truncated else "stop",
-                     # the machine is shared: each measured latency carries the load it was taken under
-                     "load_1m": round(os.getloadavg()[0], 2),
-                     **({"stream": done.timing.as_json()} if done.timing is not None else {})},
-            response=done.text, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-            latency_s=done.latency_s, cost_usd=done.cost_usd, score=done.recorded_score, source="live",
+            request={
+                "model": request.model,
+                "provider": who,
+                "node": request.node,
+                "messages": list(request.messages),
+                "max_tokens": widest,
+                "sampling": request.sampling,
+                "finish_reason": "length" if done.truncated else "stop",
+                # the machine is shared: each measured latency carries the load it was taken under
+                "load_1m": round(os.getloadavg()[0], 2),
+                **({"stream": done.timing.as_json()} if done.timing is not None else {}),
+            },
+            response=done.text,
+            prompt_tokens=done.prompt_tokens,
+            completion_tokens=done.completion_tokens,
+            latency_s=done.latency_s,
+            cost_usd=done.cost_usd,
+            score=done.recorded_score,
+            source="live",
             query_id=request.query_id,
         )
         await asyncio.to_thread(self.store.put_ending_intent, trace)
@@ -127,7 +152,9 @@ class CachedBackend(Backend):
         cards: dict[str, ModelCard] = getattr(self.inner, "cards", {})
         card = cards.get(model)
         if card is None:
-            raise SpecError(f"no model card for {model!r}: a cut needs its price", hint="add configs/models/<model>.yaml")
+            raise SpecError(
+                f"no model card for {model!r}: a cut needs its price", hint="add configs/models/<model>.yaml"
+            )
         return card
 
     def _keep_alive(self) -> None:

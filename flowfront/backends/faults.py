@@ -46,7 +46,9 @@ class FaultInjectingBackend(WrappingBackend):
                 hint="list each model under one fault only",
             )
         if hang_s <= 0:
-            raise SpecError(f"hang_s must be positive, got {hang_s}", hint="pass a duration above the call timeout")
+            raise SpecError(
+                f"hang_s must be positive, got {hang_s}", hint="pass a duration above the call timeout"
+            )
         self.hang_s = hang_s
         self.injected: Counter[str] = Counter()
 
@@ -68,5 +70,8 @@ class FaultInjectingBackend(WrappingBackend):
         if model in self.hang_models:
             self.injected[model] += 1
             await asyncio.sleep(self.hang_s)  # the caller's timeout cancels this sleep
-        return await (self.inner.complete(request) if on_delta is None else self.inner.complete(request, on_delta=on_delta))
-
+        return await (
+            self.inner.complete(request)
+            if on_delta is None
+            else self.inner.complete(request, on_delta=on_delta)
+        )

@@ -181,8 +181,12 @@ class GuardedBackend(WrappingBackend):
         log = current_log.get()
         started, wall = time.time(), time.perf_counter()
         if not self.breakers.acquire(model):
-            error = BackendError(f"circuit breaker for {model!r} is open after repeated failures", model=model,
-                                 retryable=True, hint=f"the service retries {model!r} by itself after the breaker's reset time")
+            error = BackendError(
+                f"circuit breaker for {model!r} is open after repeated failures",
+                model=model,
+                retryable=True,
+                hint=f"the service retries {model!r} by itself after the breaker's reset time",
+            )
             self._failed(log, request, error, "breaker_open", started, wall)
             raise error
         try:
@@ -195,7 +199,13 @@ class GuardedBackend(WrappingBackend):
             self._failed(log, request, error, "timeout", started, wall)
             raise error from None
         except BackendError as error:
-            kind = "replay_miss" if isinstance(error, ReplayMissError) else "retryable" if error.retryable else "failed"
+            kind = (
+                "replay_miss"
+                if isinstance(error, ReplayMissError)
+                else "retryable"
+                if error.retryable
+                else "failed"
+            )
             if error.retryable:
                 self.breakers.failure(model)
             else:
@@ -205,11 +215,15 @@ class GuardedBackend(WrappingBackend):
         except asyncio.CancelledError:
             self.breakers.release(model)
             if log is not None:
-                log.events.append(CallEvent(log.candidate, request, None, None, True, time.perf_counter() - wall, started))
+                log.events.append(
+                    CallEvent(log.candidate, request, None, None, True, time.perf_counter() - wall, started)
+                )
             raise
         self.breakers.success(model)
         if log is not None:
-            log.events.append(CallEvent(log.candidate, request, done, None, False, time.perf_counter() - wall, started))
+            log.events.append(
+                CallEvent(log.candidate, request, done, None, False, time.perf_counter() - wall, started)
+            )
         return done
 
     def _failed(self, log: CallLog | None, request: CallRequest, error: BackendError, kind: str,
@@ -217,4 +231,6 @@ class GuardedBackend(WrappingBackend):
         if self.on_error is not None:
             self.on_error(request.model, kind)
         if log is not None:
-            log.events.append(CallEvent(log.candidate, request, None, error, False, time.perf_counter() - wall, started))
+            log.events.append(
+                CallEvent(log.candidate, request, None, error, False, time.perf_counter() - wall, started)
+            )

@@ -30,7 +30,8 @@ _NOT_RETRYABLE_HINTS = {
     "AuthenticationError": "set the provider's API key in the environment (e.g. OPENAI_API_KEY)",
     "NotFoundError": "check the model name in configs/models (litellm_model) and the provider",
     "BadRequestError": "the provider rejected the request; check the model's parameters and budget",
-    "ContextWindowExceededError": "the prompt is too long for this model; choose a model with a larger context",
+    "ContextWindowExceededError": "the prompt is too long for this model; choose a model with a larger "
+                                  "context",
     "PermissionDeniedError": "the key has no access to this model",
 }
 _lib: Any = None
@@ -78,7 +79,8 @@ def translate_error(exc: BaseException, model: str, api_base: str | None = None)
     if refused and api_base is not None:
         hint = f"nothing answers at {api_base}: start the server (`flowfront models serve`) or fix --api-base"
     if kind == "NotFoundError" and api_base is not None:
-        hint = f"the server at {api_base} does not serve {model!r}: check its model alias (GET {api_base}/models)"
+        hint = (f"the server at {api_base} does not serve {model!r}: check its model alias "
+                f"(GET {api_base}/models)")
     first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else kind
     return BackendError(f"{kind} from {model!r}: {first_line}", model=model, retryable=retryable, hint=hint)
 
@@ -172,7 +174,10 @@ class LiteLLMBackend(Backend):
                 done = await self.complete(request)
                 on_delta(done.text or "")
                 return done
-        kwargs: dict[str, Any] = {**request.sampling, **budget_params(self.cards.get(request.model), request.budget)}
+        kwargs: dict[str, Any] = {
+            **request.sampling,
+            **budget_params(self.cards.get(request.model), request.budget),
+        }
         base = None if self.replay is not None else self.base_for(request.model)
         if base is not None:
             kwargs.update(api_base=base, api_key=self._key())
@@ -218,17 +223,24 @@ class LiteLLMBackend(Backend):
 
             try:
                 async with httpx.AsyncClient(timeout=5.0) as client:
-                    reply = await client.get(f"{base}/models", headers={"authorization": f"Bearer {self._key()}"})
-                ids = {m.get("id") for m in reply.json().get("data", [])} if reply.status_code == 200 else set()
+                    reply = await client.get(
+                        f"{base}/models", headers={"authorization": f"Bearer {self._key()}"}
+                    )
+                ids = (
+                    {m.get("id") for m in reply.json().get("data", [])} if reply.status_code == 200 else set()
+                )
             except (httpx.HTTPError, ValueError, AttributeError):
                 ids = set()  # unreachable or no list: the call itself says what is wrong
             self._served[base] = frozenset(i for i in ids if isinstance(i, str)) or None
         served = self._served[base]
         if served is not None and model not in served and self._route(model).split("/", 1)[-1] not in served:
-            raise BackendError(f"the server at {base} serves {sorted(served)[:5]}, not {model!r}: its answer would be "
-                               "another model's", model=model,
-                               hint=f"start a server for {model!r} (`flowfront models serve`) or point --api-base "
-                                    "at one that serves it")
+            raise BackendError(
+                f"the server at {base} serves {sorted(served)[:5]}, not {model!r}: its answer would be "
+                "another model's",
+                model=model,
+                hint=f"start a server for {model!r} (`flowfront models serve`) or point --api-base "
+                "at one that serves it",
+            )
 
     def _streams(self, model: str) -> bool:
         mode = self.settings.stream_live_calls
@@ -245,13 +257,23 @@ class LiteLLMBackend(Backend):
 
         body = {k: v for k, v in kwargs.items() if k not in {"api_base", "api_key"}}
         body["messages"] = list(request.messages)
-        got = await stream_chat(base, self._key(), request.model, self._route(request.model).split("/", 1)[-1],
-                                body, self.settings.call_timeout_s, started, forward)
+        got = await stream_chat(
+            base,
+            self._key(),
+            request.model,
+            self._route(request.model).split("/", 1)[-1],
+            body,
+            self.settings.call_timeout_s,
+            started,
+            forward,
+        )
         usage = got.usage or {}
         return self._from_stream(request, got, int(usage.get("prompt_tokens") or 0),
                                  int(usage.get("completion_tokens") or 0), started)
 
-    async def _streamed(self, request: CallRequest, stream: Any, started: float, forward: DeltaSink) -> Completion:
+    async def _streamed(
+        self, request: CallRequest, stream: Any, started: float, forward: DeltaSink
+    ) -> Completion:
         """Read a litellm stream; one content chunk is one token on llama.cpp and most providers."""
         from flowfront.backends.sse import Streamed
 
@@ -267,7 +289,9 @@ class LiteLLMBackend(Backend):
         return self._from_stream(request, got, int(getattr(usage, "prompt_tokens", 0) or 0),
                                  int(getattr(usage, "completion_tokens", 0) or 0), started)
 
-    def _from_stream(self, request: CallRequest, got: Any, prompt: int, completion: int, started: float) -> Completion:
+    def _from_stream(
+        self, request: CallRequest, got: Any, prompt: int, completion: int, started: float
+    ) -> Completion:
         from flowfront.backends.prefix import StreamTiming
 
         elapsed = time.perf_counter() - started
@@ -275,7 +299,9 @@ class LiteLLMBackend(Backend):
         prompt = prompt or count_message_tokens(list(request.messages))
         # finish_reason "length" is what a cut looks like; some servers say "stop" at max_tokens
         truncated = got.finish == "length" or (request.budget is not None and completion >= request.budget)
-        timing = StreamTiming(tuple(got.offsets), tuple(got.times)) if len(got.offsets) == completion else None
+        timing = (
+            StreamTiming(tuple(got.offsets), tuple(got.times)) if len(got.offsets) == completion else None
+        )
         return Completion(text="".join(got.parts), prompt_tokens=prompt, completion_tokens=completion,
                           latency_s=elapsed, cost_usd=self._cost(request.model, None, prompt, completion),
                           latency_source="measured", truncated=truncated, timing=timing)
@@ -330,15 +356,26 @@ class LiteLLMBackend(Backend):
         async with httpx.AsyncClient(timeout=5.0) as client:
             for base, models in by_base.items():
                 try:
-                    reply = await client.get(f"{base}/models", headers={"authorization": f"Bearer {self._key()}"})
-                    served = {m.get("id") for m in reply.json().get("data", [])} if reply.status_code == 200 else None
+                    reply = await client.get(
+                        f"{base}/models", headers={"authorization": f"Bearer {self._key()}"}
+                    )
+                    served = (
+                        {m.get("id") for m in reply.json().get("data", [])}
+                        if reply.status_code == 200
+                        else None
+                    )
                 except (httpx.HTTPError, ValueError) as exc:
-                    raise BackendError(f"nothing usable answers at {base} ({type(exc).__name__})", retryable=True,
-                                       hint="start the server (`flowfront models serve`) or fix --api-base") from None
+                    raise BackendError(
+                        f"nothing usable answers at {base} ({type(exc).__name__})",
+                        retryable=True,
+                        hint="start the server (`flowfront models serve`) or fix --api-base",
+                    ) from None
                 if served is None:
                     raise BackendError(f"{base}/models answered {reply.status_code}", retryable=True,
                                        hint="check the server and FLOWFRONT_PROVIDER_API_KEY")
-                missing = [m for m in models if m not in served and self._route(m).split("/", 1)[-1] not in served]
+                missing = [
+                    m for m in models if m not in served and self._route(m).split("/", 1)[-1] not in served
+                ]
                 if missing:
                     raise BackendError(f"the server at {base} does not serve {missing[0]!r} (it serves "
                                        f"{sorted(served)[:5]})", model=missing[0],
@@ -349,7 +386,10 @@ def register_replay_provider(replay: Backend) -> None:
     """Expose ``replay`` to litellm as the custom provider ``flowfront-replay``."""
     lib = litellm_module()
     for item in lib.custom_provider_map:
-        if item.get("provider") == _REPLAY_PROVIDER and getattr(item["custom_handler"], "replay", None) is replay:
+        if (
+            item.get("provider") == _REPLAY_PROVIDER
+            and getattr(item["custom_handler"], "replay", None) is replay
+        ):
             return
     handler = _replay_handler_class()(replay)
     lib.custom_provider_map = [i for i in lib.custom_provider_map if i.get("provider") != _REPLAY_PROVIDER]

@@ -79,8 +79,18 @@ def recorded(t: Trace) -> Recorded:
     # Imported outcome tables hold complete responses (budget NULL); a live call is complete
     # unless the provider said it stopped at max_tokens.
     finished = max_tokens is None or (finish != "length" and not req.get("truncated", False))
-    return Recorded(t.response, t.prompt_tokens, tokens, t.latency_s, t.cost_usd, t.score, t.error,
-                    max_tokens=max_tokens, finished=finished, timing=StreamTiming.from_json(req.get("stream")))
+    return Recorded(
+        t.response,
+        t.prompt_tokens,
+        tokens,
+        t.latency_s,
+        t.cost_usd,
+        t.score,
+        t.error,
+        max_tokens=max_tokens,
+        finished=finished,
+        timing=StreamTiming.from_json(req.get("stream")),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,9 @@ class ReplayBackend(Backend):
 
     name = "replay"
 
-    def __init__(self, store: TraceStore, cards: dict[str, ModelCard], *, models: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, store: TraceStore, cards: dict[str, ModelCard], *, models: Iterable[str] | None = None
+    ) -> None:
         self.store = store
         self.cards = cards
         self.models = None if models is None else sorted(set(models))
@@ -65,9 +67,12 @@ class ReplayBackend(Backend):
             raise BackendError(f"recorded call to {request.model!r} failed: {rec.error}", model=request.model)
         if not rec.covers(request.budget):
             raise BackendError(
-                f"replay of {request.model!r} (prompt key {pkey}) was recorded up to {rec.max_tokens} tokens and cut "
-                f"there; budget {request.budget} needs more", model=request.model,
-                hint="record it again at the node's largest budget (`flowfront record`) or use a budget within it")
+                f"replay of {request.model!r} (prompt key {pkey}) was recorded up to {rec.max_tokens} "
+                f"tokens and cut there; budget {request.budget} needs more",
+                model=request.model,
+                hint="record it again at the node's largest budget (`flowfront record`) or use a budget "
+                     "within it",
+            )
         return completion_from_record(rec, request, self._cut(pkey, rec, request.budget), self._card)
 
     def _cut(self, pkey: str, rec: Recorded, budget: int | None) -> Cut:
@@ -102,7 +107,9 @@ def completion_from_record(rec: Recorded, request: CallRequest, done: Cut,
     Latency is the recorded one (the whole call's, or the arrival of the cut's last token) when
     the record has it, else the model card's latency model; ``latency_source`` says which.
     """
-    prompt_tokens = rec.prompt_tokens if rec.prompt_tokens is not None else count_message_tokens(list(request.messages))
+    prompt_tokens = (
+        rec.prompt_tokens if rec.prompt_tokens is not None else count_message_tokens(list(request.messages))
+    )
     cut_here = done.tokens != rec.completion_tokens
     card = card_for(request.model) if (done.latency_s is None or rec.cost_usd is None or cut_here) else None
     latency: float

@@ -44,12 +44,24 @@ def _error(status: int, body: str, model: str, base: str) -> BackendError:
         return BackendError(f"AuthenticationError from {model!r}: HTTP {status}", model=model,
                             hint="set the server's key in FLOWFRONT_PROVIDER_API_KEY")
     retryable = status == 429 or status >= 500
-    hint = "retry later" if retryable else "the server rejected the request; check the model's parameters and budget"
+    hint = (
+        "retry later"
+        if retryable
+        else "the server rejected the request; check the model's parameters and budget"
+    )
     return BackendError(f"HTTP {status} from {model!r}: {first}", model=model, retryable=retryable, hint=hint)
 
 
-async def stream_chat(base: str, key: str, model: str, alias: str, body: dict[str, Any],
-                      timeout_s: float, started: float, on_delta: Callable[[str], None] | None = None) -> Streamed:
+async def stream_chat(
+    base: str,
+    key: str,
+    model: str,
+    alias: str,
+    body: dict[str, Any],
+    timeout_s: float,
+    started: float,
+    on_delta: Callable[[str], None] | None = None,
+) -> Streamed:
     """POST ``{base}/chat/completions`` with ``stream: true`` and read it to the end."""
     import asyncio
 
@@ -80,9 +92,12 @@ async def stream_chat(base: str, key: str, model: str, alias: str, body: dict[st
         raise BackendError(f"Timeout from {model!r}: no complete answer within {timeout_s:g} s", model=model,
                            retryable=True, hint="retry later, or raise call_timeout_s") from None
     except httpx.ConnectError:
-        raise BackendError(f"APIConnectionError from {model!r}: connection refused", model=model, retryable=True,
-                           hint=f"nothing answers at {base}: start the server (`flowfront models serve`) "
-                                "or fix --api-base") from None
+        raise BackendError(
+            f"APIConnectionError from {model!r}: connection refused",
+            model=model,
+            retryable=True,
+            hint=f"nothing answers at {base}: start the server (`flowfront models serve`) or fix --api-base",
+        ) from None
     except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
         raise BackendError(f"{type(exc).__name__} from {model!r} mid-stream: {str(exc)[:200]}", model=model,
                            retryable=True, hint="retry later; check the server's log") from None

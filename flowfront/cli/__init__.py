@@ -24,7 +24,9 @@ from flowfront.errors import FlowfrontError, SpecError
 from flowfront.redact import Redactor
 from flowfront.settings import prepare_environment
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compile, route and serve structured LLM workflows.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Compile, route and serve structured LLM workflows."
+)
 data_app = typer.Typer(no_args_is_help=True, help="Import recorded outcomes into the trace store.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
@@ -56,7 +58,9 @@ _echo_json = echo_json
 
 
 @app.command()
-def space(workflow: Annotated[str, typer.Argument(help="workflow or benchmark name, or a YAML path")]) -> None:
+def space(
+    workflow: Annotated[str, typer.Argument(help="workflow or benchmark name, or a YAML path")],
+) -> None:
     """Print the design space: its size and every node's choices."""
     from flowfront.benchmarks import load_workflow_arg
     from flowfront.space import call_slots, knob_assignments, node_choices, space_size
@@ -66,7 +70,10 @@ def space(workflow: Annotated[str, typer.Argument(help="workflow or benchmark na
     typer.echo(f"workflow {wf.name} (hash {wf.content_hash}): {space_size(wf):,} configurations")
     for name, node in wf.llm_nodes().items():
         budgets = ", ".join("unlimited" if b is None else str(b) for b in node.budgets)
-        typer.echo(f"  node {name}: {len(node_choices(node))} choices = {len(node.models)} models x budgets [{budgets}]")
+        typer.echo(
+            f"  node {name}: {len(node_choices(node))} choices = {len(node.models)} models x budgets "
+            f"[{budgets}]"
+        )
     for name, knob in wf.knobs.items():
         typer.echo(f"  knob {name}: {knob.values}")
     for knobs in knob_assignments(wf):
@@ -95,8 +102,12 @@ def exec_(
     split: Annotated[str, typer.Option(help="train | test | all")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     backend: Annotated[str | None, typer.Option(help="replay | replay-litellm | litellm")] = None,
-    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")] = None,
-    outcomes: Annotated[Path | None, typer.Option(help="an outcome table to use instead of the built-in data")] = None,
+    api_base: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")
+    ] = None,
+    outcomes: Annotated[
+        Path | None, typer.Option(help="an outcome table to use instead of the built-in data")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="run only the first N queries")] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
@@ -126,7 +137,9 @@ def exec_(
         resolve(bench.workflow, cfg)
         queries = benchmark_queries(bench, ts, data, None if split == "all" else split)[:limit]
         name = backend or ("litellm" if bench.spec.backend == "litellm" else settings.backend)
-        be = make_backend(name, ts, load_cards(settings), settings, models=bench.workflow.all_models(), api_base=api_base)
+        be = make_backend(
+            name, ts, load_cards(settings), settings, models=bench.workflow.all_models(), api_base=api_base
+        )
         out = execute(bench, cfg, queries, be, settings, progress=not as_json and sys.stderr.isatty())
     s = out.summary
     payload = {"benchmark": bench.name, "split": split, **s.as_dict()}
@@ -134,14 +147,17 @@ def exec_(
         _echo_json(payload)
         return
     typer.echo(
-        f"{bench.name} [{split}] n={s.n}  accuracy={s.accuracy:.4f}  latency seq={s.latency_sequential_s:.3f}s "
+        f"{bench.name} [{split}] n={s.n}  accuracy={s.accuracy:.4f}  latency "
+        f"seq={s.latency_sequential_s:.3f}s "
         f"par={s.latency_parallel_s:.3f}s  cost=${s.cost_usd:.6f}/query  errors={s.errors}"
     )
 
 
 @data_app.command(name="import")
 def data_import(
-    sources: Annotated[list[str], typer.Argument(help="routerbench, llmrouter, or outcome table paths")] = None,
+    sources: Annotated[
+        list[str], typer.Argument(help="routerbench, llmrouter, or outcome table paths")
+    ] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
     store: StoreOpt = None,
@@ -159,7 +175,9 @@ def data_import(
                 path = Path(src)
                 src = source_for_outcomes(path)
                 summary = ensure_imported(ts, src, path=path)
-            dropped = ", ".join(f"{n} {why}" for why, n in sorted(summary.get("dropped", {}).items())) or "none"
+            dropped = (
+                ", ".join(f"{n} {why}" for why, n in sorted(summary.get("dropped", {}).items())) or "none"
+            )
             typer.echo(
                 f"{src}: kept {summary['rows_kept']} of {summary['rows_read']} rows "
                 f"({len(summary['models'])} models, {summary['queries']} queries); dropped: {dropped}"
@@ -196,18 +214,29 @@ def replay_serve(
     from flowfront.store import connect
 
     settings = make_settings(data_dir, workdir, store=store)
-    app_ = create_replay_app(ReplayBackend(connect(settings.store_url), load_cards(settings)), fail_models=frozenset(fail_model or []))
+    app_ = create_replay_app(
+        ReplayBackend(connect(settings.store_url), load_cards(settings)),
+        fail_models=frozenset(fail_model or []),
+    )
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command()
 def profile(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
-    max_queries: Annotated[int | None, typer.Option(min=1, help="profile on a seeded sample of the train split")] = None,
+    max_queries: Annotated[
+        int | None, typer.Option(min=1, help="profile on a seeded sample of the train split")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    reference: Annotated[str | None, typer.Option(help="reference configuration JSON (default: the benchmark's)")] = None,
-    judge: Annotated[bool, typer.Option(help="grade live calls with the LLM judge of configs/judge.yaml")] = False,
-    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="reference configuration JSON (default: the benchmark's)")
+    ] = None,
+    judge: Annotated[
+        bool, typer.Option(help="grade live calls with the LLM judge of configs/judge.yaml")
+    ] = False,
+    api_base: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL for the litellm backend")
+    ] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
     store: StoreOpt = None,
@@ -222,29 +251,15 @@ def profile(
     typer.echo(f"wrote {path}")
 
 
-@app.command(name="compile")
-def compile_(
-    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
-    objective: Annotated[str, typer.Option(help="latency | cost | both (3-D)")] = "latency",
-    execution: Annotated[str, typer.Option(help="sequential | parallel latency model")] = "parallel",
-    proxy: Annotated[str, typer.Option(help="correlated (default) | independent (FlowCompile's assumption)")] = "correlated",
-    models: Annotated[str | None, typer.Option(help="comma-separated models to keep")] = None,
-    max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
-    knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,
-    near_front: Annotated[float | None, typer.Option(min=0.0, help="also keep configurations within this much "
-                                                     "accuracy of the front at their best trade-off (for routing; "
-                                                     "default 0.2); 0 keeps the strict Pareto front (written beside "
-                                                     "the default one)")] = None,
-    max_candidates: Annotated[int | None, typer.Option(min=1, help="cap on candidates when --near-front widens "
-                                                       "(default 24)")] = None,
-    name: Annotated[str | None, typer.Option(help="artifact name (default: `frontier` for the default search, "
-                                             "`frontier-<hash>` for any other, so it never replaces the default)")] = None,
-    data_dir: DataDir = None,
-    workdir: Workdir = None,
-) -> None:
-    """Search the design space on the proxy → frontier.json + frontier.png."""
-    from flowfront.compile.jobs import compile_job, frontier_name
+_NEAR_FRONT_HELP = ("also keep configurations within this much accuracy of the front at their best "
+                    "trade-off (for routing; default 0.2); 0 keeps the strict Pareto front (written beside "
+                    "the default one)")
+_NAME_HELP = ("artifact name (default: `frontier` for the default search, `frontier-<hash>` for any other, "
+              "so it never replaces the default)")
 
+
+def _compile_options(objective: str, execution: str, proxy: str, knobs: str | None) -> dict | None:
+    """Check compile's choice options; the parsed knob filter."""
     for option, value, allowed in (("objective", objective, ("latency", "cost", "both")),
                                    ("execution", execution, ("sequential", "parallel")),
                                    ("proxy", proxy, ("independent", "correlated"))):
@@ -253,17 +268,43 @@ def compile_(
     try:
         knob_filter = orjson.loads(knobs) if knobs else None
     except orjson.JSONDecodeError as exc:
-        raise SpecError(f"--knobs is not valid JSON ({exc})", hint='e.g. --knobs \'{"checker": ["on"]}\'') from None
+        raise SpecError(f"--knobs is not valid JSON ({exc})",
+                        hint='e.g. --knobs \'{"checker": ["on"]}\'') from None
     if knob_filter is not None and not isinstance(knob_filter, dict):
         raise SpecError("--knobs must be a JSON object of knob -> allowed values")
+    return knob_filter
+
+
+@app.command(name="compile")
+def compile_(
+    benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
+    objective: Annotated[str, typer.Option(help="latency | cost | both (3-D)")] = "latency",
+    execution: Annotated[str, typer.Option(help="sequential | parallel latency model")] = "parallel",
+    proxy: Annotated[str, typer.Option(help="correlated (default) | independent (FlowCompile's assumption)")
+                     ] = "correlated",
+    models: Annotated[str | None, typer.Option(help="comma-separated models to keep")] = None,
+    max_budget: Annotated[int | None, typer.Option(min=1, help="keep budgets up to this many tokens")] = None,
+    knobs: Annotated[str | None, typer.Option(help='knob filter JSON, e.g. {"checker": ["on"]}')] = None,
+    near_front: Annotated[float | None, typer.Option(min=0.0, help=_NEAR_FRONT_HELP)] = None,
+    max_candidates: Annotated[int | None, typer.Option(
+        min=1, help="cap on candidates when --near-front widens (default 24)")] = None,
+    name: Annotated[str | None, typer.Option(help=_NAME_HELP)] = None,
+    data_dir: DataDir = None,
+    workdir: Workdir = None,
+) -> None:
+    """Search the design space on the proxy → frontier.json + frontier.png."""
+    from flowfront.compile.jobs import compile_job, frontier_name
+
+    knob_filter = _compile_options(objective, execution, proxy, knobs)
     settings = make_settings(data_dir, workdir)
     model_list = [m.strip() for m in models.split(",")] if models else None
     path, frontier = compile_job(
         settings, benchmark, objective=objective, execution=execution, mode=proxy,
         models=model_list, max_budget=max_budget, knobs=knob_filter,
         near_front=near_front, max_candidates=max_candidates,
-        out_name=name or frontier_name(objective=objective, models=model_list, max_budget=max_budget, knobs=knob_filter,
-                                       near_front=near_front, max_candidates=max_candidates),
+        out_name=name or frontier_name(objective=objective, models=model_list, max_budget=max_budget,
+                                       knobs=knob_filter, near_front=near_front,
+                                       max_candidates=max_candidates),
     )
     typer.echo(
         f"wrote {path}: {len(frontier.candidates)} candidates from {frontier.space_size:,} configurations "
@@ -274,7 +315,9 @@ def compile_(
 @app.command()
 def validate(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
-    n_front: Annotated[int, typer.Option(min=2, help="frontier configurations to execute (even spread)")] = 12,
+    n_front: Annotated[
+        int, typer.Option(min=2, help="frontier configurations to execute (even spread)")
+    ] = 12,
     n_sample: Annotated[int, typer.Option(min=1, help="other configurations, uniform over the space")] = 24,
     seed: Annotated[int, typer.Option()] = 0,
     data_dir: DataDir = None,
@@ -284,20 +327,33 @@ def validate(
     """Execute frontier and sampled configurations; report how well the proxy predicted them."""
     from flowfront.compile.validate import validate_job
 
-    path, r = validate_job(make_settings(data_dir, workdir, store=store), benchmark, n_front=n_front, n_sample=n_sample, seed=seed)
+    path, r = validate_job(
+        make_settings(data_dir, workdir, store=store),
+        benchmark,
+        n_front=n_front,
+        n_sample=n_sample,
+        seed=seed,
+    )
     hv = r["hypervolume"]["ratio"]
     typer.echo(
-        f"{r['benchmark']}: Spearman accuracy {r['accuracy']['spearman']:.3f}, latency {r['latency']['spearman']:.3f}; "
+        f"{r['benchmark']}: Spearman accuracy {r['accuracy']['spearman']:.3f}, latency "
+        f"{r['latency']['spearman']:.3f}; "
         f"Kendall accuracy {r['accuracy']['kendall']:.3f}, latency {r['latency']['kendall']:.3f}; "
-        f"frontier recall {r['frontier_recall']:.2f}; hypervolume ratio {hv if hv is None else round(hv, 3)}\nwrote {path}"
+        f"frontier recall {r['frontier_recall']:.2f}; hypervolume ratio "
+        f"{hv if hv is None else round(hv, 3)}\nwrote {path}"
     )
 
 
 @app.command()
 def train(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
-    strategy: Annotated[str, typer.Option(help="frontier | full-space | full-space-factorised | knn | static | "
-                                          "masrouter-style | maas-style | best-single | random")] = "frontier",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="frontier | full-space | full-space-factorised | knn | static | "
+            "masrouter-style | maas-style | best-single | random"
+        ),
+    ] = "frontier",
     seed: Annotated[int, typer.Option()] = 0,
     data_dir: DataDir = None,
     workdir: Workdir = None,
@@ -309,8 +365,10 @@ def train(
     path, m = train_job(make_settings(data_dir, workdir, store=store), benchmark, strategy, seed=seed)
     typer.echo(
         f"{benchmark} [{strategy}]: {m['train_queries']} train queries x {m['candidates']} candidates, "
-        f"fit in {m['fit_seconds']:.1f}s ({m['total_seconds']:.1f}s with outcomes and embeddings); held-out expected utility {m['heldout_fold_expected_utility']:.4f} ({m['heldout']})"
-        + (_design_line(m) if "design" in m else "") + (f"\nwrote {path}" if path else "")
+        f"fit in {m['fit_seconds']:.1f}s ({m['total_seconds']:.1f}s with outcomes and embeddings); held-out "
+        f"expected utility {m['heldout_fold_expected_utility']:.4f} ({m['heldout']})"
+        + (_design_line(m) if "design" in m else "")
+        + (f"\nwrote {path}" if path else "")
     )
 
 
@@ -320,10 +378,14 @@ def _design_line(m: dict) -> str:
     if "cv_utility" in m:  # chosen by cross-validation over the train split
         cv = m["cv_utility"]
         scores = ", ".join(f"{d} {cv[d]:.4f}" for d in sorted(cv, key=cv.get, reverse=True))
-        return (f"\nsuccess design: {m['design']} by {len(cv)}-design cross-validated routing utility ({scores}; "
-                f"{m['rule']}); calibration: {m['calibration']}")
+        return (
+            f"\nsuccess design: {m['design']} by {len(cv)}-design cross-validated routing utility ({scores}; "
+            f"{m['rule']}); calibration: {m['calibration']}"
+        )
     designs = sorted(m["valid_utility"], key=m["valid_utility"].get, reverse=True)
-    scores = ", ".join(f"{d} {m['valid_utility'][d]:.4f} (log-loss {m['valid_log_loss'][d]:.4f})" for d in designs)
+    scores = ", ".join(
+        f"{d} {m['valid_utility'][d]:.4f} (log-loss {m['valid_log_loss'][d]:.4f})" for d in designs
+    )
     return (f"\nsuccess design: {m['design']} won on validation routing utility ({scores}); "
             f"calibration: {m['calibration']}")
 
@@ -333,7 +395,9 @@ def eval_(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path")],
     strategies: Annotated[str | None, typer.Option(help="comma-separated strategies (default: all)")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy")] = 3,
-    execution: Annotated[str | None, typer.Option(help="parallel | sequential (default: the frontier's)")] = None,
+    execution: Annotated[
+        str | None, typer.Option(help="parallel | sequential (default: the frontier's)")
+    ] = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
     store: StoreOpt = None,
@@ -347,22 +411,41 @@ def eval_(
     from flowfront.eval.report import refresh_report
 
     settings = make_settings(data_dir, workdir, store=store)
-    path, result = eval_job(settings, benchmark, strategies=names, seeds=tuple(range(seeds)), execution=execution)
+    path, result = eval_job(
+        settings, benchmark, strategies=names, seeds=tuple(range(seeds)), execution=execution
+    )
     typer.echo(f"wrote {path}\nwrote {refresh_report(settings.workdir, first=[result['benchmark']])}")
 
 
 @app.command()
 def serve(
-    workflows: Annotated[Path | None, typer.Option(help="folder of workflow YAMLs to serve "
-                                                   "(default: the built-in ones)")] = None,
-    host: Annotated[str, typer.Option(help="bind address; anything but loopback needs FLOWFRONT_API_KEYS")] = "127.0.0.1",
+    workflows: Annotated[
+        Path | None, typer.Option(help="folder of workflow YAMLs to serve (default: the built-in ones)")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="bind address; anything but loopback needs FLOWFRONT_API_KEYS")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes on this port (they share the "
-                                         "served-request store; /metrics sums them)")] = 1,
-    explore: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="probability of routing to a candidate "
-                                                  "drawn among those within the caller's limits (logged with its "
-                                                  "propensity; default 0)")] = None,
-    backend: Annotated[str | None, typer.Option(help="replay | litellm (default: FLOWFRONT_BACKEND or replay)")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="worker processes on this port (they share the served-request store; /metrics sums them)",
+        ),
+    ] = 1,
+    explore: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="probability of routing to a candidate "
+            "drawn among those within the caller's limits (logged with its propensity; default 0)",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="replay | litellm (default: FLOWFRONT_BACKEND or replay)")
+    ] = None,
     api_base: ApiBase = None,
     data_dir: DataDir = None,
     workdir: Workdir = None,
@@ -382,14 +465,30 @@ def serve(
 
 @app.command()
 def run(
-    outcomes: Annotated[Path | None, typer.Option(help="an outcome table (docs/outcome-tables.md) to run through "
-                                                  "the model-route workflow instead of the built-in benchmarks")] = None,
-    name: Annotated[str | None, typer.Option(help="with --outcomes: the name to serve and ask for it by "
-                                             "(serve, frontier, select, route); saved under <workdir>/own")] = None,
-    benchmarks: Annotated[str | None, typer.Option(help="comma-separated built-in benchmarks "
-                                                   "(default: qa-cascade,model-route,live-math,live-code)")] = None,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(
+            help="an outcome table (docs/outcome-tables.md) to run through "
+            "the model-route workflow instead of the built-in benchmarks"
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="with --outcomes: the name to serve and ask for it by "
+            "(serve, frontier, select, route); saved under <workdir>/own"
+        ),
+    ] = None,
+    benchmarks: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated built-in benchmarks (default: qa-cascade,model-route,live-math,live-code)"
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy in the evaluation")] = 3,
-    backend: Annotated[str | None, typer.Option(help="replay (default: recorded data) | litellm (live models)")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="replay (default: recorded data) | litellm (live models)")
+    ] = None,
     api_base: ApiBase = None,
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N queries of each split")] = None,
     data_dir: DataDir = None,
@@ -402,11 +501,15 @@ def run(
     names = tuple(b.strip() for b in benchmarks.split(",") if b.strip()) if benchmarks else DEFAULT_BENCHMARKS
     if name is not None:
         if outcomes is None:
-            raise SpecError("--name names an outcome table's benchmark", hint="pass --outcomes FILE with --name")
+            raise SpecError(
+                "--name names an outcome table's benchmark", hint="pass --outcomes FILE with --name"
+            )
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
             raise SpecError(f"--name {name!r} is not a usable name",
                             hint="use lower-case letters, digits, - and _ (it becomes a file and URL name)")
-    settings = make_settings(data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit, store=store)
+    settings = make_settings(
+        data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit, store=store
+    )
     run_main(settings, names, outcomes=outcomes, seeds=seeds, name=name)
 
 

@@ -37,7 +37,9 @@ def models_install(names: Names = None) -> None:
 @models_app.command("serve")
 def models_serve(
     names: Names = None,
-    detach: Annotated[bool, typer.Option(help="return once ready; `flowfront models stop` ends them")] = False,
+    detach: Annotated[
+        bool, typer.Option(help="return once ready; `flowfront models stop` ends them")
+    ] = False,
     threads: Annotated[int, typer.Option(min=1, max=64, help="llama.cpp threads per server")] = 1,
 ) -> None:
     """Start one llama.cpp server per model on loopback and wait until each is ready."""
@@ -77,15 +79,23 @@ def models_status() -> None:
     bases = api_bases(settings.models_dir)
     for name, card in cards.items():
         path = weights_path(settings.models_dir, card)
-        have = "weights ok" if path.is_file() and path.stat().st_size == card.local.size_bytes else "not installed"
+        have = (
+            "weights ok"
+            if path.is_file() and path.stat().st_size == card.local.size_bytes
+            else "not installed"
+        )
         typer.echo(f"{name}\t{have}\t{bases.get(name, 'not served')}")
 
 
 @models_app.command("init")
 def models_init(
     table: Annotated[str, typer.Argument(help="an outcome table (JSONL or CSV)")],
-    out: Annotated[str | None, typer.Option("--out", help="folder for the drafts (default: cards_dir, ./cards)")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace drafts already in the folder")] = False,
+    out: Annotated[
+        str | None, typer.Option("--out", help="folder for the drafts (default: cards_dir, ./cards)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace drafts already in the folder")
+    ] = False,
 ) -> None:
     """Draft a model card for every model of TABLE that has none: prices and a latency model fitted
     to what the table records, the rest left out and named in the card's comments."""
@@ -99,14 +109,19 @@ def models_init(
     settings = make_settings()
     path = Path(table).expanduser()
     if not path.is_file():
-        raise DataError(f"outcome table {path} does not exist", hint="pass the path of a .jsonl or .csv table")
+        raise DataError(
+            f"outcome table {path} does not exist", hint="pass the path of a .jsonl or .csv table"
+        )
     folder = Path(out).expanduser().resolve() if out else settings.cards_dir
     known = set(load_model_cards(settings.configs_dir / "models"))
     written = write_drafts(read_outcome_table(path), folder, skip=known, overwrite=overwrite)
     for card in written:
         typer.echo(f"wrote {card}")
     if not written:
-        typer.echo(f"no drafts written: every model has a card (built-in or in {folder}); --overwrite replaces drafts")
+        typer.echo(
+            f"no drafts written: every model has a card (built-in or in {folder}); --overwrite replaces "
+            "drafts"
+        )
     elif out and folder != settings.cards_dir:
         typer.echo(f"use them with FLOWFRONT_CARDS_DIR={folder}")
 
@@ -135,7 +150,9 @@ def record(
     settings = make_settings(data_dir, workdir)
     bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     if bench.spec.recording is None:
-        raise SpecError(f"benchmark {bench.name!r} names no recording file", hint="set `recording:` in its YAML")
+        raise SpecError(
+            f"benchmark {bench.name!r} names no recording file", hint="set `recording:` in its YAML"
+        )
     cards = load_cards(settings)
     with open_store(settings) as store:
         if not export_only:
@@ -148,7 +165,9 @@ def record(
         if export or export_only:
             path = settings.configs_dir / bench.spec.recording
             out = export_recording(bench, store, path, provenance(bench, cards))
-            typer.echo(f"wrote {path}: {out['queries']} queries, {out['traces']} calls, {out['bytes'] / 1e6:.2f} MB")
+            typer.echo(
+                f"wrote {path}: {out['queries']} queries, {out['traces']} calls, {out['bytes'] / 1e6:.2f} MB"
+            )
 
 
 async def _record_with_bar(run_record, bench, backend, store, queries, concurrency) -> None:

@@ -57,9 +57,16 @@ def feedback_list(
 
 
 def grade(
-    workflow: Annotated[str, typer.Argument(help="the served workflow (or its benchmark) whose answers to grade")],
-    judge: Annotated[str | None, typer.Option(help="model for the LLM judge (a model card or litellm route); "
-                                              "without it only answers with a reference are graded")] = None,
+    workflow: Annotated[
+        str, typer.Argument(help="the served workflow (or its benchmark) whose answers to grade")
+    ],
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="model for the LLM judge (a model card or litellm route); "
+            "without it only answers with a reference are graded"
+        ),
+    ] = None,
     sample: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of served answers to grade")] = 0.05,
     since: Since = "7d",
     api_base: ApiBase = None,
@@ -76,14 +83,21 @@ def grade(
 
     settings = make_settings(None, workdir, store=store, trace_store=trace_store, api_base=api_base)
     wf = load_workflow_arg(workflow, settings.configs_dir, own_dir=settings.workspace.own)
-    benches: list[Bench] = [b for b in (load_benchmark(n, settings.configs_dir, own_dir=settings.workspace.own)
-                                        for n in list_benchmarks(settings.configs_dir, settings.workspace.own))
-                            if b.workflow.name == wf.name]
+    benches: list[Bench] = [
+        b
+        for b in (
+            load_benchmark(n, settings.configs_dir, own_dir=settings.workspace.own)
+            for n in list_benchmarks(settings.configs_dir, settings.workspace.own)
+        )
+        if b.workflow.name == wf.name
+    ]
     with open_store(settings) as main, connect(settings.served_store_url) as served:
         references: dict[str, str] = {}
         for b in benches:
             source = b.spec.data.source
-            references |= references_for(main, source if source not in ("outcomes",) else f"outcomes-{b.name}")
+            references |= references_for(
+                main, source if source not in ("outcomes",) else f"outcomes-{b.name}"
+            )
         decisions = served.decisions(since=time.time() - parse_span(since), workflow=wf.name)
         backend = None
         if judge is not None:
@@ -130,7 +144,9 @@ def drift(
     psi: Annotated[float, typer.Option(help="alarm above this task-mix PSI")] = 0.25,
     ood_share: Annotated[float, typer.Option(help="alarm above this out-of-distribution share")] = 0.10,
     ece: Annotated[float, typer.Option(help="alarm above this calibration error")] = 0.10,
-    latency_ratio: Annotated[float, typer.Option(help="alarm beyond this realised/predicted latency factor")] = 1.5,
+    latency_ratio: Annotated[
+        float, typer.Option(help="alarm beyond this realised/predicted latency factor")
+    ] = 1.5,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     workdir: Workdir = None,
     store: StoreOpt = None,
@@ -144,7 +160,9 @@ def drift(
 
     settings = make_settings(None, workdir, store=store, trace_store=trace_store)
     try:
-        mix = read_artifact(settings.workspace.benchmark(workflow).router()).validation_metrics.get("group_mix")
+        mix = read_artifact(settings.workspace.benchmark(workflow).router()).validation_metrics.get(
+            "group_mix"
+        )
     except FlowfrontError:
         mix = None  # no router here: the mix is not compared
     with connect(settings.served_store_url) as served:
@@ -156,10 +174,13 @@ def drift(
         return
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731 - one-line formatter
     alarms = [k for k, on in report["alarms"].items() if on]
-    typer.echo(f"{workflow}, last {since}: {report['routed']} routed requests; task-mix PSI {fmt(report['mix']['psi'])}, "
-               f"OOD share {fmt(report['ood_share'])}, calibration ECE {fmt(report['calibration']['ece'])} "
-               f"({report['calibration']['graded']} graded), latency realised/predicted "
-               f"{fmt(report['latency_ratio_median'])}; alarms: {', '.join(alarms) or 'none'}")
+    typer.echo(
+        f"{workflow}, last {since}: {report['routed']} routed requests; task-mix PSI "
+        f"{fmt(report['mix']['psi'])}, "
+        f"OOD share {fmt(report['ood_share'])}, calibration ECE {fmt(report['calibration']['ece'])} "
+        f"({report['calibration']['graded']} graded), latency realised/predicted "
+        f"{fmt(report['latency_ratio_median'])}; alarms: {', '.join(alarms) or 'none'}"
+    )
 
 
 @router_app.command("versions")
@@ -176,8 +197,10 @@ def router_versions_cmd(benchmark: Benchmark, workdir: Workdir = None) -> None:
 @router_app.command("rollback")
 def router_rollback(
     benchmark: Benchmark,
-    to: Annotated[str | None, typer.Option(help="a version from `flowfront router versions` (default: the one "
-                                           "before the current)")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="a version from `flowfront router versions` (default: the one before the current)"),
+    ] = None,
     workdir: Workdir = None,
     store: StoreOpt = None,
     trace_store: TraceStoreOpt = None,
@@ -189,9 +212,13 @@ def router_rollback(
     settings = make_settings(None, workdir, store=store, trace_store=trace_store)
     folder = settings.workspace.benchmark(benchmark).router()
     if not folder.exists():
-        raise SpecError(f"no router for {benchmark!r} under {settings.workdir}", hint="run `flowfront train` first")
+        raise SpecError(
+            f"no router for {benchmark!r} under {settings.workdir}", hint="run `flowfront train` first"
+        )
     version = rollback_router(folder, to)
     with connect(settings.served_store_url) as served:
         generation = served.bump_generation()
-    typer.echo(f"{benchmark}: serving router {version} again (generation {generation}; replicas reload within "
-               "seconds)")
+    typer.echo(
+        f"{benchmark}: serving router {version} again (generation {generation}; replicas reload within "
+        "seconds)"
+    )

@@ -48,9 +48,11 @@ def _warn_on_weak_proxy(console: Console, name: str, validation: dict) -> list[s
     for axis in ("accuracy", "latency"):
         rho = (validation.get(axis) or {}).get("spearman")
         if rho is not None and rho == rho and rho < WEAK_PROXY:  # NaN: nothing measured to compare
-            warnings.append(f"{name}: the proxy's {axis} estimates rank candidates with Spearman {rho:.3f} "
-                            f"against the measurement (below {WEAK_PROXY:.2f}); treat the frontier's {axis} figures "
-                            "as rough (validation.png shows where)")
+            warnings.append(
+                f"{name}: the proxy's {axis} estimates rank candidates with Spearman {rho:.3f} "
+                f"against the measurement (below {WEAK_PROXY:.2f}); treat the frontier's {axis} figures "
+                "as rough (validation.png shows where)"
+            )
     for line in warnings:
         console.print(f"  [yellow]warning:[/] {line}")
     return warnings
@@ -80,24 +82,39 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
     stages.run("profile", profile_job, settings, bench, progress=True)
     objective = _objective(settings, bench)
     if objective != "latency":
-        console.print(f"  objective: {objective} ({'accuracy x latency x cost' if objective == 'both' else 'the data records no latency and its models have no cards: cost only, latency unavailable'})")
+        what = ("accuracy x latency x cost" if objective == "both" else
+                "the data records no latency and its models have no cards: cost only, latency unavailable")
+        console.print(f"  objective: {objective} ({what})")
     _, frontier = stages.run("compile", compile_job, settings, bench, mode="correlated", objective=objective)
     _, validation = stages.run("validate", validate_job, settings, bench)
     _warn_on_weak_proxy(console, bench.name, validation)
     row = {
-        "benchmark": bench.name, "n_test": reference.summary.n, "space": frontier.space_size,
-        "frontier": len(frontier.candidates), "reference_accuracy": reference.summary.accuracy,
-        "spearman_accuracy": validation["accuracy"]["spearman"], "spearman_latency": validation["latency"]["spearman"],
-        "frontier_recall": validation["frontier_recall"], "results": None, "timings_s": stages.seconds,
+        "benchmark": bench.name,
+        "n_test": reference.summary.n,
+        "space": frontier.space_size,
+        "frontier": len(frontier.candidates),
+        "reference_accuracy": reference.summary.accuracy,
+        "spearman_accuracy": validation["accuracy"]["spearman"],
+        "spearman_latency": validation["latency"]["spearman"],
+        "frontier_recall": validation["frontier_recall"],
+        "results": None,
+        "timings_s": stages.seconds,
     }
     n_train = _train_size(settings, bench)
     if n_train < MIN_TRAIN_QUERIES:  # e.g. a quick live run with --limit: compile and validate still ran
-        console.print(f"  [yellow]router not trained:[/] {n_train} train queries, fewer than the {MIN_TRAIN_QUERIES} "
-                      "a router needs to fit and validate (raise --limit)")
+        console.print(
+            f"  [yellow]router not trained:[/] {n_train} train queries, fewer than the {MIN_TRAIN_QUERIES} "
+            "a router needs to fit and validate (raise --limit)"
+        )
         return row
     _, trained = stages.run("train", train_job, settings, bench, "frontier")
     results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)))
-    return {**row, "train_seconds": trained["total_seconds"], "results_path": str(results_path), "results": results}
+    return {
+        **row,
+        "train_seconds": trained["total_seconds"],
+        "results_path": str(results_path),
+        "results": results,
+    }
 
 
 def _objective(settings: Settings, bench: Benchmark) -> str:
@@ -134,7 +151,11 @@ def _benchmarks(settings: Settings, names: tuple[str, ...], outcomes: Path | Non
     from flowfront.runtime import load_outcomes_benchmark
 
     if outcomes is not None:
-        return [stages.run("import outcome table", load_outcomes_benchmark, settings, outcomes, "model-route", name)]
+        return [
+            stages.run(
+                "import outcome table", load_outcomes_benchmark, settings, outcomes, "model-route", name
+            )
+        ]
     return [load_benchmark(name, settings.configs_dir, own_dir=settings.workspace.own) for name in names]
 
 
@@ -156,8 +177,10 @@ def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *,
                "total_s": round(time.perf_counter() - started, 2)}
     settings.workspace.timings.write_bytes(orjson.dumps(timings, option=orjson.OPT_INDENT_2))
     _print_summary(rows)
-    console.print(f"report: {report}\nartifacts: {settings.workdir}/<benchmark>/ "
-                  f"(profiles, frontier, validation, router, eval); stage times: {settings.workspace.timings}")
+    console.print(
+        f"report: {report}\nartifacts: {settings.workdir}/<benchmark>/ "
+        f"(profiles, frontier, validation, router, eval); stage times: {settings.workspace.timings}"
+    )
     return rows
 
 
@@ -174,8 +197,15 @@ def _print_summary(rows: list[dict]) -> None:
         h = headline(r["results"]) if r["results"] is not None else dict.fromkeys(
             ("router_eu", "static_eu", "full_space_eu", "router_minus_static"), "not trained")
         table.add_row(
-            r["benchmark"], str(r["n_test"]), f"{r['space']:,}", str(r["frontier"]), f"{r['spearman_accuracy']:.3f}",
-            h["router_eu"], h["static_eu"], h["full_space_eu"], h["router_minus_static"],
+            r["benchmark"],
+            str(r["n_test"]),
+            f"{r['space']:,}",
+            str(r["frontier"]),
+            f"{r['spearman_accuracy']:.3f}",
+            h["router_eu"],
+            h["static_eu"],
+            h["full_space_eu"],
+            h["router_minus_static"],
             f"{sum(r['timings_s'].values()):.0f}",
         )
     Console(width=200).print(table)

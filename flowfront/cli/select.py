@@ -49,7 +49,13 @@ def frontier(
     for col in ("id", "accuracy", "latency (s)", "cost ($)", "configuration"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["id"], f"{r['accuracy']:.3f}", f"{r['latency_s']:.3f}", f"{r['cost_usd']:.3g}", _short(r["config"]))
+        table.add_row(
+            r["id"],
+            f"{r['accuracy']:.3f}",
+            f"{r['latency_s']:.3f}",
+            f"{r['cost_usd']:.3g}",
+            _short(r["config"]),
+        )
     Console(width=220).print(table)
 
 
@@ -63,10 +69,14 @@ def _short(config: dict) -> str:
 
 def select(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path (after `flowfront compile`)")],
-    lambda_: Annotated[float | None, typer.Option("--lambda", min=0.0, help="weight of the objective vs accuracy")] = None,
+    lambda_: Annotated[
+        float | None, typer.Option("--lambda", min=0.0, help="weight of the objective vs accuracy")
+    ] = None,
     objective: Annotated[str, typer.Option(help="latency | cost")] = "latency",
     max_latency_s: Annotated[float | None, typer.Option(min=0.0, help="hard latency limit (s)")] = None,
-    max_cost_usd: Annotated[float | None, typer.Option(min=0.0, help="hard cost limit (USD per query)")] = None,
+    max_cost_usd: Annotated[
+        float | None, typer.Option(min=0.0, help="hard cost limit (USD per query)")
+    ] = None,
     min_accuracy: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="hard accuracy floor")] = None,
     on_infeasible: Annotated[str, typer.Option(help="error | nearest")] = "error",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -78,33 +88,52 @@ def select(
 
     if objective not in ("latency", "cost") or on_infeasible not in ("error", "nearest"):
         raise SpecError("--objective takes latency or cost; --on-infeasible takes error or nearest")
-    pref = Preference.model_validate({"lambda": lambda_, "objective": objective, "max_latency_s": max_latency_s,
-                                      "max_cost_usd": max_cost_usd, "min_accuracy": min_accuracy,
-                                      "on_infeasible": on_infeasible})
+    pref = Preference.model_validate(
+        {
+            "lambda": lambda_,
+            "objective": objective,
+            "max_latency_s": max_latency_s,
+            "max_cost_usd": max_cost_usd,
+            "min_accuracy": min_accuracy,
+            "on_infeasible": on_infeasible,
+        }
+    )
     f = _frontier(benchmark, workdir)
     index, runner, feasible = select_static(f, pref)
     chosen = _row(f.candidates[index], f.execution)
-    out = {"benchmark": f.benchmark, "preference": pref.model_dump(by_alias=True), "feasible": feasible,
-           "chosen": chosen, "runner_up": _row(f.candidates[runner], f.execution) if runner is not None else None}
+    out = {
+        "benchmark": f.benchmark,
+        "preference": pref.model_dump(by_alias=True),
+        "feasible": feasible,
+        "chosen": chosen,
+        "runner_up": _row(f.candidates[runner], f.execution) if runner is not None else None,
+    }
     if as_json:
         echo_json(out)
         return
-    typer.echo(f"{chosen['id']}: accuracy {chosen['accuracy']:.3f}, latency {chosen['latency_s']:.3f} s, "
-               f"cost ${chosen['cost_usd']:.3g} (proxy estimates{'' if feasible else '; nearest: no candidate meets the limits'})")
+    typer.echo(
+        f"{chosen['id']}: accuracy {chosen['accuracy']:.3f}, latency {chosen['latency_s']:.3f} s, "
+        f"cost ${chosen['cost_usd']:.3g} (proxy "
+        f"estimates{'' if feasible else '; nearest: no candidate meets the limits'})"
+    )
     echo_json(chosen["config"])
     if out["runner_up"]:
         r = out["runner_up"]
-        typer.echo(f"runner-up {r['id']}: accuracy {r['accuracy']:.3f}, latency {r['latency_s']:.3f} s, cost ${r['cost_usd']:.3g}")
+        typer.echo(
+            f"runner-up {r['id']}: accuracy {r['accuracy']:.3f}, latency {r['latency_s']:.3f} s, cost "
+            f"${r['cost_usd']:.3g}"
+        )
 
 
 def route(
     benchmark: Annotated[str, typer.Argument(help="benchmark name or YAML path (after `flowfront train`)")],
     query: Annotated[str, typer.Argument(help="the query to route")],
-    lambda_: Annotated[float | None, typer.Option("--lambda", min=0.0, help="weight of the objective vs accuracy")] = None,
+    lambda_: Annotated[float | None, typer.Option("--lambda", min=0.0,
+                                                  help="weight of the objective vs accuracy")] = None,
     objective: Annotated[str, typer.Option(help="latency | cost")] = "latency",
     max_latency_s: Annotated[float | None, typer.Option(min=0.0, help="hard latency limit (s)")] = None,
-    task: Annotated[str | None, typer.Option(help="the query's task, if known (a task the router was trained on is "
-                                                  "used as its group)")] = None,
+    task: Annotated[str | None, typer.Option(help="the query's task, if known (a task the router was "
+                                                  "trained on is used as its group)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     workdir: Workdir = None,
 ) -> None:
@@ -115,15 +144,16 @@ def route(
     f = _frontier(benchmark, workdir)
     settings = make_settings(None, workdir)
     router = TrainedRouter.load(settings.workspace.benchmark(f.benchmark).router(), f)
-    pref = Preference.model_validate({"lambda": lambda_, "objective": objective, "max_latency_s": max_latency_s,
-                                      "on_infeasible": "nearest"})
+    pref = Preference.model_validate({"lambda": lambda_, "objective": objective,
+                                      "max_latency_s": max_latency_s, "on_infeasible": "nearest"})
     tasks = None if task is None else [task]
     pred = router.predict([query], tasks)
     pick = router.route([query], pref, tasks)[0]
     hint = None if task is None else {"task": task, "used": bool(pred.n_hinted),
                                       "known": list(router.known_tasks)}
-    rows = [{"id": c.id, "accuracy": round(float(pred.accuracy[0, i]), 4), "latency_s": round(float(pred.latency_s[0, i]), 4),
-             "cost_usd": float(pred.cost_usd[0, i])} for i, c in enumerate(f.candidates)]
+    rows = [{"id": c.id, "accuracy": round(float(pred.accuracy[0, i]), 4),
+             "latency_s": round(float(pred.latency_s[0, i]), 4), "cost_usd": float(pred.cost_usd[0, i])}
+            for i, c in enumerate(f.candidates)]
     fell_back = bool(pred.fallback is not None and pred.fallback[0])
     if as_json:
         echo_json({"benchmark": f.benchmark, "pick": pick.id, "fallback": fell_back, "hint": hint,

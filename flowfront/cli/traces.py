@@ -20,16 +20,24 @@ traces_app = typer.Typer(no_args_is_help=True, help="The trace stores: the decis
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 Since = Annotated[str, typer.Option("--since", help="how far back: 30m, 1h, 24h, 7d")]
-TraceStoreOpt = Annotated[str | None, typer.Option("--trace-store", help="the served-request store URL (default: "
-                                                   "FLOWFRONT_TRACE_STORE, else the store when it is PostgreSQL, "
-                                                   "else <workdir>/serve/traces.sqlite)")]
+TraceStoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--trace-store",
+        help="the served-request store URL (default: "
+        "FLOWFRONT_TRACE_STORE, else the store when it is PostgreSQL, "
+        "else <workdir>/serve/traces.sqlite)",
+    ),
+]
 
 
 def parse_span(text: str, option: str = "--since") -> float:
     """Seconds in a span like ``90s``, ``30m``, ``1h``, ``7d``."""
     found = _SPAN.match(text)
     if found is None:
-        raise SpecError(f"{option} {text!r} is not a time span", hint="use a number and a unit: 30m, 1h, 24h, 7d")
+        raise SpecError(
+            f"{option} {text!r} is not a time span", hint="use a number and a unit: 30m, 1h, 24h, 7d"
+        )
     return float(found.group(1)) * _UNIT_S[found.group(2)]
 
 
@@ -39,8 +47,10 @@ def _served_store(workdir: Path | None, store: str | None, trace_store: str | No
     settings = make_settings(None, workdir, store=store, trace_store=trace_store)
     url = settings.served_store_url
     if url.engine == "sqlite" and (url.path is None or not url.path.is_file()):
-        raise SpecError(f"served-request store {url.shown} not found",
-                        hint="pass --trace-store or --workdir (the service writes <workdir>/serve/traces.sqlite)")
+        raise SpecError(
+            f"served-request store {url.shown} not found",
+            hint="pass --trace-store or --workdir (the service writes <workdir>/serve/traces.sqlite)",
+        )
     return connect(url)
 
 
@@ -64,7 +74,11 @@ def traces_decisions(
         return
     for d in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.created_at))
-        est = d.estimates["accuracy"][d.candidate_index] if d.estimates and d.candidate_index is not None else None
+        est = (
+            d.estimates["accuracy"][d.candidate_index]
+            if d.estimates and d.candidate_index is not None
+            else None
+        )
         typer.echo(f"{when} {d.id} {d.workflow} {d.status} {d.strategy} -> {d.candidate or '-'} "
                    f"(p={d.propensity:.2f}, est. acc {'-' if est is None else f'{est:.3f}'}, "
                    f"lat {d.latency_s if d.latency_s is not None else float('nan'):.3f}s, "
@@ -74,10 +88,18 @@ def traces_decisions(
 
 @traces_app.command("prune")
 def traces_prune(
-    max_age_days: Annotated[float | None, typer.Option(min=0.0, help="delete what is older than this")] = None,
-    max_mb: Annotated[float | None, typer.Option(min=0.0, help="then delete the oldest until the store is this small")] = None,
-    source: Annotated[str | None, typer.Option(help="recorded traces of this source (live, routerbench, ...) "
-                                               "instead of served requests")] = None,
+    max_age_days: Annotated[
+        float | None, typer.Option(min=0.0, help="delete what is older than this")
+    ] = None,
+    max_mb: Annotated[
+        float | None, typer.Option(min=0.0, help="then delete the oldest until the store is this small")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="recorded traces of this source (live, routerbench, ...) instead of served requests"
+        ),
+    ] = None,
     workdir: Workdir = None,
     store: StoreOpt = None,
     trace_store: TraceStoreOpt = None,
@@ -115,8 +137,10 @@ def traces_copy(
         if src.url.shown == dst.url.shown:
             raise SpecError("source and target are the same store", hint="name two different stores")
         counts = src.copy_to(dst)
-        typer.echo(f"copied {counts['traces']:,} traces, {counts['queries']:,} queries and {counts['imports']} "
-                   f"imports from {src.url.shown} to {dst.url.shown}")
+        typer.echo(
+            f"copied {counts['traces']:,} traces, {counts['queries']:,} queries and {counts['imports']} "
+            f"imports from {src.url.shown} to {dst.url.shown}"
+        )
 
 
 @traces_app.command("report")
@@ -144,11 +168,16 @@ def traces_report(
         return
     for w in summary:
         r, e = w["realised"], w["estimated"]
-        typer.echo(f"{w['workflow']}: {w['requests']:,} requests, {w['answered']:,} answered, "
-                   f"errors {w['errors'] or 'none'}, {w['fallbacks']} fell back, {w['breaker_skips']} breaker skips")
+        typer.echo(
+            f"{w['workflow']}: {w['requests']:,} requests, {w['answered']:,} answered, "
+            f"errors {w['errors'] or 'none'}, {w['fallbacks']} fell back, {w['breaker_skips']} breaker skips"
+        )
         typer.echo("  candidates: " + ", ".join(f"{c} {n}" for c, n in w["candidates"].items()))
-        typer.echo(f"  realised: latency mean {_num(r['latency_s_mean'], 's')}, p50 {_num(r['latency_s_p50'], 's')}; "
-                   f"cost ${r['cost_usd_total']:.6f} in all")
+        typer.echo(
+            f"  realised: latency mean {_num(r['latency_s_mean'], 's')}, p50 "
+            f"{_num(r['latency_s_p50'], 's')}; "
+            f"cost ${r['cost_usd_total']:.6f} in all"
+        )
         for name in ("served", "static", "most_accurate"):
             part = e[name]
             typer.echo(f"  {name.replace('_', ' ')} (estimated, {part['n']} requests): accuracy "

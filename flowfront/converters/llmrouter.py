@@ -244,9 +244,10 @@ def _llmrouter_rows(
 
 def _llmrouter_notes(counts: Counter[str], unpriced: list[str]) -> list[str]:
     notes = [
-        "completion_tokens are per-task estimates (converters.LLMROUTER_COMPLETION_TOKENS), not measurements; "
-        "cost_usd prices them and the query's cl100k tokens with models.json",
-        "prompt_tokens count the query text only; the prompts LLMRouter sent also held instructions and options",
+        "completion_tokens are per-task estimates (converters.LLMROUTER_COMPLETION_TOKENS), not "
+        "measurements; cost_usd prices them and the query's cl100k tokens with models.json",
+        "prompt_tokens count the query text only; the prompts LLMRouter sent also held instructions and "
+        "options",
     ]
     if counts["overlapping queries"]:
         notes.append(

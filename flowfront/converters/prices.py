@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 
-def fit_prices(prompt_tokens: np.ndarray, completion_tokens: np.ndarray, cost_usd: np.ndarray) -> dict:
+def fit_prices(prompt_tokens: np.ndarray, completion_tokens: np.ndarray, cost_usd: np.ndarray
+               ) -> dict[str, float]:
     """NNLS fit of cost = (prompt * input + completion * output) / 1e6; prices and R²."""
     from scipy.optimize import nnls
 
@@ -30,7 +31,7 @@ def fit_prices(prompt_tokens: np.ndarray, completion_tokens: np.ndarray, cost_us
     }
 
 
-def fit_routerbench_prices(data_dir: Path) -> dict[str, dict]:
+def fit_routerbench_prices(data_dir: Path) -> dict[str, dict[str, float]]:
     """Fitted prices per RouterBench model (rows with a cost and a response)."""
     from flowfront.converters.routerbench import convert_routerbench
 

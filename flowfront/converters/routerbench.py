@@ -145,8 +145,8 @@ def _merge(group: list[_SourceRow], models: list[str]) -> tuple[_SourceRow, dict
     for other in group:
         if other.prompt != primary.prompt:
             raise DataError(
-                f"sample_id {primary.sample_id!r} has different prompts in {primary.file} line {primary.line} "
-                f"and {other.file} line {other.line}",
+                f"sample_id {primary.sample_id!r} has different prompts in {primary.file} line "
+                f"{primary.line} and {other.file} line {other.line}",
                 hint="a sample_id must name one query; rename one of them",
             )
     by_copies = sorted(group, key=lambda row: row.copies)
@@ -232,7 +232,9 @@ def convert_routerbench(data_dir: Path, tasks: Iterable[str] | None = None) -> O
     return OutcomeTable(rows, summary)
 
 
-def _routerbench_rows(merged: list[tuple[_SourceRow, dict[str, Any]]], models: list[str]) -> tuple[OutcomeRow, ...]:
+def _routerbench_rows(
+    merged: list[tuple[_SourceRow, dict[str, Any]]], models: list[str]
+) -> tuple[OutcomeRow, ...]:
     prompt_tokens = count_tokens_many(primary.prompt for primary, _ in merged).tolist()
     flat = [
         (position, model, outcome)
@@ -281,9 +283,10 @@ def _routerbench_notes(
     if duplicated := [group for group in groups.values() if len(group) > 1]:
         straddling = sum(len({row.split for row in group}) > 1 for group in duplicated)
         notes.append(
-            f"{len(duplicated)} sample_ids appear on several rows (e.g. one row holding the prompt twice at double "
-            f"cost); merged into one query each: scores from whichever row has them, response and cost from the row "
-            f"holding the prompt once; {straddling} were in both splits and keep the split of the row with most scores"
+            f"{len(duplicated)} sample_ids appear on several rows (e.g. one row holding the prompt twice at "
+            "double cost); merged into one query each: scores from whichever row has them, response and "
+            f"cost from the row holding the prompt once; {straddling} were in both splits and keep the "
+            "split of the row with most scores"
         )
     if shared := sum(count > 1 for count in Counter(primary.prompt for primary, _ in merged).values()):
         notes.append(f"{shared} prompt texts are shared by several sample_ids (kept as separate queries)")

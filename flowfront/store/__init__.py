@@ -18,8 +18,19 @@ from flowfront.store.schema import CURRENT as SCHEMA_VERSION
 from flowfront.store.url import StoreURL, parse_store_url
 
 __all__ = [
-    "INTENT_LEASE_S", "SCHEMA_VERSION", "Decision", "Feedback", "ServedCall", "StoreURL", "StoreUnavailable", "Trace",
-    "TraceStore", "call_key", "connect", "parse_store_url", "prompt_key",
+    "INTENT_LEASE_S",
+    "SCHEMA_VERSION",
+    "Decision",
+    "Feedback",
+    "ServedCall",
+    "StoreURL",
+    "StoreUnavailable",
+    "Trace",
+    "TraceStore",
+    "call_key",
+    "connect",
+    "parse_store_url",
+    "prompt_key",
 ]
 
 

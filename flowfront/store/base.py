@@ -127,8 +127,11 @@ class TraceStore(abc.ABC):
                 return
             version = int(found[0])
             if version > CURRENT:
-                raise StoreError(f"trace store {self.url.shown} has schema version {version}, newer than this "
-                                 f"flowfront's {CURRENT}", hint="upgrade flowfront, or point --store at another store")
+                raise StoreError(
+                    f"trace store {self.url.shown} has schema version {version}, newer than this "
+                    f"flowfront's {CURRENT}",
+                    hint="upgrade flowfront, or point --store at another store",
+                )
             for step in range(version, CURRENT):
                 MIGRATIONS[step](tx.execute, tx.fetchall, self.dialect)
                 tx.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(step + 1),))
@@ -182,7 +185,9 @@ class TraceStore(abc.ABC):
             row = tx.fetchone(sql, args)
         return int(row[0]) if row else 0
 
-    def iter_traces(self, *, models: Iterable[str] | None = None, unlimited_only: bool = False) -> Iterator[Trace]:
+    def iter_traces(
+        self, *, models: Iterable[str] | None = None, unlimited_only: bool = False
+    ) -> Iterator[Trace]:
         where: list[str] = []
         args: list[Any] = []
         if models is not None:
@@ -197,7 +202,9 @@ class TraceStore(abc.ABC):
         return (Trace.from_row(r) for r in rows)
 
     # -- intents: live calls in flight ----------------------------------------------------------
-    def claim_intent(self, prompt_key: str, model: str, budget: int | None, *, lease_s: float = INTENT_LEASE_S) -> bool:
+    def claim_intent(
+        self, prompt_key: str, model: str, budget: int | None, *, lease_s: float = INTENT_LEASE_S
+    ) -> bool:
         """Claim the live call of ``prompt_key`` for this handle: True when nobody else holds it.
 
         A claim is held by a process that refreshes it (:meth:`heartbeat`); one not refreshed for
@@ -212,12 +219,18 @@ class TraceStore(abc.ABC):
                 (prompt_key, model, budget, now, os.getpid(), _HOST, self.owner, now))
             if inserted:
                 return True
-            row = tx.fetchone("SELECT owner, host, pid, heartbeat_at, started_at FROM intents WHERE prompt_key=?"
-                              + self._for_update(), (prompt_key,))
+            row = tx.fetchone(
+                "SELECT owner, host, pid, heartbeat_at, started_at FROM intents WHERE prompt_key=?"
+                + self._for_update(),
+                (prompt_key,),
+            )
             if row is not None and row[0] != self.owner and not _stale(row, now, lease_s):
                 return False
-            tx.execute("UPDATE intents SET model=?, budget=?, started_at=?, pid=?, host=?, owner=?, heartbeat_at=? "
-                       "WHERE prompt_key=?", (model, budget, now, os.getpid(), _HOST, self.owner, now, prompt_key))
+            tx.execute(
+                "UPDATE intents SET model=?, budget=?, started_at=?, pid=?, host=?, owner=?, heartbeat_at=? "
+                "WHERE prompt_key=?",
+                (model, budget, now, os.getpid(), _HOST, self.owner, now, prompt_key),
+            )
         return True
 
     def _for_update(self) -> str:
@@ -254,12 +267,18 @@ class TraceStore(abc.ABC):
         """
         now = time.time()
         with self._transaction(write=False) as tx:
-            rows = tx.fetchall("SELECT owner, host, pid, heartbeat_at, started_at, prompt_key, model, budget FROM intents")
+            rows = tx.fetchall(
+                "SELECT owner, host, pid, heartbeat_at, started_at, prompt_key, model, budget FROM intents"
+            )
         return [(r[5], r[6], r[7], r[4]) for r in rows if _stale(r[:5], now, lease_s)]
 
     # -- datasets and imports -------------------------------------------------------------------
-    def put_queries(self, source: str, rows: Iterable[tuple[str, str, str | None, str | None, str | None]]) -> None:
-        sql = _upsert("queries", ("source", "query_id", "query", "task", "split", "reference"), ("source", "query_id"))
+    def put_queries(
+        self, source: str, rows: Iterable[tuple[str, str, str | None, str | None, str | None]]
+    ) -> None:
+        sql = _upsert(
+            "queries", ("source", "query_id", "query", "task", "split", "reference"), ("source", "query_id")
+        )
         with self._transaction() as tx:
             tx.executemany(sql, [(source, *r) for r in rows])
 
@@ -273,8 +292,10 @@ class TraceStore(abc.ABC):
         """Which models have a recorded outcome for each query of a source."""
         out: dict[str, set[str]] = {}
         with self._transaction(write=False) as tx:
-            rows = tx.fetchall("SELECT query_id, model FROM traces WHERE source=? AND budget IS NULL AND error IS NULL",
-                               (source,))
+            rows = tx.fetchall(
+                "SELECT query_id, model FROM traces WHERE source=? AND budget IS NULL AND error IS NULL",
+                (source,),
+            )
         for qid, model in rows:
             out.setdefault(qid, set()).add(model)
         return out
@@ -329,8 +350,15 @@ class TraceStore(abc.ABC):
                 tx.executemany(_PUT_CALL, crows)
         return len(drows) + len(crows)
 
-    def decisions(self, *, since: float | None = None, until: float | None = None, workflow: str | None = None,
-                  ids: Sequence[str] | None = None, limit: int | None = None) -> list[Decision]:
+    def decisions(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        workflow: str | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Decision]:
         """Decisions, oldest first, filtered by time (``created_at``), workflow or response ids."""
         where, args = self._window(since, until, workflow)
         if ids is not None:
@@ -339,17 +367,27 @@ class TraceStore(abc.ABC):
                 return []
             where.append(f"id IN ({','.join('?' * len(ids))})")
             args.extend(ids)
-        sql = (f"SELECT {', '.join(Decision.COLUMNS)} FROM decisions" + (f" WHERE {' AND '.join(where)}" if where else "")
-               + " ORDER BY created_at, id" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        sql = (
+            f"SELECT {', '.join(Decision.COLUMNS)} FROM decisions"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY created_at, id"
+            + (f" LIMIT {int(limit)}" if limit is not None else "")
+        )
         with self._transaction(write=False) as tx:
             rows = tx.fetchall(sql, args)
         return [Decision.from_row(r) for r in rows]
 
     @staticmethod
-    def _window(since: float | None, until: float | None, workflow: str | None) -> tuple[list[str], list[Any]]:
+    def _window(
+        since: float | None, until: float | None, workflow: str | None
+    ) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         args: list[Any] = []
-        for clause, value in (("created_at >= ?", since), ("created_at < ?", until), ("workflow = ?", workflow)):
+        for clause, value in (
+            ("created_at >= ?", since),
+            ("created_at < ?", until),
+            ("workflow = ?", workflow),
+        ):
             if value is not None:
                 where.append(clause)
                 args.append(value)
@@ -379,9 +417,21 @@ class TraceStore(abc.ABC):
             return []
         scrub = self.redactor.scrub
         with self._transaction() as tx:
-            known = {r[0] for r in tx.fetchall(f"SELECT id FROM decisions WHERE id IN ({','.join('?' * len(ids))})", ids)}
-            keep = [replace(f, comment=scrub(f.comment) if f.comment else f.comment,
-                            label=scrub(f.label) if f.label else f.label).row() for f in rows if f.id in known]
+            known = {
+                r[0]
+                for r in tx.fetchall(
+                    f"SELECT id FROM decisions WHERE id IN ({','.join('?' * len(ids))})", ids
+                )
+            }
+            keep = [
+                replace(
+                    f,
+                    comment=scrub(f.comment) if f.comment else f.comment,
+                    label=scrub(f.label) if f.label else f.label,
+                ).row()
+                for f in rows
+                if f.id in known
+            ]
             if keep:
                 tx.executemany(_PUT_FEEDBACK, keep)
         return [i for i in ids if i not in known]
@@ -401,8 +451,11 @@ class TraceStore(abc.ABC):
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        sql = (f"SELECT {', '.join(Feedback.COLUMNS)} FROM feedback" + (f" WHERE {' AND '.join(where)}" if where else "")
-               + " ORDER BY updated_at, id, name")
+        sql = (
+            f"SELECT {', '.join(Feedback.COLUMNS)} FROM feedback"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY updated_at, id, name"
+        )
         with self._transaction(write=False) as tx:
             rows = tx.fetchall(sql, args)
         return [Feedback.from_row(r) for r in rows]
@@ -416,20 +469,28 @@ class TraceStore(abc.ABC):
     def ensure_generation(self) -> int:
         """The served generation, starting it at 1 on a store that has none."""
         with self._transaction() as tx:
-            tx.execute("INSERT INTO meta (key, value) VALUES ('serve_generation', '1') ON CONFLICT (key) DO NOTHING")
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('serve_generation', '1') ON CONFLICT (key) DO NOTHING"
+            )
             row = tx.fetchone("SELECT value FROM meta WHERE key='serve_generation'")
         return int(row[0]) if row else 1
 
     def bump_generation(self) -> int:
         """Advance the served generation by one (atomically) and return the new value."""
         with self._transaction() as tx:
-            tx.execute("INSERT INTO meta (key, value) VALUES ('serve_generation', '0') ON CONFLICT (key) DO NOTHING")
-            tx.execute("UPDATE meta SET value=CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key='serve_generation'")
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('serve_generation', '0') ON CONFLICT (key) DO NOTHING"
+            )
+            tx.execute(
+                "UPDATE meta SET value=CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key='serve_generation'"
+            )
             row = tx.fetchone("SELECT value FROM meta WHERE key='serve_generation'")
         return int(row[0]) if row else 0
 
     # -- retention ------------------------------------------------------------------------------
-    def prune(self, *, source: str | None = None, max_age_s: float | None = None, max_bytes: int | None = None) -> int:
+    def prune(
+        self, *, source: str | None = None, max_age_s: float | None = None, max_bytes: int | None = None
+    ) -> int:
         """Delete traces older than ``max_age_s``, then the oldest until the store holds at most
         ``max_bytes``; give the space back. Returns how many rows went."""
         where, args = ("source=?", [source]) if source is not None else ("1=1", [])

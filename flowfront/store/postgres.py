@@ -71,7 +71,9 @@ class PostgresStore(TraceStore):
                              hint="pip install 'flowfront[postgres]' (psycopg with its pool)") from None
         self._psycopg = psycopg
         pool_log = logging.getLogger("psycopg.pool")
-        if pool_log.level == logging.NOTSET:  # its reconnect warnings are multi-line; the service says it in one
+        if (
+            pool_log.level == logging.NOTSET
+        ):  # its reconnect warnings are multi-line; the service says it in one
             pool_log.setLevel(logging.ERROR)
         self.timeout_s = connect_timeout_s
         self._sql: dict[str, str] = {}
@@ -79,9 +81,16 @@ class PostgresStore(TraceStore):
             psycopg.connect(url.raw, connect_timeout=max(1, int(connect_timeout_s))).close()
         except psycopg.Error as exc:
             raise self._unavailable(exc) from None
-        self._pool = ConnectionPool(url.raw, min_size=1, max_size=pool_size, open=False, name="flowfront-store",
-                                    kwargs={"connect_timeout": max(1, int(connect_timeout_s))},
-                                    check=ConnectionPool.check_connection, reconnect_timeout=0)
+        self._pool = ConnectionPool(
+            url.raw,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            name="flowfront-store",
+            kwargs={"connect_timeout": max(1, int(connect_timeout_s))},
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=0,
+        )
         self._pool.open(wait=False)
         try:
             self._ensure_schema(lock=_SCHEMA_LOCK)
@@ -91,8 +100,10 @@ class PostgresStore(TraceStore):
 
     def _unavailable(self, exc: BaseException) -> StoreError:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        return StoreUnavailable(f"PostgreSQL store {self.url.shown} is unreachable: {self.redactor.scrub(first)}",
-                                hint="start the database or fix the store URL; the service reconnects by itself")
+        return StoreUnavailable(
+            f"PostgreSQL store {self.url.shown} is unreachable: {self.redactor.scrub(first)}",
+            hint="start the database or fix the store URL; the service reconnects by itself",
+        )
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Tx]:
@@ -100,14 +111,20 @@ class PostgresStore(TraceStore):
         from psycopg_pool import PoolTimeout
 
         try:
-            with self._pool.connection(timeout=self.timeout_s) as conn, conn.transaction(), conn.cursor() as cur:
+            with (
+                self._pool.connection(timeout=self.timeout_s) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 yield _PGTx(cur, self._sql)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._unavailable(exc) from None
         except psycopg.Error as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise StoreError(f"PostgreSQL store {self.url.shown} refused a statement: {self.redactor.scrub(first)}",
-                             hint="check the database's log; the store's schema may have been changed by hand") from None
+            raise StoreError(
+                f"PostgreSQL store {self.url.shown} refused a statement: {self.redactor.scrub(first)}",
+                hint="check the database's log; the store's schema may have been changed by hand",
+            ) from None
 
     def _for_update(self) -> str:
         return " FOR UPDATE"
@@ -119,9 +136,12 @@ class PostgresStore(TraceStore):
         """Bytes the store's tables and indexes occupy in the database."""
         marks = ",".join("?" * len(_TABLES))
         with self._transaction(write=False) as tx:
-            row = tx.fetchone("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                              "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                              f"AND c.relkind = 'r' AND c.relname IN ({marks})", _TABLES)
+            row = tx.fetchone(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                f"AND c.relkind = 'r' AND c.relname IN ({marks})",
+                _TABLES,
+            )
         return int(row[0]) if row else 0
 
     def _live_bytes(self, table: str) -> int:

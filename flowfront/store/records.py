@@ -26,7 +26,9 @@ def prompt_key(model: str, messages: Sequence[dict[str, Any]], sampling: dict[st
     return hashlib.blake2b(canonical([model, list(messages), sampling]), digest_size=16).hexdigest()
 
 
-def call_key(model: str, budget: int | None, messages: Sequence[dict[str, Any]], sampling: dict[str, Any]) -> str:
+def call_key(
+    model: str, budget: int | None, messages: Sequence[dict[str, Any]], sampling: dict[str, Any]
+) -> str:
     return hashlib.blake2b(canonical([model, budget, list(messages), sampling]), digest_size=16).hexdigest()
 
 
@@ -50,8 +52,23 @@ class Trace:
     query_id: str | None = None
     created_at: float = 0.0
 
-    COLUMNS = ("key", "prompt_key", "model", "budget", "request", "response", "prompt_tokens", "completion_tokens",
-               "latency_s", "cost_usd", "score", "error", "source", "query_id", "created_at")
+    COLUMNS = (
+        "key",
+        "prompt_key",
+        "model",
+        "budget",
+        "request",
+        "response",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "cost_usd",
+        "score",
+        "error",
+        "source",
+        "query_id",
+        "created_at",
+    )
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -90,9 +107,26 @@ class ServedCall:
     wall_s: float
     created_at: float
 
-    COLUMNS = ("trace_id", "seq", "candidate", "node", "model", "budget", "prompt_key", "request", "response",
-               "prompt_tokens", "completion_tokens", "latency_s", "latency_source", "cost_usd", "score", "error",
-               "wall_s", "created_at")
+    COLUMNS = (
+        "trace_id",
+        "seq",
+        "candidate",
+        "node",
+        "model",
+        "budget",
+        "prompt_key",
+        "request",
+        "response",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "latency_source",
+        "cost_usd",
+        "score",
+        "error",
+        "wall_s",
+        "created_at",
+    )
 
     def row(self) -> tuple[Any, ...]:
         values = [getattr(self, c) for c in self.COLUMNS]
@@ -149,10 +183,38 @@ class Decision:
     replica: str = ""
     route_group: str | None = None  # the task (given) or group (predicted) the router routed the query as
 
-    COLUMNS = ("id", "created_at", "workflow", "endpoint", "query", "task", "preference", "strategy", "generation",
-               "frontier_hash", "execution", "candidate", "candidate_index", "first_candidate", "estimates",
-               "propensity", "explored", "ood", "hinted", "feasible", "latency_s", "latency_wall_s", "cost_usd",
-               "status", "error", "fallbacks", "checkpoints", "answer", "replica", "route_group")
+    COLUMNS = (
+        "id",
+        "created_at",
+        "workflow",
+        "endpoint",
+        "query",
+        "task",
+        "preference",
+        "strategy",
+        "generation",
+        "frontier_hash",
+        "execution",
+        "candidate",
+        "candidate_index",
+        "first_candidate",
+        "estimates",
+        "propensity",
+        "explored",
+        "ood",
+        "hinted",
+        "feasible",
+        "latency_s",
+        "latency_wall_s",
+        "cost_usd",
+        "status",
+        "error",
+        "fallbacks",
+        "checkpoints",
+        "answer",
+        "replica",
+        "route_group",
+    )
     _JSON = ("preference", "estimates", "fallbacks", "checkpoints")
     _BOOL = ("explored", "ood", "hinted", "feasible")
 

@@ -44,7 +44,9 @@ class Dialect:
 
 
 SQLITE = Dialect("sqlite", blob="BLOB", real="REAL", seq="", order="rowid", param="?")
-POSTGRES = Dialect("postgresql", blob="BYTEA", real="DOUBLE PRECISION", seq="seq BIGSERIAL,", order="seq", param="%s")
+POSTGRES = Dialect(
+    "postgresql", blob="BYTEA", real="DOUBLE PRECISION", seq="seq BIGSERIAL,", order="seq", param="%s"
+)
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +66,8 @@ CREATE TABLE IF NOT EXISTS imports (
     source TEXT PRIMARY KEY, data_hash TEXT NOT NULL, summary TEXT NOT NULL, created_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS intents (
-    prompt_key TEXT PRIMARY KEY, model TEXT NOT NULL, budget INTEGER, started_at {real} NOT NULL, pid INTEGER NOT NULL{owner}
+    prompt_key TEXT PRIMARY KEY, model TEXT NOT NULL, budget INTEGER, started_at {real} NOT NULL,
+    pid INTEGER NOT NULL{owner}
 );
 """
 _OWNER = ", host TEXT, owner TEXT, heartbeat_at {real}"
@@ -73,13 +76,15 @@ _V2_TABLES = """
 CREATE TABLE IF NOT EXISTS served_calls (
     trace_id TEXT NOT NULL, seq INTEGER NOT NULL, candidate TEXT NOT NULL, node TEXT, model TEXT NOT NULL,
     budget INTEGER, prompt_key TEXT NOT NULL, request {blob} NOT NULL, response TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, latency_s {real}, latency_source TEXT, cost_usd {real}, score {real}, error TEXT,
+    completion_tokens INTEGER, latency_s {real}, latency_source TEXT, cost_usd {real}, score {real},
+    error TEXT,
     wall_s {real} NOT NULL, created_at {real} NOT NULL, PRIMARY KEY (trace_id, seq)
 );
 CREATE INDEX IF NOT EXISTS served_calls_time ON served_calls (created_at);
 CREATE TABLE IF NOT EXISTS decisions (
     id TEXT PRIMARY KEY, created_at {real} NOT NULL, workflow TEXT NOT NULL, endpoint TEXT NOT NULL,
-    query TEXT NOT NULL, task TEXT, preference TEXT NOT NULL, strategy TEXT NOT NULL, generation TEXT NOT NULL,
+    query TEXT NOT NULL, task TEXT, preference TEXT NOT NULL, strategy TEXT NOT NULL,
+    generation TEXT NOT NULL,
     frontier_hash TEXT NOT NULL, execution TEXT NOT NULL, candidate TEXT, candidate_index INTEGER,
     first_candidate TEXT, estimates TEXT, propensity {real} NOT NULL, explored INTEGER NOT NULL,
     ood INTEGER NOT NULL, hinted INTEGER NOT NULL, feasible INTEGER NOT NULL, latency_s {real},
@@ -115,19 +120,59 @@ def _v1_to_v2(execute: Execute, fetchall: FetchAll, dialect: Dialect) -> None:
     for statement in [s.strip() for s in _V2_TABLES.format(blob=dialect.blob, real=dialect.real).split(";")]:
         if statement:
             execute(statement, ())
-    rows = fetchall(dialect.sql("SELECT prompt_key, model, budget, request, response, prompt_tokens, completion_tokens, "
-                                "latency_s, cost_usd, score, error, query_id, created_at FROM traces WHERE source=?"),
-                    ("serve",))
+    rows = fetchall(
+        dialect.sql(
+            "SELECT prompt_key, model, budget, request, response, prompt_tokens, completion_tokens, "
+            "latency_s, cost_usd, score, error, query_id, created_at FROM traces WHERE source=?"
+        ),
+        ("serve",),
+    )
     insert = dialect.sql(
-        "INSERT INTO served_calls (trace_id, seq, candidate, node, model, budget, prompt_key, request, response, "
-        "prompt_tokens, completion_tokens, latency_s, latency_source, cost_usd, score, error, wall_s, created_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (trace_id, seq) DO NOTHING")
-    for (pkey, model, budget, request, response, ptok, ctok, lat, cost, score, error, query_id, created) in rows:
+        "INSERT INTO served_calls (trace_id, seq, candidate, node, model, budget, prompt_key, request, "
+        "response, prompt_tokens, completion_tokens, latency_s, latency_source, cost_usd, score, error, "
+        "wall_s, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (trace_id, seq) DO "
+        "NOTHING"
+    )
+    for (
+        pkey,
+        model,
+        budget,
+        request,
+        response,
+        ptok,
+        ctok,
+        lat,
+        cost,
+        score,
+        error,
+        query_id,
+        created,
+    ) in rows:
         req = orjson.loads(bytes(request))
         trace_id = str(req.get("trace_id") or query_id or "")
-        execute(insert, (trace_id, int(req.get("call", 0)), str(req.get("candidate", "")), req.get("node"), model,
-                         budget, pkey, bytes(request), response, ptok, ctok, lat, None, cost, score, error,
-                         float(req.get("wall_s") or 0.0), created))
+        execute(
+            insert,
+            (
+                trace_id,
+                int(req.get("call", 0)),
+                str(req.get("candidate", "")),
+                req.get("node"),
+                model,
+                budget,
+                pkey,
+                bytes(request),
+                response,
+                ptok,
+                ctok,
+                lat,
+                None,
+                cost,
+                score,
+                error,
+                float(req.get("wall_s") or 0.0),
+                created,
+            ),
+        )
     execute(dialect.sql("DELETE FROM traces WHERE source=?"), ("serve",))
 
 

@@ -114,7 +114,9 @@ class SQLiteStore(TraceStore):
 def _unusable(store: SQLiteStore, exc: BaseException) -> StoreError:
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return StoreError(f"trace store {store.url.shown} is busy ({text})",
-                          hint="another process holds a long write on it; retry, or give each process its own store")
+        return StoreError(
+            f"trace store {store.url.shown} is busy ({text})",
+            hint="another process holds a long write on it; retry, or give each process its own store",
+        )
     return StoreError(f"trace store {store.url.shown} is not a usable SQLite database ({text})",
                       hint="move the file aside (it may be corrupt) and run again to start a fresh store")

@@ -27,8 +27,17 @@ __all__ = ["TestStoreContract", "decision", "served_call", "trace"]
 OpenStore = Callable[..., TraceStore]
 
 
-def trace(key: str, *, prompt: str | None = None, model: str = "m", budget: int | None = None, source: str = "live",
-          response: str = "an answer", created_at: float = 0.0, **extra: Any) -> Trace:
+def trace(
+    key: str,
+    *,
+    prompt: str | None = None,
+    model: str = "m",
+    budget: int | None = None,
+    source: str = "live",
+    response: str = "an answer",
+    created_at: float = 0.0,
+    **extra: Any,
+) -> Trace:
     return Trace(key=key, prompt_key=prompt or f"p-{key}", model=model, budget=budget,
                  request={"messages": [{"role": "user", "content": f"q {key}"}], **extra.pop("request", {})},
                  response=response, prompt_tokens=3, completion_tokens=4, latency_s=0.5, cost_usd=0.001,
@@ -38,12 +47,36 @@ def trace(key: str, *, prompt: str | None = None, model: str = "m", budget: int 
 def decision(rid: str, *, workflow: str = "wf", created_at: float | None = None, query: str = "what is 2+2?",
              **extra: Any) -> Decision:
     fields: dict[str, Any] = dict(
-        id=rid, created_at=time.time() if created_at is None else created_at, workflow=workflow, endpoint="run",
-        query=query, task=None, preference={"lambda": 0.2}, strategy="router", generation="g1", frontier_hash="f1",
-        execution="parallel", candidate="c1", candidate_index=1, first_candidate="c1",
-        estimates={"accuracy": [0.5, 0.7], "latency_s": [1.0, 2.0], "cost_usd": [0.1, 0.2]}, propensity=1.0,
-        explored=False, ood=False, hinted=False, feasible=True, latency_s=2.0, latency_wall_s=0.01, cost_usd=0.2,
-        status=200, error=None, fallbacks=[], checkpoints=[], answer="4", replica="host:1")
+        id=rid,
+        created_at=time.time() if created_at is None else created_at,
+        workflow=workflow,
+        endpoint="run",
+        query=query,
+        task=None,
+        preference={"lambda": 0.2},
+        strategy="router",
+        generation="g1",
+        frontier_hash="f1",
+        execution="parallel",
+        candidate="c1",
+        candidate_index=1,
+        first_candidate="c1",
+        estimates={"accuracy": [0.5, 0.7], "latency_s": [1.0, 2.0], "cost_usd": [0.1, 0.2]},
+        propensity=1.0,
+        explored=False,
+        ood=False,
+        hinted=False,
+        feasible=True,
+        latency_s=2.0,
+        latency_wall_s=0.01,
+        cost_usd=0.2,
+        status=200,
+        error=None,
+        fallbacks=[],
+        checkpoints=[],
+        answer="4",
+        replica="host:1",
+    )
     fields.update(extra)
     return Decision(**fields)
 
@@ -86,7 +119,9 @@ class TestStoreContract:
             s.put_served([decision("r1", query=f"my key is {planted}", answer="s3cret-value-99")],
                          [served_call("r1", response=planted)])
             got, d, c = _got(s, "a"), s.decisions()[0], s.served_calls("r1")[0]
-            blob = orjson.dumps([got.request, got.response, got.error, d.query, d.answer, c.response]).decode()
+            blob = orjson.dumps(
+                [got.request, got.response, got.error, d.query, d.answer, c.response]
+            ).decode()
             assert planted not in blob and "s3cret-value-99" not in blob and "[redacted]" in blob
 
     def test_queries_keep_their_order_and_imports_their_summary(self, open_store: OpenStore) -> None:
@@ -146,8 +181,13 @@ class TestStoreContract:
     def test_decisions_and_their_calls_are_written_together(self, open_store: OpenStore) -> None:
         with open_store() as s:
             now = time.time()
-            s.put_served([decision("r1", created_at=now - 7200), decision("r2", workflow="other", created_at=now - 60)],
-                         [served_call("r1", 0), served_call("r1", 1), served_call("r2", 0)])
+            s.put_served(
+                [
+                    decision("r1", created_at=now - 7200),
+                    decision("r2", workflow="other", created_at=now - 60),
+                ],
+                [served_call("r1", 0), served_call("r1", 1), served_call("r2", 0)],
+            )
             assert s.count_served() == (2, 3)
             assert [d.id for d in s.decisions(since=now - 3600)] == ["r2"]
             assert [d.id for d in s.decisions(until=now - 3600)] == ["r1"]
@@ -161,14 +201,26 @@ class TestStoreContract:
                 s.put_served([decision("r3")], [served_call("r3"), served_call("r3", 1, model=None)])
             assert s.decisions(ids=["r3"]) == [] and s.served_calls("r3") == []
 
-    def test_feedback_keeps_the_latest_grade_per_name_and_refuses_unknown_ids(self, open_store: OpenStore) -> None:
+    def test_feedback_keeps_the_latest_grade_per_name_and_refuses_unknown_ids(
+        self, open_store: OpenStore
+    ) -> None:
         with open_store() as s:
             s.put_served([decision("r1"), decision("r2")], [])
-            assert s.put_feedback([Feedback("r1", "correct", 1.0), Feedback("ghost", "correct", 0.0)]) == ["ghost"]
+            assert s.put_feedback([Feedback("r1", "correct", 1.0), Feedback("ghost", "correct", 0.0)]) == [
+                "ghost"
+            ]
             first = s.feedback(ids=["r1"])[0]
             time.sleep(0.01)
-            assert s.put_feedback([Feedback("r1", "correct", 0.0, comment="on reflection"),
-                                   Feedback("r1", "judge", label="good"), Feedback("r2", "correct", 1.0)]) == []
+            assert (
+                s.put_feedback(
+                    [
+                        Feedback("r1", "correct", 0.0, comment="on reflection"),
+                        Feedback("r1", "judge", label="good"),
+                        Feedback("r2", "correct", 1.0),
+                    ]
+                )
+                == []
+            )
             rows = {(f.id, f.name): f for f in s.feedback()}
             assert len(rows) == 3 and rows["r1", "correct"].value == 0.0
             assert rows["r1", "correct"].created_at == first.created_at < rows["r1", "correct"].updated_at
@@ -189,9 +241,14 @@ class TestStoreContract:
                          [served_call("gone"), served_call("kept")])
             s.put_feedback([Feedback("gone", "correct", 1.0), Feedback("kept", "correct", 1.0)])
             assert s.prune_served(max_age_s=86400) == 1
-            assert [d.id for d in s.decisions()] == ["kept"] and [c.trace_id for c in s.served_calls()] == ["kept"]
+            assert [d.id for d in s.decisions()] == ["kept"] and [c.trace_id for c in s.served_calls()] == [
+                "kept"
+            ]
             assert [f.id for f in s.feedback()] == ["kept"]
-            s.put_served([decision(f"bulk{i}", created_at=old + i, query=os.urandom(1000).hex()) for i in range(300)], [])
+            s.put_served(
+                [decision(f"bulk{i}", created_at=old + i, query=os.urandom(1000).hex()) for i in range(300)],
+                [],
+            )
             s.prune_served(max_bytes=200_000)
             left = s.decisions()
             assert 0 < len(left) < 301 and left[-1].id == "kept"  # the oldest went first
@@ -219,14 +276,60 @@ class TestStoreContract:
 
 def v1_rows() -> tuple[list[str], list[tuple[str, tuple[Any, ...]]]]:
     """What a version-1 store looked like: its DDL (SQLite) and rows, for the migration test."""
-    served: dict[str, Any] = {"model": "m", "budget": None, "sampling": {}, "trace_id": "rid-1", "workflow": "wf", "candidate": "c3",
-              "call": 2, "wall_s": 0.01, "truncated": False, "messages": [{"role": "user", "content": "q"}]}
+    served: dict[str, Any] = {
+        "model": "m",
+        "budget": None,
+        "sampling": {},
+        "trace_id": "rid-1",
+        "workflow": "wf",
+        "candidate": "c3",
+        "call": 2,
+        "wall_s": 0.01,
+        "truncated": False,
+        "messages": [{"role": "user", "content": "q"}],
+    }
     insert = "INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     rows = [
-        (insert, ("recorded", "p1", "m", None, orjson.dumps({"messages": []}), "an answer", 1, 2, 0.1, 0.0, None,
-                  None, "live", "q1", 1.0)),
-        (insert, ("served-key", "p2", "m", None, orjson.dumps(served), "served text", 1, 2, 0.1, 0.0, None, None,
-                  "serve", "rid-1", 2.0)),
+        (
+            insert,
+            (
+                "recorded",
+                "p1",
+                "m",
+                None,
+                orjson.dumps({"messages": []}),
+                "an answer",
+                1,
+                2,
+                0.1,
+                0.0,
+                None,
+                None,
+                "live",
+                "q1",
+                1.0,
+            ),
+        ),
+        (
+            insert,
+            (
+                "served-key",
+                "p2",
+                "m",
+                None,
+                orjson.dumps(served),
+                "served text",
+                1,
+                2,
+                0.1,
+                0.0,
+                None,
+                None,
+                "serve",
+                "rid-1",
+                2.0,
+            ),
+        ),
         ("INSERT INTO meta VALUES ('schema_version', '1')", ()),
     ]
     return ddl(1, SQLITE), rows

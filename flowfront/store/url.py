@@ -37,7 +37,9 @@ class StoreURL:
         host = parts.hostname or ""
         if ":" in host:  # an IPv6 literal
             host = f"[{host}]"
-        netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
+        netloc = (
+            (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
+        )
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def __str__(self) -> str:

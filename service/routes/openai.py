@@ -40,11 +40,17 @@ async def list_models(served: ServedDep) -> dict:
 
 @api_routes.post(
     "/chat/completions",
-    responses={200: {"description": "a chat.completion (or an SSE stream of chat.completion.chunk)"},
-               401: {"description": "missing or invalid API key"}, 404: {"description": "unknown workflow"},
-               409: {"description": "infeasible preference or missing artifact"}, 413: {"description": "body too large"},
-               422: {"description": "invalid request"}, 502: {"description": "model call failed"},
-               503: {"description": "models unavailable"}, 504: {"description": "deadline exceeded"}},
+    responses={
+        200: {"description": "a chat.completion (or an SSE stream of chat.completion.chunk)"},
+        401: {"description": "missing or invalid API key"},
+        404: {"description": "unknown workflow"},
+        409: {"description": "infeasible preference or missing artifact"},
+        413: {"description": "body too large"},
+        422: {"description": "invalid request"},
+        502: {"description": "model call failed"},
+        503: {"description": "models unavailable"},
+        504: {"description": "deadline exceeded"},
+    },
 )
 async def chat_completions(body: ChatRequest, served: ServedDep, request: Request) -> Any:
     """Run workflow ``model`` on the last user message."""
@@ -72,8 +78,13 @@ async def _streamed(served: Any, entry: Any, body: ChatRequest, query: str, requ
         content, details = _content(outcome, scrub), _details(outcome, body, scrub)
         return StreamingResponse(_one_piece(outcome, content, details), media_type="text/event-stream",
                                  headers=headers(outcome))
-    base = {"id": f"chatcmpl-{stream.trace_id}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": entry.name, "system_fingerprint": entry.frontier_hash}
+    base = {
+        "id": f"chatcmpl-{stream.trace_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": entry.name,
+        "system_fingerprint": entry.frontier_hash,
+    }
 
     def finish(outcome: Outcome) -> tuple[dict, str]:
         details = _details(outcome, body, scrub)
@@ -83,9 +94,15 @@ async def _streamed(served: Any, entry: Any, body: ChatRequest, query: str, requ
     def error(exc: FlowfrontError) -> dict:
         return error_parts(request, exc)[1]
 
-    return StreamingResponse(chunks(stream, task, base, finish, error), media_type="text/event-stream",
-                             headers={"x-flowfront-candidate": stream.candidate, "x-flowfront-trace-id": stream.trace_id,
-                                      "x-flowfront-streamed": "true"})
+    return StreamingResponse(
+        chunks(stream, task, base, finish, error),
+        media_type="text/event-stream",
+        headers={
+            "x-flowfront-candidate": stream.candidate,
+            "x-flowfront-trace-id": stream.trace_id,
+            "x-flowfront-streamed": "true",
+        },
+    )
 
 
 def _details(outcome: Outcome, body: ChatRequest, scrub: Any) -> dict:
@@ -126,18 +143,36 @@ def _usage(outcome: Outcome) -> dict[str, int]:
 
 def _completion(outcome: Outcome, content: str | None, details: dict) -> dict:
     return {
-        "id": f"chatcmpl-{outcome.trace_id}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{outcome.trace_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": outcome.entry.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
-                     "logprobs": None}],
-        "usage": _usage(outcome), "system_fingerprint": outcome.entry.frontier_hash, "flowfront": details,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(outcome),
+        "system_fingerprint": outcome.entry.frontier_hash,
+        "flowfront": details,
     }
 
 
 def _one_piece(outcome: Outcome, content: str | None, details: dict) -> Iterator[bytes]:
-    base = {"id": f"chatcmpl-{outcome.trace_id}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": outcome.entry.name, "system_fingerprint": outcome.entry.frontier_hash}
-    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}]}
+    base = {
+        "id": f"chatcmpl-{outcome.trace_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": outcome.entry.name,
+        "system_fingerprint": outcome.entry.frontier_hash,
+    }
+    first = {
+        **base,
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}],
+    }
     last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _usage(outcome),
             "flowfront": details}
     for chunk in (first, last):

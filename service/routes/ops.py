@@ -34,8 +34,15 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@api_routes.get("/readyz", responses={503: {"description": "not ready: starting, a store or a backend is unreachable, "
-                                            "or no workflow can serve"}})
+@api_routes.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "not ready: starting, a store or a backend is unreachable, "
+            "or no workflow can serve"
+        }
+    },
+)
 async def readyz(request: Request) -> JSONBody:
     """Ready once artifacts are loaded, the stores answer and every backend answers its check."""
     shared: Shared | None = getattr(request.app.state, "shared", None)
@@ -43,24 +50,49 @@ async def readyz(request: Request) -> JSONBody:
     lifecycle = getattr(request.app.state, "lifecycle", None)
     detailed = authorized(request.scope, request.app.state.api_keys)
     if shared is None or state is None or lifecycle is None:
-        why = lifecycle.problem if lifecycle is not None and lifecycle.problem not in (None, "starting") else None
+        why = (
+            lifecycle.problem
+            if lifecycle is not None and lifecycle.problem not in (None, "starting")
+            else None
+        )
         message = why or "artifacts are still loading"
-        return JSONBody(error_body(503, message if detailed else "not ready", hint="retry shortly"), status_code=503)
+        return JSONBody(
+            error_body(503, message if detailed else "not ready", hint="retry shortly"), status_code=503
+        )
     problems = await _problems(shared)
     servable = [n for n, e in state.entries.items() if e.frontier is not None]
     if not servable:
-        problems.append("no workflow can serve: " + "; ".join(f"{n}: {e.status}" for n, e in state.entries.items()))
+        problems.append(
+            "no workflow can serve: " + "; ".join(f"{n}: {e.status}" for n, e in state.entries.items())
+        )
     if not detailed:
-        return JSONBody({"status": "ready" if not problems else "not ready"}, status_code=200 if not problems else 503)
+        return JSONBody(
+            {"status": "ready" if not problems else "not ready"}, status_code=200 if not problems else 503
+        )
     degraded = {n: e.status for n, e in state.entries.items() if e.health == "degraded"}
     missing = {n: e.status for n, e in state.entries.items() if e.health == "missing"}
-    body: dict[str, Any] = {"generation": state.generation, "artifacts": _fingerprint(state),
-                            "replica": shared.replica, "workflows": {n: e.status for n, e in state.entries.items()},
-                            "degraded": degraded, "not_compiled": missing, "breakers": shared.breakers.snapshot(),
-                            "store": shared.settings.store_url.shown, "served_store": shared.writer.url.shown}
+    body: dict[str, Any] = {
+        "generation": state.generation,
+        "artifacts": _fingerprint(state),
+        "replica": shared.replica,
+        "workflows": {n: e.status for n, e in state.entries.items()},
+        "degraded": degraded,
+        "not_compiled": missing,
+        "breakers": shared.breakers.snapshot(),
+        "store": shared.settings.store_url.shown,
+        "served_store": shared.writer.url.shown,
+    }
     if problems:
-        return JSONBody(error_body(503, "; ".join(problems), hint="see the problems named; the service retries "
-                                   "the stores by itself", ready=False, **body), status_code=503)
+        return JSONBody(
+            error_body(
+                503,
+                "; ".join(problems),
+                hint="see the problems named; the service retries the stores by itself",
+                ready=False,
+                **body,
+            ),
+            status_code=503,
+        )
     return JSONBody({"status": "degraded" if degraded else "ready", **body})
 
 
@@ -99,8 +131,11 @@ async def metrics(shared: SharedDep) -> Response:
     return Response(shared.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@api_routes.post("/admin/reload", dependencies=[Authorized],
-                 responses={409: {"description": "new artifacts are invalid or missing; the old ones stay in use"}})
+@api_routes.post(
+    "/admin/reload",
+    dependencies=[Authorized],
+    responses={409: {"description": "new artifacts are invalid or missing; the old ones stay in use"}},
+)
 async def reload(request: Request, allow_downgrade: bool = False) -> dict:
     """Load the artifacts again and swap them in; requests in flight finish on the old ones. Every
     replica sharing the served-request store follows within its poll interval."""

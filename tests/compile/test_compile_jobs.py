@@ -15,9 +15,17 @@ from flowfront.settings import Settings
 from tests.helpers import flowfront, private_settings
 
 CASCADE_MODELS = [
-    "gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1", "meta/llama-2-70b-chat",
-    "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat", "WizardLM/WizardLM-13B-V1.2",
-    "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat",
+    "gpt-4-1106-preview",
+    "gpt-3.5-turbo-1106",
+    "claude-v2",
+    "claude-v1",
+    "claude-instant-v1",
+    "meta/llama-2-70b-chat",
+    "mistralai/mixtral-8x7b-chat",
+    "zero-one-ai/Yi-34B-Chat",
+    "WizardLM/WizardLM-13B-V1.2",
+    "meta/code-llama-instruct-34b-chat",
+    "mistralai/mistral-7b-chat",
 ]
 
 
@@ -42,7 +50,9 @@ def test_profiles_artifact(profiled) -> None:
 
 @pytest.mark.parametrize("model", CASCADE_MODELS)
 def test_restricting_to_any_single_model_leaves_a_frontier(profiled, model) -> None:
-    _, frontier = compile_job(profiled, "qa-cascade", models=[model], out_name=f"only-{model.replace('/', '_')}")
+    _, frontier = compile_job(
+        profiled, "qa-cascade", models=[model], out_name=f"only-{model.replace('/', '_')}"
+    )
     assert frontier.candidates
     for cand in frontier.candidates:
         settings = cand.config["nodes"].values()
@@ -54,10 +64,18 @@ def test_frontier_artifact_and_plot(profiled) -> None:
     loaded = Frontier.load(path)
     assert loaded.candidates == frontier.candidates and loaded.objective == "both"
     assert path.with_suffix(".png").stat().st_size > 10_000
-    assert loaded.provenance.data_hash == Profiles.load(profiled.workdir / "qa-cascade" / "profiles.json").content_hash()
-    est = [(c.estimates.accuracy, c.estimates.latency_parallel_s, c.estimates.cost_usd) for c in loaded.candidates]
+    assert (
+        loaded.provenance.data_hash
+        == Profiles.load(profiled.workdir / "qa-cascade" / "profiles.json").content_hash()
+    )
+    est = [
+        (c.estimates.accuracy, c.estimates.latency_parallel_s, c.estimates.cost_usd)
+        for c in loaded.candidates
+    ]
     for i, a in enumerate(est):  # nothing on the frontier is dominated by another frontier point
-        assert not any(b != a and b[0] >= a[0] and b[1] <= a[1] and b[2] <= a[2] for b in est[:i] + est[i + 1:])
+        assert not any(
+            b != a and b[0] >= a[0] and b[1] <= a[1] and b[2] <= a[2] for b in est[:i] + est[i + 1 :]
+        )
 
 
 def test_filters_that_leave_nothing_and_unknown_models(profiled) -> None:
@@ -111,5 +129,9 @@ def test_cli_compile_writes_the_default_frontier_and_filtered_ones_beside_it(pro
     from flowfront.compile.artifact import Frontier
 
     assert again.returncode == 0
-    assert Frontier.load(work / "qa-cascade" / "frontier.json").content_hash() == \
-        Frontier.model_validate({k: v for k, v in orjson.loads(first).items() if k != "checksum"}).content_hash()
+    assert (
+        Frontier.load(work / "qa-cascade" / "frontier.json").content_hash()
+        == Frontier.model_validate(
+            {k: v for k, v in orjson.loads(first).items() if k != "checksum"}
+        ).content_hash()
+    )

@@ -26,7 +26,9 @@ def chain(n_nodes: int) -> Workflow:
     nodes["n2"]["messages"][0]["content"] = "{query} {n0}"  # n1 and n2 both read n0 and run in parallel
     nodes["n3"]["messages"][0]["content"] = "{query} {n1} {n2}"
     flow = ["n0", {"parallel": [["n1"], ["n2"]]}] + [f"n{i}" for i in range(3, n_nodes)]
-    return parse_model(Workflow, {"name": "chain", "nodes": nodes, "flow": flow, "output": f"n{n_nodes - 1}"}, "test")
+    return parse_model(
+        Workflow, {"name": "chain", "nodes": nodes, "flow": flow, "output": f"n{n_nodes - 1}"}, "test"
+    )
 
 
 def profiles(wf: Workflow, seed: int) -> Profiles:
@@ -39,12 +41,24 @@ def profiles(wf: Workflow, seed: int) -> Profiles:
                    for m, a, lt, c in zip(MODELS, acc, lat, cost, strict=True)]
         nodes[name] = NodeProfile(group=name, induced_n=50, choices=choices)
         groups[name] = GroupProfile(nodes=[name], n_inputs=50)
-    return Profiles(workflow=wf.name, provenance=Provenance(workflow_hash=wf.content_hash, data_hash="t"), benchmark="chain", data_source="t",
-                    split="train", seed=seed, n_queries=50, n_reference_correct=50, reference={}, nodes=nodes,
-                    groups=groups)
+    return Profiles(
+        workflow=wf.name,
+        provenance=Provenance(workflow_hash=wf.content_hash, data_hash="t"),
+        benchmark="chain",
+        data_source="t",
+        split="train",
+        seed=seed,
+        n_queries=50,
+        n_reference_correct=50,
+        reference={},
+        nodes=nodes,
+        groups=groups,
+    )
 
 
-@pytest.mark.parametrize(("objective", "execution"), [("latency", "parallel"), ("both", "sequential"), ("cost", "parallel")])
+@pytest.mark.parametrize(
+    ("objective", "execution"), [("latency", "parallel"), ("both", "sequential"), ("cost", "parallel")]
+)
 def test_composition_equals_enumeration(objective, execution) -> None:
     wf = chain(5)
     proxy = Proxy(wf, profiles(wf, 3))

@@ -111,7 +111,10 @@ def random_tree(rng, slots):
         return slots[0]
     k = int(rng.integers(2, min(3, len(slots)) + 1))
     cuts = np.sort(rng.choice(np.arange(1, len(slots)), size=k - 1, replace=False))
-    return (str(rng.choice(["seq", "par"])), [random_tree(rng, list(p)) for p in np.split(np.array(slots), cuts)])
+    return (
+        str(rng.choice(["seq", "par"])),
+        [random_tree(rng, list(p)) for p in np.split(np.array(slots), cuts)],
+    )
 
 
 def at_least_one(a, b):

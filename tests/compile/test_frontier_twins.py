@@ -24,7 +24,9 @@ def profiled(compiled_settings, tmp_path_factory):
     return settings
 
 
-@pytest.mark.parametrize("name", ["qa-cascade", pytest.param("model-route", marks=pytest.mark.slow), "code-budget"])
+@pytest.mark.parametrize(
+    "name", ["qa-cascade", pytest.param("model-route", marks=pytest.mark.slow), "code-budget"]
+)
 @pytest.mark.parametrize("near_front", [0.0, 0.2])
 def test_no_candidate_is_a_dearer_twin(request, name: str, near_front: float) -> None:
     settings = request.getfixturevalue("profiled" if name == "model-route" else "compiled_settings")
@@ -33,8 +35,11 @@ def test_no_candidate_is_a_dearer_twin(request, name: str, near_front: float) ->
     frontier, _ = compile_frontier(bench, profiles, mode="correlated", near_front=near_front)
     est = [c.estimates for c in frontier.candidates]
     for a, b in itertools.permutations(est, 2):
-        same = (a.accuracy, a.latency_sequential_s, a.latency_parallel_s) == (b.accuracy, b.latency_sequential_s,
-                                                                              b.latency_parallel_s)
+        same = (a.accuracy, a.latency_sequential_s, a.latency_parallel_s) == (
+            b.accuracy,
+            b.latency_sequential_s,
+            b.latency_parallel_s,
+        )
         assert not (same and a.cost_usd > b.cost_usd), (a, b)
     if near_front == 0.0:  # the strict front: nothing dominated on accuracy x latency
         for a, b in itertools.permutations(est, 2):
@@ -66,10 +71,18 @@ def test_no_two_candidates_realise_the_same_run(compiled_settings) -> None:
     frontier = Frontier.load(settings.workspace.benchmark("qa-cascade").frontier())
     with open_store(settings) as store:
         queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), "test")
-        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        backend = make_backend(
+            "replay", store, load_cards(settings), settings, models=bench.workflow.all_models()
+        )
         runs = {c.id: execute(bench, Configuration.parse(c.config), queries, backend, settings)
                 for c in frontier.candidates}
-    realised = {cid: (tuple(np.round(out.scores, 9)), round(sum(r.latency_parallel_s for r in out.results), 6),
-                      sum(r.cost_usd for r in out.results)) for cid, out in runs.items()}
+    realised = {
+        cid: (
+            tuple(np.round(out.scores, 9)),
+            round(sum(r.latency_parallel_s for r in out.results), 6),
+            sum(r.cost_usd for r in out.results),
+        )
+        for cid, out in runs.items()
+    }
     for (a, ra), (b, rb) in itertools.combinations(realised.items(), 2):
         assert ra[:2] != rb[:2], f"{a} and {b} realise the same run (costs {ra[2]:.4f} and {rb[2]:.4f})"

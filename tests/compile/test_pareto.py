@@ -83,7 +83,9 @@ def test_mask_handles_infinities_and_signed_zero():
     maximize = (True, False, False)
     assert np.array_equal(pareto_mask(F, maximize), brute_mask(F, maximize))
     big = np.tile(F, (1000, 1))  # the large path must agree too
-    assert np.array_equal(pareto_mask(big, maximize), brute_mask(F, maximize).tolist() + [False] * (len(big) - len(F)))
+    assert np.array_equal(
+        pareto_mask(big, maximize), brute_mask(F, maximize).tolist() + [False] * (len(big) - len(F))
+    )
 
 
 def test_duplicates_keep_the_lowest_index():

@@ -33,7 +33,9 @@ class Scripted(Backend):
         index = list(self.answers).index(problem)
         if "Check every step" in last:
             doubtful = request.model == "openai/gpt-4o-mini" and index % 3 == 0  # so refine runs too
-            return self._done("VERDICT: CORRECT" if f"#### {truth}" in last and not doubtful else "VERDICT: INCORRECT")
+            return self._done(
+                "VERDICT: CORRECT" if f"#### {truth}" in last and not doubtful else "VERDICT: INCORRECT"
+            )
         wrong = request.model == "openai/gpt-4o-mini" and index % 2 == 1 and not last.startswith("Problem:")
         return self._done(f"Working.\n#### {int(extract_number(truth)) + 1 if wrong else truth}")
 
@@ -47,9 +49,16 @@ def test_judge_grades_live_calls(settings) -> None:
     with open_store(settings) as store:
         queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), "train")[:8]
     provider = Scripted({q.text: q.reference for q in queries})
-    reference = Configuration.parse({"knobs": {"rounds": 1}, "nodes": {
-        "solve": {"model": "openai/gpt-4o", "budget": 1024}, "verify": {"model": "openai/gpt-4o-mini", "budget": 256},
-        "refine": {"model": "openai/gpt-4o", "budget": 1024}}})
+    reference = Configuration.parse(
+        {
+            "knobs": {"rounds": 1},
+            "nodes": {
+                "solve": {"model": "openai/gpt-4o", "budget": 1024},
+                "verify": {"model": "openai/gpt-4o-mini", "budget": 256},
+                "refine": {"model": "openai/gpt-4o", "budget": 1024},
+            },
+        }
+    )
     profiles = run_profile(bench, provider, queries, reference=reference, data_source="q", data_hash="q",
                            judge=Judge.load(settings.configs_dir / "judge.yaml"))
     assert provider.judged > 0

@@ -25,16 +25,33 @@ def make_profiles(wf, acc, lat, cost, joint=None) -> Profiles:
     nodes, members = {}, list(wf.llm_nodes())
     models = wf.llm_nodes()[members[0]].models
     choices = [
-        ChoiceProfile(model=m, budget=None, n=100, accuracy=float(a), latency_mean_s=float(lt), latency_p90_s=float(lt),
-                      cost_mean_usd=float(c), prompt_tokens_mean=10, completion_tokens_mean=5)
+        ChoiceProfile(
+            model=m,
+            budget=None,
+            n=100,
+            accuracy=float(a),
+            latency_mean_s=float(lt),
+            latency_p90_s=float(lt),
+            cost_mean_usd=float(c),
+            prompt_tokens_mean=10,
+            completion_tokens_mean=5,
+        )
         for m, a, lt, c in zip(models, acc, lat, cost, strict=True)
     ]
     group = "+".join(members)
     for name in members:
         nodes[name] = NodeProfile(group=group, induced_n=100, choices=choices)
     return Profiles(
-        workflow=wf.name, provenance=Provenance(workflow_hash=wf.content_hash, data_hash="x"), benchmark=wf.name, data_source="test",
-        split="train", seed=0, n_queries=100, n_reference_correct=90, reference={}, nodes=nodes,
+        workflow=wf.name,
+        provenance=Provenance(workflow_hash=wf.content_hash, data_hash="x"),
+        benchmark=wf.name,
+        data_source="test",
+        split="train",
+        seed=0,
+        n_queries=100,
+        n_reference_correct=90,
+        reference={},
+        nodes=nodes,
         groups={group: GroupProfile(nodes=members, n_inputs=100, joint=joint)},
     )
 
@@ -81,7 +98,9 @@ def test_cascade_is_monotone_in_every_calls_accuracy_and_latency(acc, lat, node,
 
 
 @settings(max_examples=40, deadline=None)
-@given(acc=probs, lat=lats, picks=st.lists(st.integers(0, 10), min_size=5, max_size=5), which=st.integers(0, 4))
+@given(
+    acc=probs, lat=lats, picks=st.lists(st.integers(0, 10), min_size=5, max_size=5), which=st.integers(0, 4)
+)
 def test_vote_bounds_and_monotonicity(acc, lat, picks, which) -> None:
     acc, lat = np.array(acc), np.array(lat)
     proxy = Proxy(VOTE, make_profiles(VOTE, acc, lat, np.full(11, 1e-4)))
@@ -147,7 +166,9 @@ def test_a_check_by_the_answering_model_is_the_answer_alone() -> None:
 
 def test_pruned_search_equals_brute_force() -> None:
     rng = np.random.default_rng(0)
-    profiles = make_profiles(CASCADE, rng.uniform(0.4, 0.95, 11), rng.uniform(0.2, 2, 11), rng.uniform(1e-4, 1e-2, 11))
+    profiles = make_profiles(
+        CASCADE, rng.uniform(0.4, 0.95, 11), rng.uniform(0.2, 2, 11), rng.uniform(1e-4, 1e-2, 11)
+    )
     proxy = Proxy(CASCADE, profiles)
     found = {(str(p.structure.knobs), tuple(proxy.config(p.structure, p.digits)["nodes"].items().__repr__()))
              for p in search(proxy, objective="latency").points}

@@ -62,11 +62,15 @@ def test_near_front_widens_the_model_route_frontier_by_regret(profiled) -> None:
     assert len(pareto.candidates) == 2 and "near-front" not in pareto.method
     assert set(_models(pareto)) < set(_models(capped)) < set(_models(wide))
     assert len(capped.candidates) == 3 and len(set(_models(wide))) == len(wide.candidates) <= 9
-    assert wide.filters["near_front"] == 0.3 and wide.method.endswith(f"near-front({len(wide.candidates) - 2})")
+    assert wide.filters["near_front"] == 0.3 and wide.method.endswith(
+        f"near-front({len(wide.candidates) - 2})"
+    )
     # the capped frontier adds the model that loses least against the front
     front = np.array([[c.estimates.accuracy, c.estimates.latency_parallel_s] for c in pareto.candidates])
     lo, span = front[:, 1].min(), np.ptp(front[:, 1])
-    points = np.array([[c.estimates.accuracy, (c.estimates.latency_parallel_s - lo) / span] for c in wide.candidates])
+    points = np.array(
+        [[c.estimates.accuracy, (c.estimates.latency_parallel_s - lo) / span] for c in wide.candidates]
+    )
     r = dict(zip(_models(wide), regret(points, (front - [0, lo]) / [1, span], LAMBDAS), strict=True))
     added = (set(_models(capped)) - set(_models(pareto))).pop()
     assert r[added] == min(r[m] for m in set(r) - set(_models(pareto))) and 0 < r[added] <= 0.3

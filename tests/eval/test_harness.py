@@ -24,7 +24,9 @@ def compiled(compiled_settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(compiled) -> dict:
-    return evaluate(compiled, "code-budget", strategies=["random", "knn"], seeds=(0, 1), n_boot=300, progress=False)
+    return evaluate(
+        compiled, "code-budget", strategies=["random", "knn"], seeds=(0, 1), n_boot=300, progress=False
+    )
 
 
 def test_structure_and_reference_strategies(result) -> None:
@@ -59,7 +61,9 @@ def test_values_are_sane(result) -> None:
             assert 0.0 <= b["infeasible_share"] <= 1.0 and 0.0 <= b["over_budget_share"] <= 1.0
     # Paired differences are consistent with the strategies' own means.
     diff = st["random"]["compare"]["expected_utility_minus"]["static"]
-    assert diff["mean"] == pytest.approx(st["random"]["expected_utility"]["mean"] - st["static"]["expected_utility"]["mean"])
+    assert diff["mean"] == pytest.approx(
+        st["random"]["expected_utility"]["mean"] - st["static"]["expected_utility"]["mean"]
+    )
     assert diff["low"] <= diff["mean"] <= diff["high"]
     # Random ignores the preference, so its utility is well below static selection's.
     assert diff["high"] < 0
@@ -112,16 +116,23 @@ def test_execution_budgets_and_bad_arguments(compiled) -> None:
 @pytest.mark.slow  # starts a subprocess or a server
 def test_eval_job_and_report_say_where_the_router_loses(compiled, tmp_path: Path) -> None:
     # A "frontier router" that ignores the query and the preference: it must be reported as losing.
-    weak = Strategy("frontier", lambda seed, execution: RandomPolicy(seed=seed, execution=execution), seeded=True)
+    weak = Strategy(
+        "frontier", lambda seed, execution: RandomPolicy(seed=seed, execution=execution), seeded=True
+    )
     path, res = eval_job(compiled, "code-budget", strategies=[weak], seeds=(0,), n_boot=200, progress=True)
     folder = compiled.workdir / "code-budget" / "eval"
     assert path == folder / "results.json" and (folder / "curves.png").stat().st_size > 10_000
     stored = orjson.loads(path.read_bytes())
     assert stored["provenance"]["packages"]["numpy"] and stored["provenance"]["created_at"]
     # write_results completes a copy of the provenance; the result it was given is unchanged
-    assert set(res["provenance"]) == {"workflow_hash", "data_hash"} and stored["frontier_hash"] == res["frontier_hash"]
+    assert (
+        set(res["provenance"]) == {"workflow_hash", "data_hash"}
+        and stored["frontier_hash"] == res["frontier_hash"]
+    )
     assert stored["provenance"]["data_hash"] == res["frontier_hash"] and stored["checksum"]
-    report = write_report([res], tmp_path / "report.md", extra_sections={"Timings": "stage table"}).read_text()
+    report = write_report(
+        [res], tmp_path / "report.md", extra_sections={"Timings": "stage table"}
+    ).read_text()
     assert report.index("## Headline") < report.index("## code-budget") < report.index("## Timings")
     assert "| code-budget | frontier |" in report and "| code-budget | static |" in report
     assert "**The frontier router loses** on expected utility to: static" in report
@@ -143,7 +154,9 @@ def test_the_router_is_evaluated_beside_its_prior_and_the_cluster_router(compile
     assert {"cluster", "frontier-prior", "static"} <= set(minus)
     report = write_report([res], tmp_path / "report.md").read_text()
     section = report[report.index("## Against the field's simple routers"):]
-    assert "| code-budget |" in section and ("never significantly below" in section or "Significantly below" in section)
+    assert "| code-budget |" in section and (
+        "never significantly below" in section or "Significantly below" in section
+    )
 
 
 def test_the_hinted_run_hands_each_test_query_its_task() -> None:
@@ -157,10 +170,17 @@ def test_the_hinted_run_hands_each_test_query_its_task() -> None:
     (X_tr, Y_tr), (X_te, Y_te) = synthetic(300, 1), synthetic(120, 2)
     Y_te = dataclasses.replace(Y_te, query_ids=[f"test-{q}" for q in Y_te.query_ids])
     sets = {"frontier": CandidateSet(Y_te, X_te, Y_tr, X_tr)}
-    router = Strategy("frontier", lambda seed, execution: LightGBMRouter(seed=seed, n_estimators=40, embedding_dim=DIM),
-                      seeded=True)
+    router = Strategy(
+        "frontier",
+        lambda seed, execution: LightGBMRouter(seed=seed, n_estimators=40, embedding_dim=DIM),
+        seeded=True,
+    )
     plan = with_hinted([router], sets)
-    assert [s.name for s in plan] == ["frontier", "frontier-hinted", "per-task"] and plan[1].hinted and plan[2].hinted
+    assert (
+        [s.name for s in plan] == ["frontier", "frontier-hinted", "per-task"]
+        and plan[1].hinted
+        and plan[2].hinted
+    )
     ctx = Context("parallel", Scale.from_estimates(Y_tr.latency_parallel_s.mean(0), Y_tr.cost_usd.mean(0)),
                   np.array([0.0, 0.3]), np.array([2.0, 4.0]), sets)
     runs = run_all(plan[:2], ctx, [0, 1], progress=False)
@@ -168,4 +188,7 @@ def test_the_hinted_run_hands_each_test_query_its_task() -> None:
     assert plain.hinted_share is None and hinted.hinted_share == 1.0
     # the hinted runs reuse the frontier fits of the same seeds: one router, asked two ways
     assert [r.fit_seconds for r in runs["frontier-hinted"]] == [r.fit_seconds for r in runs["frontier"]]
-    assert with_hinted(plan[:1], {"frontier": CandidateSet(Y_te, X_te, Y_tr.rows(np.arange(1)), X_tr[:1])}) == plan[:1]
+    assert (
+        with_hinted(plan[:1], {"frontier": CandidateSet(Y_te, X_te, Y_tr.rows(np.arange(1)), X_tr[:1])})
+        == plan[:1]
+    )

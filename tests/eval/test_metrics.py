@@ -69,7 +69,9 @@ def test_monotone_hull_keeps_the_best_reachable_accuracy() -> None:
 
 def test_budget_and_reach_lookups() -> None:
     hull = (np.array([1.0, 2.0, 4.0]), np.array([0.2, 0.6, 0.8]))
-    np.testing.assert_array_equal(value_at_budget(*hull, [0.5, 1.0, 1.5, 2.0, 10.0]), [np.nan, 0.2, 0.2, 0.6, 0.8])
+    np.testing.assert_array_equal(
+        value_at_budget(*hull, [0.5, 1.0, 1.5, 2.0, 10.0]), [np.nan, 0.2, 0.2, 0.6, 0.8]
+    )
     np.testing.assert_array_equal(reach(*hull, [0.1, 0.2, 0.3, 0.8, 0.81]), [1.0, 1.0, 2.0, 4.0, np.nan])
 
 
@@ -110,8 +112,9 @@ def test_expected_utility_by_hand_and_as_the_router_defines_it() -> None:
     lambdas = np.array([0.0, 0.3, 1.0, 3.0])
     rows = np.arange(q)
     picks = [np.asarray(router.select(X, Preference(lambda_=float(v)), scale).index) for v in lambdas]
-    mine = expected_utility(np.stack([Y.correct[rows, p] for p in picks]), np.stack([lat[rows, p] for p in picks]),
-                            lambdas, scale)
+    mine = expected_utility(
+        np.stack([Y.correct[rows, p] for p in picks]), np.stack([lat[rows, p] for p in picks]), lambdas, scale
+    )
     np.testing.assert_allclose(mine, router_expected_utility(router, X, Y, scale, lambdas))
 
 

@@ -22,15 +22,25 @@ from flowfront.settings import Settings
 from tests.helpers import PROJECT_ROOT, cli_env, flowfront, live_trace_rows
 
 MODEL = "smollm2-135m-instruct"
-QUESTIONS = [("What is 2 + 3?", "5"), ("What is 10 - 4?", "6"), ("What is 3 times 3?", "9"), ("What is 8 + 1?", "9"),
-             ("What is 6 + 6?", "12"), ("What is 20 - 5?", "15"), ("What is 7 + 2?", "9"), ("What is 4 + 4?", "8")]
+QUESTIONS = [
+    ("What is 2 + 3?", "5"),
+    ("What is 10 - 4?", "6"),
+    ("What is 3 times 3?", "9"),
+    ("What is 8 + 1?", "9"),
+    ("What is 6 + 6?", "12"),
+    ("What is 20 - 5?", "15"),
+    ("What is 7 + 2?", "9"),
+    ("What is 4 + 4?", "8"),
+]
 
 
 def _skip_reason() -> str | None:
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError:
-        return "llama-cpp-python[server] is not installed: run `make live` (the wheel is built once and cached)"
+        return (
+            "llama-cpp-python[server] is not installed: run `make live` (the wheel is built once and cached)"
+        )
     from flowfront.localmodels import weights_path
     from flowfront.modelcards import load_model_cards
 
@@ -78,12 +88,20 @@ default_config: {{nodes: {{solve: {{model: {MODEL}, budget: 64}}}}}}
     data = root / "data" / "questions"
     data.mkdir(parents=True)
     for split, rows in (("validate", QUESTIONS[:4]), ("test", QUESTIONS[4:])):
-        (data / f"smoke_{split}.jsonl").write_bytes(b"\n".join(orjson.dumps({"problem": q, "answer": a}) for q, a in rows))
+        (data / f"smoke_{split}.jsonl").write_bytes(
+            b"\n".join(orjson.dumps({"problem": q, "answer": a}) for q, a in rows)
+        )
     servers = serve({MODEL: card}, models_dir, log=lambda m: None)
     env = cli_env(FLOWFRONT_CONFIGS_DIR=str(configs), FLOWFRONT_DATA_DIR=str(root / "data"),
                   FLOWFRONT_MODELS_DIR=str(models_dir), FLOWFRONT_WORKDIR=str(root / "work"))
     try:
-        yield {"root": root, "env": env, "work": root / "work", "configs": configs, "base": servers[MODEL].api_base}
+        yield {
+            "root": root,
+            "env": env,
+            "work": root / "work",
+            "configs": configs,
+            "base": servers[MODEL].api_base,
+        }
     finally:
         stop(models_dir, log=lambda m: None)
 
@@ -121,14 +139,31 @@ def test_serve_answers_an_openai_client_against_the_live_model(live, tmp_path: P
     env = {**live["env"], "FLOWFRONT_BACKEND": "litellm"}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
-                                 "--port", str(port), "--workdir", str(live["work"])], env=env, cwd=PROJECT_ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flowfront.cli",
+                "serve",
+                "--workflows",
+                str(workflows),
+                "--port",
+                str(port),
+                "--workdir",
+                str(live["work"]),
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
         started = time.monotonic()
-        reply = client.chat.completions.create(model="smoke", messages=[{"role": "user", "content": "What is 1 + 1?"}])
+        reply = client.chat.completions.create(
+            model="smoke", messages=[{"role": "user", "content": "What is 1 + 1?"}]
+        )
         assert reply.choices[0].message.content, log.read_text()
         assert time.monotonic() - started < 30
     finally:
@@ -138,8 +173,21 @@ def test_serve_answers_an_openai_client_against_the_live_model(live, tmp_path: P
 
 def test_a_killed_live_run_resumes_without_repeating_a_finished_call(live) -> None:
     work = live["root"] / "resume"
-    args = [sys.executable, "-m", "flowfront.cli", "exec", "smoke", "--split", "test", "--backend", "litellm",
-            "--workdir", str(work), "--config", orjson.dumps({"nodes": {"solve": {"model": MODEL, "budget": 64}}}).decode()]
+    args = [
+        sys.executable,
+        "-m",
+        "flowfront.cli",
+        "exec",
+        "smoke",
+        "--split",
+        "test",
+        "--backend",
+        "litellm",
+        "--workdir",
+        str(work),
+        "--config",
+        orjson.dumps({"nodes": {"solve": {"model": MODEL, "budget": 64}}}).decode(),
+    ]
     env = {**live["env"], "FLOWFRONT_DEFAULT_CONCURRENCY": "1"}
     proc = subprocess.Popen(args, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -152,7 +200,9 @@ def test_a_killed_live_run_resumes_without_repeating_a_finished_call(live) -> No
     done = subprocess.run(args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     after = {r[0]: r[2] for r in _traces(work)}
-    assert len(after) == 4 and all(after[k] == t for k, t in before.items())  # finished calls kept, not made again
+    assert len(after) == 4 and all(
+        after[k] == t for k, t in before.items()
+    )  # finished calls kept, not made again
 
 
 @pytest.mark.parametrize("budget", [8, 48])
@@ -168,8 +218,12 @@ def test_both_live_transports_read_the_same_greedy_stream(live, budget: int) -> 
     from flowfront.modelcards import load_model_cards
 
     cards = load_model_cards(PROJECT_ROOT / "configs" / "models")
-    request = CallRequest(model=MODEL, messages=({"role": "user", "content": "Name three colours."},), budget=budget,
-                          sampling={"temperature": 0})
+    request = CallRequest(
+        model=MODEL,
+        messages=({"role": "user", "content": "Name three colours."},),
+        budget=budget,
+        sampling={"temperature": 0},
+    )
     got = {}
     for transport in ("direct", "litellm"):
         # llama.cpp reuses a repeated prompt's cached prefix, and a prompt evaluated from that cache
@@ -184,7 +238,9 @@ def test_both_live_transports_read_the_same_greedy_stream(live, budget: int) -> 
     assert direct.completion_tokens == via_litellm.completion_tokens <= budget
     assert direct.truncated == via_litellm.truncated == (direct.completion_tokens == budget)
     assert direct.latency_source == "measured" and direct.timing is not None
-    assert len(direct.timing.times) == direct.completion_tokens and direct.timing.offsets[-1] == len(direct.text)
+    assert len(direct.timing.times) == direct.completion_tokens and direct.timing.offsets[-1] == len(
+        direct.text
+    )
 
 
 CHAT = f"""name: chat
@@ -216,13 +272,36 @@ def chat_server(live, tmp_path: Path):
     @contextmanager
     def start(name: str, **settings: str):
         work = tmp_path / name
-        hand_frontier(workflows / "chat.yaml", [{"knobs": {}, "nodes": {"reply": {"model": MODEL, "budget": 160}}}], work)
+        hand_frontier(
+            workflows / "chat.yaml",
+            [{"knobs": {}, "nodes": {"reply": {"model": MODEL, "budget": 160}}}],
+            work,
+        )
         port = free_port()
-        env = {**live["env"], "FLOWFRONT_BACKEND": "litellm", **{f"FLOWFRONT_{k.upper()}": v for k, v in settings.items()}}
+        env = {
+            **live["env"],
+            "FLOWFRONT_BACKEND": "litellm",
+            **{f"FLOWFRONT_{k.upper()}": v for k, v in settings.items()},
+        }
         with open(tmp_path / f"{name}.log", "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
-                                     "--port", str(port), "--workdir", str(work)], env=env, cwd=PROJECT_ROOT,
-                                    stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flowfront.cli",
+                    "serve",
+                    "--workflows",
+                    str(workflows),
+                    "--port",
+                    str(port),
+                    "--workdir",
+                    str(work),
+                ],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
             yield f"http://127.0.0.1:{port}"
@@ -266,10 +345,17 @@ def test_the_answer_streams_token_by_token_from_the_live_model(live, chat_server
 
 def test_a_failure_after_tokens_were_sent_ends_the_stream_with_an_error_event(chat_server) -> None:
     with chat_server("cut", call_timeout_s="0.6") as base:  # the call times out mid-answer
-        events, _ = _stream(base, "Write a long story about a dragon who learns to paint, in many paragraphs.")
+        events, _ = _stream(
+            base, "Write a long story about a dragon who learns to paint, in many paragraphs."
+        )
     pieces = [e for _, e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
     last = events[-1][1]
-    assert pieces and "error" in last and last["error"]["code"] == 504 and "timed out" in last["error"]["message"]
+    assert (
+        pieces
+        and "error" in last
+        and last["error"]["code"] == 504
+        and "timed out" in last["error"]["message"]
+    )
     assert not any(e.get("choices") and e["choices"][0].get("finish_reason") for _, e in events)
 
 
@@ -319,14 +405,35 @@ def _counting_proxy(target: str):
     return running()
 
 
-def test_two_profiling_processes_sharing_one_postgres_store_make_no_call_twice(live, pg_cluster, tmp_path) -> None:
+def test_two_profiling_processes_sharing_one_postgres_store_make_no_call_twice(
+    live, pg_cluster, tmp_path
+) -> None:
     """Processes on different machines share a PostgreSQL store; here, two processes with separate
     workdirs (nothing shared but the database) profile the same queries at once."""
     url = pg_cluster.createdb("profiling")
     with _counting_proxy(live["base"]) as (proxy, seen):
-        procs = [subprocess.Popen([sys.executable, "-m", "flowfront.cli", "profile", "smoke", "--store", url,
-                                   "--api-base", proxy, "--workdir", str(tmp_path / f"w{i}")], env=live["env"],
-                                  cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flowfront.cli",
+                    "profile",
+                    "smoke",
+                    "--store",
+                    url,
+                    "--api-base",
+                    proxy,
+                    "--workdir",
+                    str(tmp_path / f"w{i}"),
+                ],
+                env=live["env"],
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(2)
+        ]
         outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err.decode()[-2000:] for _, err in outs]
     prompts = [orjson.dumps(body["messages"]) for body in seen]
@@ -349,12 +456,18 @@ def test_a_model_the_server_does_not_serve_is_refused_not_answered_by_another(li
 
     cards = load_model_cards(PROJECT_ROOT / "configs" / "models")
     backend = LiteLLMBackend(cards, Settings(workdir=live["work"], max_retries=0), api_base=live["base"])
-    request = CallRequest(model="qwen2.5-coder-0.5b-instruct", messages=({"role": "user", "content": "Hi"},), budget=8)
-    with pytest.raises(BackendError, match=r"serves \['smollm2-135m-instruct'\], not 'qwen2.5-coder-0.5b-instruct'"):
+    request = CallRequest(
+        model="qwen2.5-coder-0.5b-instruct", messages=({"role": "user", "content": "Hi"},), budget=8
+    )
+    with pytest.raises(
+        BackendError, match=r"serves \['smollm2-135m-instruct'\], not 'qwen2.5-coder-0.5b-instruct'"
+    ):
         asyncio.run(backend.complete(request))
 
 
-def test_grade_judges_served_answers_with_the_live_model_and_resumes(live, chat_server, tmp_path: Path) -> None:
+def test_grade_judges_served_answers_with_the_live_model_and_resumes(
+    live, chat_server, tmp_path: Path
+) -> None:
     """`flowfront grade --judge` over answers served by the live model: every sampled answer gets a
     `judge` grade (or is counted unreadable), and a second run calls the model for none of them."""
     import httpx
@@ -364,10 +477,25 @@ def test_grade_judges_served_answers_with_the_live_model_and_resumes(live, chat_
     questions = [q for q, _ in QUESTIONS[:4]]
     with chat_server("graded") as base:
         for q in questions:
-            assert httpx.post(f"{base}/v1/chat/completions", timeout=120,
-                              json={"model": "chat", "messages": [{"role": "user", "content": q}]}).status_code == 200
+            assert (
+                httpx.post(
+                    f"{base}/v1/chat/completions",
+                    timeout=120,
+                    json={"model": "chat", "messages": [{"role": "user", "content": q}]},
+                ).status_code
+                == 200
+            )
     work = tmp_path / "graded"  # chat_server's workdir for this name (its tmp_path is the test's)
-    args = ("grade", str(tmp_path / "wf" / "chat.yaml"), "--judge", MODEL, "--sample", "1", "--workdir", str(work))
+    args = (
+        "grade",
+        str(tmp_path / "wf" / "chat.yaml"),
+        "--judge",
+        MODEL,
+        "--sample",
+        "1",
+        "--workdir",
+        str(work),
+    )
     first = flowfront(*args, env=live["env"], timeout=600)
     assert first.returncode == 0, first.stderr
     with connect(work / "serve" / "traces.sqlite") as served:
@@ -375,5 +503,7 @@ def test_grade_judges_served_answers_with_the_live_model_and_resumes(live, chat_
     assert judged and all(f.value in (0.0, 1.0) and f.label == f"llm:{MODEL}" for f in judged)
     calls = len(live_trace_rows(work / "traces.sqlite", "key"))
     second = flowfront(*args, env=live["env"], timeout=600)
-    assert second.returncode == 0 and f"{len(judged)} already graded" in second.stdout, second.stdout + second.stderr
+    assert second.returncode == 0 and f"{len(judged)} already graded" in second.stdout, (
+        second.stdout + second.stderr
+    )
     assert len(live_trace_rows(work / "traces.sqlite", "key")) == calls  # resumed: no judge call made twice

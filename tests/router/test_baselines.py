@@ -38,9 +38,20 @@ def scale(data: dict) -> Scale:
 
 def _matrix(correct: np.ndarray, latency: np.ndarray, candidates: list[dict] | None = None) -> OutcomeMatrix:
     q, k = correct.shape
-    cands = candidates or [{"knobs": {}, "nodes": {"n": {"model": f"m{j}", "budget": None}}} for j in range(k)]
-    return OutcomeMatrix([f"q{i}" for i in range(q)], [f"t{i}" for i in range(q)], [f"c{j}" for j in range(k)],
-                         cands, correct.astype(float), latency, latency, latency * 1e-3, "h")
+    cands = candidates or [
+        {"knobs": {}, "nodes": {"n": {"model": f"m{j}", "budget": None}}} for j in range(k)
+    ]
+    return OutcomeMatrix(
+        [f"q{i}" for i in range(q)],
+        [f"t{i}" for i in range(q)],
+        [f"c{j}" for j in range(k)],
+        cands,
+        correct.astype(float),
+        latency,
+        latency,
+        latency * 1e-3,
+        "h",
+    )
 
 
 def test_config_factors_marks_nodes_a_knob_turns_off() -> None:
@@ -102,13 +113,27 @@ def test_static_uses_frontier_estimates_only_for_matching_candidates(data: dict)
     from flowfront.compile.artifact import Candidate, Estimates, Frontier
 
     X, Y = data["train"]
-    est = [Estimates(accuracy=0.1 * j, latency_sequential_s=j + 1.0, latency_parallel_s=j + 0.5, cost_usd=1e-3)
-           for j in range(len(CANDIDATES))]
-    frontier = Frontier(workflow="w", provenance=Provenance(workflow_hash="h", data_hash="p"), benchmark="b", objective="latency",
-                        execution="parallel", proxy_mode="independent", method="exact", filters={}, space_size=6,
-                        n_evaluated=6, search_seconds=0.0,
-                        candidates=[Candidate(id=i, config=c, estimates=e)
-                                    for i, c, e in zip(Y.candidate_ids, CANDIDATES, est, strict=True)])
+    est = [
+        Estimates(accuracy=0.1 * j, latency_sequential_s=j + 1.0, latency_parallel_s=j + 0.5, cost_usd=1e-3)
+        for j in range(len(CANDIDATES))
+    ]
+    frontier = Frontier(
+        workflow="w",
+        provenance=Provenance(workflow_hash="h", data_hash="p"),
+        benchmark="b",
+        objective="latency",
+        execution="parallel",
+        proxy_mode="independent",
+        method="exact",
+        filters={},
+        space_size=6,
+        n_evaluated=6,
+        search_seconds=0.0,
+        candidates=[
+            Candidate(id=i, config=c, estimates=e)
+            for i, c, e in zip(Y.candidate_ids, CANDIDATES, est, strict=True)
+        ],
+    )
     pred = StaticRouter(frontier=frontier).fit(X, Y).predict(X[:3])
     np.testing.assert_allclose(pred.latency_s[2], [e.latency_parallel_s for e in est])
     reordered = frontier.model_copy(update={"candidates": frontier.candidates[::-1]})
@@ -120,13 +145,23 @@ def test_factorised_composes_per_factor_and_maps_to_nearest_candidate(data: dict
     X, Y = data["train"]
     missing = [j for j, c in enumerate(CANDIDATES) if c != CANDIDATES[0]]  # drop ("fast", "a")
     Xt, Yt = data["test"]
-    sub = OutcomeMatrix(Y.query_ids, Y.texts, [Y.candidate_ids[j] for j in missing], [CANDIDATES[j] for j in missing],
-                        Y.correct[:, missing], Y.latency_sequential_s[:, missing], Y.latency_parallel_s[:, missing],
-                        Y.cost_usd[:, missing], "sub")
+    sub = OutcomeMatrix(
+        Y.query_ids,
+        Y.texts,
+        [Y.candidate_ids[j] for j in missing],
+        [CANDIDATES[j] for j in missing],
+        Y.correct[:, missing],
+        Y.latency_sequential_s[:, missing],
+        Y.latency_parallel_s[:, missing],
+        Y.cost_usd[:, missing],
+        "sub",
+    )
     full = FactorisedPolicy().fit(X, Y)
     assert full.factors_ == ["knob:mode", "node:answer"]
     pick = full.select(Xt, Preference(**{"lambda": 0.5}), scale).index
-    cluster0 = np.array([t.startswith("cluster 0") for t in Yt.texts])  # model "a" answers these: fast "a" wins
+    cluster0 = np.array(
+        [t.startswith("cluster 0") for t in Yt.texts]
+    )  # model "a" answers these: fast "a" wins
     assert np.mean(pick[cluster0] == 0) > 0.7
     # Without ("fast", "a") the composed configuration maps to a candidate one factor away.
     pick_sub = FactorisedPolicy().fit(X, sub).select(Xt, Preference(**{"lambda": 0.5}), scale).index
@@ -179,7 +214,9 @@ def real(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     mats = []
     with open_store(settings) as store:
         prepared = prepare_data(bench, store, settings)
-        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        backend = make_backend(
+            "replay", store, load_cards(settings), settings, models=bench.workflow.all_models()
+        )
         for split, n in (("train", 240), ("test", 160)):
             queries = benchmark_queries(bench, store, prepared, split)[:n]
             mats.append(build_outcomes(bench, configs, ids, queries, backend, settings,
@@ -194,12 +231,20 @@ def real(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> tuple:
 def test_real_qa_cascade_oracle_bounds_every_strategy(real: tuple) -> None:
     Ytr, Xtr, Yte, Xte, frontier = real
     est = [c.estimates for c in frontier.candidates]
-    acc, lat, cost = (np.array([getattr(e, n) for e in est]) for n in ("accuracy", "latency_parallel_s", "cost_usd"))
+    acc, lat, cost = (
+        np.array([getattr(e, n) for e in est]) for n in ("accuracy", "latency_parallel_s", "cost_usd")
+    )
     scale = Scale.from_estimates(lat, cost)
     lams = lambda_sweep(scale, acc, lat, cost, n=9)
-    routers = {"static": StaticRouter(), "knn": KNNRouter(), "random": RandomPolicy(), "best": BestSinglePolicy(),
-               "factorised": FactorisedPolicy(), "masrouter": MasRouterStyle(steps=200),
-               "maas": MaasStyle(steps=200)}
+    routers = {
+        "static": StaticRouter(),
+        "knn": KNNRouter(),
+        "random": RandomPolicy(),
+        "best": BestSinglePolicy(),
+        "factorised": FactorisedPolicy(),
+        "masrouter": MasRouterStyle(steps=200),
+        "maas": MaasStyle(steps=200),
+    }
     rows = np.arange(len(Yte.query_ids))
     oracle = OraclePolicy().fit(Xte, Yte)
     oracle_acc = Yte.correct[rows, oracle.select(Xte, Preference(), scale).index].mean()

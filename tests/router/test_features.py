@@ -58,7 +58,8 @@ def onnx_embedder(cache_dir: Path) -> Embedder:
 
 @pytest.fixture(scope="module")
 def real_queries() -> list[str]:
-    """Eight test queries: the four longest (past 256 tokens, so truncation is exercised) and four short ones."""
+    """Eight test queries: the four longest (past 256 tokens, so truncation is exercised) and four
+    short ones."""
     path = DATA_DIR / "llmrouter" / "queries_test.jsonl"
     with path.open() as handle:
         queries = [json.loads(line)["query"] for line in handle]
@@ -293,7 +294,9 @@ def test_the_disk_cache_keeps_its_newest_vectors_within_its_cap(tmp_path: Path) 
     cache = EmbeddingCache(tmp_path / "e.sqlite", namespace="ns", dim=8, max_mb=0.01)  # about 100 vectors
     cap = cache.max_rows
     for batch in range(20):
-        cache.put_many({f"{batch}-{i}".encode().ljust(32, b"_"): np.full(8, batch, dtype=np.float32) for i in range(20)})
+        cache.put_many(
+            {f"{batch}-{i}".encode().ljust(32, b"_"): np.full(8, batch, dtype=np.float32) for i in range(20)}
+        )
     assert cap is not None and 0 < len(cache) <= cap
     newest = cache.get_many([f"19-{i}".encode().ljust(32, b"_") for i in range(20)])
     assert len(newest) == 20  # the newest batch stayed; the oldest went

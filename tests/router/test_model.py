@@ -43,18 +43,28 @@ def data(compiled_settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out, tasks = {}, {}
     with open_store(settings) as store:
         prepared = prepare_data(bench, store, settings)
-        backend = make_backend("replay", store, load_cards(settings), settings, models=bench.workflow.all_models())
+        backend = make_backend(
+            "replay", store, load_cards(settings), settings, models=bench.workflow.all_models()
+        )
         for split, n in (("train", 300), ("test", 100)):
             queries = benchmark_queries(bench, store, prepared, split)
-            queries = [queries[i] for i in np.sort(np.random.default_rng(7).choice(len(queries), n, replace=False))]
+            queries = [
+                queries[i] for i in np.sort(np.random.default_rng(7).choice(len(queries), n, replace=False))
+            ]
             tasks[split] = np.array([q.task for q in queries])
             out[split] = build_outcomes(bench, [c.config for c in frontier.candidates],
                                         [c.id for c in frontier.candidates], queries, backend, settings,
                                         source_hash=frontier.content_hash())
     embedder = Embedder(FEATURES, tmp_path_factory.mktemp("embeddings"))
     X = {split: featurize(Y.texts, FEATURES, embedder) for split, Y in out.items()}
-    return {"train": out["train"], "test": out["test"], "Xtr": X["train"], "Xte": X["test"], "frontier": frontier,
-            "tasks": tasks}
+    return {
+        "train": out["train"],
+        "test": out["test"],
+        "Xtr": X["train"],
+        "Xte": X["test"],
+        "frontier": frontier,
+        "tasks": tasks,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +82,14 @@ def scale(router: LightGBMRouter) -> Scale:
 @pytest.fixture(scope="module")
 def saved(router: LightGBMRouter, data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("artifact") / "router"
-    return save_router(router, folder, frontier_hash=data["frontier"].content_hash(), workflow_hash="w", feature_config=FEATURES,
-                       metrics={"note": "test"})
+    return save_router(
+        router,
+        folder,
+        frontier_hash=data["frontier"].content_hash(),
+        workflow_hash="w",
+        feature_config=FEATURES,
+        metrics={"note": "test"},
+    )
 
 
 def test_predictions_are_probabilities_of_shape_q_by_k(router: LightGBMRouter, data: dict) -> None:
@@ -317,7 +333,10 @@ def test_task_groups_are_learned_and_predicted_from_the_text(router: LightGBMRou
 def test_without_labels_the_groups_are_clusters(data: dict) -> None:
     router = LightGBMRouter(n_clusters=4, **FAST).fit(data["Xtr"], _with(data["train"], tasks=None))
     assert router.validation_metrics_["group_source"] == "k-means"
-    assert len(router.query_map_.groups_) == 4 and router.prior_accuracy_.shape == (4, len(data["train"].candidate_ids))
+    assert len(router.query_map_.groups_) == 4 and router.prior_accuracy_.shape == (
+        4,
+        len(data["train"].candidate_ids),
+    )
 
 
 def test_query_map_state_round_trips_exactly(router: LightGBMRouter, data: dict) -> None:
@@ -338,8 +357,17 @@ def _group_signal(n: int, k: int, seed: int) -> tuple[np.ndarray, OutcomeMatrix,
     correct = (rng.random((n, k)) < p).astype(float)
     latency = np.tile(1.0 + np.arange(k) / k, (n, 1))
     cands = [{"knobs": {}, "nodes": {"a": {"model": f"m{j}", "budget": None}}} for j in range(k)]
-    Y = OutcomeMatrix([f"q{i}" for i in range(n)], [f"t{i}" for i in range(n)], [f"c{j}" for j in range(k)], cands,
-                      correct, latency, latency, latency * 1e-3, "synthetic")
+    Y = OutcomeMatrix(
+        [f"q{i}" for i in range(n)],
+        [f"t{i}" for i in range(n)],
+        [f"c{j}" for j in range(k)],
+        cands,
+        correct,
+        latency,
+        latency,
+        latency * 1e-3,
+        "synthetic",
+    )
     return X, Y, np.array(["even", "odd"])[group]
 
 
@@ -364,12 +392,19 @@ def test_loading_does_not_import_torch(saved: Path) -> None:
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_rewriting_a_router_never_leaves_a_reader_without_one(router: LightGBMRouter, data: dict, tmp_path: Path) -> None:
+def test_rewriting_a_router_never_leaves_a_reader_without_one(
+    router: LightGBMRouter, data: dict, tmp_path: Path
+) -> None:
     """A reload during `flowfront train` must see the old or the new router, never none."""
     import threading
 
     folder = tmp_path / "router-frontier"
-    args = dict(frontier_hash=data["frontier"].content_hash(), workflow_hash="w", feature_config=FEATURES, metrics={"note": "test"})
+    args = dict(
+        frontier_hash=data["frontier"].content_hash(),
+        workflow_hash="w",
+        feature_config=FEATURES,
+        metrics={"note": "test"},
+    )
     save_router(router, folder, **args)
     done, failures, loads = threading.Event(), [], 0
 
@@ -401,14 +436,18 @@ def test_rewriting_a_router_never_leaves_a_reader_without_one(router: LightGBMRo
 
 @pytest.fixture(scope="module")
 def prior_router(data: dict) -> LightGBMRouter:
-    return LightGBMRouter(design="prior", **FAST).fit(data["Xtr"], data["train"], groups=data["tasks"]["train"])
+    return LightGBMRouter(design="prior", **FAST).fit(
+        data["Xtr"], data["train"], groups=data["tasks"]["train"]
+    )
 
 
 def test_prior_design_predicts_the_group_prior_mixture(prior_router: LightGBMRouter, data: dict) -> None:
     from flowfront.router.querymap import apply_calibration
 
     _, G = prior_router.query_map_.transform(data["Xte"])
-    expected = apply_calibration(np.clip(G @ prior_router.prior_accuracy_, 1e-3, 1 - 1e-3), prior_router.calibration_)
+    expected = apply_calibration(
+        np.clip(G @ prior_router.prior_accuracy_, 1e-3, 1 - 1e-3), prior_router.calibration_
+    )
     pred = prior_router.predict(data["Xte"])
     keep = ~pred.fallback
     np.testing.assert_allclose(pred.accuracy[keep], np.clip(expected, 0, 1)[keep], rtol=1e-12)
@@ -416,14 +455,24 @@ def test_prior_design_predicts_the_group_prior_mixture(prior_router: LightGBMRou
 
 
 def test_prior_design_round_trips(prior_router: LightGBMRouter, data: dict, tmp_path: Path) -> None:
-    folder = save_router(prior_router, tmp_path / "router", frontier_hash=data["frontier"].content_hash(), workflow_hash="w",
-                         feature_config=FEATURES, metrics={})
+    folder = save_router(
+        prior_router,
+        tmp_path / "router",
+        frontier_hash=data["frontier"].content_hash(),
+        workflow_hash="w",
+        feature_config=FEATURES,
+        metrics={},
+    )
     loaded = load_router(folder, expect_frontier_hash=data["frontier"].content_hash())
-    np.testing.assert_array_equal(loaded.predict(data["Xte"]).accuracy, prior_router.predict(data["Xte"]).accuracy)
+    np.testing.assert_array_equal(
+        loaded.predict(data["Xte"]).accuracy, prior_router.predict(data["Xte"]).accuracy
+    )
     assert not list((folder / "models").glob("success*"))
 
 
-def test_a_known_hint_is_the_group_an_unknown_one_is_ignored(prior_router: LightGBMRouter, data: dict) -> None:
+def test_a_known_hint_is_the_group_an_unknown_one_is_ignored(
+    prior_router: LightGBMRouter, data: dict
+) -> None:
     X = data["Xte"][:30]
     groups = prior_router.hint_groups
     assert set(groups) == set(data["tasks"]["train"].tolist())
@@ -438,7 +487,9 @@ def test_a_known_hint_is_the_group_an_unknown_one_is_ignored(prior_router: Light
     assert prior_router.predict(X).hinted is None
 
 
-def test_hints_reach_the_boosters_and_must_match_the_rows(router: LightGBMRouter, data: dict, scale: Scale) -> None:
+def test_hints_reach_the_boosters_and_must_match_the_rows(
+    router: LightGBMRouter, data: dict, scale: Scale
+) -> None:
     X = data["Xte"][:20]
     task = router.hint_groups[0]
     hinted = router.select(X, Preference(), scale, hints=[task] * len(X))
@@ -462,8 +513,10 @@ def test_an_ood_query_with_a_known_hint_falls_back_to_its_task(router: LightGBMR
     pred = router.predict(noise, hints=[task] * 4)
     assert pred.fallback.all() and pred.hinted.all()
     row = router.hint_groups.index(task)
-    np.testing.assert_allclose(pred.accuracy, np.broadcast_to(np.clip(router.prior_accuracy_[row], 1e-3, 1 - 1e-3),
-                                                              pred.accuracy.shape))
+    np.testing.assert_allclose(
+        pred.accuracy,
+        np.broadcast_to(np.clip(router.prior_accuracy_[row], 1e-3, 1 - 1e-3), pred.accuracy.shape),
+    )
 
 
 def test_cross_validation_keeps_boosting_only_when_it_earns_it() -> None:
@@ -471,27 +524,40 @@ def test_cross_validation_keeps_boosting_only_when_it_earns_it() -> None:
     from flowfront.router.testing import DIM, synthetic
 
     X, Y = synthetic(600, 1)
-    small = dict(embedding_dim=DIM, n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20)
+    small = dict(
+        embedding_dim=DIM, n_estimators=60, early_stopping_rounds=10, num_threads=1, min_data_in_leaf=20
+    )
     noise = np.random.default_rng(0).choice(["x", "y"], size=len(X))  # labels that say nothing
     boosted = LightGBMRouter(**small).fit(X, Y, groups=noise)
     vm = boosted.validation_metrics_
     cv, se = vm["cv_utility"], vm["cv_se_of_gap_to_best"]
     assert set(cv) == set(SIMPLEST_FIRST) and vm["cv_folds"] == 3
-    assert boosted.design_ != "prior" and cv[vm["cv_best"]] - cv["prior"] > se["prior"]  # the signal is in the text
+    assert (
+        boosted.design_ != "prior" and cv[vm["cv_best"]] - cv["prior"] > se["prior"]
+    )  # the signal is in the text
     # the simplest design within one standard error of the best is the one kept
     assert boosted.design_ == next(d for d in SIMPLEST_FIRST if cv[vm["cv_best"]] - cv[d] <= se[d])
-    labelled = LightGBMRouter(**small).fit(X, Y)  # the labels are the planted clusters: the prior holds nearly all
+    labelled = LightGBMRouter(**small).fit(
+        X, Y
+    )  # the labels are the planted clusters: the prior holds nearly all
     cv = labelled.validation_metrics_["cv_utility"]
-    assert cv["prior"] > max(cv.values()) - 0.01 and cv["prior"] > boosted.validation_metrics_["cv_utility"]["prior"] + 0.05
+    assert (
+        cv["prior"] > max(cv.values()) - 0.01
+        and cv["prior"] > boosted.validation_metrics_["cv_utility"]["prior"] + 0.05
+    )
 
 
 def test_the_prior_learns_from_every_train_query_and_one_group_is_static(data: dict) -> None:
     few = data["train"].rows(np.arange(19))
-    Y = dataclasses.replace(few, tasks=None)  # 19 unlabelled queries: one k-means group (10 queries a group at least)
+    Y = dataclasses.replace(
+        few, tasks=None
+    )  # 19 unlabelled queries: one k-means group (10 queries a group at least)
     router = LightGBMRouter(design="prior", ood_fallback=False, **FAST).fit(data["Xtr"][:19], Y)
     assert router.query_map_.groups_ == ["cluster00"] and router.calibration_ == {"method": "identity"}
     pred = router.predict(data["Xte"][:10])
-    np.testing.assert_allclose(pred.accuracy, np.broadcast_to(np.clip(Y.correct.mean(0), 1e-3, 1 - 1e-3), pred.accuracy.shape))
+    np.testing.assert_allclose(
+        pred.accuracy, np.broadcast_to(np.clip(Y.correct.mean(0), 1e-3, 1 - 1e-3), pred.accuracy.shape)
+    )
     np.testing.assert_allclose(pred.latency_s[0], Y.latency_parallel_s.mean(0))
 
 

@@ -45,13 +45,21 @@ def test_empty_train_split_is_refused_before_anything_is_fitted() -> None:
         OutcomeMatrix([], [], ["c0"], [{}], *(np.zeros((0, 1)) for _ in range(4)), source_hash="h")
     assert "split is not empty" in err.value.hint
     X = np.zeros((5, 396), dtype=np.float32)
-    Y = OutcomeMatrix([f"q{i}" for i in range(5)], ["t"] * 5, ["c0"], [{}], *(np.ones((5, 1)) for _ in range(4)),
-                      source_hash="h")
+    Y = OutcomeMatrix(
+        [f"q{i}" for i in range(5)],
+        ["t"] * 5,
+        ["c0"],
+        [{}],
+        *(np.ones((5, 1)) for _ in range(4)),
+        source_hash="h",
+    )
     with pytest.raises(RoutingError, match="5 train queries are too few"):
         LightGBMRouter().fit(X, Y)
 
 
-def test_outcome_table_without_train_rows_fails_at_profile_naming_the_split(imported_settings, tmp_path: Path) -> None:
+def test_outcome_table_without_train_rows_fails_at_profile_naming_the_split(
+    imported_settings, tmp_path: Path
+) -> None:
     from flowfront.compile.jobs import profile_job
     from flowfront.runtime import load_outcomes_benchmark
 

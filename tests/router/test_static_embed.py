@@ -32,7 +32,9 @@ def static(exports: Path) -> Embedder:
     return Embedder(FeatureConfig(variant="static"), None, export_dir=exports)
 
 
-def test_static_is_the_default_and_a_query_is_the_mean_of_its_token_vectors(static: Embedder, exports: Path) -> None:
+def test_static_is_the_default_and_a_query_is_the_mean_of_its_token_vectors(
+    static: Embedder, exports: Path
+) -> None:
     assert FeatureConfig().variant == "static"
     vector = static.encode(["The cat sat on the mat."])[0]
     from tokenizers import Tokenizer
@@ -56,9 +58,14 @@ def test_static_keeps_close_texts_close(static: Embedder) -> None:
 
 def test_tail_truncation_keeps_the_question_and_empty_text_is_zero(static: Embedder, exports: Path) -> None:
     shots = "Example question about geography. Answer: B. " * 60
-    texts = [shots + "What is 17 times 23? Multiply the numbers.", shots + "Is a verbal contract binding in court?"]
+    texts = [
+        shots + "What is 17 times 23? Multiply the numbers.",
+        shots + "Is a verbal contract binding in court?",
+    ]
     tail = static.encode(texts)
-    head = Embedder(FeatureConfig(variant="static", truncation="head"), None, export_dir=exports).encode(texts)
+    head = Embedder(FeatureConfig(variant="static", truncation="head"), None, export_dir=exports).encode(
+        texts
+    )
     assert float(head[0] @ head[1]) > 0.9999  # the head is the shared examples only
     assert float(tail[0] @ tail[1]) < float(head[0] @ head[1]) - 1e-3  # the tail keeps the questions
     assert not np.any(static.encode([""])[0])

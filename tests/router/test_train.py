@@ -43,4 +43,8 @@ def test_train_errors(compiled, tmp_path: Path) -> None:
     with pytest.raises(CompileError, match="frontier.json: not found"):
         train_job(empty, "code-budget", "static")
     proc = flowfront("train", "code-budget", "--strategy", "psychic", "--workdir", str(compiled.workdir))
-    assert proc.returncode != 0 and "unknown strategy 'psychic'" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "unknown strategy 'psychic'" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

@@ -34,7 +34,9 @@ def _reuse(work: Path, base: Settings) -> Settings | None:
     src = base.model_copy(update={"workdir": Path(given)})
     try:
         bench = load_benchmark(BENCH, base.configs_dir)
-        frontier = Frontier.load(src.workdir / BENCH / "frontier.json", expect_workflow_hash=bench.workflow.content_hash)
+        frontier = Frontier.load(
+            src.workdir / BENCH / "frontier.json", expect_workflow_hash=bench.workflow.content_hash
+        )
         load_router(src.workdir / BENCH / "router-frontier", expect_frontier_hash=frontier.content_hash())
     except FlowfrontError:
         return None
@@ -84,7 +86,11 @@ def router(trained: Settings):
 
     frontier = Frontier.load(trained.workdir / BENCH / "frontier.json")
     folder = trained.workdir / BENCH / "router-frontier"
-    return load_router(folder, expect_frontier_hash=frontier.content_hash()), read_artifact(folder).feature_config, frontier
+    return (
+        load_router(folder, expect_frontier_hash=frontier.content_hash()),
+        read_artifact(folder).feature_config,
+        frontier,
+    )
 
 
 @pytest.fixture(scope="session")

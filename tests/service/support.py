@@ -70,9 +70,26 @@ def live_server(settings: Settings, workflows: Path, log_dir: Path, **env: str) 
     proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows), "--host", "127.0.0.1",
-             "--port", str(port), "--workdir", str(settings.workdir), "--data-dir", str(settings.data_dir)],
-            env=proc_env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "flowfront.cli",
+                "serve",
+                "--workflows",
+                str(workflows),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workdir",
+                str(settings.workdir),
+                "--data-dir",
+                str(settings.data_dir),
+            ],
+            env=proc_env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", proc, log)
     try:

@@ -17,7 +17,9 @@ RUN = f"/v1/workflows/{BENCH}/run"
 def test_lists_workflows_and_the_frontier(client) -> None:
     listed = {w["name"]: w for w in client.get("/v1/workflows").json()}
     assert listed[BENCH]["strategies"] == ["router", "static"] and listed[BENCH]["status"] == "ready"
-    assert listed["code-budget"]["strategies"] == [] and "flowfront compile" in listed["code-budget"]["status"]
+    assert (
+        listed["code-budget"]["strategies"] == [] and "flowfront compile" in listed["code-budget"]["status"]
+    )
     front = client.get(f"/v1/workflows/{BENCH}/frontier").json()
     assert front["router"] is True and len(front["candidates"]) >= 3
     lat = [c["latency_s"] for c in front["candidates"]]
@@ -37,11 +39,15 @@ def test_run_routes_each_query_as_the_router_predicts(client, router, test_queri
             assert body["strategy"] == "router" and not body["fell_back"]
             assert body["candidate"]["id"] == expected_candidate(router, query, Preference(lambda_=lam))
             assert r.headers["x-flowfront-candidate"] == body["candidate"]["id"]
-            assert body["calls"] and body["measured"]["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in body["calls"]))
+            assert body["calls"] and body["measured"]["cost_usd"] == pytest.approx(
+                sum(c["cost_usd"] for c in body["calls"])
+            )
             assert body["answer"] is not None and len(body["trace_id"]) == 32
 
 
-def test_a_task_hint_is_used_when_the_router_knows_the_task_and_said_otherwise(client, router, test_queries) -> None:
+def test_a_task_hint_is_used_when_the_router_knows_the_task_and_said_otherwise(
+    client, router, test_queries
+) -> None:
     model = router[0]
     known = model.hint_groups
     assert len(known) >= 2  # qa-cascade's router learned its groups from the task labels
@@ -84,8 +90,11 @@ def test_static_strategy_matches_static_selection(client, router, test_queries) 
 
 
 def test_chat_completions_shape(client, test_queries) -> None:
-    body = {"model": BENCH, "messages": [{"role": "system", "content": "ignored"},
-                                         {"role": "user", "content": test_queries[1]}], "preference": {"lambda": 1.0}}
+    body = {
+        "model": BENCH,
+        "messages": [{"role": "system", "content": "ignored"}, {"role": "user", "content": test_queries[1]}],
+        "preference": {"lambda": 1.0},
+    }
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -107,7 +116,9 @@ def test_chat_completions_shape(client, test_queries) -> None:
     ({"messages": [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "reply"},
                    {"role": "user", "content": "now"}]}, "messages", "3 conversation turns"),
 ])
-def test_chat_fields_that_cannot_apply_are_refused_not_dropped(client, test_queries, extra, field, words) -> None:
+def test_chat_fields_that_cannot_apply_are_refused_not_dropped(
+    client, test_queries, extra, field, words
+) -> None:
     body = {"model": BENCH, "messages": [{"role": "user", "content": test_queries[1]}], **extra}
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 422, r.text
@@ -116,8 +127,13 @@ def test_chat_fields_that_cannot_apply_are_refused_not_dropped(client, test_quer
 
 
 def test_chat_sampling_fields_are_accepted_and_named_as_ignored(client, test_queries) -> None:
-    body = {"model": BENCH, "n": 1, "temperature": 0.7, "top_p": 0.9,
-            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": test_queries[1]}]}
+    body = {
+        "model": BENCH,
+        "n": 1,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": test_queries[1]}],
+    }
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["flowfront"]["ignored"] == ["temperature", "top_p", "messages[0] (system)"]
@@ -143,11 +159,15 @@ def test_bad_input_names_the_field(client, body, status, field) -> None:
 
 
 def test_body_size_unknown_workflow_and_infeasible(client, test_queries) -> None:
-    big = client.post(RUN, content=orjson.dumps({"query": "x" * 300_000}), headers={"content-type": "application/json"})
+    big = client.post(
+        RUN, content=orjson.dumps({"query": "x" * 300_000}), headers={"content-type": "application/json"}
+    )
     assert big.status_code == 413 and "FLOWFRONT_MAX_BODY_BYTES" in big.json()["error"]["hint"]
     missing = client.post("/v1/workflows/nope/run", json={"query": "q"})
     assert missing.status_code == 404 and BENCH in missing.json()["error"]["hint"]
-    chat_missing = client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "q"}]})
+    chat_missing = client.post(
+        "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "q"}]}
+    )
     assert chat_missing.status_code == 404
     not_compiled = client.post("/v1/workflows/code-budget/run", json={"query": "q"})
     assert not_compiled.status_code == 409 and "compile" in not_compiled.json()["error"]["message"]
@@ -155,10 +175,15 @@ def test_body_size_unknown_workflow_and_infeasible(client, test_queries) -> None
     assert r.status_code == 409
     nearest = r.json()["error"]["nearest"]
     assert nearest["candidate"].startswith("c") and nearest["latency_s"] > 1e-4
-    relaxed = client.post(RUN, json={"query": test_queries[0], "preference": {"max_latency_s": 1e-4, "on_infeasible": "nearest"}})
+    relaxed = client.post(
+        RUN,
+        json={"query": test_queries[0], "preference": {"max_latency_s": 1e-4, "on_infeasible": "nearest"}},
+    )
     assert relaxed.status_code == 200 and relaxed.json()["feasible"] is False
     assert relaxed.json()["candidate"]["id"] == nearest["candidate"]
-    no_user = client.post("/v1/chat/completions", json={"model": BENCH, "messages": [{"role": "system", "content": "q"}]})
+    no_user = client.post(
+        "/v1/chat/completions", json={"model": BENCH, "messages": [{"role": "system", "content": "q"}]}
+    )
     assert no_user.status_code == 422 and no_user.json()["error"]["field"] == "messages"
 
 
@@ -166,7 +191,9 @@ def test_api_keys(trained, workflows_dir, test_queries) -> None:
     key = "k-test-0123456789"
     with make_client(trained, workflows_dir, API_KEYS=f"other-key-xyz,{key}") as c:
         assert c.post(RUN, json={"query": test_queries[0]}).status_code == 401
-        wrong = c.post(RUN, json={"query": test_queries[0]}, headers={"Authorization": "Bearer wrong-key-123"})
+        wrong = c.post(
+            RUN, json={"query": test_queries[0]}, headers={"Authorization": "Bearer wrong-key-123"}
+        )
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
         assert c.get("/metrics").status_code == 401
         assert c.get("/healthz").status_code == 200  # probes stay open
@@ -192,7 +219,9 @@ def test_public_bind_needs_keys(trained) -> None:
     check_bind(keyed, "0.0.0.0")
 
 
-def test_router_requests_without_a_router_get_409(trained, workflows_dir, tmp_path: Path, test_queries) -> None:
+def test_router_requests_without_a_router_get_409(
+    trained, workflows_dir, tmp_path: Path, test_queries
+) -> None:
     static_only = copy_workdir(trained, tmp_path, router=False)
     with make_client(static_only, workflows_dir) as c:
         assert {w["name"]: w["strategies"] for w in c.get("/v1/workflows").json()}[BENCH] == ["static"]
@@ -205,7 +234,10 @@ def test_router_requests_without_a_router_get_409(trained, workflows_dir, tmp_pa
 def test_metrics_count_requests_and_decisions(client, test_queries) -> None:
     client.post(RUN, json={"query": test_queries[2], "preference": {"lambda": 0.3}})
     text = client.get("/metrics").text
-    assert 'flowfront_requests_total{endpoint="/v1/workflows/{name}/run",status="200",workflow="qa-cascade"}' in text
+    assert (
+        'flowfront_requests_total{endpoint="/v1/workflows/{name}/run",status="200",workflow="qa-cascade"}'
+        in text
+    )
     assert "flowfront_decision_seconds_count" in text and "flowfront_execution_seconds_count" in text
     assert 'flowfront_chosen_candidates_total{candidate="' in text
     assert 'flowfront_router_lookups_total{result="memo"}' in text
@@ -223,7 +255,8 @@ def test_replay_serving_never_imports_litellm_or_torch(trained, workflows_dir, t
         "from fastapi.testclient import TestClient\n"
         "from service.app import create_app\n"
         "from service.config import ServiceSettings\n"
-        f"config = ServiceSettings(workdir=Path({str(trained.workdir)!r}), data_dir=Path({str(trained.data_dir)!r}))\n"
+        f"config = ServiceSettings(workdir=Path({str(trained.workdir)!r}), "
+        f"data_dir=Path({str(trained.data_dir)!r}))\n"
         f"with TestClient(create_app(config, Path({str(workflows_dir)!r}))) as c:\n"
         f"    r = c.post('/v1/workflows/{BENCH}/run', json={{'query': {test_queries[0]!r}}})\n"
         "    assert r.status_code == 200, r.text\n"

@@ -18,9 +18,14 @@ def keyed(trained, workflows_dir):
 
 
 def test_unauthenticated_requests_learn_nothing_about_the_body(keyed) -> None:
-    r = keyed.post(RUN, content=b'{"query": 5, "preference": {"speed": 1}}', headers={"content-type": "application/json"})
+    r = keyed.post(
+        RUN, content=b'{"query": 5, "preference": {"speed": 1}}', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 401 and "field" not in r.json()["error"] and "preference" not in r.text
-    assert keyed.post(RUN, json={"query": "x"}, headers={"Authorization": "Bearer wrong-key-000"}).status_code == 401
+    assert (
+        keyed.post(RUN, json={"query": "x"}, headers={"Authorization": "Bearer wrong-key-000"}).status_code
+        == 401
+    )
 
 
 def test_readyz_without_a_key_says_only_ready(keyed) -> None:
@@ -63,11 +68,29 @@ def test_a_short_api_key_names_its_variable(trained, monkeypatch) -> None:
 
 
 def test_retry_after_follows_the_breaker(trained, workflows_dir, test_queries) -> None:
-    models = ",".join(["gpt-4-1106-preview", "gpt-3.5-turbo-1106", "claude-v2", "claude-v1", "claude-instant-v1",
-                       "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat",
-                       "WizardLM/WizardLM-13B-V1.2", "meta/code-llama-instruct-34b-chat", "mistralai/mistral-7b-chat"])
-    with make_client(trained, workflows_dir, FAULT_FAIL_MODELS=models, BREAKER_FAILURES="1", BREAKER_RESET_S="40",
-                     MAX_FALLBACKS="10") as c:
+    models = ",".join(
+        [
+            "gpt-4-1106-preview",
+            "gpt-3.5-turbo-1106",
+            "claude-v2",
+            "claude-v1",
+            "claude-instant-v1",
+            "meta/llama-2-70b-chat",
+            "mistralai/mixtral-8x7b-chat",
+            "zero-one-ai/Yi-34B-Chat",
+            "WizardLM/WizardLM-13B-V1.2",
+            "meta/code-llama-instruct-34b-chat",
+            "mistralai/mistral-7b-chat",
+        ]
+    )
+    with make_client(
+        trained,
+        workflows_dir,
+        FAULT_FAIL_MODELS=models,
+        BREAKER_FAILURES="1",
+        BREAKER_RESET_S="40",
+        MAX_FALLBACKS="10",
+    ) as c:
         for q in test_queries[:3]:  # open every breaker
             c.post(RUN, json={"query": q, "strategy": "static"})
         r = c.post(RUN, json={"query": test_queries[4], "strategy": "static"})
@@ -85,8 +108,14 @@ def test_fields_a_workflow_cannot_honour_are_refused_not_ignored(client, test_qu
     r = client.post("/v1/chat/completions", json={"model": "qa-cascade", **extra,
                                                   "messages": [{"role": "user", "content": test_queries[0]}]})
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
-    plain = client.post("/v1/chat/completions", json={"model": "qa-cascade", "response_format": {"type": "text"},
-                                                      "messages": [{"role": "user", "content": test_queries[0]}]})
+    plain = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "qa-cascade",
+            "response_format": {"type": "text"},
+            "messages": [{"role": "user", "content": test_queries[0]}],
+        },
+    )
     assert plain.status_code == 200
 
 
@@ -108,4 +137,8 @@ def test_a_failing_backend_check_is_503_with_the_reason_not_500(trained, workflo
         r = c.get("/readyz")
     assert r.status_code == 503, r.text
     error = r.json()["error"]
-    assert "nothing usable answers at" in error["message"] and nowhere in error["message"] and error["ready"] is False
+    assert (
+        "nothing usable answers at" in error["message"]
+        and nowhere in error["message"]
+        and error["ready"] is False
+    )

@@ -31,7 +31,9 @@ def target(router, test_queries) -> tuple[str, str, str]:
     return query, cid, config["nodes"]["answer"]["model"]
 
 
-def test_failing_model_falls_back_and_the_breaker_opens_then_half_opens(trained, workflows_dir, target) -> None:
+def test_failing_model_falls_back_and_the_breaker_opens_then_half_opens(
+    trained, workflows_dir, target
+) -> None:
     query, cid, model = target
     env = {"FAULT_FAIL_MODELS": model, "BREAKER_FAILURES": "2", "BREAKER_RESET_S": "1.0"}
     with make_client(trained, workflows_dir, **env) as c:
@@ -57,8 +59,13 @@ def test_failing_model_falls_back_and_the_breaker_opens_then_half_opens(trained,
 
         # Open: the model is not called at all; the request says which candidate it skipped.
         skipped = c.post(RUN, json={"query": query, "preference": {"lambda": 0.0}}).json()
-        assert skipped["fell_back"] and skipped["attempts"][0]["error"].startswith("skipped: circuit breaker open")
-        assert _metric(c.get("/metrics").text, "flowfront_backend_errors_total", model=model, kind="retryable") == failed
+        assert skipped["fell_back"] and skipped["attempts"][0]["error"].startswith(
+            "skipped: circuit breaker open"
+        )
+        assert (
+            _metric(c.get("/metrics").text, "flowfront_backend_errors_total", model=model, kind="retryable")
+            == failed
+        )
 
         time.sleep(1.1)
         assert c.get("/readyz").json()["breakers"][model] == "half-open"
@@ -82,7 +89,9 @@ def test_hanging_model_times_out_and_falls_back(trained, workflows_dir, target) 
         body = r.json()
         assert body["fell_back"] and "timed out" in body["attempts"][0]["error"]
         metrics = c.get("/metrics").text
-        assert _metric(metrics, "flowfront_backend_errors_total", model=model, kind="timeout") >= 1  # one per sample
+        assert (
+            _metric(metrics, "flowfront_backend_errors_total", model=model, kind="timeout") >= 1
+        )  # one per sample
         assert _metric(metrics, "flowfront_fallbacks_total", workflow=BENCH) == 1
 
 

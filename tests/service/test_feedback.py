@@ -31,13 +31,20 @@ def _answer(client, query: str) -> str:
 def test_feedback_is_recorded_per_response_and_name_latest_wins(served, test_queries) -> None:
     client, store = served
     rid = _answer(client, test_queries[0])
-    assert client.post("/v1/feedback", json={"id": rid, "name": "correct", "value": 0.0}).json()["status"] == "recorded"
+    assert (
+        client.post("/v1/feedback", json={"id": rid, "name": "correct", "value": 0.0}).json()["status"]
+        == "recorded"
+    )
     assert client.post("/v1/feedback", json={"id": f"chatcmpl-{rid}", "name": "correct", "value": 1.0,
                                              "comment": "re-graded"}).status_code == 200
     assert client.post("/v1/feedback", json={"id": rid, "name": "tone", "label": "curt"}).status_code == 200
     with connect(store) as s:
         rows = {f.name: f for f in s.feedback(ids=[rid])}
-    assert rows["correct"].value == 1.0 and rows["correct"].comment == "re-graded" and rows["tone"].label == "curt"
+    assert (
+        rows["correct"].value == 1.0
+        and rows["correct"].comment == "re-graded"
+        and rows["tone"].label == "curt"
+    )
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -77,7 +84,9 @@ def test_feedback_from_a_file_and_from_python(served, test_queries, tmp_path) ->
         recorded, unknown = import_feedback(s, read_feedback_file(table))
     assert recorded == 3 and unknown == ["ghost-id-1234"]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "a", "name": "correct", "value": 0.5}\n{"id": "b", "name": "correct", "value": 2}\n')
+    bad.write_text(
+        '{"id": "a", "name": "correct", "value": 0.5}\n{"id": "b", "name": "correct", "value": 2}\n'
+    )
     with pytest.raises(DataError, match=r"line 2, field 'value'"):
         read_feedback_file(bad)
     settings = client.app.state.shared.settings
@@ -88,15 +97,26 @@ def test_feedback_from_a_file_and_from_python(served, test_queries, tmp_path) ->
         ff.feedback(ids[0], value=-1.0, settings=settings)
 
 
-def test_exploration_logs_propensities_and_keeps_hard_limits(trained, workflows_dir, test_queries, tmp_path) -> None:
+def test_exploration_logs_propensities_and_keeps_hard_limits(
+    trained, workflows_dir, test_queries, tmp_path
+) -> None:
     epsilon = 0.5
     store = tmp_path / "served.sqlite"
     with make_client(trained, workflows_dir, TRACE_STORE=str(store), EXPLORE=str(epsilon)) as c:
-        limit = float(np.median([x["latency_s"] for x in c.get("/v1/workflows/qa-cascade/frontier").json()["candidates"]]))
+        limit = float(
+            np.median(
+                [x["latency_s"] for x in c.get("/v1/workflows/qa-cascade/frontier").json()["candidates"]]
+            )
+        )
         for q in test_queries[:60]:
             assert c.post(RUN, json={"query": q, "preference": {"lambda": 0.1}}).status_code == 200
         for q in test_queries[60:100]:
-            assert c.post(RUN, json={"query": q, "preference": {"max_latency_s": limit, "lambda": 0.0}}).status_code == 200
+            assert (
+                c.post(
+                    RUN, json={"query": q, "preference": {"max_latency_s": limit, "lambda": 0.0}}
+                ).status_code
+                == 200
+            )
     with connect(store) as s:
         rows = s.decisions()
     explored = [d for d in rows if d.explored]
@@ -116,14 +136,21 @@ def test_drift_measures_the_task_mix_ood_calibration_and_latency() -> None:
     quiet = drift_report(same, [], mix, DriftThresholds())
     loud = drift_report(shifted, [], mix, DriftThresholds())
     assert quiet["mix"]["psi"] < 0.01 and not any(quiet["alarms"].values())
-    assert loud["mix"]["psi"] > 1 and loud["alarms"]["mix"] and loud["alarms"]["ood"] and loud["alarms"]["latency"]
+    assert (
+        loud["mix"]["psi"] > 1
+        and loud["alarms"]["mix"]
+        and loud["alarms"]["ood"]
+        and loud["alarms"]["latency"]
+    )
     assert psi({"a": 1.0}, {"a": 1.0}) == 0.0
     from flowfront.store import Feedback
 
     graded = drift_report(same, [Feedback(d.id, "correct", 0.0) for d in same], mix, DriftThresholds())
     cal = graded["calibration"]
     assert cal["graded"] == 100 and cal["brier"] == pytest.approx(0.49) and graded["alarms"]["calibration"]
-    assert drift_report(same[:10], [], {"z": 1.0}, DriftThresholds())["alarms"]["mix"] is False  # too few to say
+    assert (
+        drift_report(same[:10], [], {"z": 1.0}, DriftThresholds())["alarms"]["mix"] is False
+    )  # too few to say
 
 
 def test_off_policy_estimates_recover_a_known_value() -> None:
@@ -148,7 +175,10 @@ def test_off_policy_estimates_recover_a_known_value() -> None:
     # decisions would claim five times the evidence; resampling the repeated queries does not.
     rep = np.repeat(np.arange(n), 5)
     twice = Logged(action[rep], np.full(5 * n, 1 / k), reward[rep], log.direct[rep])
-    naive, clustered = policy_value(twice, target[rep], "dr"), policy_value(twice, target[rep], "dr", groups=rep)
+    naive, clustered = (
+        policy_value(twice, target[rep], "dr"),
+        policy_value(twice, target[rep], "dr", groups=rep),
+    )
     assert naive.high - naive.low < 0.6 * (dr.high - dr.low)
     assert clustered.high - clustered.low == pytest.approx(dr.high - dr.low, rel=0.2)
 

@@ -73,20 +73,36 @@ def drained(trained, workflows_dir, test_queries, tmp_path_factory) -> dict:
             else:
                 os.environ[k] = v
     seen += [orjson.dumps(body).decode() for _, body in results if body is not None]
-    return {"results": results, "code": code, "log": log, "store": store, "seen": seen, "workdir": trained.workdir}
+    return {
+        "results": results,
+        "code": code,
+        "log": log,
+        "store": store,
+        "seen": seen,
+        "workdir": trained.workdir,
+    }
 
 
 def _probe(base: str, query: str) -> list[str]:
     """Responses of every kind (successes, errors, ops endpoints), as text with their headers."""
     auth = {"Authorization": f"Bearer {SERVICE_KEY}"}
     calls = [
-        ("post", RUN, {"query": query}, auth), ("post", RUN, {"query": "an unrecorded question"}, auth),
+        ("post", RUN, {"query": query}, auth),
+        ("post", RUN, {"query": "an unrecorded question"}, auth),
         ("post", RUN, {"query": query, "preference": {"lambda": -1}}, auth),
         ("post", "/v1/workflows/none/run", {"query": query}, auth),
-        ("post", "/v1/chat/completions", {"model": BENCH, "messages": [{"role": "user", "content": query}]}, auth),
+        (
+            "post",
+            "/v1/chat/completions",
+            {"model": BENCH, "messages": [{"role": "user", "content": query}]},
+            auth,
+        ),
         ("post", RUN, {"query": query}, {"Authorization": "Bearer wrong-key-0000"}),
-        ("get", "/v1/workflows", None, auth), ("get", "/metrics", None, auth), ("get", "/readyz", None, {}),
-        ("get", "/openapi.json", None, {}), ("get", f"/v1/workflows/{BENCH}/frontier", None, auth),
+        ("get", "/v1/workflows", None, auth),
+        ("get", "/metrics", None, auth),
+        ("get", "/readyz", None, {}),
+        ("get", "/openapi.json", None, {}),
+        ("get", f"/v1/workflows/{BENCH}/frontier", None, auth),
     ]
     out = []
     for method, path, body, headers in calls:
@@ -111,9 +127,15 @@ def test_sigterm_drains_and_every_answered_request_has_its_calls_in_the_store(dr
         assert call.error is None  # only the probe's unrecorded query failed, and a miss leaves no call row
         by_trace.setdefault(call.trace_id, []).append(call.model)
     for body in answered:
-        assert sorted(by_trace.get(body["trace_id"], [])) == sorted(c["model"] for c in body["calls"]), body["trace_id"]
+        assert sorted(by_trace.get(body["trace_id"], [])) == sorted(c["model"] for c in body["calls"]), body[
+            "trace_id"
+        ]
         logged = decisions[body["trace_id"]]
-        assert (logged.status, logged.candidate, logged.answer) == (200, body["candidate"]["id"], body["answer"])
+        assert (logged.status, logged.candidate, logged.answer) == (
+            200,
+            body["candidate"]["id"],
+            body["answer"],
+        )
 
 
 @pytest.mark.slow  # starts a subprocess or a server
@@ -129,8 +151,9 @@ def test_provider_and_service_keys_never_leave_the_process(drained) -> None:
         assert grep_tree(drained["workdir"], secret) == []
 
 
-def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(trained, workflows_dir, tmp_path,
-                                                                                test_queries, router) -> None:
+def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(
+    trained, workflows_dir, tmp_path, test_queries, router
+) -> None:
     from flowfront.router.select import Preference
     from tests.service.support import expected_candidate
 
@@ -153,7 +176,9 @@ def test_reload_swaps_atomically_and_in_flight_requests_finish_on_the_old_state(
         assert reloaded.json()["workflows"][BENCH].startswith("static only")
         assert c.post(RUN, json={"query": query, "strategy": "router"}).status_code == 409
         thread.join(timeout=30)
-        assert slow["r"].status_code == 200 and slow["r"].json()["strategy"] == "router"  # finished on generation 1
+        assert (
+            slow["r"].status_code == 200 and slow["r"].json()["strategy"] == "router"
+        )  # finished on generation 1
 
         (tmp_path / BENCH / "frontier.json").write_text("{ not json")
         broken = c.post("/admin/reload")
@@ -176,13 +201,22 @@ def test_one_bad_frontier_degrades_only_its_workflow(trained, workflows_dir, tes
     from flowfront.benchmarks import load_benchmark
 
     code_hash = load_benchmark("code-budget", work.configs_dir).workflow.content_hash
-    bad = frontier.model_copy(update={"workflow": "code-budget", "provenance": frontier.provenance.model_copy(update={"workflow_hash": code_hash}), "candidates": [
-        c.model_copy(update={"config": {"nodes": {"solve": {"model": "no-such-model"}}, "knobs": {}}})
-        for c in frontier.candidates]})
+    bad = frontier.model_copy(
+        update={
+            "workflow": "code-budget",
+            "provenance": frontier.provenance.model_copy(update={"workflow_hash": code_hash}),
+            "candidates": [
+                c.model_copy(update={"config": {"nodes": {"solve": {"model": "no-such-model"}}, "knobs": {}}})
+                for c in frontier.candidates
+            ],
+        }
+    )
     bad.save(bench_dir / "frontier.json")  # validly written, but unusable for code-budget
     with make_client(work, workflows_dir) as c:
         listed = {w["name"]: w["status"] for w in c.get("/v1/workflows").json()}
-        assert listed["code-budget"].startswith("degraded") and "no-such-model" in listed["code-budget"], listed
+        assert listed["code-budget"].startswith("degraded") and "no-such-model" in listed["code-budget"], (
+            listed
+        )
         assert c.post(RUN, json={"query": test_queries[0], "strategy": "static"}).status_code == 200
 
     edited = orjson.loads((tmp_path / BENCH / "frontier.json").read_bytes())
@@ -200,7 +234,9 @@ def test_kill_9_under_load_leaves_every_answered_request_with_its_trace(trained,
     store = tmp_path / "served.sqlite"
     # (with FLOWFRONT_TRACE_DURABLE=false this loses traces: 19 of 87 answered requests in one run)
     with live_server(trained, workflows_dir, tmp_path, trace_store=str(store), api_keys=SERVICE_KEY) as srv:
-        results = asyncio.run(_load(srv.base, test_queries[:400], srv.proc, 80, sig=signal.SIGKILL, in_flight=32))
+        results = asyncio.run(
+            _load(srv.base, test_queries[:400], srv.proc, 80, sig=signal.SIGKILL, in_flight=32)
+        )
     answered = [body["trace_id"] for status, body in results if status == 200]
     assert len(answered) >= 80
     with connect(store) as served:

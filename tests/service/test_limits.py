@@ -38,7 +38,9 @@ def _closed(sock: socket.socket) -> bool:
     return True
 
 
-def test_slow_clients_are_closed_and_normal_requests_answer(trained, workflows_dir: Path, tmp_path: Path) -> None:
+def test_slow_clients_are_closed_and_normal_requests_answer(
+    trained, workflows_dir: Path, tmp_path: Path
+) -> None:
     with live_server(trained, workflows_dir, tmp_path, header_timeout_s="2", body_timeout_s="2",
                      keep_alive_s="2") as server:
         socks = []
@@ -50,8 +52,10 @@ def test_slow_clients_are_closed_and_normal_requests_answer(trained, workflows_d
             socks.append(s)
         for _ in range(N_EACH):
             s = _open(server.base)
-            s.send(b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-                   b"content-length: 1000\r\n\r\n{\"query\": ")  # a body that never ends
+            s.send(
+                b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                b'content-length: 1000\r\n\r\n{"query": '
+            )  # a body that never ends
             socks.append(s)
         started = time.monotonic()
         answered = 0
@@ -79,8 +83,10 @@ def test_a_trickling_body_is_cut_off_within_seconds_not_held_forever(trained, wo
         socks = []
         for _ in range(20):
             s = _open(server.base)
-            s.send(b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-                   b"content-length: 100000\r\n\r\n{")
+            s.send(
+                b"POST /v1/workflows/qa-cascade/run HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: 100000\r\n\r\n{"
+            )
             socks.append(s)
         stop = threading.Event()
 
@@ -105,11 +111,15 @@ def test_a_trickling_body_is_cut_off_within_seconds_not_held_forever(trained, wo
         thread.join()
         for s in socks:
             s.close()
-    assert not open_socks and closed_after < 6, f"{len(open_socks)} trickling bodies still open after {closed_after:.1f} s"
+    assert not open_socks and closed_after < 6, (
+        f"{len(open_socks)} trickling bodies still open after {closed_after:.1f} s"
+    )
     assert replies and set(replies) == {200}
 
 
-def test_a_head_over_the_limit_is_refused_whole_or_in_pieces(trained, workflows_dir: Path, tmp_path: Path) -> None:
+def test_a_head_over_the_limit_is_refused_whole_or_in_pieces(
+    trained, workflows_dir: Path, tmp_path: Path
+) -> None:
     with live_server(trained, workflows_dir, tmp_path) as server:
         for head_bytes, pieces in ((70_000, 1), (20_000, 40), (10_000, 1)):
             s = socket.create_connection(tuple([server.base.removeprefix("http://").split(":")[0],
@@ -140,7 +150,9 @@ def test_sighup_reloads_gracefully(trained, workflows_dir: Path, tmp_path: Path,
             server.proc.send_signal(signal.SIGHUP)
             statuses = [f.result().status_code for f in futures]
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and httpx.get(f"{server.base}/readyz").json()["generation"] == before:
+        while (
+            time.monotonic() < deadline and httpx.get(f"{server.base}/readyz").json()["generation"] == before
+        ):
             time.sleep(0.2)
         assert server.proc.poll() is None  # still running
         assert httpx.get(f"{server.base}/readyz").json()["generation"] == before + 1

@@ -40,8 +40,12 @@ def test_openai_client_gets_answers_routed_as_the_router_predicts(server, router
             assert chosen[name] == expected_candidate(router, query, pref)
         differing += chosen["low"] != chosen["high"]
     assert differing >= 1, "lambda 0 and lambda 5 chose the same candidate for every query"
-    stream = client.chat.completions.create(model=BENCH, messages=[{"role": "user", "content": test_queries[0]}],
-                                            stream=True, extra_body={"preference": {"lambda": 1.0}})
+    stream = client.chat.completions.create(
+        model=BENCH,
+        messages=[{"role": "user", "content": test_queries[0]}],
+        stream=True,
+        extra_body={"preference": {"lambda": 1.0}},
+    )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text
 
@@ -66,7 +70,11 @@ def test_no_server_errors_for_any_schema_input(server) -> None:
     """
     schema = schemathesis.openapi.from_url(f"{server.base}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/v1/workflows/{name}/run", "/v1/chat/completions", "/admin/reload"}
+    assert {op.path for op in operations} >= {
+        "/v1/workflows/{name}/run",
+        "/v1/chat/completions",
+        "/admin/reload",
+    }
     for operation in operations:
 
         @given(case=operation.as_strategy())

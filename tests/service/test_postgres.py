@@ -26,7 +26,9 @@ RUN = "/v1/workflows/qa-cascade/run"
 
 
 def _artifacts(trained, work: Path) -> None:
-    shutil.copytree(trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes"))
+    shutil.copytree(
+        trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,9 @@ def pg_client(pg_settings, workflows_dir):
         yield c
 
 
-def test_a_served_request_leaves_its_decision_and_calls_in_postgres(pg_settings, pg_client, test_queries) -> None:
+def test_a_served_request_leaves_its_decision_and_calls_in_postgres(
+    pg_settings, pg_client, test_queries
+) -> None:
     reply = pg_client.post(RUN, json={"query": test_queries[0], "preference": {"lambda": 0.1}, "task": "arc"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
@@ -74,14 +78,19 @@ def test_traces_decisions_reads_the_log(pg_settings, pg_client, test_queries) ->
     assert done.returncode == 0, done.stderr
     rows = orjson.loads(done.stdout)
     assert reply.json()["trace_id"] in {r["id"] for r in rows}
-    assert all(set(r) >= {"id", "workflow", "candidate", "estimates", "propensity", "status", "latency_s"} for r in rows)
+    assert all(
+        set(r) >= {"id", "workflow", "candidate", "estimates", "propensity", "status", "latency_s"}
+        for r in rows
+    )
     report = flowfront("traces", "report", "--since", "1h", "--json", "--store", pg_settings.store,
                        "--workdir", str(pg_settings.workdir))
     assert report.returncode == 0, report.stderr
     [summary] = orjson.loads(report.stdout)["workflows"]
     assert summary["workflow"] == "qa-cascade" and summary["answered"] >= 1
     assert summary["estimated"]["static"]["n"] == summary["answered"]  # the frontier was found by its hash
-    assert summary["estimated"]["most_accurate"]["accuracy"] >= summary["estimated"]["served"]["accuracy"] - 1e-9
+    assert (
+        summary["estimated"]["most_accurate"]["accuracy"] >= summary["estimated"]["served"]["accuracy"] - 1e-9
+    )
     text = flowfront("traces", "report", "--store", pg_settings.store, "--workdir", str(pg_settings.workdir))
     assert "qa-cascade:" in text.stdout and "(estimated" in text.stdout
     bad = flowfront("traces", "decisions", "--since", "yesterday", "--store", pg_settings.store)
@@ -93,9 +102,25 @@ def _serve(settings, workflows_dir: Path, log: Path, **env: str) -> tuple[subpro
     proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows_dir), "--port", str(port),
-             "--workdir", str(settings.workdir), "--data-dir", str(settings.data_dir)],
-            env=proc_env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "flowfront.cli",
+                "serve",
+                "--workflows",
+                str(workflows_dir),
+                "--port",
+                str(port),
+                "--workdir",
+                str(settings.workdir),
+                "--data-dir",
+                str(settings.data_dir),
+            ],
+            env=proc_env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -120,8 +145,9 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(trained, workflows_dir,
-                                                                                  tmp_path, test_queries) -> None:
+def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(
+    trained, workflows_dir, tmp_path, test_queries
+) -> None:
     cluster = PostgresCluster(port=free_port())
     url = cluster.url("served")  # a database that appears, whole, after the service started
     work = tmp_path / "work"
@@ -151,7 +177,9 @@ def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(
     assert "not ready" in log and "Traceback" not in log and cluster.password not in log
 
 
-def test_a_database_lost_while_serving_means_503_then_recovery(trained, workflows_dir, tmp_path, test_queries) -> None:
+def test_a_database_lost_while_serving_means_503_then_recovery(
+    trained, workflows_dir, tmp_path, test_queries
+) -> None:
     cluster = PostgresCluster().start()
     work = tmp_path / "work"
     _artifacts(trained, work)

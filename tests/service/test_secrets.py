@@ -26,7 +26,9 @@ def test_formatter_scrubs_exception_objects_passed_as_arguments() -> None:
     """The reported leak: an exception object as a %s argument is rendered after any filter ran."""
     key = fake_key()
     red = Redactor([key])
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "call failed: %s", (RuntimeError(f"echo {key}"),), None)
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "call failed: %s", (RuntimeError(f"echo {key}"),), None
+    )
     try:
         raise ValueError(f"inner {key}")
     except ValueError:
@@ -74,10 +76,21 @@ def test_a_query_carrying_a_key_is_stored_scrubbed(settings: Settings) -> None:
 
     key = fake_key()
     with connect(settings.store_path, redactor=Redactor()) as store:
-        store.put(Trace(key="k", prompt_key="p", model="m", budget=None,
-                        request={"messages": [{"role": "user", "content": f"my key is {key}"}]},
-                        response=f"echo {key}", prompt_tokens=1, completion_tokens=1, latency_s=0.1, cost_usd=0.0,
-                        error=f"401: {key}"))
+        store.put(
+            Trace(
+                key="k",
+                prompt_key="p",
+                model="m",
+                budget=None,
+                request={"messages": [{"role": "user", "content": f"my key is {key}"}]},
+                response=f"echo {key}",
+                prompt_tokens=1,
+                completion_tokens=1,
+                latency_s=0.1,
+                cost_usd=0.0,
+                error=f"401: {key}",
+            )
+        )
         got = store.get("k")
     assert got is not None and key not in str(got) and "[redacted]" in got.response
     assert grep_tree(settings.workdir, key) == []
@@ -92,13 +105,25 @@ def test_service_log_traces_metrics_and_responses_hold_no_key(trained: Settings,
             live_server(work, workflows_dir, tmp_path, backend="litellm", api_base=base, provider_api_key=key,
                         max_retries="0", log_level="debug") as server:
         bodies = []
-        for query in ("Which is heavier, a kilo of iron or a kilo of feathers? A) iron B) same", f"my key {key}"):
-            reply = httpx.post(f"{server.base}/v1/workflows/qa-cascade/run", json={"query": query}, timeout=60)
+        for query in (
+            "Which is heavier, a kilo of iron or a kilo of feathers? A) iron B) same",
+            f"my key {key}",
+        ):
+            reply = httpx.post(
+                f"{server.base}/v1/workflows/qa-cascade/run", json={"query": query}, timeout=60
+            )
             bodies.append(reply.text)
             assert reply.status_code >= 500, reply.text  # every candidate's provider refuses the key
-        chat = httpx.post(f"{server.base}/v1/chat/completions", timeout=60,
-                          json={"model": "qa-cascade", "messages": [{"role": "user", "content": "Pick A or B."}]})
-        bodies += [chat.text, httpx.get(f"{server.base}/metrics").text, httpx.get(f"{server.base}/readyz").text]
+        chat = httpx.post(
+            f"{server.base}/v1/chat/completions",
+            timeout=60,
+            json={"model": "qa-cascade", "messages": [{"role": "user", "content": "Pick A or B."}]},
+        )
+        bodies += [
+            chat.text,
+            httpx.get(f"{server.base}/metrics").text,
+            httpx.get(f"{server.base}/readyz").text,
+        ]
     assert seen, "the fake provider was never called"
     assert all(key not in b and masked(key) not in b and key[-4:] not in b for b in bodies)
     log = server.output()

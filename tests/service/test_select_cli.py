@@ -47,11 +47,15 @@ def test_route_cli_shows_predictions_and_the_routers_pick(trained, router, test_
     from flowfront.router.select import Preference
     from tests.service.support import expected_candidate
 
-    done = flowfront("route", "qa-cascade", test_queries[3], "--lambda", "0.2", "--json", "--workdir", str(trained.workdir))
+    done = flowfront(
+        "route", "qa-cascade", test_queries[3], "--lambda", "0.2", "--json", "--workdir", str(trained.workdir)
+    )
     assert done.returncode == 0, done.stderr
     out = orjson.loads(done.stdout)
     assert len(out["predictions"]) == len(router[2].candidates)
-    assert out["pick"] == expected_candidate(router, test_queries[3], Preference(lambda_=0.2, on_infeasible="nearest"))
+    assert out["pick"] == expected_candidate(
+        router, test_queries[3], Preference(lambda_=0.2, on_infeasible="nearest")
+    )
 
 
 @pytest.mark.slow  # starts a subprocess or a server
@@ -65,7 +69,9 @@ def test_route_cli_takes_a_task_hint_and_says_when_it_cannot_use_it(trained, rou
     assert done.returncode == 0, done.stderr
     out = orjson.loads(done.stdout)
     assert out["hint"] == {"task": task, "used": True, "known": list(router[0].hint_groups)}
-    assert out["pick"] == expected_candidate(router, test_queries[3], Preference(lambda_=0.0, on_infeasible="nearest"), task)
+    assert out["pick"] == expected_candidate(
+        router, test_queries[3], Preference(lambda_=0.0, on_infeasible="nearest"), task
+    )
     unknown = flowfront(*args, "--task", "astrology")
     assert unknown.returncode == 0, unknown.stderr
     assert "task 'astrology' is not one the router was trained on" in unknown.stdout

@@ -42,7 +42,9 @@ def served(trained, tmp_path_factory):
     shutil.copy(PROJECT_ROOT / "configs" / "workflows" / "qa-cascade.yaml", workflows)
     work = folder / "work"
     copy_store(trained, work)
-    shutil.copytree(trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes"))
+    shutil.copytree(
+        trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes")
+    )
     hand_frontier(workflows / "qa-raw.yaml", [{"knobs": {}, "nodes": {"answer": {"model": m, "budget": None}}}
                                               for m in MODELS], work)
     return trained.model_copy(update={"workdir": work}), workflows
@@ -56,7 +58,9 @@ def code_queries(trained) -> list[str]:
 
     bench = load_benchmark("code-budget", trained.configs_dir)
     with open_store(trained) as store:
-        return [q.text for q in benchmark_queries(bench, store, prepare_data(bench, store, trained), "test")[:20]]
+        return [
+            q.text for q in benchmark_queries(bench, store, prepare_data(bench, store, trained), "test")[:20]
+        ]
 
 
 def _events(text: str) -> list[dict]:
@@ -66,20 +70,34 @@ def _events(text: str) -> list[dict]:
 
 
 def _chat(client, query: str, **extra):
-    return client.post("/v1/chat/completions", json={"model": "qa-raw", "messages": [{"role": "user", "content": query}],
-                                                      "preference": {"lambda": 0.0}, **extra})
+    return client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "qa-raw",
+            "messages": [{"role": "user", "content": query}],
+            "preference": {"lambda": 0.0},
+            **extra,
+        },
+    )
 
 
 def test_which_call_streams_follows_the_workflow() -> None:
     configs = PROJECT_ROOT / "configs" / "workflows"
     assert streamed_call(load_workflow(configs / "model-route.yaml"), {}) == ("answer", 0)  # one raw node
-    assert streamed_call(load_workflow(configs / "qa-cascade.yaml"), {"checker": "on"}) is None  # a parsed choice
+    assert (
+        streamed_call(load_workflow(configs / "qa-cascade.yaml"), {"checker": "on"}) is None
+    )  # a parsed choice
     raw_cascade = load_workflow(configs / "qa-cascade.yaml").model_copy(deep=True)
     for node in ("answer", "check", "escalate"):
         raw_cascade.nodes[node] = raw_cascade.nodes[node].model_copy(update={"parser": "raw"})
-    assert streamed_call(raw_cascade, {"checker": "on"}) == ("escalate", 0)  # the escalation is final when it runs
+    assert streamed_call(raw_cascade, {"checker": "on"}) == (
+        "escalate",
+        0,
+    )  # the escalation is final when it runs
     assert streamed_call(raw_cascade, {"checker": "off"}) == ("answer", 0)  # no escalation: the answer is
-    assert streamed_call(load_workflow(configs / "qa-vote.yaml"), {"k": 3}) is None  # a vote decides afterwards
+    assert (
+        streamed_call(load_workflow(configs / "qa-vote.yaml"), {"k": 3}) is None
+    )  # a vote decides afterwards
 
 
 def _wordy(client, queries: list[str]) -> tuple[str, dict]:
@@ -98,12 +116,20 @@ def test_the_answer_streams_and_equals_the_unstreamed_one(served, code_queries) 
     with make_client(settings, workflows) as c:
         query, plain = _wordy(c, code_queries)
         streamed = _chat(c, query, stream=True)
-    assert streamed.status_code == 200 and streamed.headers.get("x-flowfront-streamed") == "true", streamed.text[:800]
+    assert streamed.status_code == 200 and streamed.headers.get("x-flowfront-streamed") == "true", (
+        streamed.text[:800]
+    )
     events = _events(streamed.text)
     pieces = [e for e in events if e["choices"][0]["delta"].get("content")]
     assert pieces and all(e["flowfront"] == {"candidate": "c0", "model": MODELS[0]} for e in pieces)
-    assert "".join(e["choices"][0]["delta"]["content"] for e in pieces) == plain["choices"][0]["message"]["content"]
-    assert events[-1]["choices"][0]["finish_reason"] in ("stop", "length") and events[-1]["usage"]["total_tokens"] > 0
+    assert (
+        "".join(e["choices"][0]["delta"]["content"] for e in pieces)
+        == plain["choices"][0]["message"]["content"]
+    )
+    assert (
+        events[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+        and events[-1]["usage"]["total_tokens"] > 0
+    )
     assert events[-1]["flowfront"]["candidate"]["id"] == "c0"
 
 
@@ -129,8 +155,14 @@ def test_every_model_failing_before_a_token_is_an_ordinary_error(served, test_qu
 def test_a_workflow_that_cannot_stream_answers_in_one_chunk(served, test_queries) -> None:
     settings, workflows = served
     with make_client(settings, workflows) as c:
-        streamed = c.post("/v1/chat/completions", json={"model": "qa-cascade", "stream": True,
-                                                        "messages": [{"role": "user", "content": test_queries[2]}]})
+        streamed = c.post(
+            "/v1/chat/completions",
+            json={
+                "model": "qa-cascade",
+                "stream": True,
+                "messages": [{"role": "user", "content": test_queries[2]}],
+            },
+        )
     assert streamed.status_code == 200 and "x-flowfront-streamed" not in streamed.headers
     pieces = [e for e in _events(streamed.text) if e["choices"][0]["delta"].get("content")]
     assert len(pieces) == 1

@@ -55,6 +55,7 @@ class CallRecord:
     request: CallRequest | None = None  # kept only when the executor is asked to (profiling)
     answer: Any = None  # the parsed answer, kept with the request
     score: float | None = None  # its recorded grade, when the data has one (kept with the request)
+    reused: bool = False  # a repeat of an identical call made earlier in the run (nothing was called)
 
 
 @dataclass(slots=True)
@@ -280,6 +281,7 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
         on_delta = (run.stream.opened(name, setting.model)
                     if run.stream is not None and run.streamed == (name, index) else None)
         earlier = run.made.get(request.key)
+        reused = earlier is not None
         if earlier is not None:
             done = _reused(await asyncio.shield(earlier))
             if on_delta is not None and done.text:
@@ -303,7 +305,7 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
                 node=name, index=index, model=setting.model, budget=setting.budget,
                 prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
                 latency_s=done.latency_s, latency_source=done.latency_source, cost_usd=done.cost_usd,
-                truncated=done.truncated, cached=done.cached,
+                truncated=done.truncated, cached=done.cached, reused=reused,
                 request=request if keep else None, answer=value.answer if keep else None,
                 score=value.score if keep else None,
             )
@@ -322,8 +324,9 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
 
 def _reused(done: Completion) -> Completion:
     """A repeat of a call made earlier in the run: the same output, nothing spent."""
-    return dataclasses.replace(done, prompt_tokens=0, completion_tokens=0, latency_s=0.0, cost_usd=0.0, cached=True,
-                               timing=None)
+    return dataclasses.replace(
+        done, prompt_tokens=0, completion_tokens=0, latency_s=0.0, cost_usd=0.0, cached=True, timing=None
+    )
 
 
 def completion_value(parse: Callable[[str], Any], done: Completion, call_id: int = 0) -> Value:

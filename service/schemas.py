@@ -27,7 +27,9 @@ class PreferenceIn(BaseModel):
     lambda_: float | None = Field(default=None, alias="lambda", ge=0.0, le=_MAX_LAMBDA,
                                   description="weight of normalised latency (or cost) against accuracy")
     max_latency_s: float | None = Field(default=None, gt=0.0, le=_MAX_LIMIT, description="hard latency limit")
-    max_cost_usd: float | None = Field(default=None, gt=0.0, le=_MAX_LIMIT, description="hard cost limit per query")
+    max_cost_usd: float | None = Field(
+        default=None, gt=0.0, le=_MAX_LIMIT, description="hard cost limit per query"
+    )
     min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0, description="hard accuracy floor")
     objective: Literal["latency", "cost"] = Field(default="latency", description="axis lambda weighs")
     on_infeasible: Literal["error", "nearest"] = Field(
@@ -41,14 +43,28 @@ class PreferenceIn(BaseModel):
 class RunRequest(BaseModel):
     """``POST /v1/workflows/{name}/run``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"query": "Which gas do plants absorb? (A) oxygen (B) carbon dioxide", "preference": {"lambda": 0.5}},
-        {"query": "2 + 2 = ?", "preference": {"max_latency_s": 1.0, "on_infeasible": "nearest"}, "strategy": "static"},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": "Which gas do plants absorb? (A) oxygen (B) carbon dioxide",
+                    "preference": {"lambda": 0.5},
+                },
+                {
+                    "query": "2 + 2 = ?",
+                    "preference": {"max_latency_s": 1.0, "on_infeasible": "nearest"},
+                    "strategy": "static",
+                },
+            ]
+        },
+    )
 
     query: str = Field(min_length=1, description="the input the workflow answers")
     preference: PreferenceIn = Field(default_factory=PreferenceIn)
-    strategy: Strategy | None = Field(default=None, description="router (per query) or static; default: router when trained")
+    strategy: Strategy | None = Field(
+        default=None, description="router (per query) or static; default: router when trained"
+    )
     task: TaskHint = None
 
     @field_validator("query")
@@ -72,7 +88,9 @@ class Estimate(BaseModel):
 
 
 class Measured(BaseModel):
-    latency_s: float = Field(description="latency under the frontier's execution model (recorded call latencies)")
+    latency_s: float = Field(
+        description="latency under the frontier's execution model (recorded call latencies)"
+    )
     latency_wall_s: float = Field(description="wall time the execution took in this process")
     cost_usd: float
 
@@ -88,6 +106,7 @@ class CallOut(BaseModel):
     latency_source: str
     cost_usd: float
     truncated: bool
+    reused: bool = False  # a repeat of an identical call earlier in the run: nothing was called
 
 
 class Attempt(BaseModel):
@@ -115,7 +134,9 @@ class RunResponse(BaseModel):
     measured: Measured
     feasible: bool = Field(description="false when on_infeasible='nearest' had to relax the limits")
     out_of_distribution: bool = Field(description="the router fell back to the static choice for this query")
-    hint: HintOut | None = Field(default=None, description="what became of the request's task hint (none sent: null)")
+    hint: HintOut | None = Field(
+        default=None, description="what became of the request's task hint (none sent: null)"
+    )
     fell_back: bool = Field(description="a failed call made the service run another candidate")
     attempts: list[Attempt] = Field(description="failed candidates before the one that answered")
     calls: list[CallOut]
@@ -205,7 +226,9 @@ class ChatRequest(BaseModel):
     tool_choice: Any = Field(default=None, description="refused, as tools")
     functions: Any = Field(default=None, description="refused, as tools")
     function_call: Any = Field(default=None, description="refused, as tools")
-    response_format: Any = Field(default=None, description="refused: the workflow's nodes fix the answer's format")
+    response_format: Any = Field(
+        default=None, description="refused: the workflow's nodes fix the answer's format"
+    )
 
     @field_validator("tools", "tool_choice", "functions", "function_call", mode="before")
     @classmethod
@@ -218,7 +241,9 @@ class ChatRequest(BaseModel):
     @classmethod
     def _no_format(cls, value: object) -> object:
         if value is not None and not (isinstance(value, dict) and value.get("type") == "text"):
-            raise ValueError("not supported: the workflow's nodes fix the answer's format (only {\"type\": \"text\"})")
+            raise ValueError(
+                'not supported: the workflow\'s nodes fix the answer\'s format (only {"type": "text"})'
+            )
         return value
 
     @field_validator("n", mode="before")
@@ -232,8 +257,10 @@ class ChatRequest(BaseModel):
     @classmethod
     def _no_token_cap(cls, value: object) -> object:
         if value is not None:
-            raise ValueError("does not apply: the compiled configuration sets each node's budget; limit cost or "
-                             "latency with preference.max_cost_usd / preference.max_latency_s")
+            raise ValueError(
+                "does not apply: the compiled configuration sets each node's budget; limit cost or "
+                "latency with preference.max_cost_usd / preference.max_latency_s"
+            )
         return value
 
     @field_validator("messages", mode="after")
@@ -247,6 +274,10 @@ class ChatRequest(BaseModel):
 
     def ignored(self) -> list[str]:
         """What was sent but cannot apply to a compiled workflow: extra fields, system messages."""
-        system = [f"messages[{i}] ({m.role})" for i, m in enumerate(self.messages) if m.role in ("system", "developer")]
+        system = [
+            f"messages[{i}] ({m.role})"
+            for i, m in enumerate(self.messages)
+            if m.role in ("system", "developer")
+        ]
         return sorted(self.model_extra or {}) + system
 

@@ -41,9 +41,15 @@ def _resave(settings, router, note: str, **metrics) -> None:
     from flowfront.router.artifact import read_artifact, save_router
 
     bench = load_benchmark(BENCH, settings.configs_dir)
-    save_router(router, _folder(settings), frontier_hash=_frontier_hash(settings),
-                workflow_hash=bench.workflow.content_hash, feature_config=read_artifact(_folder(settings)).feature_config,
-                metrics={"strategy": "frontier", **metrics}, note=note)
+    save_router(
+        router,
+        _folder(settings),
+        frontier_hash=_frontier_hash(settings),
+        workflow_hash=bench.workflow.content_hash,
+        feature_config=read_artifact(_folder(settings)).feature_config,
+        metrics={"strategy": "frontier", **metrics},
+        note=note,
+    )
 
 
 def _serve_and_grade(settings, workflows, n: int, *, explore: float = 0.5) -> None:
@@ -57,14 +63,21 @@ def _serve_and_grade(settings, workflows, n: int, *, explore: float = 0.5) -> No
             lam = (0.0, 0.2, 1.0)[row % 3]
             body = c.post(RUN, json={"query": test.texts[row], "preference": {"lambda": lam}}).json()
             grade = float(test.correct[row, body["candidate"]["index"]])
-            assert c.post("/v1/feedback", json={"id": body["trace_id"], "name": "correct", "value": grade}).status_code == 200
+            assert (
+                c.post(
+                    "/v1/feedback", json={"id": body["trace_id"], "name": "correct", "value": grade}
+                ).status_code
+                == 200
+            )
 
 
 def test_retrain_refuses_with_too_few_graded_decisions(work, workflows_dir) -> None:
     from flowfront.router.retrain import MIN_GRADED, retrain
 
     _serve_and_grade(work, workflows_dir, 6)
-    with pytest.raises(RoutingError, match=rf"needs at least {MIN_GRADED} graded decisions .* it has 6") as err:
+    with pytest.raises(
+        RoutingError, match=rf"needs at least {MIN_GRADED} graded decisions .* it has 6"
+    ) as err:
         retrain(work, BENCH)
     assert "\n" not in str(err.value) and "flowfront grade" in (err.value.hint or "")
 
@@ -80,7 +93,11 @@ def test_a_worse_challenger_is_never_promoted(work, workflows_dir) -> None:
     data = load_data(work, BENCH, "frontier")
     assert data.test is not None and data.X_test is not None
     champion = load_router(_folder(work), expect_frontier_hash=_frontier_hash(work))
-    inverted = dataclasses.replace(data.train, correct=1.0 - data.train.correct)
+    # wrong where the data is right and slow where it is fast: worse at every lambda the traffic asks
+    tr = data.train
+    inverted = dataclasses.replace(
+        tr, correct=1.0 - tr.correct, latency_parallel_s=tr.latency_parallel_s.max() - tr.latency_parallel_s,
+        latency_sequential_s=tr.latency_sequential_s.max() - tr.latency_sequential_s)
     degraded = make_router("frontier", execution=data.frontier.execution).fit(data.X_train, inverted)
     with connect(work.served_store_url) as s:
         decisions = s.decisions(workflow=BENCH)
@@ -122,7 +139,8 @@ print("saving", flush=True)
 i = 0
 while True:
     i += 1
-    save_router(router, folder, frontier_hash=fh, workflow_hash=wh, feature_config=fc, metrics={"i": i}, note=str(i))
+    save_router(router, folder, frontier_hash=fh, workflow_hash=wh, feature_config=fc, metrics={"i": i},
+                note=str(i))
 """
 
 
@@ -137,8 +155,14 @@ def test_a_crash_mid_promotion_leaves_a_router_that_loads(work) -> None:
     wh = load_benchmark(BENCH, work.configs_dir).workflow.content_hash
     rng = np.random.default_rng(0)
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(folder), fh, wh], env=cli_env(), cwd=PROJECT_ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVER, str(folder), fh, wh],
+            env=cli_env(),
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "saving", proc.stderr.read()
         time.sleep(float(rng.uniform(0.05, 1.0)))
         proc.kill()

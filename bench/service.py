@@ -54,7 +54,7 @@ def _artifacts(settings: Settings) -> tuple[Settings, Path | None]:
             settings.workdir / BENCHMARK / "frontier.json", expect_workflow_hash=bench.workflow.content_hash
         )
         load_router(
-            settings.workdir / BENCHMARK / "router-frontier", expect_frontier_hash=frontier.content_hash()
+            settings.workdir / BENCHMARK / "router-frontier", expect_inputs_hash=frontier.content_hash()
         )
         return settings, None
     except FlowfrontError as exc:

@@ -219,7 +219,7 @@ class TrainedRouter:
         if frontier is None:
             frontier = Frontier.load(folder.parent / "frontier.json")
         return cls(
-            load_router(folder, expect_frontier_hash=frontier.content_hash()),
+            load_router(folder, expect_inputs_hash=frontier.content_hash()),
             read_artifact(folder).feature_config,
             frontier,
         )

@@ -154,8 +154,11 @@ class Artifact(BaseModel):
 
     @classmethod
     def load(cls: type[A], path: Path, *, expect_workflow_hash: str | None = None,
-             expect_data_hash: str | None = None) -> A:
-        """Read ``path``; with ``expect_*``, also refuse an artifact made for other inputs."""
+             expect_inputs_hash: str | None = None) -> A:
+        """Read ``path``; with ``expect_*``, also refuse an artifact made for another workflow or
+        from other inputs. ``expect_inputs_hash`` is the one name every artifact uses for the hash
+        of what it was made from (its provenance's ``data_hash``: the data behind profiles, the
+        profiles behind a frontier, the frontier behind a router or an outcome matrix)."""
         path = Path(path)
         kind = cls.expected()[0]
         try:
@@ -167,16 +170,16 @@ class Artifact(BaseModel):
                 f"{path}: cannot read the {kind} file ({exc.strerror})", hint=cls.REBUILD
             ) from None
         artifact = cls.decode(raw, path)
-        artifact.check(path, expect_workflow_hash=expect_workflow_hash, expect_data_hash=expect_data_hash)
+        artifact.check(path, expect_workflow_hash=expect_workflow_hash, expect_inputs_hash=expect_inputs_hash)
         return artifact
 
     def check(self, where: Path | str, *, expect_workflow_hash: str | None = None,
-              expect_data_hash: str | None = None) -> None:
+              expect_inputs_hash: str | None = None) -> None:
         """Refuse an artifact whose provenance is not what the caller has now."""
         p, kind = self.provenance, self.expected()[0]
         if expect_workflow_hash is not None and p.workflow_hash != expect_workflow_hash:
             raise self.ERROR(f"{where}: this {kind} was made for another version of the workflow "
                              f"(hash {p.workflow_hash}, current {expect_workflow_hash})", hint=self.REBUILD)
-        if expect_data_hash is not None and p.data_hash != expect_data_hash:
+        if expect_inputs_hash is not None and p.data_hash != expect_inputs_hash:
             raise self.ERROR(f"{where}: this {kind} was made from other inputs "
-                             f"(hash {p.data_hash}, current {expect_data_hash})", hint=self.REBUILD)
+                             f"(hash {p.data_hash}, current {expect_inputs_hash})", hint=self.REBUILD)

@@ -210,9 +210,8 @@ def serve(cards: dict[str, ModelCard], models_dir: Path, *, ready_timeout_s: flo
         with (logs / f"{name}.log").open("ab") as out:
             proc = subprocess.Popen(server_command(card, weights, port, threads=threads), stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        info = ServerInfo(
-            name, f"http://127.0.0.1:{port}/v1", proc.pid, port, str(weights), card.local.sha256
-        )  # type: ignore[union-attr]
+        sha256 = card.local.sha256  # type: ignore[union-attr]  # verify_weights refused a card without it
+        info = ServerInfo(name, f"http://127.0.0.1:{port}/v1", proc.pid, port, str(weights), sha256)
         servers[name] = info
         started.append(info)
         _write_servers(models_dir, servers)  # recorded at once, so `stop` finds a server that fails to start

@@ -154,7 +154,7 @@ def save_router(
     payload = artifact.encode()
     (tmp / "router.json").write_bytes(payload)  # the folder as a whole is swapped in atomically
     try:
-        load_router(tmp, expect_frontier_hash=frontier_hash)  # what goes live must load
+        load_router(tmp, expect_inputs_hash=frontier_hash)  # what goes live must load
     except RoutingError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -295,7 +295,7 @@ def rollback_router(folder: Path, to: str | None = None) -> str:
     elif to not in names:
         raise RoutingError(f"{folder}: no kept version {to!r}", hint=f"kept: {', '.join(names) or 'none'}")
     target = folder.parent / to
-    load_router(target, expect_frontier_hash=None)
+    load_router(target, expect_inputs_hash=None)
     link = folder.with_name(folder.name + f".link{os.getpid()}")
     link.unlink(missing_ok=True)
     os.symlink(target.name, link)
@@ -344,13 +344,13 @@ def _load_regressor(folder: Path, model: ModelFile | None) -> Any:
     return None if model is None else _load_models(folder, [model], constant_none=True)[0]
 
 
-def load_router(folder: Path, *, expect_frontier_hash: str | None) -> LightGBMRouter:
+def load_router(folder: Path, *, expect_inputs_hash: str | None) -> LightGBMRouter:
     """Validate the folder completely, then build the router (no torch import)."""
     folder = Path(folder)
     art = read_artifact(folder)
-    if expect_frontier_hash is not None and art.frontier_hash != expect_frontier_hash:
+    if expect_inputs_hash is not None and art.frontier_hash != expect_inputs_hash:
         raise RoutingError(f"{folder}: router was trained for frontier {art.frontier_hash}, "
-                           f"but the current frontier is {expect_frontier_hash}", hint=_RETRAIN)
+                           f"but the current frontier is {expect_inputs_hash}", hint=_RETRAIN)
     ref_bytes = _read_checked(folder, art.reference_file, art.reference_sha256)
     del ref_bytes  # checksum verified; np.load reads the same file without pickle
     reference = np.load(folder / art.reference_file, allow_pickle=False)

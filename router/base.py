@@ -114,7 +114,7 @@ class OutcomeMatrix:
         return write_atomic(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Path, *, expect_source_hash: str | None = None,
+    def load(cls, path: Path, *, expect_inputs_hash: str | None = None,
              expect_workflow_hash: str | None = None) -> OutcomeMatrix:
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -127,7 +127,7 @@ class OutcomeMatrix:
                 f"{path}: not a readable outcome matrix ({exc})", hint=OutcomesHeader.REBUILD
             ) from None
         meta = OutcomesHeader.decode(raw, path)
-        meta.check(path, expect_workflow_hash=expect_workflow_hash, expect_data_hash=expect_source_hash)
+        meta.check(path, expect_workflow_hash=expect_workflow_hash, expect_inputs_hash=expect_inputs_hash)
         return cls(meta.query_ids, meta.texts, meta.candidate_ids, meta.candidates, **arrays,
                    source_hash=meta.provenance.data_hash, tasks=meta.tasks)
 

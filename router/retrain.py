@@ -306,7 +306,7 @@ def retrain(settings: Any, benchmark: str, *, since_s: float | None = None, seed
     bench = load_benchmark(benchmark, settings.configs_dir, own_dir=settings.workspace.own)
     folder = settings.workspace.benchmark(bench.name)
     frontier = Frontier.load(folder.frontier(), expect_workflow_hash=bench.workflow.content_hash)
-    champion = load_router(folder.router(), expect_frontier_hash=frontier.content_hash())
+    champion = load_router(folder.router(), expect_inputs_hash=frontier.content_hash())
     graded = _graded(settings, bench.workflow.name, frontier.content_hash(), since_s, min_graded)
     data = load_data(settings, bench, "frontier", seed)
     assert data.test is not None and data.X_test is not None

@@ -83,7 +83,7 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
     ).hexdigest()[:16]
     path = settings.workspace.benchmark(bench.name).outcomes(digest, split)
     if path.is_file():
-        return OutcomeMatrix.load(path, expect_source_hash=digest, expect_workflow_hash=wf)
+        return OutcomeMatrix.load(path, expect_inputs_hash=digest, expect_workflow_hash=wf)
     with open_store(settings) as store:
         data = prepare_data(bench, store, settings)
         queries = benchmark_queries(bench, store, data, split)

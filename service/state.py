@@ -359,7 +359,7 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
         entry.status, entry.health = "static only: no router", "static"
         return
     try:
-        router = load_router(folder, expect_frontier_hash=entry.frontier_hash)
+        router = load_router(folder, expect_inputs_hash=entry.frontier_hash)
         art = read_artifact(folder)
         config = art.feature_config
         if list(router.candidate_ids_) != entry.ids:

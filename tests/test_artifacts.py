@@ -67,12 +67,12 @@ def test_save_load_round_trips_and_checks_provenance(tmp_path: Path) -> None:
     from flowfront.eval.report import EvalResults
 
     path = _results().save(tmp_path / "results.json")
-    loaded = EvalResults.load(path, expect_workflow_hash="w1", expect_data_hash="d1")
+    loaded = EvalResults.load(path, expect_workflow_hash="w1", expect_inputs_hash="d1")
     assert loaded.model_dump()["strategies"] == {"static": {"eu": 0.5}} and loaded == EvalResults.load(path)
     with pytest.raises(FlowfrontError, match="another version of the workflow"):
         EvalResults.load(path, expect_workflow_hash="w2")
     with pytest.raises(FlowfrontError, match="other inputs"):
-        EvalResults.load(path, expect_data_hash="d2")
+        EvalResults.load(path, expect_inputs_hash="d2")
 
 
 def test_an_edited_or_foreign_file_is_refused_with_the_fix(tmp_path: Path) -> None:

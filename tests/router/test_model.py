@@ -211,7 +211,7 @@ def test_ood_noise_rows_get_the_static_choice(router: LightGBMRouter, data: dict
 
 def test_round_trip_gives_identical_predictions(router: LightGBMRouter, saved: Path, data: dict,
                                                 scale: Scale) -> None:
-    loaded = load_router(saved, expect_frontier_hash=data["frontier"].content_hash())
+    loaded = load_router(saved, expect_inputs_hash=data["frontier"].content_hash())
     a, b = router.predict(data["Xte"]), loaded.predict(data["Xte"])
     for field in ("accuracy", "latency_s", "cost_usd"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
@@ -226,7 +226,7 @@ def test_round_trip_gives_identical_predictions(router: LightGBMRouter, saved: P
 
 def test_other_frontier_hash_is_refused(saved: Path, data: dict) -> None:
     with pytest.raises(RoutingError, match="0000000000000000") as err:
-        load_router(saved, expect_frontier_hash="0000000000000000")
+        load_router(saved, expect_inputs_hash="0000000000000000")
     assert data["frontier"].content_hash() in str(err.value) and "flowfront train" in str(err.value)
 
 
@@ -241,10 +241,10 @@ def test_corrupt_or_missing_model_file_is_refused(saved: Path, tmp_path: Path) -
     model = sorted((folder / "models").glob("*.txt"))[0]
     model.write_text(model.read_text()[:200])
     with pytest.raises(RoutingError, match="corrupt"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
     model.unlink()
     with pytest.raises(RoutingError, match="missing"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
 
 
 def _write_signed(path: Path, meta: dict) -> None:
@@ -260,13 +260,13 @@ def test_schema_mismatch_or_an_edit_is_refused(saved: Path, tmp_path: Path) -> N
     meta = json.loads((folder / "router.json").read_text())
     (folder / "router.json").write_text(json.dumps({**meta, "ood_threshold": 0.5}))
     with pytest.raises(RoutingError, match="checksum mismatch"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
     (folder / "router.json").write_text(json.dumps({**meta, "schema_version": 99}))
     with pytest.raises(RoutingError, match="schema version 99"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
     _write_signed(folder / "router.json", {**meta, "ood_threshold": "far"})
     with pytest.raises(RoutingError, match="ood_threshold"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
 
 
 def test_estimates_out_of_range_are_refused_even_when_signed(saved: Path, tmp_path: Path) -> None:
@@ -275,11 +275,11 @@ def test_estimates_out_of_range_are_refused_even_when_signed(saved: Path, tmp_pa
     bad = {**meta, "static": {**meta["static"], "accuracy": [2.5] * len(meta["static"]["accuracy"])}}
     _write_signed(folder / "router.json", bad)
     with pytest.raises(RoutingError, match=r"static.accuracy holds values outside \[0, 1\]"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
     priors = {**meta["priors"], "cost_usd": [[-1.0] * len(row) for row in meta["priors"]["cost_usd"]]}
     _write_signed(folder / "router.json", {**meta, "priors": priors})
     with pytest.raises(RoutingError, match="priors.cost_usd"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
 
 
 def test_wrong_feature_width_is_a_routing_error(router: LightGBMRouter, data: dict) -> None:
@@ -297,12 +297,12 @@ def test_corrupt_query_map_is_refused(saved: Path, tmp_path: Path) -> None:
     meta["query_map"]["coef_"] = meta["query_map"]["coef_"][:1]  # one group fewer than the priors have
     _write_signed(folder / "router.json", meta)
     with pytest.raises(RoutingError, match="query map"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
     meta["query_map"] = json.loads((saved / "router.json").read_text())["query_map"]
     meta["priors"]["accuracy"] = meta["priors"]["accuracy"][:1]
     _write_signed(folder / "router.json", meta)
     with pytest.raises(RoutingError, match="priors"):
-        load_router(folder, expect_frontier_hash=None)
+        load_router(folder, expect_inputs_hash=None)
 
 
 # --- groups and the prior ----------------------------------------------------------------------
@@ -387,7 +387,7 @@ def test_group_prior_carries_the_signal_and_many_candidates_force_conditioned() 
 @pytest.mark.slow  # starts a subprocess or a server
 def test_loading_does_not_import_torch(saved: Path) -> None:
     code = (f"import sys; from router.artifact import load_router; load_router({str(saved)!r}, "
-            "expect_frontier_hash=None); print('torch' in sys.modules)")
+            "expect_inputs_hash=None); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -419,7 +419,7 @@ def test_rewriting_a_router_never_leaves_a_reader_without_one(
     writer.start()
     while not done.is_set():
         try:
-            load_router(folder, expect_frontier_hash=args["frontier_hash"])
+            load_router(folder, expect_inputs_hash=args["frontier_hash"])
             loads += 1
         except Exception as exc:  # noqa: BLE001 - any failure to load is what this test counts
             failures.append(repr(exc))
@@ -463,7 +463,7 @@ def test_prior_design_round_trips(prior_router: LightGBMRouter, data: dict, tmp_
         feature_config=FEATURES,
         metrics={},
     )
-    loaded = load_router(folder, expect_frontier_hash=data["frontier"].content_hash())
+    loaded = load_router(folder, expect_inputs_hash=data["frontier"].content_hash())
     np.testing.assert_array_equal(
         loaded.predict(data["Xte"]).accuracy, prior_router.predict(data["Xte"]).accuracy
     )

@@ -18,6 +18,7 @@ def compiled(compiled_settings, tmp_path_factory):
     return writable_copy(compiled_settings, tmp_path_factory.mktemp("train"), "code-budget")
 
 
+@pytest.mark.slow  # a full train job: the edit loop leaves it to make test
 def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
     path, metrics = train_job(compiled, "code-budget", "frontier")
     assert metrics["train_queries"] > 200 and metrics["candidates"] >= 2
@@ -26,13 +27,13 @@ def test_train_writes_a_router_that_loads_and_predicts(compiled) -> None:
     assert metrics["rule"].startswith("simplest design within one standard error")
     assert list(metrics["valid_utility"]) == [metrics["design"]]
     frontier_hash = load_data(compiled, "code-budget", "frontier").frontier.content_hash()
-    router = load_router(path, expect_frontier_hash=frontier_hash)
+    router = load_router(path, expect_inputs_hash=frontier_hash)
     data = load_data(compiled, "code-budget", "frontier")
     pred = router.predict(data.X_test)
     assert pred.accuracy.shape == data.test.correct.shape
     assert np.all((pred.accuracy >= 0) & (pred.accuracy <= 1))
     with pytest.raises(RoutingError, match="another frontier|frontier"):
-        load_router(path, expect_frontier_hash="0" * 16)
+        load_router(path, expect_inputs_hash="0" * 16)
 
 
 @pytest.mark.slow  # starts a subprocess or a server

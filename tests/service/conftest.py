@@ -37,7 +37,7 @@ def _reuse(work: Path, base: Settings) -> Settings | None:
         frontier = Frontier.load(
             src.workdir / BENCH / "frontier.json", expect_workflow_hash=bench.workflow.content_hash
         )
-        load_router(src.workdir / BENCH / "router-frontier", expect_frontier_hash=frontier.content_hash())
+        load_router(src.workdir / BENCH / "router-frontier", expect_inputs_hash=frontier.content_hash())
     except FlowfrontError:
         return None
     return copy_workdir(src, work).model_copy(update={"data_dir": base.data_dir})
@@ -87,7 +87,7 @@ def router(trained: Settings):
     frontier = Frontier.load(trained.workdir / BENCH / "frontier.json")
     folder = trained.workdir / BENCH / "router-frontier"
     return (
-        load_router(folder, expect_frontier_hash=frontier.content_hash()),
+        load_router(folder, expect_inputs_hash=frontier.content_hash()),
         read_artifact(folder).feature_config,
         frontier,
     )

@@ -17,6 +17,9 @@ from flowfront.store import connect
 from tests.helpers import PROJECT_ROOT, cli_env, flowfront
 from tests.service.support import BENCH, copy_workdir, make_client
 
+# the slow tier: each test serves and grades traffic, then refits (make test-fast leaves them out)
+pytestmark = pytest.mark.slow
+
 RUN = f"/v1/workflows/{BENCH}/run"
 
 
@@ -92,7 +95,7 @@ def test_a_worse_challenger_is_never_promoted(work, workflows_dir) -> None:
     _serve_and_grade(work, workflows_dir, 120)
     data = load_data(work, BENCH, "frontier")
     assert data.test is not None and data.X_test is not None
-    champion = load_router(_folder(work), expect_frontier_hash=_frontier_hash(work))
+    champion = load_router(_folder(work), expect_inputs_hash=_frontier_hash(work))
     # wrong where the data is right and slow where it is fast: worse at every lambda the traffic asks
     tr = data.train
     inverted = dataclasses.replace(
@@ -119,14 +122,14 @@ def test_a_challenger_that_fails_validation_never_goes_live(work) -> None:
     from flowfront.router.artifact import load_router
 
     folder = _folder(work)
-    router = load_router(folder, expect_frontier_hash=_frontier_hash(work))
+    router = load_router(folder, expect_inputs_hash=_frontier_hash(work))
     serving = folder.resolve()
     router.prior_accuracy_ = router.prior_accuracy_ + 2.0  # a bad trainer's output, checksummed all the same
     with pytest.raises(RoutingError, match=r"priors\.accuracy holds values outside \[0, 1\]"):
         _resave(work, router, "bad")
     assert folder.resolve() == serving
     assert not list(folder.parent.glob(f"{folder.name}.tmp*"))  # nothing half-written left behind
-    assert load_router(folder, expect_frontier_hash=_frontier_hash(work)).prior_accuracy_.max() <= 1.0
+    assert load_router(folder, expect_inputs_hash=_frontier_hash(work)).prior_accuracy_.max() <= 1.0
 
 
 _SAVER = """
@@ -134,7 +137,7 @@ import sys, time
 from pathlib import Path
 from flowfront.router.artifact import load_router, read_artifact, save_router
 folder, fh, wh = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-router, fc = load_router(folder, expect_frontier_hash=fh), read_artifact(folder).feature_config
+router, fc = load_router(folder, expect_inputs_hash=fh), read_artifact(folder).feature_config
 print("saving", flush=True)
 i = 0
 while True:
@@ -144,7 +147,6 @@ while True:
 """
 
 
-@pytest.mark.slow
 def test_a_crash_mid_promotion_leaves_a_router_that_loads(work) -> None:
     """A process that keeps promoting is killed (SIGKILL) at random moments: each time the router
     folder loads, and it is one of the versions written whole."""
@@ -167,7 +169,7 @@ def test_a_crash_mid_promotion_leaves_a_router_that_loads(work) -> None:
         time.sleep(float(rng.uniform(0.05, 1.0)))
         proc.kill()
         proc.wait()
-        load_router(folder, expect_frontier_hash=fh)  # raises if what serves is half written
+        load_router(folder, expect_inputs_hash=fh)  # raises if what serves is half written
     assert len(list(folder.parent.glob(f"{folder.name}.*"))) < 12  # old versions are still cleaned up
 
 
@@ -175,7 +177,7 @@ def test_rollback_restores_the_previous_router_while_serving(work, workflows_dir
     from flowfront.router.artifact import load_router, rollback_router, router_versions
 
     folder = _folder(work)
-    router = load_router(folder, expect_frontier_hash=_frontier_hash(work))
+    router = load_router(folder, expect_inputs_hash=_frontier_hash(work))
     statuses: list[int] = []
     stop = threading.Event()
 
@@ -220,7 +222,6 @@ def test_rollback_restores_the_previous_router_while_serving(work, workflows_dir
             rollback_router(folder)
 
 
-@pytest.mark.slow
 def test_retrain_and_feedback_import_from_the_cli(work, workflows_dir, tmp_path) -> None:
     _serve_and_grade(work, workflows_dir, 4)
     common = ("--workdir", str(work.workdir), "--data-dir", str(work.data_dir))

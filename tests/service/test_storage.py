@@ -22,6 +22,7 @@ def _store_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
+@pytest.mark.slow  # thousands of requests: the edit loop leaves it to make test
 def test_a_flood_of_rejected_queries_stays_under_the_cap(trained, workflows_dir, tmp_path) -> None:
     work = copy_workdir(trained, tmp_path / "work")
     store = tmp_path / "served.sqlite"

@@ -111,6 +111,7 @@ def _wordy(client, queries: list[str]) -> tuple[str, dict]:
     raise AssertionError("no recorded answer of several words")
 
 
+@pytest.mark.slow  # a 10 s end-to-end stream: the edit loop leaves it to make test
 def test_the_answer_streams_and_equals_the_unstreamed_one(served, code_queries) -> None:
     settings, workflows = served
     with make_client(settings, workflows) as c:

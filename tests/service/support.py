@@ -62,36 +62,25 @@ class LiveServer:
         return self.log.read_text(errors="replace")
 
 
+def start_serve(settings: Settings, workflows: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """``flowfront serve`` started in a subprocess on a free loopback port (not waited for), its
+    output in ``log``; ``env`` keys become ``FLOWFRONT_<KEY>``. The process and its base URL."""
+    port = free_port()
+    proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
+    command = [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
+               "--host", "127.0.0.1", "--port", str(port), "--workdir", str(settings.workdir),
+               "--data-dir", str(settings.data_dir)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, env=proc_env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 @contextmanager
 def live_server(settings: Settings, workflows: Path, log_dir: Path, **env: str) -> Iterator[LiveServer]:
     """``flowfront serve`` in a subprocess on a free loopback port, stopped (SIGTERM) at exit."""
-    port = free_port()
-    log = log_dir / f"serve-{port}.log"
-    proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowfront.cli",
-                "serve",
-                "--workflows",
-                str(workflows),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workdir",
-                str(settings.workdir),
-                "--data-dir",
-                str(settings.data_dir),
-            ],
-            env=proc_env,
-            cwd=PROJECT_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", proc, log)
+    log = log_dir / f"serve-{free_port()}.log"
+    proc, base = start_serve(settings, workflows, log, **env)
+    server = LiveServer(base, proc, log)
     try:
         wait_http(f"{server.base}/healthz", timeout=120)
         _wait_ready(server)

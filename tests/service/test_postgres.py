@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import pytest
 
 from flowfront.store import connect
 from flowfront.store.pgtemp import PostgresCluster
-from tests.helpers import PROJECT_ROOT, cli_env, flowfront, free_port
+from tests.helpers import flowfront, free_port
+from tests.service.support import start_serve
 
 # the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
 pytestmark = pytest.mark.slow
@@ -99,30 +99,7 @@ def test_traces_decisions_reads_the_log(pg_settings, pg_client, test_queries) ->
 
 
 def _serve(settings, workflows_dir: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc_env = cli_env(**{f"FLOWFRONT_{k.upper()}": v for k, v in env.items()})
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowfront.cli",
-                "serve",
-                "--workflows",
-                str(workflows_dir),
-                "--port",
-                str(port),
-                "--workdir",
-                str(settings.workdir),
-                "--data-dir",
-                str(settings.data_dir),
-            ],
-            env=proc_env,
-            cwd=PROJECT_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, f"http://127.0.0.1:{port}"
+    return start_serve(settings, workflows_dir, log, **env)
 
 
 def _wait(url: str, status: int, timeout: float = 90) -> httpx.Response:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,7 @@ class Strategy:
     fit_of: str | None = (
         None  # reuse this strategy's fit for the same seed (the same router, asked otherwise)
     )
+    reads_checkpoints: bool = False  # re-decides at checkpoints: fitted and judged on trajectories
 
 
 @dataclass
@@ -68,8 +70,10 @@ class Run:
     decision_ms: np.ndarray | None = None
     ood_share: float | None = None
     hinted_share: float | None = None
+    switch_share: float | None = None  # of test decisions, the share that switched at a checkpoint
     design: str | None = None  # the success design a LightGBM router chose for this seed
     wall_seconds: float = 0.0  # fit + every selection + the decision-latency probe
+    checkpoints: dict | None = None  # per checkpoint: used or not, and the cross-validation that said so
 
 
 @dataclass
@@ -80,6 +84,8 @@ class CandidateSet:
     X_test: np.ndarray
     train: OutcomeMatrix | None = None
     X_train: np.ndarray | None = None
+    traj_train: Any = None  # router.trajectories.Trajectories, when a strategy reads checkpoints
+    traj_test: Any = None
 
 
 @dataclass
@@ -98,7 +104,9 @@ def strategy_from_name(name: str) -> Strategy:
     from flowfront.router.registry import strategy_entry
 
     entry = strategy_entry(name)
-    return Strategy(name, entry.factory, entry.candidates, entry.seeded, fit_on_test=entry.fits_on_eval)
+    return Strategy(name, entry.factory, entry.candidates, entry.seeded, fit_on_test=entry.fits_on_eval,
+                    fit_of="frontier" if entry.reads_checkpoints else None,
+                    reads_checkpoints=entry.reads_checkpoints)
 
 
 def with_hinted(plan: list[Strategy], sets: dict[str, CandidateSet]) -> list[Strategy]:
@@ -162,9 +170,9 @@ def check_disjoint(train: OutcomeMatrix, test: OutcomeMatrix) -> None:
 
 
 def load_sets(
-    settings: Settings, benchmark: object, need_sample: bool
+    settings: Settings, benchmark: object, need_sample: bool, need_checkpoints: bool = False
 ) -> tuple[object, dict[str, CandidateSet]]:
-    from flowfront.router.train import load_data
+    from flowfront.router.train import load_data, load_trajectories
 
     data = {"frontier": load_data(settings, benchmark, "frontier")}
     if need_sample:  # one fixed sample (seed 0): see the module docstring
@@ -177,6 +185,10 @@ def load_sets(
         raise RoutingError("the frontier and sample outcome matrices cover different test queries",
                            hint="delete <workdir>/<benchmark>/outcomes and re-run")
     sets["all"] = CandidateSet(_union([s.test for s in sets.values()]), sets["frontier"].X_test)
+    if need_checkpoints:
+        d = data["frontier"]
+        sets["frontier"].traj_train, sets["frontier"].traj_test = (
+            load_trajectories(settings, d.bench, d.frontier, split) for split in ("train", "test"))
     return data["frontier"], sets
 
 
@@ -226,28 +238,39 @@ def _realised(Y: OutcomeMatrix, index: np.ndarray, execution: Execution) -> tupl
     return Y.correct[rows, idx], Y.latency(execution)[rows, idx], Y.cost_usd[rows, idx]
 
 
+def _chosen(router: Policy, cs: CandidateSet, preference: Preference, scale: Scale,
+            hints: list[str] | None, switches: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate each test query ends on (a progressive policy re-decides along the query's
+    recorded run) and whether its upfront choice was feasible."""
+    chosen = router.select(cs.X_test, preference, scale, hints=hints)
+    if cs.traj_test is None or not hasattr(router, "realise"):
+        return np.asarray(chosen.index), np.asarray(chosen.feasible)
+    final, n = router.realise(cs.X_test, cs.traj_test, preference, scale, hints=hints)
+    switches.append(n)
+    return final, np.asarray(chosen.feasible)
+
+
 def _outcomes(router: Policy, cs: CandidateSet, ctx: Context,
-              hints: list[str] | None) -> tuple[dict, dict, float | None, float | None]:
+              hints: list[str] | None) -> tuple[dict, dict, float | None, float | None, float | None]:
     lam = {k: [] for k in ("correct", "latency_s", "cost_usd")}
+    switches: list[int] = []
     pred = router.predict(cs.X_test, hints=hints)
     n = len(cs.test.query_ids)
     ood = None if pred.fallback is None else pred.n_fallback / n
     hinted = None if pred.hinted is None else pred.n_hinted / n
     for value in ctx.lambdas:  # a loop over the 9 lambdas; each select is vectorised over queries
-        chosen = router.select(cs.X_test, Preference(lambda_=float(value)), ctx.scale, hints=hints)
-        for key, arr in zip(lam, _realised(cs.test, chosen.index, ctx.execution), strict=True):
+        index, _ = _chosen(router, cs, Preference(lambda_=float(value)), ctx.scale, hints, switches)
+        for key, arr in zip(lam, _realised(cs.test, index, ctx.execution), strict=True):
             lam[key].append(arr)
     bud = {k: [] for k in ("correct", "latency_s", "cost_usd", "infeasible", "over_budget")}
     for limit in ctx.budgets:
-        chosen = router.select(
-            cs.X_test, Preference(max_latency_s=float(limit), on_infeasible="nearest"), ctx.scale, hints=hints
-        )
-        correct, latency, cost = _realised(cs.test, chosen.index, ctx.execution)
-        for key, arr in zip(
-            bud, (correct, latency, cost, ~np.asarray(chosen.feasible), latency > limit), strict=True
-        ):
+        index, feasible = _chosen(router, cs, Preference(max_latency_s=float(limit), on_infeasible="nearest"),
+                                  ctx.scale, hints, switches)
+        correct, latency, cost = _realised(cs.test, index, ctx.execution)
+        for key, arr in zip(bud, (correct, latency, cost, ~feasible, latency > limit), strict=True):
             bud[key].append(arr)
-    return _stacked(lam), _stacked(bud), ood, hinted
+    share = sum(switches) / (len(switches) * n) if switches else None
+    return _stacked(lam), _stacked(bud), ood, hinted, share
 
 
 def _stacked(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
@@ -281,6 +304,8 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
     shared = None if fitted is None or strategy.fit_of is None else fitted.get((strategy.fit_of, seed))
     if shared is not None:
         router, fit_seconds = shared
+    elif strategy.reads_checkpoints:
+        router = None  # no upfront fit to share: the policy fits its own
     else:
         router = strategy.make(0 if seed is None else seed, ctx.execution)
         if strategy.fit_on_test:
@@ -289,17 +314,23 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
             check_disjoint(cs.train, cs.test)
             router.fit(cs.X_train, cs.train)
         fit_seconds = time.perf_counter() - started
-    if fitted is not None:
+    if strategy.reads_checkpoints:  # the upfront router it shares, then its checkpoint routers
+        check_disjoint(cs.train, cs.test)
+        policy = strategy.make(0 if seed is None else seed, ctx.execution)
+        router = policy.fit(cs.X_train, cs.train, trajectories=cs.traj_train, upfront=router)
+        fit_seconds = time.perf_counter() - started
+    elif fitted is not None:
         fitted[strategy.name, seed] = (router, fit_seconds)
-    lam, bud, ood, hinted = _outcomes(router, cs, ctx, cs.test.tasks if strategy.hinted else None)
+    lam, bud, ood, hinted, switched = _outcomes(router, cs, ctx, cs.test.tasks if strategy.hinted else None)
     decision = None
     if (
         time_decisions and not strategy.fit_on_test and not strategy.hinted
     ):  # the oracle only answers for the whole split
         mid = Preference(lambda_=float(np.median(ctx.lambdas)))
         decision = decision_latency(router, cs.X_test, mid, ctx.scale)
-    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, router.describe().get("design"),
-               time.perf_counter() - wall)
+    about = router.describe()
+    return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, switched, about.get("design"),
+               time.perf_counter() - wall, checkpoints=about.get("checkpoints"))
 
 
 def run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:

@@ -56,7 +56,8 @@ def evaluate(
         raise SpecError("no seeds given", hint="pass at least one seed, e.g. seeds=(0, 1, 2)")
     started = time.perf_counter()
     plan = plan_strategies(strategies)
-    data, sets = load_sets(settings, benchmark, any(s.candidates == "sample" for s in plan))
+    data, sets = load_sets(settings, benchmark, any(s.candidates == "sample" for s in plan),
+                           any(s.reads_checkpoints for s in plan))
     plan = with_hinted(plan, sets)
     ctx = make_context(data.frontier, execution, latency_budgets)
     ctx.sets = sets

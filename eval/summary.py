@@ -170,6 +170,8 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
         "decision_latency": _decision(runs[0]),
         "ood_fallback_share": runs[0].ood_share,
         "hinted_share": runs[0].hinted_share,
+        "switch_share": runs[0].switch_share,
+        "checkpoints": runs[0].checkpoints,
         "per_seed": per_seed,
     }
 

@@ -16,15 +16,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from flowfront.backends.base import Backend, CallRequest, Completion, DeltaSink
+from flowfront.checkpoints import Checkpoint, CheckpointHook, NotMade, Reached, Switch, Switched, code_key
 from flowfront.codefns import CODE_FUNCTIONS
 from flowfront.errors import BackendError, CallTimeoutError
 from flowfront.flow import FlowVisitor
 from flowfront.parsers import PARSERS
-from flowfront.space import Resolved, call_slots, knob_value
+from flowfront.space import Resolved, knob_value
 from flowfront.spec import CodeNode, Cond, If, LLMNode, Loop, Parallel, Sample, Workflow
+from flowfront.streamed import TokenSink, streamed_call
 from flowfront.values import Value
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.(text|answer))?\}")
@@ -70,46 +72,12 @@ class RunResult:
     cost_usd: float = 0.0
     error: str | None = None
     failed_model: str | None = None
+    switches: list[Switch] = field(default_factory=list)  # re-decisions at checkpoints that changed it
+    final: Resolved | None = None  # the configuration the answer came from (the chosen one, unless switched)
 
     def latency(self, execution: str) -> float:
         """The modeled latency under an execution model (``parallel``: the critical path)."""
         return self.latency_parallel_s if execution == "parallel" else self.latency_sequential_s
-
-
-class TokenSink(Protocol):
-    """Where a streamed answer goes: ``opened`` is called when the call that produces the
-    workflow's answer starts, and returns what receives its text as it is produced."""
-
-    def opened(self, node: str, model: str) -> DeltaSink: ...
-
-
-def streamed_call(workflow: Workflow, knobs: dict[str, Any]) -> tuple[str, int] | None:
-    """The call (node, call number) whose text is the workflow's answer whenever that call runs,
-    so it can stream from its first token; None when no call can be known to be final as it starts.
-
-    The answer is the output node's value. An ``llm`` output is final at its last possible call
-    (the last refine of a loop). A ``coalesce`` output is its first input that runs, so its first
-    input that can run under these knobs is final when it runs (the escalation of a cascade).
-    The node must answer with its text unchanged (parser ``raw``) and not be sampled (a vote
-    chooses among samples afterwards). Anything else is answered in one piece at the end.
-    """
-    slots = call_slots(workflow, knobs)
-    sampled = workflow.sampled_nodes()
-
-    def source(name: str) -> tuple[str, int] | None:
-        node = workflow.nodes.get(name)
-        if isinstance(node, LLMNode):
-            calls = slots.get(name, 0)
-            return (name, calls - 1) if calls and node.parser == "raw" and name not in sampled else None
-        if isinstance(node, CodeNode) and node.fn == "coalesce":
-            for arg in node.inputs:
-                inner = workflow.nodes.get(arg)
-                if isinstance(inner, LLMNode) and not slots.get(arg, 0):
-                    continue  # never runs under these knobs: the next input answers
-                return source(arg) if inner is not None else None
-        return None
-
-    return source(workflow.output)
 
 
 @dataclass(slots=True)
@@ -124,6 +92,19 @@ class _Run:
     # Calls already issued in this run by request key: an identical request (same prompt, model,
     # budget and sampling) is answered by the first one, as the trace store would answer it.
     made: dict[str, asyncio.Future[Completion]] = field(default_factory=dict)
+    # Progressive routing (flowfront.checkpoints): the hook, the checkpoints already decided, how
+    # often each checkpoint node ran, where the run's clock stands (sequential, parallel), code
+    # outputs by their inputs (a switched or walked flow does not re-run a sandbox), the keys of
+    # calls made before a switch (their records stand), and for a compatibility walk the
+    # checkpoint it stops at and the keys it used.
+    hook: CheckpointHook | None = None
+    decided: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)
+    at: tuple[float, float] = (0.0, 0.0)
+    code_made: dict[str, Value] = field(default_factory=dict)
+    prefix_keys: frozenset[str] = frozenset()
+    walk_to: str | None = None
+    used: set[str] = field(default_factory=set)
 
     def query_value(self) -> Value:
         return Value(answer=self.query.reference, text=self.query.text)
@@ -151,6 +132,7 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
         keep_requests: bool = False,
     ) -> None:
         super().__init__(workflow)
+        self.checkpoints = frozenset(workflow.checkpoint_nodes())
         self.backend = backend
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -163,27 +145,51 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
             sem = self._limits[model] = asyncio.Semaphore(self.backend.concurrency(model) or self.concurrency)
         return sem
 
-    async def run(self, resolved: Resolved, query: Query, *, stream: TokenSink | None = None) -> RunResult:
+    async def run(self, resolved: Resolved, query: Query, *, stream: TokenSink | None = None,
+                  checkpoint: CheckpointHook | None = None) -> RunResult:
         """Run one query; a failed call ends the run with ``error`` set (nothing is raised).
 
         With ``stream``, the call that produces the answer (:func:`streamed_call`) hands its text
-        to ``stream`` as it is produced."""
-        run = _Run(resolved, query, stream=stream,
-                   streamed=streamed_call(self.workflow, resolved.knobs) if stream is not None else None)
+        to ``stream`` as it is produced. With ``checkpoint``, the hook is asked at each checkpoint
+        whether to switch configuration (flowfront.checkpoints); a switched run reports its
+        ``switches`` and the configuration it ended on as ``final``."""
+        run = self._new_run(resolved, query, stream, checkpoint)
         started = time.perf_counter()
         result = RunResult(query.query_id)
+        kept: list[CallRecord | None] = []
         try:
-            seq, par = await self._flow(self.workflow.flow, run)
+            while True:
+                offset = run.at  # zero, or what was spent before a switch
+                try:
+                    seq, par = await self._flow(self.workflow.flow, run)
+                    break
+                except Switched as sw:
+                    result.switches.append(sw.switch)
+                    kept += run.calls
+                    run = self._new_run(sw.switch.after, query, stream, checkpoint, after=run)
             value = run.env.get(self.workflow.output)
             result.value = value
             result.answer = value.answer if isinstance(value, Value) else None
-            result.latency_sequential_s, result.latency_parallel_s = seq, par
+            result.latency_sequential_s, result.latency_parallel_s = offset[0] + seq, offset[1] + par
         except BackendError as exc:
             result.error, result.failed_model = str(exc), exc.model
-        result.calls = [c for c in run.calls if c is not None]  # a failed call leaves no record
+        result.final = run.resolved
+        result.calls = [c for c in kept + run.calls if c is not None]  # a failed call leaves no record
         result.cost_usd = sum(c.cost_usd for c in result.calls)
         result.latency_wall_s = time.perf_counter() - started
         return result
+
+    def _new_run(self, resolved: Resolved, query: Query, stream: TokenSink | None,
+                 hook: CheckpointHook | None, *, after: _Run | None = None) -> _Run:
+        """A run's state; ``after`` is the run it switches from, whose calls and clock it keeps."""
+        streamed = streamed_call(self.workflow, resolved.knobs) if stream is not None else None
+        if hook is not None and streamed is not None and streamed[0] in self.checkpoints:
+            streamed = None  # a switch after that call could change the answer already streamed
+        run = _Run(resolved, query, stream=stream, streamed=streamed, hook=hook)
+        if after is not None:
+            run.made, run.decided, run.code_made = after.made, after.decided, after.code_made
+            run.prefix_keys, run.at = frozenset(after.made), after.at
+        return run
 
     async def run_batch(
         self,
@@ -207,12 +213,51 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
 
     # -- flow -----------------------------------------------------------------------------------
     async def _flow(self, flow: list[Any], run: _Run) -> tuple[float, float]:
+        # run.at is the clock where this flow started plus what it has spent; no checkpoint lies
+        # inside a parallel branch (the spec refuses one), so the clock is exact where it is read.
+        base_s, base_p = run.at
         seq = par = 0.0
         for step in flow:
             s, p = await self.step(step, run)
             seq += s
             par += p
+            run.at = (base_s + seq, base_p + par)
+            if isinstance(step, str) and step in self.checkpoints:
+                await self._checkpoint(step, run)
         return seq, par
+
+    async def _checkpoint(self, node: str, run: _Run) -> None:
+        occurrence = run.seen.get(node, 0)
+        run.seen[node] = occurrence + 1
+        cid = f"{node}#{occurrence}"
+        if run.walk_to is not None:
+            if cid == run.walk_to:
+                raise Reached
+            return
+        if run.hook is None or cid in run.decided:
+            return
+        run.decided.add(cid)
+        calls = tuple(c for c in run.calls if c is not None)
+        point = Checkpoint(
+            node, occurrence, run.query, run.resolved, calls, dict(run.env), frozenset(run.made),
+            run.at[0], run.at[1], sum(c.cost_usd for c in calls),
+            lambda other: self._reaches(other, run, cid),
+        )
+        after = await run.hook(point)
+        if after is not None and after != run.resolved:
+            raise Switched(Switch(cid, run.resolved, after, run.at[1], point.cost_usd))
+
+    async def _reaches(self, resolved: Resolved, run: _Run, cid: str) -> bool:
+        """Walk ``resolved``'s flow over the calls ``run`` has made, calling nothing: whether it
+        reaches checkpoint ``cid`` having used exactly those calls."""
+        walk = _Run(resolved, run.query, made=run.made, code_made=run.code_made, walk_to=cid)
+        try:
+            await self._flow(self.workflow.flow, walk)
+        except Reached:
+            return walk.used == set(run.made)
+        except NotMade:
+            return False
+        return False  # finished without passing the checkpoint
 
     # One method per step kind (the flow visitor); each returns (sequential, parallel) latency.
     async def llm(self, name: str, node: LLMNode, run: _Run) -> tuple[float, float]:
@@ -223,10 +268,15 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
     async def code(self, name: str, node: CodeNode, run: _Run) -> tuple[float, float]:
         fn = CODE_FUNCTIONS[node.fn]
         args = [run.query_value() if arg == "query" else run.env.get(arg) for arg in node.inputs]
-        if getattr(fn, "blocking", False):  # e.g. runs a subprocess: keep the event loop free
+        key = code_key(name, args) if run.hook is not None or run.walk_to is not None else None
+        if key is not None and key in run.code_made:
+            run.env[name] = run.code_made[key]
+        elif getattr(fn, "blocking", False):  # e.g. runs a subprocess: keep the event loop free
             run.env[name] = await asyncio.to_thread(fn, *args, **node.params)
         else:
             run.env[name] = fn(*args, **node.params)
+        if key is not None:
+            run.code_made[key] = run.env[name]
         return 0.0, 0.0
 
     async def sample(self, step: Sample, node: LLMNode, run: _Run) -> tuple[float, float]:
@@ -275,6 +325,8 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
             node=name,
             query_id=run.query.query_id,
         )
+        if run.walk_to is not None:
+            return self._walked(request, node, run), 0.0
         # Records keep the order calls were issued in, not the order they finished in.
         call_id = len(run.calls)
         run.calls.append(None)
@@ -299,6 +351,8 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
                 raise
             made.set_result(done)
         value = completion_value(PARSERS[node.parser], done, call_id)
+        if request.key in run.prefix_keys:  # made before the run switched: its record stands
+            return value, done.latency_s
         keep = self.keep_requests
         run.calls[call_id] = (
             CallRecord(
@@ -311,6 +365,14 @@ class Executor(FlowVisitor[_Run, Awaitable[tuple[float, float]]]):
             )
         )
         return value, done.latency_s
+
+    @staticmethod
+    def _walked(request: CallRequest, node: LLMNode, run: _Run) -> Value:
+        earlier = run.made.get(request.key)
+        if earlier is None or not earlier.done() or earlier.cancelled() or earlier.exception() is not None:
+            raise NotMade
+        run.used.add(request.key)
+        return completion_value(PARSERS[node.parser], earlier.result())
 
     async def _complete(self, request: CallRequest, on_delta: DeltaSink | None) -> Completion:
         async with self._limit(request.model):

@@ -208,6 +208,10 @@ class Workflow(_Strict):
     flow: Flow = Field(min_length=1)
     output: str
     judge: JudgeSpec | None = None
+    # Nodes after which a router may decide again (progressive routing). None: derived, the nodes
+    # whose result a condition reads; [] turns re-deciding off. Where a run may switch changes no
+    # configuration's behaviour, so like the judge it is outside the content hash.
+    checkpoints: list[str] | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Workflow:
@@ -216,7 +220,7 @@ class Workflow(_Strict):
 
     @property
     def content_hash(self) -> str:
-        payload = orjson.dumps(self.model_dump(mode="json", by_alias=True, exclude={"judge"}),
+        payload = orjson.dumps(self.model_dump(mode="json", by_alias=True, exclude={"judge", "checkpoints"}),
                                option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -234,6 +238,21 @@ class Workflow(_Strict):
     def sampled_nodes(self) -> set[str]:
         """Nodes called as ``sample`` steps (their value is a list of answers, not one)."""
         return {step.sample for _, step in walk(self.flow) if isinstance(step, Sample)}
+
+    def checkpoint_nodes(self) -> tuple[str, ...]:
+        """The nodes after which a run may re-decide: declared, or those a condition reads, in
+        flow order. Never inside a ``parallel`` branch, where other calls are still running."""
+        if self.checkpoints is not None:
+            return tuple(self.checkpoints)
+        conds = [step.cond if isinstance(step, If) else step.until
+                 for _, step in walk(self.flow) if isinstance(step, (If, Loop))]
+        read = {cond.node for cond in conds if cond is not None and cond.node is not None}
+        concurrent = _in_parallel(self.flow)
+        seen: dict[str, None] = {}
+        for _, step in walk(self.flow):
+            if isinstance(step, str) and step in read and step not in concurrent:
+                seen[step] = None
+        return tuple(seen)
 
     def all_models(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -260,6 +279,17 @@ def walk(flow: Flow, path: str = "flow") -> Iterator[tuple[str, Step]]:
         yield here, step
         for key, inner in nested(step):
             yield from walk(inner, f"{here}.{key}")
+
+
+def _in_parallel(flow: Flow) -> set[str]:
+    """Node names that run inside a ``parallel`` branch (or as samples) somewhere in the flow."""
+    out: set[str] = set()
+    for _, step in walk(flow):
+        if isinstance(step, Parallel):
+            out |= {s for branch in step.parallel for _, s in walk(branch) if isinstance(s, str)}
+        elif isinstance(step, Sample):
+            out.add(step.sample)
+    return out
 
 
 def _check_references(wf: Workflow) -> None:
@@ -294,6 +324,13 @@ def _check_references(wf: Workflow) -> None:
             if isinstance(step, Loop) and isinstance(step.max_iters, KnobRef):
                 need_knob(step.max_iters.knob, f"{where}.max_iters")
     need_node(wf.output, "output")
+    concurrent = _in_parallel(wf.flow)
+    flowed = {step for _, step in walk(wf.flow) if isinstance(step, str)}
+    for i, name in enumerate(wf.checkpoints or ()):
+        need_node(name, f"checkpoints[{i}]")
+        if name in concurrent or name not in flowed:
+            raise ValueError(f"checkpoints[{i}]: {name!r} must be a step of the flow outside any `parallel` "
+                             "branch (other calls would still be running when the router re-decides)")
     for name, node in wf.nodes.items():
         for upstream in node.upstream():
             need_node(upstream, f"nodes.{name}")

@@ -36,6 +36,7 @@ __all__ = [
     "KEEP_VERSIONS",
     "ROUTER_SCHEMA",
     "RouterArtifact",
+    "load_progressive",
     "load_router",
     "rollback_router",
     "router_versions",
@@ -89,6 +90,7 @@ class RouterArtifact(Artifact):
     fit_seconds: float
     validation_metrics: dict[str, Any]
     metrics: dict[str, Any]
+    checkpoints_file: ModelFile | None = None  # the checkpoint routers (router/checkpoint_artifact.py)
 
 
 def _sha256(data: bytes) -> str:
@@ -122,6 +124,7 @@ def save_router(
     metrics: dict[str, Any],
     strategy: str = "frontier",
     note: str = "trained",
+    checkpoints: Any = None,
 ) -> Path:
     """Write the router folder; a complete new folder, validated by loading it, replaces the old
     one only at the end (a crash or a failed validation leaves the previous router serving)."""
@@ -132,6 +135,12 @@ def save_router(
     (tmp / "models").mkdir(parents=True)
     ref = np.ascontiguousarray(router.reference_embeddings_, dtype=np.float16)
     np.save(tmp / "reference.npy", ref, allow_pickle=False)
+    points = None
+    if checkpoints is not None:  # a ProgressivePolicy over this router
+        from flowfront.router.checkpoint_artifact import write_checkpoints
+
+        rel, digest = write_checkpoints(checkpoints, tmp)
+        points = ModelFile(path=rel, sha256=digest)
     artifact = RouterArtifact(
         strategy=strategy, design=router.design_, frontier_hash=frontier_hash,
         provenance=Provenance(workflow_hash=workflow_hash, data_hash=router.source_hash_),
@@ -149,12 +158,12 @@ def save_router(
         latency_model=_write_regressor(router.latency_model_, "latency", tmp),
         cost_model=_write_regressor(router.cost_model_, "cost", tmp),
         regressors=router.regressor_meta_, fit_seconds=router.fit_seconds_,
-        validation_metrics=router.validation_metrics_, metrics=metrics,
+        validation_metrics=router.validation_metrics_, metrics=metrics, checkpoints_file=points,
     )
     payload = artifact.encode()
     (tmp / "router.json").write_bytes(payload)  # the folder as a whole is swapped in atomically
     try:
-        load_router(tmp, expect_inputs_hash=frontier_hash)  # what goes live must load
+        load_progressive(tmp, load_router(tmp, expect_inputs_hash=frontier_hash))  # what goes live must load
     except RoutingError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -356,6 +365,18 @@ def load_router(folder: Path, *, expect_inputs_hash: str | None) -> LightGBMRout
     reference = np.load(folder / art.reference_file, allow_pickle=False)
     state = _validated_state(folder, art, reference)
     return _router_from_state(state)
+
+
+def load_progressive(folder: Path, router: LightGBMRouter) -> Any:
+    """The folder's progressive policy over ``router`` (a ``ProgressivePolicy``), or None when it
+    was trained without checkpoints."""
+    art = read_artifact(folder)
+    f = art.checkpoints_file
+    if f is None or f.path is None or f.sha256 is None:
+        return None
+    from flowfront.router.checkpoint_artifact import load_checkpoints
+
+    return load_checkpoints(Path(folder), f.path, f.sha256, router)
 
 
 def _query_map(folder: Path, art: RouterArtifact) -> Any:

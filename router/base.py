@@ -194,6 +194,13 @@ class Policy(abc.ABC):
         """What the fit chose that a report should show (JSON-ready); empty when nothing."""
         return {}
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters (sklearn convention: ``__init__`` stores each one as is)."""
+        import inspect
+
+        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
+                if name != "self"}
+
     def select_by_estimates(self, X: np.ndarray, preference: Preference, scale: Scale, *,
                             hints: Hints = None) -> SelectionResult:
         """The selection rules of static selection applied to :meth:`predict`'s estimates

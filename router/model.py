@@ -126,13 +126,6 @@ class LightGBMRouter(Router):
         self.max_conditioned_rows = max_conditioned_rows
         self.design_folds = design_folds
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (sklearn convention); JSON-serialisable."""
-        import inspect
-
-        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
-                if name != "self"}
-
     # --- fit ------------------------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, Y: OutcomeMatrix, candidate_features: np.ndarray | None = None,

@@ -38,6 +38,7 @@ class StrategyEntry:
     reads_features: bool = True
     honours_preferences: bool = True
     fits_on_eval: bool = False
+    reads_checkpoints: bool = False  # re-decides at checkpoints: fitted and judged on trajectories too
     test_params: tuple[tuple[str, Any], ...] = ()
 
     def factory(self, seed: int = 0, execution: Execution = "parallel", *, for_tests: bool = False) -> Policy:
@@ -75,6 +76,15 @@ STRATEGIES: dict[str, StrategyEntry] = {
             seeded=True,
             params=(("design", "prior"),),
             test_params=_SMALL_BOOST,
+        ),
+        StrategyEntry(
+            "frontier-progressive",
+            f"{_R}.progressive",
+            "ProgressivePolicy",
+            "frontier",
+            seeded=True,
+            reads_checkpoints=True,
+            test_params=(("upfront_params", dict(_SMALL_BOOST)),),
         ),
         StrategyEntry(
             "static", f"{_R}.baselines", "StaticRouter", "frontier", seeded=False, reads_features=False

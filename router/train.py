@@ -99,6 +99,27 @@ def _matrix(settings: Settings, bench: Benchmark, candidates: list, ids: list, s
     return matrix
 
 
+def load_trajectories(settings: Settings, bench: Benchmark, frontier: Frontier, split: str):
+    """The frontier candidates' runs at every checkpoint of one split (cached beside the outcome
+    matrices; built on replay, so no model is called)."""
+    from flowfront.router.trajectories import Trajectories, build_trajectories
+    from flowfront.runtime import benchmark_backend, benchmark_queries, open_store, prepare_data
+
+    wf = bench.workflow.content_hash
+    candidates, ids = [c.config for c in frontier.candidates], [c.id for c in frontier.candidates]
+    digest = hashlib.sha256(orjson.dumps(["checkpoints-1", wf, list(bench.workflow.checkpoint_nodes()),
+                                          candidates], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    path = settings.workspace.benchmark(bench.name).outcomes(digest, f"{split}.checkpoints")
+    if path.is_file():
+        return Trajectories.load(path, expect_inputs_hash=digest, expect_workflow_hash=wf)
+    with open_store(settings) as store:
+        queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), split)
+        traj = build_trajectories(bench, candidates, ids, queries, benchmark_backend(bench, store, settings),
+                                  settings, source_hash=digest, progress=True)
+    traj.save(path, workflow_hash=wf)
+    return traj
+
+
 def features(settings: Settings, texts: list[str]) -> np.ndarray:
     from flowfront.router.features import Embedder, FeatureConfig, featurize
 
@@ -167,6 +188,10 @@ def train_job(
                "heldout_fold_expected_utility": utility, "heldout": heldout, "lambdas": data.lambdas.tolist()}
     metrics |= described
     path = None
+    progressive = None
+    if strategy == "frontier" and data.bench.workflow.checkpoint_nodes():
+        progressive = _checkpoint_routers(settings, data, router, seed, execution)
+        metrics["checkpoints"] = progressive.describe()["checkpoints"]
     if entry.persisted:
         from flowfront.router.artifact import save_router
         from flowfront.router.features import FeatureConfig
@@ -174,5 +199,14 @@ def train_job(
         path = save_router(router, settings.workspace.benchmark(data.bench.name).router(strategy),
                            frontier_hash=data.frontier.content_hash(),
                            workflow_hash=data.bench.workflow.content_hash, feature_config=FeatureConfig(),
-                           metrics=metrics, strategy=strategy)
+                           metrics=metrics, strategy=strategy, checkpoints=progressive)
     return path, metrics
+
+
+def _checkpoint_routers(settings: Settings, data: TrainingData, upfront: Policy, seed: int,
+                        execution: Execution) -> Policy:
+    """The served router's checkpoint routers (``frontier-progressive`` over it), each kept only
+    where it earns its place (router.progressive)."""
+    traj = load_trajectories(settings, data.bench, data.frontier, "train")
+    policy = make_router("frontier-progressive", seed=seed, execution=execution)
+    return policy.fit(data.X_train, data.train, trajectories=traj, upfront=upfront)

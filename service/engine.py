@@ -24,6 +24,7 @@ from flowfront.backends.guard import CallLog, current_log
 from flowfront.errors import BackendError, FlowfrontError, InfeasibleError, ReplayMissError
 from flowfront.executor import Query, RunResult
 from flowfront.router.select import Preference, select
+from flowfront.service.checkpoints import ServedCheckpoints
 from flowfront.service.errors import DeadlineExceeded, InvalidRequest, NotReady, status_for
 from flowfront.service.state import Shared, WorkflowEntry
 from flowfront.store import Decision
@@ -64,6 +65,7 @@ class Outcome:
     result: RunResult | None = None
     log: CallLog = field(default_factory=CallLog)
     attempts: list[dict] = field(default_factory=list)
+    checkpoints: list[dict] = field(default_factory=list)  # re-decisions (service/checkpoints.py)
     decision_s: float = 0.0
     execution_s: float = 0.0
 
@@ -195,7 +197,10 @@ async def _execute(shared: Shared, out: Outcome, avoid: set[str], stream: Stream
     query = Query(out.trace_id, out.query)
     while True:  # one pass per candidate tried: at most 1 + max_fallbacks
         out.log.candidate = entry.ids[out.index]
-        result = await entry.executor.run(entry.resolved[out.index], query,
+        redecide = (ServedCheckpoints(out, avoid | failed)
+                    if entry.progressive is not None and decision.strategy == "router" and not out.explored
+                    else None)
+        result = await entry.executor.run(entry.resolved[out.index], query, checkpoint=redecide,
                                           stream=_Tagged(out, stream) if stream is not None else None)
         if result.error is None:
             out.result = result
@@ -402,7 +407,7 @@ def decision_row(shared: Shared, out: Outcome, error: FlowfrontError | None) -> 
         status=status,
         error=None if error is None else str(error),
         fallbacks=out.attempts,
-        checkpoints=[],
+        checkpoints=out.checkpoints,
         answer=None if answer is None else str(answer),
         replica=shared.replica,
         route_group=d.group if d is not None else None,

@@ -139,6 +139,10 @@ class RunResponse(BaseModel):
     )
     fell_back: bool = Field(description="a failed call made the service run another candidate")
     attempts: list[Attempt] = Field(description="failed candidates before the one that answered")
+    checkpoints: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="re-decisions at the workflow's checkpoints: where, from and to which candidate, "
+                    "among which compatible ones, on what estimates (empty: none were made)")
     calls: list[CallOut]
     decision_ms: float
     execution_ms: float

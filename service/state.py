@@ -71,6 +71,7 @@ class WorkflowEntry:
     feature_config: Any = None
     executor: Executor | None = None
     front: RouterFront | None = None  # the router's estimates, cached and batched
+    progressive: Any = None  # the router's checkpoint routers (router.progressive.ProgressivePolicy)
 
     @property
     def name(self) -> str:
@@ -351,7 +352,7 @@ def _frontier_entry(workflow: Workflow, frontier: Frontier, benchmark: str) -> W
 
 
 def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: bool) -> None:
-    from flowfront.router.artifact import load_router, read_artifact
+    from flowfront.router.artifact import load_progressive, load_router, read_artifact
 
     train = f"run `flowfront train {entry.benchmark}` to route per query"
     if not (folder / "router.json").is_file():
@@ -360,6 +361,7 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
         return
     try:
         router = load_router(folder, expect_inputs_hash=entry.frontier_hash)
+        progressive = load_progressive(folder, router)
         art = read_artifact(folder)
         config = art.feature_config
         if list(router.candidate_ids_) != entry.ids:
@@ -375,6 +377,7 @@ def _attach_router(shared: Shared, entry: WorkflowEntry, folder: Path, strict: b
         entry.status, entry.health = "static only: router unusable", "degraded"
         return
     entry.router, entry.feature_config = router, config
+    entry.progressive = progressive if progressive is not None and progressive.active else None
     entry.router_generation = art.content_hash()
     s = shared.settings
     entry.front = RouterFront(shared.feature_source(config), router, shared.pool, memo_size=s.route_memo_size,

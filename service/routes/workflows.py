@@ -138,6 +138,7 @@ def run_response(outcome: Outcome, scrub: Callable[[str], str]) -> dict[str, Any
         "hint": outcome.hint,
         "fell_back": outcome.fell_back,
         "attempts": outcome.attempts,
+        "checkpoints": outcome.checkpoints,
         "calls": [
             {
                 "node": c.node,

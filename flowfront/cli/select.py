@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from flowfront.cli._common import Workdir, echo_json, make_settings
+from flowfront.cli._common import DataDir, Workdir, echo_json, make_settings
 from flowfront.spec import Execution
 
 
@@ -134,7 +134,10 @@ def route(
     max_latency_s: Annotated[float | None, typer.Option(min=0.0, help="hard latency limit (s)")] = None,
     task: Annotated[str | None, typer.Option(help="the query's task, if known (a task the router was "
                                                   "trained on is used as its group)")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="also run the query (replay) and show where the "
+                                                            "checkpoint routers re-decided and why")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    data_dir: DataDir = None,
     workdir: Workdir = None,
 ) -> None:
     """The trained router's per-candidate predictions for one query, and its pick."""
@@ -142,7 +145,7 @@ def route(
     from flowfront.router.select import Preference
 
     f = _frontier(benchmark, workdir)
-    settings = make_settings(None, workdir)
+    settings = make_settings(data_dir, workdir)
     router = TrainedRouter.load(settings.workspace.benchmark(f.benchmark).router(), f)
     pref = Preference.model_validate({"lambda": lambda_, "objective": objective,
                                       "max_latency_s": max_latency_s, "on_infeasible": "nearest"})
@@ -155,9 +158,16 @@ def route(
              "latency_s": round(float(pred.latency_s[0, i]), 4), "cost_usd": float(pred.cost_usd[0, i])}
             for i, c in enumerate(f.candidates)]
     fell_back = bool(pred.fallback is not None and pred.fallback[0])
+    ran = None
+    if explain:
+        from flowfront.cli.explain import explain as explain_run
+
+        ran = explain_run(settings, router, query, pref, f.candidates.index(pick), pred, as_json)
     if as_json:
         echo_json({"benchmark": f.benchmark, "pick": pick.id, "fallback": fell_back, "hint": hint,
-                   "predictions": rows, "config": pick.config})
+                   "predictions": rows, "config": pick.config, **({"explain": ran} if ran else {})})
+        return
+    if ran is not None:
         return
     for r in sorted(rows, key=lambda r: -r["accuracy"]):
         mark = "  <- pick" if r["id"] == pick.id else ""

@@ -132,3 +132,59 @@ def test_a_switched_request_answers_as_exec_of_its_last_candidate(served, tmp_pa
     assert [c["checkpoint"] for c in row.checkpoints] == [
         c["checkpoint"] for c in switched[0][1]["checkpoints"]
     ]
+
+
+def test_route_explain_shows_the_switch_the_service_made(served, tmp_path: Path) -> None:
+    import orjson
+
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier
+    from flowfront.router.select import Scale, frontier_estimates, lambda_sweep
+    from flowfront.runtime import benchmark_queries, open_store, prepare_data
+    from tests.helpers import flowfront
+
+    bench_name, settings, workflows = served
+    if bench_name != "qa-cascade":
+        pytest.skip("one workflow is enough for the CLI's view of the same hook")
+    bench = load_benchmark(bench_name, settings.configs_dir)
+    with open_store(settings) as store:
+        queries = benchmark_queries(bench, store, prepare_data(bench, store, settings), "test")[:60]
+    acc, lat, cost = frontier_estimates(Frontier.load(settings.workspace.benchmark(bench_name).frontier()))
+    found = None
+    with make_client(settings, workflows, TRACE_STORE=str(tmp_path / "served.sqlite")) as client:
+        for lam in lambda_sweep(Scale.from_estimates(lat, cost), acc, lat, cost, n=9):
+            for q in queries:
+                body = client.post(
+                    f"/v1/workflows/{bench_name}/run",
+                    json={"query": q.text, "preference": {"lambda": float(lam)}},
+                ).json()
+                if any(c["switched"] for c in body["checkpoints"]):
+                    found = (q, float(lam), body)
+                    break
+            if found:
+                break
+    assert found is not None
+    q, lam, body = found
+    args = [
+        "route",
+        bench_name,
+        q.text,
+        "--lambda",
+        repr(lam),
+        "--explain",
+        "--workdir",
+        str(settings.workdir),
+        "--data-dir",
+        str(settings.data_dir),
+    ]
+    done = flowfront(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    ran = orjson.loads(done.stdout)["explain"]
+    assert ran["final"] == body["candidate"]["id"] and ran["answer"] == body["answer"]
+    keys = ("checkpoint", "from", "to", "switched", "compatible")
+    assert [{k: c[k] for k in keys} for c in ran["checkpoints"]] == [
+        {k: c[k] for k in keys} for c in body["checkpoints"]
+    ]
+    text = flowfront(*args)
+    assert text.returncode == 0, text.stderr
+    assert f"switched {body['checkpoints'][0]['from']} -> " in text.stdout or "switched" in text.stdout

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import write_result
+from bench.router_checkpoint import measure_checkpoint_decisions
 from bench.router_embed import load_queries, token_lengths
 from flowfront.router.features import Embedder, FeatureConfig, featurize
 from flowfront.router.select import Preference
@@ -204,7 +205,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flowfront-bench-router-") as tmp:
         decisions = measure_decisions(settings, settings.workdir / "embeddings" / "onnx")
         training = measure_training(settings, Path(tmp))
-    write_result("router", {**decisions, "training": training,
+    checkpoint = measure_checkpoint_decisions(settings)
+    write_result("router", {**decisions, "training": training, "checkpoint_decision": checkpoint,
                             "loadavg_1_5_15_before_after": [load_before, os.getloadavg()]})
     for name, s in decisions["single_query"].items():
         qps = decisions["batched_queries_per_s"].get(name)

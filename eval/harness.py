@@ -74,6 +74,7 @@ class Run:
     design: str | None = None  # the success design a LightGBM router chose for this seed
     wall_seconds: float = 0.0  # fit + every selection + the decision-latency probe
     checkpoints: dict | None = None  # per checkpoint: used or not, and the cross-validation that said so
+    switch_ceiling: dict | None = None  # what perfect switching at the checkpoints would add (test split)
 
 
 @dataclass
@@ -185,8 +186,8 @@ def load_sets(
         raise RoutingError("the frontier and sample outcome matrices cover different test queries",
                            hint="delete <workdir>/<benchmark>/outcomes and re-run")
     sets["all"] = CandidateSet(_union([s.test for s in sets.values()]), sets["frontier"].X_test)
-    if need_checkpoints:
-        d = data["frontier"]
+    d = data["frontier"]
+    if need_checkpoints and d.bench.workflow.checkpoint_nodes():
         sets["frontier"].traj_train, sets["frontier"].traj_test = (
             load_trajectories(settings, d.bench, d.frontier, split) for split in ("train", "test"))
     return data["frontier"], sets
@@ -273,6 +274,31 @@ def _outcomes(router: Policy, cs: CandidateSet, ctx: Context,
     return _stacked(lam), _stacked(bud), ood, hinted, share
 
 
+def _switch_ceiling(router: Policy, cs: CandidateSet, ctx: Context) -> dict:
+    """Utility over the λ sweep if, from the upfront choice, every checkpoint switched to the
+    compatible candidate that realises the most (the test outcomes): no checkpoint router can add
+    more on this frontier. Mean and standard error over test queries, minus the upfront choice."""
+    from flowfront.router.progressive import follow
+    from flowfront.router.select import utility
+
+    T, Y = cs.traj_test, cs.test
+    rows = np.arange(len(Y.query_ids))
+    gain = np.zeros(len(rows))
+    for lam in ctx.lambdas:
+        start = np.asarray(router.select(cs.X_test, Preference(lambda_=float(lam)), ctx.scale).index)
+        u = utility(Y.correct, Y.latency(ctx.execution), float(lam), ctx.scale)
+        def best(_c: int, r: np.ndarray, _cur: np.ndarray, members: np.ndarray,
+                 u: np.ndarray = u) -> np.ndarray:
+            return np.where(members, u[r], -np.inf).argmax(axis=1)
+
+        final, _ = follow(T, start, best, list(range(len(T.checkpoint_ids))))
+        gain += u[rows, final] - u[rows, start]
+    gain /= len(ctx.lambdas)
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
+    return {"gain_over_upfront": float(gain.mean()), "se": se, "unit": "expected utility over the λ sweep",
+            "measures": "switching to the best compatible candidate by the test outcomes (an upper bound)"}
+
+
 def _stacked(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack(v).astype(np.float64) for k, v in rows.items()}
 
@@ -328,9 +354,11 @@ def run_strategy(strategy: Strategy, seed: int | None, ctx: Context, *, time_dec
     ):  # the oracle only answers for the whole split
         mid = Preference(lambda_=float(np.median(ctx.lambdas)))
         decision = decision_latency(router, cs.X_test, mid, ctx.scale)
+    reads = strategy.reads_checkpoints and cs.traj_test is not None
+    ceiling = _switch_ceiling(router, cs, ctx) if reads else None
     about = router.describe()
     return Run(seed, fit_seconds, lam, bud, decision, ood, hinted, switched, about.get("design"),
-               time.perf_counter() - wall, checkpoints=about.get("checkpoints"))
+               time.perf_counter() - wall, checkpoints=about.get("checkpoints"), switch_ceiling=ceiling)
 
 
 def run_all(plan: list[Strategy], ctx: Context, seeds: Sequence[int], progress: bool) -> dict[str, list[Run]]:

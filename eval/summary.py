@@ -172,6 +172,7 @@ def _one(s: Strategy, runs: list[Run], pq: dict[str, dict[str, np.ndarray]], W: 
         "hinted_share": runs[0].hinted_share,
         "switch_share": runs[0].switch_share,
         "checkpoints": runs[0].checkpoints,
+        "switch_ceiling": runs[0].switch_ceiling,
         "per_seed": per_seed,
     }
 

@@ -202,10 +202,13 @@ class TrainedRouter:
     as the query's group instead of the one predicted from the text; ``known_tasks`` lists them.
     """
 
-    def __init__(self, learned: Any, feature_config: Any, frontier: Frontier) -> None:
+    def __init__(self, learned: Any, feature_config: Any, frontier: Frontier,
+                 progressive: Any = None) -> None:
         self.learned = learned
         self.feature_config = feature_config
         self.frontier = frontier
+        # The checkpoint routers trained with it (``router.progressive.ProgressivePolicy``), or None.
+        self.progressive = progressive
         self._embedder: Any = None
 
     @classmethod
@@ -213,16 +216,13 @@ class TrainedRouter:
         """Load a router artifact, checked against the frontier it was trained for (by default the
         ``frontier.json`` beside the folder)."""
         from flowfront.compile.artifact import Frontier
-        from flowfront.router.artifact import load_router, read_artifact
+        from flowfront.router.artifact import load_progressive, load_router, read_artifact
 
         folder = Path(folder)
         if frontier is None:
             frontier = Frontier.load(folder.parent / "frontier.json")
-        return cls(
-            load_router(folder, expect_inputs_hash=frontier.content_hash()),
-            read_artifact(folder).feature_config,
-            frontier,
-        )
+        learned = load_router(folder, expect_inputs_hash=frontier.content_hash())
+        return cls(learned, read_artifact(folder).feature_config, frontier, load_progressive(folder, learned))
 
     def features(self, queries: Sequence[str] | str) -> Any:
         from flowfront.router.features import Embedder, featurize

@@ -183,3 +183,33 @@ class Artifact(BaseModel):
         if expect_inputs_hash is not None and p.data_hash != expect_inputs_hash:
             raise self.ERROR(f"{where}: this {kind} was made from other inputs "
                              f"(hash {p.data_hash}, current {expect_inputs_hash})", hint=self.REBUILD)
+
+
+def write_npz(path: Path, header: Artifact, arrays: dict[str, Any]) -> Path:
+    """Arrays and the artifact that describes them in one compressed ``.npz``, atomically; no pickle."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, meta=np.frombuffer(header.encode(), dtype=np.uint8), **arrays)
+    return write_atomic(path, buffer.getvalue())
+
+
+def read_npz(path: Path, header_cls: type[A], names: Iterable[str], *, expect_workflow_hash: str | None,
+             expect_inputs_hash: str | None) -> tuple[A, dict[str, Any]]:
+    """The header (checked like any artifact) and the named arrays of a :func:`write_npz` file."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            raw = data["meta"].tobytes()
+            arrays = {k: data[k] for k in names}
+    except (OSError, KeyError, ValueError) as exc:
+        kind = header_cls.model_fields["kind"].default
+        raise header_cls.ERROR(f"{path}: not a readable {kind} file ({exc})",
+                               hint=header_cls.REBUILD) from None
+    header = header_cls.decode(raw, path)
+    header.check(path, expect_workflow_hash=expect_workflow_hash, expect_inputs_hash=expect_inputs_hash)
+    return header, arrays
+

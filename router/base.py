@@ -10,7 +10,6 @@ attributes end in ``_``.
 from __future__ import annotations
 
 import abc
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flowfront.artifacts import Artifact, Provenance, write_atomic
+from flowfront.artifacts import Artifact, Provenance, read_npz, write_npz
 from flowfront.errors import RoutingError
 from flowfront.router.select import Preference, Scale, SelectionResult, select, utility
 from flowfront.spec import Execution
@@ -105,29 +104,16 @@ class OutcomeMatrix:
             candidates=self.candidates,
             tasks=self.tasks,
         )
-        buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer, meta=np.frombuffer(header.encode(), dtype=np.uint8), correct=self.correct,
-            latency_sequential_s=self.latency_sequential_s, latency_parallel_s=self.latency_parallel_s,
-            cost_usd=self.cost_usd,
-        )
-        return write_atomic(path, buffer.getvalue())
+        return write_npz(path, header, {
+            "correct": self.correct, "latency_sequential_s": self.latency_sequential_s,
+            "latency_parallel_s": self.latency_parallel_s, "cost_usd": self.cost_usd})
 
     @classmethod
     def load(cls, path: Path, *, expect_inputs_hash: str | None = None,
              expect_workflow_hash: str | None = None) -> OutcomeMatrix:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                raw = data["meta"].tobytes()
-                arrays = {
-                    k: data[k] for k in ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")
-                }
-        except (OSError, KeyError, ValueError) as exc:
-            raise RoutingError(
-                f"{path}: not a readable outcome matrix ({exc})", hint=OutcomesHeader.REBUILD
-            ) from None
-        meta = OutcomesHeader.decode(raw, path)
-        meta.check(path, expect_workflow_hash=expect_workflow_hash, expect_inputs_hash=expect_inputs_hash)
+        names = ("correct", "latency_sequential_s", "latency_parallel_s", "cost_usd")
+        meta, arrays = read_npz(path, OutcomesHeader, names, expect_workflow_hash=expect_workflow_hash,
+                                expect_inputs_hash=expect_inputs_hash)
         return cls(meta.query_ids, meta.texts, meta.candidate_ids, meta.candidates, **arrays,
                    source_hash=meta.provenance.data_hash, tasks=meta.tasks)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flowfront.artifacts import Artifact, Provenance, write_atomic
+from flowfront.artifacts import Artifact, Provenance, read_npz, write_npz
 from flowfront.checkpoints import Checkpoint
 from flowfront.errors import RoutingError
 from flowfront.spec import CodeNode, Workflow
@@ -154,12 +153,6 @@ class Trajectories:
             self.source_hash,
         )
 
-    def members(self, c: int) -> np.ndarray:
-        """(Q, K, K) bool: [q, i, j] when j is compatible with i at checkpoint ``c`` (same calls made)."""
-        sig = self.signature[:, :, c]
-        ok = self.reached[:, :, c]
-        return (sig[:, :, None] == sig[:, None, :]) & ok[:, :, None] & ok[:, None, :]
-
     def save(self, path: Path, *, workflow_hash: str) -> Path:
         header = TrajectoriesHeader(
             provenance=Provenance(workflow_hash=workflow_hash, data_hash=self.source_hash),
@@ -168,28 +161,19 @@ class Trajectories:
             checkpoint_ids=self.checkpoint_ids,
             feature_names=self.feature_names,
         )
-        buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            meta=np.frombuffer(header.encode(), dtype=np.uint8),
-            reached=self.reached,
-            signature=self.signature,
-            state=self.state,
+        return write_npz(
+            path, header, {"reached": self.reached, "signature": self.signature, "state": self.state}
         )
-        return write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path, *, expect_inputs_hash: str, expect_workflow_hash: str) -> Trajectories:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                raw = data["meta"].tobytes()
-                arrays = {k: data[k] for k in ("reached", "signature", "state")}
-        except (OSError, KeyError, ValueError) as exc:
-            raise RoutingError(
-                f"{path}: not readable trajectories ({exc})", hint=TrajectoriesHeader.REBUILD
-            ) from None
-        meta = TrajectoriesHeader.decode(raw, path)
-        meta.check(path, expect_workflow_hash=expect_workflow_hash, expect_inputs_hash=expect_inputs_hash)
+        meta, arrays = read_npz(
+            path,
+            TrajectoriesHeader,
+            ("reached", "signature", "state"),
+            expect_workflow_hash=expect_workflow_hash,
+            expect_inputs_hash=expect_inputs_hash,
+        )
         return cls(
             meta.query_ids,
             meta.candidate_ids,

@@ -362,7 +362,7 @@ def _progressive(results: list[dict]) -> list[str]:
             "—" if pg.get("switch_share") is None else f"{100 * pg['switch_share']:.1f}%",
             (f"{ceiling['gain_over_upfront']:+.4f} ± {ceiling['se']:.4f}" if ceiling else "—"),
             _ratio(st[ROUTER]["compare"]["speedup_vs_static"]), _ratio(pg["compare"]["speedup_vs_static"]),
-            ", ".join(used) or "none",
+            ", ".join(used) or ("none" if pg.get("checkpoints") else "— (the workflow has none)"),
         ])
         for cid, c in (pg.get("checkpoints") or {}).items():
             gain, se = c.get("cv_gain_over_upfront", 0.0), c.get("cv_se", 0.0)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from flowfront.settings import Settings
-from tests.helpers import PROJECT_ROOT, private_settings, writable_copy
-from tests.service.support import make_client
+from tests.helpers import PROJECT_ROOT, private_settings
+from tests.service.support import BENCH, copy_workdir, make_client
 
 pytestmark = pytest.mark.slow
 
@@ -49,21 +49,20 @@ def _always_switching(settings: Settings, bench: str) -> None:
 
 
 @pytest.fixture(scope="module", params=["qa-cascade", "live-math", "live-code"])
-def served(
-    request: pytest.FixtureRequest, compiled_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-):
+def served(request: pytest.FixtureRequest, compiled_settings: Settings, trained: Settings,
+           tmp_path_factory: pytest.TempPathFactory):
     from flowfront.compile.jobs import compile_job, profile_job
     from flowfront.router.train import train_job
 
     bench = request.param
     work = tmp_path_factory.mktemp(f"progressive-{bench}")
-    if (compiled_settings.workdir / bench).is_dir():  # compiled once per session: copy it
-        settings = writable_copy(compiled_settings, work, bench)
+    if bench == BENCH:  # the service tests' trained qa-cascade (a copy: its router is replaced here)
+        settings = copy_workdir(trained, work, outcomes=True)
     else:
         settings = private_settings(compiled_settings, work)
         profile_job(settings, bench, progress=False)
         compile_job(settings, bench)
-    train_job(settings, bench, "frontier")
+        train_job(settings, bench, "frontier")
     _always_switching(settings, bench)
     workflows = tmp_path_factory.mktemp(f"workflows-{bench}")
     (workflows / f"{bench}.yaml").write_text(

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowfront.errors import RoutingError
+from flowfront.router.checkpoint_router import CheckpointRouter
 from flowfront.router.model import LightGBMRouter
-from flowfront.router.progressive import CheckpointRouter, ProgressivePolicy, _Point
+from flowfront.router.progressive import ProgressivePolicy, _Point
 
 __all__ = ["load_checkpoints", "write_checkpoints"]
 

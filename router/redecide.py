@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from flowfront.checkpoints import Checkpoint
-from flowfront.router.progressive import ProgressivePolicy, upfront_block
+from flowfront.router.checkpoint_router import upfront_block
+from flowfront.router.progressive import ProgressivePolicy
 from flowfront.router.select import Preference, Scale
 from flowfront.router.trajectories import state_features
 from flowfront.space import Resolved

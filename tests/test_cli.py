@@ -65,6 +65,12 @@ def test_unknown_benchmark(tmp_path: Path) -> None:
     )
 
 
+def test_unknown_strategy_for_run_fails_before_any_work(tmp_path: Path) -> None:
+    done = flowfront("run", "--strategies", "frontier,clustr", "--workdir", str(tmp_path / "w"))
+    assert_clean_error(done, "unknown strategy 'clustr'", "cluster")
+    assert not (tmp_path / "w").exists()  # nothing was imported or profiled
+
+
 def test_exec_json_contract(imported_settings) -> None:
     proc = flowfront(
         "exec",

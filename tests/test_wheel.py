@@ -172,7 +172,9 @@ def test_the_quick_tour_after_the_main_job_breaks_nothing(installed: dict) -> No
     env = {**installed["env"], "FLOWFRONT_QUERY_LIMIT": "200"}  # a quick main job; the chain is the same
     make_table(user / "my-outcomes.csv")  # the tour's "your own outcome table"
     flowfront = str(installed["bin"] / "flowfront")
-    main = subprocess.run([flowfront, "run", "--benchmarks", "qa-cascade,model-route", "--seeds", "1"],
+    # The routers the tour and `serve` use; the field's baselines are the eval tests' to check.
+    main = subprocess.run([flowfront, "run", "--benchmarks", "qa-cascade,model-route", "--seeds", "1",
+                           "--strategies", "frontier,frontier-progressive,cluster"],
                           cwd=user, env=env, capture_output=True, text=True, timeout=1200)
     assert main.returncode == 0, main.stdout[-2000:] + main.stderr[-2000:]
     built = {b: _frontier_hash(work / b / "frontier.json") for b in ("qa-cascade", "model-route")}

@@ -486,6 +486,11 @@ def run(
         ),
     ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per learned strategy in the evaluation")] = 3,
+    strategies: Annotated[
+        str | None,
+        typer.Option(help="comma-separated strategies to evaluate (default: all; static, best-single and the "
+                          "oracle always run)"),
+    ] = None,
     backend: Annotated[
         str | None, typer.Option(help="replay (default: recorded data) | litellm (live models)")
     ] = None,
@@ -497,6 +502,13 @@ def run(
 ) -> None:
     """The main job: import, profile, compile, validate, train, eval and report."""
     from flowfront.cli.pipeline import DEFAULT_BENCHMARKS, run_main
+    from flowfront.router.registry import strategy_entry
+
+    chosen = None
+    if strategies is not None:
+        chosen = tuple(x.strip() for x in strategies.split(",") if x.strip())
+        for x in chosen:
+            strategy_entry(x)  # an unknown name fails here, before any work, naming the known ones
 
     names = tuple(b.strip() for b in benchmarks.split(",") if b.strip()) if benchmarks else DEFAULT_BENCHMARKS
     if name is not None:
@@ -510,7 +522,7 @@ def run(
     settings = make_settings(
         data_dir, workdir, backend=backend, api_base=api_base, query_limit=limit, store=store
     )
-    run_main(settings, names, outcomes=outcomes, seeds=seeds, name=name)
+    run_main(settings, names, outcomes=outcomes, seeds=seeds, name=name, strategies=chosen)
 
 
 def _setup_logging() -> Redactor:

@@ -69,7 +69,7 @@ def _reference(settings: Settings, bench: Benchmark):
 
 
 def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, seeds: int = 3,
-                  stages: _Stages | None = None) -> dict:
+                  stages: _Stages | None = None, strategies: tuple[str, ...] | None = None) -> dict:
     """Every stage of the chain on one benchmark; returns its summary row (eval results included)."""
     from flowfront.compile.jobs import compile_job, profile_job
     from flowfront.compile.validate import validate_job
@@ -108,7 +108,8 @@ def run_benchmark(settings: Settings, bench: Benchmark, console: Console, *, see
         )
         return row
     _, trained = stages.run("train", train_job, settings, bench, "frontier")
-    results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)))
+    results_path, results = stages.run("eval", eval_job, settings, bench, seeds=tuple(range(seeds)),
+                                       strategies=strategies)
     return {
         **row,
         "train_seconds": trained["total_seconds"],
@@ -159,15 +160,17 @@ def _benchmarks(settings: Settings, names: tuple[str, ...], outcomes: Path | Non
     return [load_benchmark(name, settings.configs_dir, own_dir=settings.workspace.own) for name in names]
 
 
-def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *, outcomes: Path | None = None,
-             seeds: int = 3, name: str | None = None) -> list[dict]:
+def run_main(settings: Settings, names: tuple[str, ...] = DEFAULT_BENCHMARKS, *,
+             outcomes: Path | None = None, seeds: int = 3, name: str | None = None,
+             strategies: tuple[str, ...] | None = None) -> list[dict]:
     """The chain on each benchmark (or on one outcome table), then the report and the summary table."""
     console = Console(stderr=True)
     started = time.perf_counter()
     setup = _Stages(console)
     rows = []
     for bench in _benchmarks(settings, names, outcomes, setup, name):
-        rows.append(run_benchmark(settings, bench, console, seeds=seeds, stages=_Stages(console)))
+        rows.append(run_benchmark(settings, bench, console, seeds=seeds, stages=_Stages(console),
+                                  strategies=strategies))
     from flowfront.eval.report import refresh_report
 
     report_started = time.perf_counter()

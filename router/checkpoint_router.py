@@ -18,7 +18,7 @@ from flowfront.router.base import Hints, OutcomeMatrix, Predictions, Router
 from flowfront.router.querymap import logit, sigmoid
 from flowfront.spec import Execution
 
-__all__ = ["CheckpointRouter", "upfront_block"]
+__all__ = ["CheckpointRouter", "upfront_block", "upfront_of"]
 
 _CLIP = 1e-3
 
@@ -30,7 +30,8 @@ def upfront_block(accuracy: np.ndarray, latency_s: np.ndarray, cost_usd: np.ndar
     ).astype(np.float32)
 
 
-def _upfront_block(pred: Predictions) -> np.ndarray:
+def upfront_of(pred: Predictions) -> np.ndarray:
+    """:func:`upfront_block` of a router's predictions."""
     return upfront_block(pred.accuracy, pred.latency_s, pred.cost_usd)
 
 
@@ -38,7 +39,7 @@ class CheckpointRouter(Router):
     """At one checkpoint, per state and candidate: how the candidate finishes from there.
 
     ``X`` rows are states: their features (F) followed by the upfront block (3K, see
-    :func:`_upfront_block`). ``fit``'s ``members`` (n, K) marks the candidates each state may
+    :func:`upfront_block`). ``fit``'s ``members`` (n, K) marks the candidates each state may
     switch to (those are the rows learned from); every candidate is estimated at predict time.
     """
 

@@ -1,13 +1,9 @@
 """Progressive routing: decide upfront from the text, then again at the workflow's checkpoints
 with what has already run.
 
-:class:`CheckpointRouter` is a :class:`Router` for one checkpoint. Its rows are *states* (a query
-and the calls made so far); its features are the state's (``router.trajectories``) beside the
-upfront router's estimates for each candidate. Its success booster starts from the upfront
-estimate (its logit is the init score) and early-stops, so where what ran says nothing new it
-predicts what the upfront router did, and selecting among compatible candidates on those
-estimates keeps the upfront choice. Latency and cost get a correction of the upfront estimate
-each, kept only when it beats none on a valid fold.
+:class:`~flowfront.router.checkpoint_router.CheckpointRouter` is the :class:`Router` for one
+checkpoint: where what ran says nothing new it predicts what the upfront router did, and selecting
+among compatible candidates on those estimates keeps the upfront choice.
 
 :class:`ProgressivePolicy` is the strategy ``frontier-progressive``: the frontier router upfront
 and a checkpoint router per checkpoint, each kept only when, cross-validated over the train
@@ -24,12 +20,13 @@ from typing import Any, Literal
 import numpy as np
 
 from flowfront.router.base import Hints, OutcomeMatrix, Policy, Predictions, Router
-from flowfront.router.checkpoint_router import CheckpointRouter, _upfront_block, upfront_block
+from flowfront.router.checkpoint_router import CheckpointRouter, upfront_block, upfront_of
 from flowfront.router.select import Preference, Scale, SelectionResult, lambda_sweep, select, utility
 from flowfront.router.trajectories import Trajectories
 from flowfront.spec import Execution
 
 __all__ = ["CheckpointRouter", "ProgressivePolicy", "follow", "upfront_block"]
+
 
 @dataclass
 class _Point:
@@ -80,9 +77,8 @@ class ProgressivePolicy(Policy):
         self.execution = execution
         self.seed = seed
         self.folds = folds
-        self.adopt = (
-            adopt  # "always": use every checkpoint router whatever its record (to exercise switching)
-        )
+        # "always": use every checkpoint router whatever its record (to exercise switching in tests)
+        self.adopt = adopt
         self.upfront_params = upfront_params
         self.checkpoint_params = checkpoint_params
 
@@ -110,7 +106,7 @@ class ProgressivePolicy(Policy):
                 "the trajectories and the outcome matrix cover different queries",
                 hint="delete <workdir>/<benchmark>/outcomes and re-run",
             )
-        up = _upfront_block(upfront.predict(X))
+        up = upfront_of(upfront.predict(X))
         for c, cid in enumerate(trajectories.checkpoint_ids):
             self.points_[cid] = self._fit_point(c, trajectories, Y, up, X)
         return self
@@ -193,8 +189,9 @@ class ProgressivePolicy(Policy):
         router = self._router(c, T, Y, up, np.arange(n)) if adopted else None
         return _Point(router, adopted and router is not None, record)
 
-    def _cross_validated(self, c: int, T: Trajectories, Y: OutcomeMatrix, up: np.ndarray, gains: Any,
-                         scale: Scale) -> tuple[np.ndarray, int]:
+    def _cross_validated(
+        self, c: int, T: Trajectories, Y: OutcomeMatrix, up: np.ndarray, gains: Any, scale: Scale
+    ) -> tuple[np.ndarray, int]:
         """Per train query, the gain of re-deciding at ``c`` with a router fitted on the other folds."""
         n = len(Y.query_ids)
         gain, switched = np.zeros(n), 0
@@ -203,8 +200,10 @@ class ProgressivePolicy(Policy):
             if router is None:
                 continue
             held = np.sort(held)
-            def chooser(sub: Trajectories, q: np.ndarray, lam: float, u: np.ndarray,
-                        r: CheckpointRouter = router) -> Any:
+
+            def chooser(
+                sub: Trajectories, q: np.ndarray, lam: float, u: np.ndarray, r: CheckpointRouter = router
+            ) -> Any:
                 return _chooser({c: r}, sub, up[q], Preference(lambda_=lam), scale)
 
             g, k = gains(chooser, held)
@@ -241,7 +240,7 @@ class ProgressivePolicy(Policy):
         }
         if not routers:
             return start, 0
-        up = _upfront_block(self.upfront_.predict(X, hints=hints))
+        up = upfront_of(self.upfront_.predict(X, hints=hints))
         return follow(T, start, _chooser(routers, T, up, preference, scale), sorted(routers))
 
     def redecide(

@@ -107,3 +107,30 @@ def test_checkpoints_are_derived_declared_or_refused() -> None:
     declared = parse_model(Workflow, {**raw, "checkpoints": []}, "w.yaml")
     assert declared.checkpoint_nodes() == ()
     assert declared.content_hash == load_workflow(configs / "workflows" / "qa-cascade.yaml").content_hash
+
+
+def test_an_answer_is_not_streamed_from_a_call_a_switch_could_replace(imported_settings) -> None:
+    """model-route's one raw call streams; declared a checkpoint, it does not stream under a hook
+    (a switch after it could change the answer), and still streams without one."""
+    settings = imported_settings
+    bench = load_benchmark("model-route", settings.configs_dir)
+    raw = bench.workflow.model_dump(by_alias=True)
+    wf = parse_model(Workflow, {**raw, "checkpoints": ["answer"]}, "model-route.yaml")
+    opened: list[str] = []
+
+    class Sink:
+        def opened(self, node: str, model: str):
+            opened.append(node)
+            return lambda text: None
+
+    async def never(point) -> None:
+        return None
+
+    with open_store(settings) as store:
+        q = benchmark_queries(bench, store, prepare_data(bench, store, settings), "test")[0]
+        executor = Executor(wf, benchmark_backend(bench, store, settings))
+        resolved = resolve(wf, bench.default_config)
+        hooked = asyncio.run(executor.run(resolved, q, stream=Sink(), checkpoint=never))
+        assert opened == [] and hooked.error is None
+        plain = asyncio.run(executor.run(resolved, q, stream=Sink()))
+    assert opened == ["answer"] and plain.answer == hooked.answer

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -33,3 +35,32 @@ def write_result(name: str, payload: dict) -> Path:
     )
     print(f"wrote {path}")
     return path
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after ``grace_s`` (a server drains its requests first)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def chat_workflow(model: str, budget: int) -> str:
+    """The YAML of a one-node chat workflow (the raw reply of ``model`` under ``budget`` tokens, greedy):
+    the smallest workflow a served stream can be measured on."""
+    return f"""name: chat
+nodes:
+  reply:
+    kind: llm
+    messages: [{{role: user, content: "{{query}}"}}]
+    parser: raw
+    sampling: {{temperature: 0}}
+    models: [{model}]
+    budgets: [{budget}]
+flow: [reply]
+output: reply
+"""

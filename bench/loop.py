@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import PROJECT_ROOT, write_result
+from bench._common import PROJECT_ROOT, stop_process, write_result
 from bench.service import _free_port, _wait_ready
 from flowfront.settings import Settings
 
@@ -275,8 +274,7 @@ def _serve_phases(run: _Run, settings: Settings, data, workflows: Path, rng):  #
                 time.sleep(0.5)
         served2 = asyncio.run(_play(base, second, rng))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_process(proc)
     return (t0, t1, t2), (gauge1, gauge2), report, challenger, served2
 
 

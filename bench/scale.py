@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import PROJECT_ROOT, write_result
+from bench._common import PROJECT_ROOT, chat_workflow, stop_process, write_result
 from bench.service import (
     BENCHMARK,
     UNCACHED,
@@ -66,13 +66,7 @@ def _server(settings: Settings, workflows: Path, port: int, env: dict[str, str],
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, grace_s=90)
 
 
 def _rps(settings: Settings, workflows: Path, jobs: list, env: dict[str, str], workers: int = 1) -> dict:
@@ -285,18 +279,7 @@ def _stream() -> dict:
     os.symlink(weights_path(settings.models_dir, card), weights_path(models, card))
     workflows = root / "wf"
     workflows.mkdir()
-    (workflows / "chat.yaml").write_text(f"""name: chat
-nodes:
-  reply:
-    kind: llm
-    messages: [{{role: user, content: "{{query}}"}}]
-    parser: raw
-    sampling: {{temperature: 0}}
-    models: [{STREAM_MODEL}]
-    budgets: [256]
-flow: [reply]
-output: reply
-""")
+    (workflows / "chat.yaml").write_text(chat_workflow(STREAM_MODEL, 256))
     wf = load_workflow(workflows / "chat.yaml")
     servers = serve({STREAM_MODEL: card}, models, log=lambda m: None)
     try:

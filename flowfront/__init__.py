@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowfront.errors import BackendError, CompileError, FlowfrontError, RoutingError, SpecError
+from flowfront.errors import (
+    BackendError,
+    CompileError,
+    FlowfrontError,
+    RoutingError,
+    SpecError,
+    first_invalid,
+)
 from flowfront.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,10 +90,9 @@ def _checked_preference() -> type:
             try:
                 super().__init__(**data)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                field = ".".join(str(p) for p in err["loc"]) or "preference"
+                field, why = first_invalid(exc, "preference")
                 raise SpecError(
-                    f"Preference `{field}`: {err['msg']} (got {err.get('input')!r})",
+                    f"Preference `{field}`: {why} (got {exc.errors()[0].get('input')!r})",
                     hint="lambda_ >= 0; max_latency_s, max_cost_usd > 0; min_accuracy in [0, 1]",
                 ) from None
 
@@ -296,10 +302,9 @@ def feedback(response_id: str, name: str = "correct", *, value: float | None = N
     try:
         row = FeedbackIn(id=response_id, name=name, value=value, label=label, comment=comment).row("python")
     except ValidationError as exc:
-        err = exc.errors()[0]
+        field, why = first_invalid(exc, "grade")
         raise SpecError(
-            f"feedback `{'.'.join(map(str, err['loc'])) or 'grade'}`: "
-            f"{err['msg'].removeprefix('Value error, ')}",
+            f"feedback `{field}`: {why}",
             hint="value in [0, 1] or a label",
         ) from None
     with connect(_settings(settings).served_store_url) as store:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowfront.errors import FlowfrontError
+from flowfront.errors import FlowfrontError, first_invalid
 
 __all__ = ["Artifact", "Provenance", "checksum", "package_versions", "write_atomic"]
 
@@ -148,9 +148,8 @@ class Artifact(BaseModel):
         try:
             return cls.model_validate({k: v for k, v in data.items() if k != "checksum"})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            at = ".".join(str(p) for p in err["loc"])
-            raise cls.ERROR(f"{where}: invalid {kind} at `{at}`: {err['msg']}", hint=cls.REBUILD) from None
+            at, why = first_invalid(exc, kind)
+            raise cls.ERROR(f"{where}: invalid {kind} at `{at}`: {why}", hint=cls.REBUILD) from None
 
     @classmethod
     def load(cls: type[A], path: Path, *, expect_workflow_hash: str | None = None,

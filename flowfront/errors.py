@@ -106,3 +106,12 @@ class CallTimeoutError(BackendError):
 def is_retryable(exc: BaseException) -> bool:
     """Whether a failed call may succeed when tried again."""
     return isinstance(exc, BackendError) and exc.retryable
+
+
+def first_invalid(exc: Any, whole: str) -> tuple[str, str]:
+    """Where a pydantic ``ValidationError`` first failed (the dotted field path, or ``whole`` when the
+    object itself was refused) and why, without pydantic's "Value error, " prefix: the two halves of
+    a one-line message."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or whole
+    return where, str(err["msg"]).removeprefix("Value error, ")

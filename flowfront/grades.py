@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from flowfront.errors import DataError
+from flowfront.errors import DataError, first_invalid
 from flowfront.store import Feedback, TraceStore
 
 __all__ = ["FeedbackIn", "import_feedback", "read_feedback_file"]
@@ -75,10 +75,9 @@ def read_feedback_file(path: Path) -> list[FeedbackIn]:
         try:
             out.append(FeedbackIn.model_validate(data))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "row"
+            field, why = first_invalid(exc, "row")
             raise DataError(
-                f"{path}, line {line}, field {field!r}: {err['msg'].removeprefix('Value error, ')}",
+                f"{path}, line {line}, field {field!r}: {why}",
                 hint="fix that row (id, name, value in [0, 1] or label, comment)",
             ) from None
     if not out:

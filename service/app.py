@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from flowfront.errors import FlowfrontError, SpecError
+from flowfront.errors import FlowfrontError, SpecError, first_invalid
 from flowfront.redact import Redactor, install_redaction, uninstall_redaction
 from flowfront.service.config import ServiceSettings
 from flowfront.service.errors import install_handlers
@@ -44,10 +44,9 @@ def service_settings(settings: Settings | None = None) -> ServiceSettings:
     try:
         return ServiceSettings(**(settings.model_dump() if settings is not None else {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        name, why = first_invalid(exc, "settings")
         raise SpecError(
-            f"invalid service setting FLOWFRONT_{name.upper()}: {err['msg'].removeprefix('Value error, ')}",
+            f"invalid service setting FLOWFRONT_{name.upper()}: {why}",
             hint="fix or unset that environment variable",
         ) from None
 

@@ -20,6 +20,14 @@ CONFIGS = PROJECT_ROOT / "configs"
 DATA_DIR = Path(os.environ.get("FLOWFRONT_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data")).resolve()
 
 
+def workflow_models(workflow: str, node: str) -> list[str]:
+    """The models a built-in workflow's node may call, as its YAML lists them."""
+    import yaml
+
+    spec = yaml.safe_load((CONFIGS / "workflows" / f"{workflow}.yaml").read_text())
+    return list(spec["nodes"][node]["models"])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -150,8 +158,7 @@ def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: 
     answers ``status``: 401 echoes the caller's bearer token (``echo_key="masked"``: masked, the
     way OpenAI's error does), 200 answers ``answer``. Yields (base URL, list of received bodies)."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     seen: list[dict] = []
 
@@ -190,11 +197,21 @@ def fake_provider(*, models: tuple[str, ...] = (), status: int = 401, echo_key: 
                                           "message": {"role": "assistant", "content": answer}}],
                              "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with loopback_http(Handler) as base:
+        yield base, seen
+
+
+@contextmanager
+def loopback_http(handler: type):
+    """An HTTP server with ``handler`` on a free loopback port, in a thread; yields its ``/v1`` base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()

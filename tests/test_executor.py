@@ -17,29 +17,18 @@ from flowfront.space import Configuration, resolve
 from flowfront.spec import Workflow, parse_model
 from flowfront.store import Trace, TraceStore, call_key, connect, prompt_key
 
+# Each of answer, check and escalate asks one of three models the query and parses a choice.
+_ASK = {"kind": "llm", "messages": [{"role": "user", "content": "{query}"}], "parser": "choice",
+        "models": ["a", "b", "c"]}
+
 CASCADE = {
     "name": "mini-cascade",
     "knobs": {"checker": {"values": ["on", "off"], "default": "on"}},
     "nodes": {
-        "answer": {
-            "kind": "llm",
-            "messages": [{"role": "user", "content": "{query}"}],
-            "parser": "choice",
-            "models": ["a", "b", "c"],
-        },
-        "check": {
-            "kind": "llm",
-            "messages": [{"role": "user", "content": "{query}"}],
-            "parser": "choice",
-            "models": ["a", "b", "c"],
-        },
+        "answer": dict(_ASK),
+        "check": dict(_ASK),
         "agree": {"kind": "code", "fn": "agree", "inputs": ["answer", "check"]},
-        "escalate": {
-            "kind": "llm",
-            "messages": [{"role": "user", "content": "{query}"}],
-            "parser": "choice",
-            "models": ["a", "b", "c"],
-        },
+        "escalate": dict(_ASK),
         "final": {"kind": "code", "fn": "coalesce", "inputs": ["escalate", "answer"]},
     },
     "flow": [

@@ -51,19 +51,10 @@ def test_litellm_custom_provider_path_is_identical(imported, shared_settings, na
     cards = load_cards(shared_settings)
     with open_store(shared_settings) as store:
         models = bench.workflow.all_models()
-        direct = execute(
-            bench,
-            config,
-            queries,
-            make_backend("replay", store, cards, shared_settings, models=models),
-            shared_settings,
-        )
-        via = execute(
-            bench,
-            config,
-            queries,
-            make_backend("replay-litellm", store, cards, shared_settings, models=models),
-            shared_settings,
+        direct, via = (
+            execute(bench, config, queries, make_backend(kind, store, cards, shared_settings, models=models),
+                    shared_settings)
+            for kind in ("replay", "replay-litellm")
         )
     assert fingerprint(direct) == fingerprint(via)
     if name == "code-budget":

@@ -361,12 +361,8 @@ class TraceStore(abc.ABC):
     ) -> list[Decision]:
         """Decisions, oldest first, filtered by time (``created_at``), workflow or response ids."""
         where, args = self._window(since, until, workflow)
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return []
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            args.extend(ids)
+        if not _match_ids(ids, where, args):
+            return []
         sql = (
             f"SELECT {', '.join(Decision.COLUMNS)} FROM decisions"
             + (f" WHERE {' AND '.join(where)}" if where else "")
@@ -441,12 +437,8 @@ class TraceStore(abc.ABC):
         """Grades, oldest update first; ``since`` filters on ``updated_at``."""
         where: list[str] = []
         args: list[Any] = []
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return []
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            args.extend(ids)
+        if not _match_ids(ids, where, args):
+            return []
         for clause, value in (("name = ?", name), ("updated_at >= ?", since)):
             if value is not None:
                 where.append(clause)
@@ -468,24 +460,26 @@ class TraceStore(abc.ABC):
 
     def ensure_generation(self) -> int:
         """The served generation, starting it at 1 on a store that has none."""
-        with self._transaction() as tx:
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('serve_generation', '1') ON CONFLICT (key) DO NOTHING"
-            )
-            row = tx.fetchone("SELECT value FROM meta WHERE key='serve_generation'")
-        return int(row[0]) if row else 1
+        return self._seeded_generation(1, bump=False)
 
     def bump_generation(self) -> int:
         """Advance the served generation by one (atomically) and return the new value."""
+        return self._seeded_generation(0, bump=True)
+
+    def _seeded_generation(self, start: int, *, bump: bool) -> int:
+        # One transaction: the row is made if missing, then (maybe) advanced and read under its lock.
         with self._transaction() as tx:
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('serve_generation', '0') ON CONFLICT (key) DO NOTHING"
+                "INSERT INTO meta (key, value) VALUES ('serve_generation', ?) ON CONFLICT (key) DO NOTHING",
+                (str(start),),
             )
-            tx.execute(
-                "UPDATE meta SET value=CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key='serve_generation'"
-            )
+            if bump:
+                tx.execute(
+                    "UPDATE meta SET value=CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                    "WHERE key='serve_generation'"
+                )
             row = tx.fetchone("SELECT value FROM meta WHERE key='serve_generation'")
-        return int(row[0]) if row else 0
+        return int(row[0]) if row else start
 
     # -- retention ------------------------------------------------------------------------------
     def prune(
@@ -539,3 +533,13 @@ def _stale(row: Sequence[Any], now: float, lease_s: float) -> bool:
     if host in (None, _HOST) and not pid_alive(int(pid)):
         return True  # its process on this machine (or a v1 store's, always local) is gone
     return bool((heartbeat if heartbeat is not None else started) < now - lease_s)
+
+
+def _match_ids(ids: Iterable[str] | None, where: list[str], args: list[Any]) -> bool:
+    """Narrow a query to ``ids`` (an ``id IN`` clause); False when the list is empty: nothing can match."""
+    if ids is None:
+        return True
+    ids = list(ids)
+    where.append(f"id IN ({','.join('?' * len(ids))})")
+    args.extend(ids)
+    return bool(ids)

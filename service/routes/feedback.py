@@ -9,17 +9,15 @@ from fastapi import APIRouter
 from flowfront.grades import FeedbackIn
 from flowfront.service.deps import Authorized, SharedDep
 from flowfront.service.errors import UnknownResponse
+from flowfront.service.routes import documented
 
 api_routes = APIRouter(prefix="/v1", tags=["feedback"], dependencies=[Authorized])
 
 
 @api_routes.post(
     "/feedback",
-    responses={
-        401: {"description": "missing or invalid API key"},
-        404: {"description": "no served response with this id (or it was pruned)"},
-        422: {"description": "invalid field (named)"},
-    },
+    responses=documented(401, said={404: "no served response with this id (or it was pruned)",
+                                    422: "invalid field (named)"}),
 )
 async def feedback(body: FeedbackIn, shared: SharedDep) -> dict:
     """Record (or replace: one per response and name) a grade. Retraining reads ``correct``, then

@@ -23,6 +23,7 @@ from flowfront.errors import FlowfrontError
 from flowfront.service.deps import Authorized, ServedDep, lookup
 from flowfront.service.engine import Outcome, run_request
 from flowfront.service.errors import InvalidRequest, JSONBody, error_parts
+from flowfront.service.routes import documented
 from flowfront.service.routes.workflows import headers, run_response
 from flowfront.service.schemas import ChatRequest
 from flowfront.service.streaming import ChunkStream, chunks, first_token_or_done
@@ -42,14 +43,7 @@ async def list_models(served: ServedDep) -> dict:
     "/chat/completions",
     responses={
         200: {"description": "a chat.completion (or an SSE stream of chat.completion.chunk)"},
-        401: {"description": "missing or invalid API key"},
-        404: {"description": "unknown workflow"},
-        409: {"description": "infeasible preference or missing artifact"},
-        413: {"description": "body too large"},
-        422: {"description": "invalid request"},
-        502: {"description": "model call failed"},
-        503: {"description": "models unavailable"},
-        504: {"description": "deadline exceeded"},
+        **documented(401, 404, 409, 413, 422, 502, 503, 504),
     },
 )
 async def chat_completions(body: ChatRequest, served: ServedDep, request: Request) -> Any:

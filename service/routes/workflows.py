@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from flowfront.service.deps import Authorized, ServedDep, lookup
 from flowfront.service.engine import Outcome, run_request
 from flowfront.service.errors import JSONBody, NotReady
+from flowfront.service.routes import documented
 from flowfront.service.schemas import (
     FrontierCandidate,
     FrontierOut,
@@ -21,9 +22,6 @@ from flowfront.service.state import WorkflowEntry
 
 api_routes = APIRouter(prefix="/v1/workflows", tags=["workflows"], dependencies=[Authorized])
 
-_ERRORS = {401: {"description": "missing or invalid API key"}, 404: {"description": "unknown workflow"}}
-
-
 @api_routes.get("", response_model=list[WorkflowOut])
 async def list_workflows(served: ServedDep) -> list[WorkflowOut]:
     """Every served workflow, its artifacts and the strategies it can serve."""
@@ -33,7 +31,7 @@ async def list_workflows(served: ServedDep) -> list[WorkflowOut]:
 @api_routes.get(
     "/{name}/frontier",
     response_model=FrontierOut,
-    responses={**_ERRORS, 409: {"description": "not compiled"}},
+    responses=documented(401, 404, said={409: "not compiled"}),
 )
 async def frontier(name: str, served: ServedDep, request: Request) -> FrontierOut:
     """The frontier's candidates with their compile-time estimates."""
@@ -70,14 +68,10 @@ async def frontier(name: str, served: ServedDep, request: Request) -> FrontierOu
 @api_routes.post(
     "/{name}/run",
     response_model=RunResponse,
-    responses={
-        **_ERRORS,
-        409: {"description": "infeasible preference (with the nearest option) or missing artifact"},
-        413: {"description": "body too large"},
-        502: {"description": "model call failed"},
-        503: {"description": "models unavailable; retry"},
-        504: {"description": "deadline exceeded"},
-    },
+    responses=documented(
+        401, 404, 413, 422, 502, 503, 504,
+        said={409: "infeasible preference (with the nearest option) or missing artifact"},
+    ),
 )
 async def run(name: str, body: RunRequest, served: ServedDep, request: Request) -> JSONBody:
     """Route the query to a frontier candidate for this preference, execute it, return the answer."""

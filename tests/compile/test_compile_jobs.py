@@ -12,21 +12,9 @@ from flowfront.compile.artifact import Frontier, Profiles
 from flowfront.compile.jobs import compile_job, profile_job
 from flowfront.errors import CompileError
 from flowfront.settings import Settings
-from tests.helpers import flowfront, private_settings
+from tests.helpers import flowfront, private_settings, workflow_models
 
-CASCADE_MODELS = [
-    "gpt-4-1106-preview",
-    "gpt-3.5-turbo-1106",
-    "claude-v2",
-    "claude-v1",
-    "claude-instant-v1",
-    "meta/llama-2-70b-chat",
-    "mistralai/mixtral-8x7b-chat",
-    "zero-one-ai/Yi-34B-Chat",
-    "WizardLM/WizardLM-13B-V1.2",
-    "meta/code-llama-instruct-34b-chat",
-    "mistralai/mistral-7b-chat",
-]
+CASCADE_MODELS = workflow_models("qa-cascade", "answer")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import pytest
 
+from bench._common import chat_workflow, stop_process
 from flowfront.settings import Settings
-from tests.helpers import PROJECT_ROOT, cli_env, flowfront, live_trace_rows
+from tests.helpers import (
+    PROJECT_ROOT,
+    cli_env,
+    flowfront,
+    free_port,
+    live_trace_rows,
+    loopback_http,
+    wait_http,
+)
 
 MODEL = "smollm2-135m-instruct"
 QUESTIONS = [
@@ -128,47 +139,36 @@ def test_profile_calls_each_prompt_once_at_the_widest_budget_and_streams(live) -
 def test_serve_answers_an_openai_client_against_the_live_model(live, tmp_path: Path) -> None:
     from openai import OpenAI
 
-    from tests.helpers import free_port, wait_http
-
     if not (live["work"] / "smoke" / "frontier.json").is_file():
         test_profile_calls_each_prompt_once_at_the_widest_budget_and_streams(live)
     workflows = tmp_path / "wf"
     workflows.mkdir()
     shutil.copy(live["configs"] / "workflows" / "smoke.yaml", workflows)
-    port = free_port()
-    env = {**live["env"], "FLOWFRONT_BACKEND": "litellm"}
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowfront.cli",
-                "serve",
-                "--workflows",
-                str(workflows),
-                "--port",
-                str(port),
-                "--workdir",
-                str(live["work"]),
-            ],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+    with _serving(workflows, live["work"], {**live["env"], "FLOWFRONT_BACKEND": "litellm"}, log) as base:
+        client = OpenAI(base_url=f"{base}/v1", api_key="unused")
         started = time.monotonic()
         reply = client.chat.completions.create(
             model="smoke", messages=[{"role": "user", "content": "What is 1 + 1?"}]
         )
         assert reply.choices[0].message.content, log.read_text()
         assert time.monotonic() - started < 30
+
+
+@contextmanager
+def _serving(workflows: Path, work: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """``flowfront serve`` of ``workflows`` over ``work`` in a subprocess, output in ``log``; yields its
+    base URL once ready and stops it (SIGTERM) at exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "flowfront.cli", "serve", "--workflows", str(workflows),
+               "--port", str(port), "--workdir", str(work)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
+        yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_process(proc)
 
 
 def test_a_killed_live_run_resumes_without_repeating_a_finished_call(live) -> None:
@@ -243,27 +243,14 @@ def test_both_live_transports_read_the_same_greedy_stream(live, budget: int) -> 
     )
 
 
-CHAT = f"""name: chat
-nodes:
-  reply:
-    kind: llm
-    messages: [{{role: user, content: "{{query}}"}}]
-    parser: raw
-    sampling: {{temperature: 0}}
-    models: [{MODEL}]
-    budgets: [160]
-flow: [reply]
-output: reply
-"""
+CHAT = chat_workflow(MODEL, 160)
 
 
 @pytest.fixture
 def chat_server(live, tmp_path: Path):
     """`flowfront serve` (litellm backend) of a one-node chat workflow over the live model, with a
     frontier written by hand and a fresh store; yields a function starting one with extra settings."""
-    from contextlib import contextmanager
-
-    from tests.helpers import free_port, hand_frontier, wait_http
+    from tests.helpers import hand_frontier
 
     workflows = tmp_path / "wf"
     workflows.mkdir()
@@ -277,37 +264,13 @@ def chat_server(live, tmp_path: Path):
             [{"knobs": {}, "nodes": {"reply": {"model": MODEL, "budget": 160}}}],
             work,
         )
-        port = free_port()
         env = {
             **live["env"],
             "FLOWFRONT_BACKEND": "litellm",
             **{f"FLOWFRONT_{k.upper()}": v for k, v in settings.items()},
         }
-        with open(tmp_path / f"{name}.log", "wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flowfront.cli",
-                    "serve",
-                    "--workflows",
-                    str(workflows),
-                    "--port",
-                    str(port),
-                    "--workdir",
-                    str(work),
-                ],
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+        with _serving(workflows, work, env, tmp_path / f"{name}.log") as base:
+            yield base
 
     return start
 
@@ -361,9 +324,7 @@ def test_a_failure_after_tokens_were_sent_ends_the_stream_with_an_error_event(ch
 
 def _counting_proxy(target: str):
     """A pass-through HTTP proxy in front of the llama.cpp server that counts the chat calls it forwards."""
-    import threading
-    from contextlib import contextmanager
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     import httpx
 
@@ -393,14 +354,8 @@ def _counting_proxy(target: str):
 
     @contextmanager
     def running():
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-        finally:
-            server.shutdown()
-            server.server_close()
+        with loopback_http(Forward) as base:
+            yield base, seen
 
     return running()
 

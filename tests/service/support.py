@@ -5,7 +5,6 @@ Shared by the fixtures in conftest.py and the test modules (no test module impor
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
+from bench._common import stop_process
 from flowfront.router.features import Embedder, featurize
 from flowfront.router.select import Preference
 from flowfront.settings import Settings
@@ -86,12 +86,7 @@ def live_server(settings: Settings, workflows: Path, log_dir: Path, **env: str) 
         _wait_ready(server)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
 
 
 def _wait_ready(server: LiveServer, timeout: float = 120.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import workflow_models
 from tests.service.support import make_client
 
 KEY = "svc-key-" + "0123456789"
@@ -68,21 +69,7 @@ def test_a_short_api_key_names_its_variable(trained, monkeypatch) -> None:
 
 
 def test_retry_after_follows_the_breaker(trained, workflows_dir, test_queries) -> None:
-    models = ",".join(
-        [
-            "gpt-4-1106-preview",
-            "gpt-3.5-turbo-1106",
-            "claude-v2",
-            "claude-v1",
-            "claude-instant-v1",
-            "meta/llama-2-70b-chat",
-            "mistralai/mixtral-8x7b-chat",
-            "zero-one-ai/Yi-34B-Chat",
-            "WizardLM/WizardLM-13B-V1.2",
-            "meta/code-llama-instruct-34b-chat",
-            "mistralai/mistral-7b-chat",
-        ]
-    )
+    models = ",".join(workflow_models("qa-cascade", "answer"))
     with make_client(
         trained,
         workflows_dir,

@@ -154,6 +154,7 @@ async def run_request(shared: Shared, entry: WorkflowEntry, query: str, preferen
 
 async def _serve(shared: Shared, out: Outcome, strategy: str | None, stream: StreamSink | None) -> None:
     entry = out.entry
+    shared.writer.refuse_if_down()
     started = time.perf_counter()
     out.decision = await _decide(entry, out.query, strategy, out.task)
     avoid = shared.breakers.unavailable(entry.all_models)

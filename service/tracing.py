@@ -10,6 +10,9 @@ batches gather for ``flush_interval_s``, a batch the store refuses is kept and r
 store is back, and once ``queue_max`` requests wait the newest are dropped and counted
 (``flowfront_traces_dropped``). :meth:`TraceWriter.aclose` writes whatever is queued, which is
 how SIGTERM loses nothing. Retention runs in a task of its own, never on the commit path.
+While the store is known down (a write, a probe or ``/readyz`` found it so) it is probed every
+``probe_interval_s``, and durable requests are refused before they run (:meth:`refuse_if_down`)
+instead of each waiting out two write attempts.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class TraceWriter:
         max_age_s: float | None = None,
         max_bytes: int | None = None,
         prune_interval_s: float = 60.0,
+        probe_interval_s: float = 1.0,
     ) -> None:
         self.url = url
         self.durable = durable
@@ -111,6 +115,10 @@ class TraceWriter:
         self._task: asyncio.Task | None = None
         self._pruner: asyncio.Task | None = None
         self._full = asyncio.Event()
+        # Set while the store is known down (a write or a probe failed), cleared once it answers.
+        self.outage: StoreError | None = None
+        self.probe_interval_s = probe_interval_s
+        self._prober: asyncio.Task | None = None
         self.written = 0
         self.dropped = 0
         self._closing = False
@@ -125,9 +133,42 @@ class TraceWriter:
         if self.max_age_s or self.max_bytes:
             self._pruner = loop.create_task(self._prune_forever(), name="trace-retention")
 
+    def refuse_if_down(self) -> None:
+        """Durable, with the store known down: refuse a request before it runs. Its answer could not
+        be logged, so it would be a 503 anyway, after two write attempts' timeouts and the model
+        calls; refusing first keeps the calls and the caller's wait."""
+        if self.durable and self.outage is not None:
+            raise StoreUnavailable(f"not run: its answer could not be logged ({self.outage.message})",
+                                   hint="retry shortly; the service keeps trying the store")
+
+    def observed(self, problem: StoreError | None) -> None:
+        """What a check of the store (``/readyz``, a probe, a write) found: down, or answering."""
+        if problem is None:
+            if self.outage is not None:
+                log.info("the store %s answers again", self.url.shown)
+            self.outage = None
+            return
+        self.outage = problem
+        if self._task is not None and not self._closing and (self._prober is None or self._prober.done()):
+            self._prober = asyncio.get_running_loop().create_task(self._probe(), name="trace-store-probe")
+
+    async def _probe(self) -> None:
+        while self.outage is not None and not self._closing and self.store is not None:
+            await asyncio.sleep(self.probe_interval_s)
+            try:
+                await asyncio.to_thread(self.store.ping)
+            except StoreError as exc:
+                self.outage = exc
+            else:
+                self.observed(None)
+
     async def record(self, decision: Decision, events: list[CallEvent]) -> None:
-        """Queue one request's rows; when durable, return once they are committed (or raise)."""
-        durable = self.durable and self._task is not None
+        """Queue one request's rows; when durable, return once they are committed (or raise). An
+        error answer with the store down does not wait: there is nothing to confirm, and its rows
+        stay queued until the store is back."""
+        durable = self.durable and self._task is not None and not (
+            self.outage is not None and decision.status != 200
+        )
         if not durable and self._queue.qsize() >= self.queue_max:
             self.dropped += 1
             self.metrics.traces_dropped.inc()
@@ -173,8 +214,10 @@ class TraceWriter:
         while True:
             try:
                 rows = await asyncio.to_thread(self._put, batch)
+                self.observed(None)
                 break
             except StoreError as exc:
+                self.observed(exc)
                 failure, attempt = exc, attempt + 1
                 if attempt == 1 or attempt % 20 == 0:
                     log.error(
@@ -238,11 +281,12 @@ class TraceWriter:
     async def aclose(self) -> None:
         """Write everything queued, then close the store."""
         self._closing = True
-        if self._pruner is not None:
-            self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
-            self._pruner = None
+        for task in (self._pruner, self._prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._pruner = self._prober = None
         if self._task is not None:
             await self._queue.put(None)
             self._full.set()

@@ -107,6 +107,11 @@ async def _problems(shared: Shared) -> list[str]:
             await asyncio.to_thread(store.ping)
         except StoreError as exc:
             problems.append(f"{name}: {shared.redactor.scrub(str(exc))}")
+            if store is shared.writer.store:
+                shared.writer.observed(exc)
+        else:
+            if store is shared.writer.store:  # a load balancer's readiness poll ends an outage at once
+                shared.writer.observed(None)
     for models, backend in list(shared.backends.items()):
         try:
             await backend.check()

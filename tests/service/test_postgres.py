@@ -5,7 +5,6 @@ requests into 503s, never into 200s without their rows; the service recovers by 
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from bench._common import stop_process
 from flowfront.store import connect
 from flowfront.store.pgtemp import PostgresCluster
 from tests.helpers import flowfront, free_port
@@ -115,14 +115,6 @@ def _wait(url: str, status: int, timeout: float = 90) -> httpx.Response:
     raise TimeoutError(f"{url} never answered {status}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(
     trained, workflows_dir, tmp_path, test_queries
 ) -> None:
@@ -149,7 +141,7 @@ def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(
         _wait(f"{base}/readyz", 200)
         assert httpx.post(f"{base}{RUN}", json={"query": test_queries[0]}, timeout=30).status_code == 200
     finally:
-        _stop(proc)
+        stop_process(proc)
         cluster.close()
     log = (tmp_path / "serve.log").read_text()
     assert "not ready" in log and "Traceback" not in log and cluster.password not in log
@@ -168,6 +160,7 @@ def test_a_database_lost_while_serving_means_503_then_recovery(
         proc, base = _serve(settings, workflows_dir, tmp_path / "serve.log", store=cluster.url())
         answered: list[str] = []
         statuses: list[int] = []
+        refused: list[str] = []
 
         def ask(i: int) -> None:
             r = httpx.post(f"{base}{RUN}", json={"query": test_queries[i % 50]}, timeout=60)
@@ -176,6 +169,7 @@ def test_a_database_lost_while_serving_means_503_then_recovery(
                 answered.append(r.json()["trace_id"])
             else:
                 assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+                refused.append(r.json()["error"]["message"])
 
         try:
             _wait(f"{base}/readyz", 200)
@@ -186,6 +180,8 @@ def test_a_database_lost_while_serving_means_503_then_recovery(
             for i in range(5, 10):
                 ask(i)
             assert statuses[5:] == [503] * 5  # nothing answered that could not be logged
+            # once the store is known down, requests are refused before they run, not after timeouts
+            assert sum(m.startswith("not run: its answer could not be logged") for m in refused) >= 4, refused
             assert _wait(f"{base}/readyz", 503).status_code == 503
             cluster.restart()
             _wait(f"{base}/readyz", 200)
@@ -193,9 +189,12 @@ def test_a_database_lost_while_serving_means_503_then_recovery(
                 ask(i)
             assert statuses[10:] == [200] * 5  # recovered by itself
         finally:
-            _stop(proc)
+            stop_process(proc)
         with connect(cluster.url()) as store:
-            logged = {d.id for d in store.decisions() if d.status == 200}
+            rows = store.decisions()
+        logged = {d.id for d in rows if d.status == 200}
         assert set(answered) <= logged and len(answered) == 10
+        # the refused requests' rows waited out the outage in the queue: nothing recorded was lost
+        assert sum(d.status == 503 for d in rows) >= 4
     finally:
         cluster.close()

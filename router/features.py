@@ -119,9 +119,11 @@ class FeatureConfig(BaseModel):
 class Embedder:
     """Sentence embeddings with a disk cache and an in-process LRU; the model loads on first use.
 
-    ``cache_dir`` holds ``embeddings.sqlite`` and the ONNX exports; with ``None`` there is no
-    disk cache. ``export_dir`` overrides where exports go (default ``cache_dir/onnx``, else the
-    per-user ``~/.cache/flowfront/onnx``).
+    ``cache_dir`` holds ``embeddings.sqlite``; with ``None`` there is no disk cache. The ONNX
+    exports go to ``export_dir``, by default the per-user ``~/.cache/flowfront/onnx`` that every
+    workdir shares (an export is named by the package version, variant and length, and written
+    atomically under a lock, so sharing is safe; exporting takes ~15 s on two cores), or
+    ``cache_dir/onnx`` where the per-user folder cannot be written.
     ``model_calls`` counts forward passes and ``texts_embedded`` the texts they covered, which
     is how callers (and tests) see the cache at work.
     """
@@ -254,9 +256,8 @@ class Embedder:
         from flowfront.router.onnx_embed import default_export_dir, load_encoder
 
         c = self.config
-        export_dir = self.export_dir
-        if export_dir is None:
-            export_dir = self.cache_dir / "onnx" if self.cache_dir is not None else default_export_dir()
+        export_dir = self.export_dir if self.export_dir is not None else _writable_exports(
+            default_export_dir(), self.cache_dir)
         if c.variant == "static":
             from flowfront.router.static_embed import load_static_encoder
 
@@ -400,3 +401,16 @@ def featurize(
     if not config.text_stats:
         return embedding
     return np.concatenate([embedding, text_stats(texts)], axis=1)
+
+
+def _writable_exports(shared: Path, cache_dir: Path | None) -> Path:
+    """The per-user export folder, or the workdir's cache when that cannot be written (a read-only
+    home in a container)."""
+    try:
+        shared.mkdir(parents=True, exist_ok=True)
+        writable = os.access(shared, os.W_OK)
+    except OSError:  # not ours to create
+        writable = False
+    if writable or cache_dir is None:
+        return shared
+    return cache_dir / "onnx"

@@ -199,7 +199,7 @@ class Shared:
                 embedder = Embedder(config, cache_dir=cache if s.embedding_disk_cache else None,
                                     cache_max_mb=s.embedding_cache_max_mb,
                                     lru_size=min(1024, s.feature_lru_size),
-                                    num_threads=s.embed_threads, export_dir=cache / "onnx")
+                                    num_threads=s.embed_threads)
                 embedder.encode(["warm-up: load the model before the first request"])
                 found = self.features[config] = FeatureSource(embedder, config, lru_size=s.feature_lru_size,
                                                               lookups=self.metrics.embed_lookups)

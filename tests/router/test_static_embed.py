@@ -83,3 +83,32 @@ def test_the_token_table_is_distilled_once_and_reused(static: Embedder, exports:
 def test_featurize_with_static_has_the_same_layout(static: Embedder) -> None:
     X = featurize(["What is 2+2? A) 3 B) 4"], FeatureConfig(variant="static"), static)
     assert X.shape[1] > 384 and np.isclose(np.linalg.norm(X[0, :384]), 1.0)
+
+
+def test_exports_are_shared_by_every_workdir_and_fall_back_to_the_workdir(
+    static: Embedder, exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One export per user (not one per workdir: ~15 s each for ONNX); the workdir's cache only where
+    the per-user folder cannot be made. Each folder is given the table, so a wrong folder would
+    build a new one and show up."""
+    import shutil
+
+    text = ["The cat sat on the mat."]
+    expected = static.encode(text)
+    table = _table(exports)
+    home = tmp_path / "xdg"
+    (home / "flowfront" / "onnx").mkdir(parents=True)
+    shutil.copy(table, home / "flowfront" / "onnx" / table.name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    for work in ("a", "b"):
+        np.testing.assert_allclose(Embedder(FeatureConfig(variant="static"), tmp_path / work).encode(text),
+                                   expected, atol=1e-6)
+        assert not (tmp_path / work / "onnx").exists()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # its flowfront/onnx cannot be made
+    (tmp_path / "c" / "onnx").mkdir(parents=True)
+    shutil.copy(table, tmp_path / "c" / "onnx" / table.name)
+    np.testing.assert_allclose(Embedder(FeatureConfig(variant="static"), tmp_path / "c").encode(text),
+                               expected, atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "c" / "onnx").iterdir() if p.suffix == ".npy") == [table.name]

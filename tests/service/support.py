@@ -34,12 +34,17 @@ def copy_store(src: Settings, dst: Path) -> None:
 def copy_workdir(src: Settings, dst: Path, *, router: bool = True, outcomes: bool = False) -> Settings:
     """A private copy of a trained workdir (store, qa-cascade artifacts, ONNX exports) to change freely."""
     copy_store(src, dst)
+    copy_artifacts(src, dst, router=router, outcomes=outcomes)
+    return src.model_copy(update={"workdir": dst})
+
+
+def copy_artifacts(src: Settings, dst: Path, *, router: bool = True, outcomes: bool = False) -> None:
+    """qa-cascade's artifacts and the embedding model's ONNX exports, without the store."""
     skip = ([] if outcomes else ["outcomes"]) + ([] if router else ["router-*"])
     shutil.copytree(src.workdir / BENCH, dst / BENCH, ignore=shutil.ignore_patterns(*skip))
     exports = src.workdir / "embeddings" / "onnx"
-    if exports.is_dir():  # without them the embedder would export the model again (tens of seconds)
+    if exports.is_dir():  # without them a served process exports the model again (~15 s on 2 cores)
         shutil.copytree(exports, dst / "embeddings" / "onnx")
-    return src.model_copy(update={"workdir": dst})
 
 
 def make_client(settings: Settings, workflows: Path, **env: str) -> TestClient:

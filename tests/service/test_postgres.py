@@ -4,7 +4,6 @@ requests into 503s, never into 200s without their rows; the service recovers by 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,18 +16,12 @@ from bench._common import stop_process
 from flowfront.store import connect
 from flowfront.store.pgtemp import PostgresCluster
 from tests.helpers import flowfront, free_port
-from tests.service.support import start_serve
+from tests.service.support import copy_artifacts, start_serve
 
 # the slow tier: it starts subprocesses or servers (make test-fast leaves it out)
 pytestmark = pytest.mark.slow
 
 RUN = "/v1/workflows/qa-cascade/run"
-
-
-def _artifacts(trained, work: Path) -> None:
-    shutil.copytree(
-        trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def pg_settings(trained, pg_cluster, tmp_path_factory):
     with connect(trained.store_url) as src, connect(url) as dst:
         src.copy_to(dst)
     work = tmp_path_factory.mktemp("pg-work")
-    _artifacts(trained, work)
+    copy_artifacts(trained, work)
     return trained.model_copy(update={"workdir": work, "store": url})
 
 
@@ -121,7 +114,7 @@ def test_unreachable_at_start_is_not_ready_then_ready_once_the_database_answers(
     cluster = PostgresCluster(port=free_port())
     url = cluster.url("served")  # a database that appears, whole, after the service started
     work = tmp_path / "work"
-    _artifacts(trained, work)
+    copy_artifacts(trained, work)
     settings = trained.model_copy(update={"workdir": work})
     proc, base = _serve(settings, workflows_dir, tmp_path / "serve.log", store=url)
     try:
@@ -152,7 +145,7 @@ def test_a_database_lost_while_serving_means_503_then_recovery(
 ) -> None:
     cluster = PostgresCluster().start()
     work = tmp_path / "work"
-    _artifacts(trained, work)
+    copy_artifacts(trained, work)
     try:
         with connect(trained.store_url) as src, connect(cluster.url()) as dst:
             src.copy_to(dst)

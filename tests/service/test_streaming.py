@@ -16,7 +16,7 @@ import pytest
 from flowfront.executor import streamed_call
 from flowfront.spec import load_workflow
 from tests.helpers import PROJECT_ROOT, hand_frontier
-from tests.service.support import copy_store, make_client
+from tests.service.support import copy_artifacts, copy_store, make_client
 
 MODELS = ("gpt-3.5-turbo-1106", "mistralai/mixtral-8x7b-chat")
 WORKFLOW = f"""
@@ -42,9 +42,7 @@ def served(trained, tmp_path_factory):
     shutil.copy(PROJECT_ROOT / "configs" / "workflows" / "qa-cascade.yaml", workflows)
     work = folder / "work"
     copy_store(trained, work)
-    shutil.copytree(
-        trained.workdir / "qa-cascade", work / "qa-cascade", ignore=shutil.ignore_patterns("outcomes")
-    )
+    copy_artifacts(trained, work)
     hand_frontier(workflows / "qa-raw.yaml", [{"knobs": {}, "nodes": {"answer": {"model": m, "budget": None}}}
                                               for m in MODELS], work)
     return trained.model_copy(update={"workdir": work}), workflows

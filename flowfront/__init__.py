@@ -174,18 +174,26 @@ def load_router(benchmark_or_folder: str | Path, settings: Settings | None = Non
     return TrainedRouter.load(folder, frontier)
 
 
-def run_outcomes(path: str | Path, name: str, settings: Settings | None = None, *, seeds: int = 3) -> dict:
+def run_outcomes(path: str | Path, name: str, settings: Settings | None = None, *, seeds: int = 3,
+                 strategies: Sequence[str] | None = None) -> dict:
     """The whole chain (import, profile, compile, validate, train, eval, report) on an outcome
     table, as ``flowfront run --outcomes PATH --name NAME`` does; returns its summary row
-    (``results`` holds the evaluation). ``name`` is then served, listed and routable."""
+    (``results`` holds the evaluation). ``name`` is then served, listed and routable.
+    ``strategies`` evaluates only those (static, best-single and the oracle always run)."""
     import re
 
     from flowfront.cli.pipeline import run_main
+    from flowfront.router.registry import strategy_entry
+
+    chosen = None if strategies is None else tuple(strategies)
+    for strategy in chosen or ():
+        strategy_entry(strategy)  # an unknown name fails before any work, naming the known ones
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
         raise SpecError(f"name {name!r} is not a usable name",
                         hint="use lower-case letters, digits, - and _ (it becomes a file and URL name)")
-    return run_main(_settings(settings), (), outcomes=Path(path), seeds=seeds, name=name)[0]
+    return run_main(_settings(settings), (), outcomes=Path(path), seeds=seeds, name=name,
+                    strategies=chosen)[0]
 
 
 def select(frontier: Frontier, preference: Preference | None = None) -> Candidate:

@@ -56,6 +56,8 @@ def test_run_outcomes_end_to_end_on_a_synthetic_table(tmp_path: Path) -> None:
         "my-table",
         "--seeds",
         "1",
+        "--strategies",  # the ones checked below (static, best-single and the oracle always run)
+        "frontier,knn,full-space",
         "--workdir",
         str(work),
         timeout=900,
@@ -122,7 +124,8 @@ def test_an_unseen_table_without_cards_runs_with_what_it_has(
         make_table(tmp_path / "full.csv", n_queries=120), tmp_path / "table.csv", drop, tokens
     )
     work = tmp_path / "work"
-    out = flowfront("run", "--outcomes", str(table), "--seeds", "1", "--workdir", str(work), timeout=900)
+    out = flowfront("run", "--outcomes", str(table), "--seeds", "1", "--strategies", "frontier",
+                    "--workdir", str(work), timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = next(p for p in work.iterdir() if p.name.startswith("outcomes-"))
     frontier = orjson.loads((folder / "frontier.json").read_bytes())
@@ -139,12 +142,15 @@ def test_an_outcome_table_runs_from_python_and_its_artifacts_load_by_name(tmp_pa
     from tests.helpers import PROJECT_ROOT
 
     settings = ff.Settings(workdir=tmp_path / "work", configs_dir=PROJECT_ROOT / "configs")
-    row = ff.run_outcomes(make_table(tmp_path / "t.csv", n_queries=120), "py-table", settings, seeds=1)
+    row = ff.run_outcomes(make_table(tmp_path / "t.csv", n_queries=120), "py-table", settings, seeds=1,
+                          strategies=["frontier"])
     assert row["benchmark"] == "py-table" and row["results"]["strategies"]["frontier"]
     frontier = ff.load_frontier("py-table", settings)
     router = ff.load_router("py-table", settings)
     picks = router.route("What is 3 plus 4, multiplied by 5?", ff.Preference(lambda_=0.2))
     assert len(picks) == 1 and picks[0].id in {c.id for c in frontier.candidates}
+    with pytest.raises(ff.FlowfrontError, match="no-such-strategy"):
+        ff.run_outcomes(tmp_path / "t.csv", "py-table", settings, strategies=["no-such-strategy"])
     with pytest.raises(ff.SpecError, match="name 'Bad Name'"):
         ff.run_outcomes(tmp_path / "t.csv", "Bad Name", settings)
     with pytest.raises(ff.SpecError, match="lambda_"):

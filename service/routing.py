@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
+from flowfront.router.base import Router
 from flowfront.router.caches import LRUCache
-from flowfront.router.features import featurize
+from flowfront.router.features import Embedder, FeatureConfig, featurize
 from flowfront.service.batcher import MicroBatcher
 
 __all__ = ["FeatureSource", "RouterFront", "RouterRow", "text_key"]
@@ -57,7 +58,7 @@ class FeatureSource:
     LRU or disk cache had the vector) or ``"computed"`` (the model ran) per query.
     """
 
-    def __init__(self, embedder: Any, config: Any, *, lru_size: int, lookups: Counter) -> None:
+    def __init__(self, embedder: Embedder, config: FeatureConfig, *, lru_size: int, lookups: Counter) -> None:
         self.embedder = embedder
         self.config = config
         self.rows = LRUCache(lru_size)
@@ -85,7 +86,7 @@ class FeatureSource:
 class RouterFront:
     """``await estimate(text)``: memoised router estimates, misses batched in a worker thread."""
 
-    def __init__(self, source: FeatureSource, router: Any, pool: ThreadPoolExecutor, *, memo_size: int,
+    def __init__(self, source: FeatureSource, router: Router, pool: ThreadPoolExecutor, *, memo_size: int,
                  max_size: int, max_wait_s: float, on_batch: Any = None) -> None:
         self.source = source
         self.router = router

@@ -169,7 +169,7 @@ def test_the_quick_tour_after_the_main_job_breaks_nothing(installed: dict) -> No
     from tests.tables import make_table
 
     user, work = installed["user"], installed["user"] / "runs"
-    env = {**installed["env"], "FLOWFRONT_QUERY_LIMIT": "200"}  # a quick main job; the chain is the same
+    env = {**installed["env"], "FLOWFRONT_QUERY_LIMIT": "100"}  # a quick main job; the chain is the same
     make_table(user / "my-outcomes.csv")  # the tour's "your own outcome table"
     flowfront = str(installed["bin"] / "flowfront")
     # The routers the tour and `serve` use; the field's baselines are the eval tests' to check.

@@ -80,6 +80,48 @@ def compiled_settings(imported_settings: Settings, tmp_path_factory: pytest.Temp
     return settings
 
 
+def _reuse(work: Path, base: Settings) -> Settings | None:
+    """A prepared workdir copied in, if it holds a valid frontier + router for the current workflow."""
+    from flowfront.benchmarks import load_benchmark
+    from flowfront.compile.artifact import Frontier
+    from flowfront.errors import FlowfrontError
+    from flowfront.router.artifact import load_router
+    from tests.service.support import BENCH, copy_workdir
+
+    given = os.environ.get("FLOWFRONT_SERVICE_TEST_WORKDIR")
+    if not given:
+        return None
+    src = base.model_copy(update={"workdir": Path(given)})
+    try:
+        bench = load_benchmark(BENCH, base.configs_dir)
+        frontier = Frontier.load(
+            src.workdir / BENCH / "frontier.json", expect_workflow_hash=bench.workflow.content_hash
+        )
+        load_router(src.workdir / BENCH / "router-frontier", expect_inputs_hash=frontier.content_hash())
+    except FlowfrontError:
+        return None
+    return copy_workdir(src, work).model_copy(update={"data_dir": base.data_dir})
+
+
+@pytest.fixture(scope="session")
+def trained(compiled_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings whose private workdir holds qa-cascade's frontier (the session's compile, copied)
+    and a router trained on it (built once, with real embeddings and LightGBM; read-only, like
+    ``compiled_settings``). ``FLOWFRONT_SERVICE_TEST_WORKDIR`` may name a workdir where the same
+    three jobs already ran: its store, frontier and router are copied and validated, not trusted."""
+    work = tmp_path_factory.mktemp("service-work")
+    reused = _reuse(work, compiled_settings)
+    if reused is not None:
+        return reused
+    from flowfront.router.train import train_job
+    from tests.helpers import writable_copy
+    from tests.service.support import BENCH
+
+    settings = writable_copy(compiled_settings, work, BENCH)
+    train_job(settings, BENCH, "frontier")
+    return settings
+
+
 FAST_TIER = os.environ.get("FLOWFRONT_TEST_TIER") == "fast"
 
 

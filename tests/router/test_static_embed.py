@@ -23,8 +23,12 @@ def _table(exports: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("static-exports")
+def exports() -> Path:
+    """The per-user export folder the product uses: the table is distilled there once per machine
+    (~8 s), by whichever test or command needs it first, and read by all the others."""
+    from flowfront.router.onnx_embed import default_export_dir
+
+    return default_export_dir()
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +116,15 @@ def test_exports_are_shared_by_every_workdir_and_fall_back_to_the_workdir(
     np.testing.assert_allclose(Embedder(FeatureConfig(variant="static"), tmp_path / "c").encode(text),
                                expected, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "c" / "onnx").iterdir() if p.suffix == ".npy") == [table.name]
+
+
+@pytest.mark.slow  # distils the table again (~8 s); the fast tier reads the per-user one
+def test_a_fresh_distillation_gives_the_table_in_use(static: Embedder, exports: Path, tmp_path: Path) -> None:
+    import shutil
+
+    static.encode(["warm"])
+    for encoder in exports.glob("minilm-onnx-int8-*.onnx"):  # the encoder it is distilled from
+        shutil.copy(encoder, tmp_path / encoder.name)
+    fresh = Embedder(FeatureConfig(variant="static"), None, export_dir=tmp_path)
+    fresh.encode(["warm"])
+    np.testing.assert_allclose(np.load(_table(tmp_path)), np.load(_table(exports)), atol=1e-6)

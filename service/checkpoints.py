@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from flowfront.checkpoints import Checkpoint
+from flowfront.service.metrics import Metrics
 from flowfront.space import Resolved
 
 __all__ = ["ServedCheckpoints"]
@@ -22,11 +23,12 @@ __all__ = ["ServedCheckpoints"]
 class ServedCheckpoints:
     """The checkpoint hook of one request: ``out`` is its engine ``Outcome``."""
 
-    def __init__(self, out: Any, avoid: set[str]) -> None:
+    def __init__(self, out: Any, avoid: set[str], metrics: Metrics) -> None:
         from flowfront.router.redecide import Redecisions
 
         entry = out.entry
         self.out = out
+        self.metrics = metrics
         self.hook = Redecisions(
             entry.progressive,
             entry.workflow,
@@ -41,7 +43,13 @@ class ServedCheckpoints:
         )
 
     async def __call__(self, point: Checkpoint) -> Resolved | None:
+        made = len(self.hook.log)
         after = await self.hook(point)
+        if len(self.hook.log) > made:  # the checkpoint's router was consulted
+            outcome = "kept" if after is None else "switched"
+            self.metrics.checkpoint_decisions.labels(
+                workflow=self.out.entry.name, checkpoint=point.id, outcome=outcome
+            ).inc()
         if after is not None:
             self.out.index = self.hook.index(after)
             self.out.log.candidate = self.out.entry.ids[self.out.index]

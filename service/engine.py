@@ -198,7 +198,7 @@ async def _execute(shared: Shared, out: Outcome, avoid: set[str], stream: Stream
     query = Query(out.trace_id, out.query)
     while True:  # one pass per candidate tried: at most 1 + max_fallbacks
         out.log.candidate = entry.ids[out.index]
-        redecide = (ServedCheckpoints(out, avoid | failed)
+        redecide = (ServedCheckpoints(out, avoid | failed, shared.metrics)
                     if entry.progressive is not None and decision.strategy == "router" and not out.explored
                     else None)
         result = await entry.executor.run(entry.resolved[out.index], query, checkpoint=redecide,

@@ -38,6 +38,7 @@ class Metrics:
     chosen: Counter
     backend_errors: Counter
     fallbacks: Counter
+    checkpoint_decisions: Counter
     breaker_state: Gauge
     embed_lookups: Counter
     batch_size: Histogram
@@ -71,6 +72,10 @@ class Metrics:
                                    ["model", "kind"], registry=r),
             fallbacks=Counter("flowfront_fallbacks", "Requests answered by another candidate after a failure",
                               ["workflow"], registry=r),
+            checkpoint_decisions=Counter("flowfront_checkpoint_decisions",
+                                         "Re-decisions at workflow checkpoints (progressive routing), by "
+                                         "workflow, checkpoint and outcome: switched or kept",
+                                         ["workflow", "checkpoint", "outcome"], registry=r),
             breaker_state=Gauge("flowfront_breaker_state",
                                 "Circuit breaker per model (and worker): 0 closed, 1 half-open, 2 open",
                                 ["model"], registry=r, multiprocess_mode="liveall"),

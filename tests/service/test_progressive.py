@@ -99,6 +99,7 @@ def test_a_switched_request_answers_as_exec_of_its_last_candidate(served, tmp_pa
     acc, lat, cost = frontier_estimates(frontier)
     lambdas = lambda_sweep(Scale.from_estimates(lat, cost), acc, lat, cost, n=9)  # the evaluation's sweep
     switched = []
+    outcomes = {"switched": 0.0, "kept": 0.0}
     log = tmp_path / "served.sqlite"
     with make_client(settings, workflows, TRACE_STORE=str(log)) as client:
         for q in queries:
@@ -113,6 +114,15 @@ def test_a_switched_request_answers_as_exec_of_its_last_candidate(served, tmp_pa
                 )
                 if any(c["switched"] for c in body["checkpoints"]):
                     switched.append((q, body))
+                for c in body["checkpoints"]:
+                    outcomes["switched" if c["switched"] else "kept"] += 1
+        # /metrics counts the same re-decisions, by outcome
+        counted = {"switched": 0.0, "kept": 0.0}
+        for line in client.get("/metrics").text.splitlines():
+            ours = f'workflow="{bench_name}"' in line
+            if line.startswith("flowfront_checkpoint_decisions_total{") and ours:
+                counted[line.split('outcome="')[1].split('"')[0]] += float(line.rsplit(" ", 1)[1])
+        assert counted == outcomes
     assert switched, f"no request switched on {bench_name}: the switching path was not exercised"
     for q, body in switched[:12]:
         last = [c for c in body["checkpoints"] if c["switched"]][-1]
